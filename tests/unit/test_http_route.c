@@ -1,0 +1,190 @@
+/*
+ * Unit tests for path routing and the room-name rule (src/http/http_route.c),
+ * including paths taken from a parsed request line so the query is split off
+ * the way the broker does it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "http/http.h"
+#include "check.h"
+
+static struct rr_route route(const char *path)
+{
+	struct rr_http_str s = {.p = path, .n = strlen(path)};
+
+	return rr_http_route(s);
+}
+
+static bool room_is(struct rr_route r, const char *lit)
+{
+	return r.room.n == strlen(lit) && memcmp(r.room.p, lit, r.room.n) == 0;
+}
+
+static void test_fixed_paths(void)
+{
+	CHECK_EQ(route("/echo").kind, RR_ROUTE_ECHO);
+	CHECK_EQ(route("/healthz").kind, RR_ROUTE_HEALTHZ);
+	CHECK_EQ(route("/metrics").kind, RR_ROUTE_METRICS);
+	CHECK_EQ(route("/").kind, RR_ROUTE_INDEX);
+	CHECK_EQ(route("/echo").room.n, 0);
+
+	/* exact matches only: 404 */
+	CHECK_EQ(route("").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("//").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/echo/").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/echox").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/Echo").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/ech").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/healthz/").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/metrics.txt").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/index.html").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/%65cho").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("echo").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("*").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("http://h/echo").kind, RR_ROUTE_NONE);
+	/* not under /raw/ or /chat/: 404, not 400 */
+	CHECK_EQ(route("/raw").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/chat").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/rawx/a").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/Raw/a").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("/chatroom/a").kind, RR_ROUTE_NONE);
+	CHECK_EQ(route("//raw/a").kind, RR_ROUTE_NONE);
+	{
+		struct rr_http_str empty = {.p = NULL, .n = 0};
+
+		CHECK_EQ(rr_http_route(empty).kind, RR_ROUTE_NONE);
+	}
+}
+
+static void test_rooms(void)
+{
+	char path[256];
+	struct rr_route r;
+
+	r = route("/raw/lobby");
+	CHECK_EQ(r.kind, RR_ROUTE_RAW);
+	CHECK(room_is(r, "lobby"));
+	r = route("/chat/lobby");
+	CHECK_EQ(r.kind, RR_ROUTE_CHAT);
+	CHECK(room_is(r, "lobby"));
+	r = route("/chat/A-z_0.9~");
+	CHECK_EQ(r.kind, RR_ROUTE_CHAT);
+	CHECK(room_is(r, "A-z_0.9~"));
+	r = route("/raw/..");
+	CHECK_EQ(r.kind, RR_ROUTE_RAW); /* only a name here, never a file path */
+	CHECK(room_is(r, ".."));
+	r = route("/raw/x");
+	CHECK_EQ(r.kind, RR_ROUTE_RAW);
+	CHECK(room_is(r, "x"));
+
+	/* 128 bytes is the longest name, 129 is refused */
+	memcpy(path, "/raw/", 5);
+	memset(path + 5, 'r', 128);
+	path[5 + 128] = '\0';
+	r = route(path);
+	CHECK_EQ(r.kind, RR_ROUTE_RAW);
+	CHECK_EQ(r.room.n, 128);
+	CHECK(r.room.p == path + 5);
+	path[5 + 128] = 'r';
+	path[5 + 129] = '\0';
+	r = route(path);
+	CHECK_EQ(r.kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(r.room.n, 0);
+	memcpy(path, "/chat/", 6);
+	memset(path + 6, 'c', 129);
+	path[6 + 129] = '\0';
+	CHECK_EQ(route(path).kind, RR_ROUTE_BAD_ROOM);
+	path[6 + 128] = '\0';
+	CHECK_EQ(route(path).kind, RR_ROUTE_CHAT);
+
+	/* empty, extra slash, percent-encoded (not decoded), bad bytes */
+	CHECK_EQ(route("/raw/").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/raw/a/b").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/raw/a/").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/raw//a").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/a/b").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/raw/a%20b").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/raw/%61").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/a b").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/a+b").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/caf\xc3\xa9").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/a?b").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/a#b").kind, RR_ROUTE_BAD_ROOM);
+	CHECK_EQ(route("/chat/a;b").kind, RR_ROUTE_BAD_ROOM);
+	{
+		static const char nul[] = "/raw/a\0b";
+		struct rr_http_str s = {.p = nul, .n = sizeof(nul) - 1};
+
+		CHECK_EQ(rr_http_route(s).kind, RR_ROUTE_BAD_ROOM);
+	}
+}
+
+static void test_room_name_valid(void)
+{
+	char name[130];
+	unsigned c;
+	unsigned allowed = 0;
+
+	CHECK(!rr_room_name_valid(NULL, 0));
+	CHECK(!rr_room_name_valid("a", 0));
+	CHECK(rr_room_name_valid("a", 1));
+	memset(name, 'z', sizeof(name));
+	CHECK(rr_room_name_valid(name, 128));
+	CHECK(!rr_room_name_valid(name, 129));
+	CHECK(!rr_room_name_valid(name, 130));
+
+	/* exactly 26 + 26 + 10 + 4 byte values are allowed */
+	for (c = 0; c < 256; c++) {
+		char ch = (char)c;
+		bool want = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '~' || c == '-';
+
+		CHECK_EQ(rr_room_name_valid(&ch, 1), want);
+		if (rr_room_name_valid(&ch, 1))
+			allowed++;
+		/* a bad byte anywhere spoils the name */
+		name[0] = 'a';
+		name[1] = ch;
+		name[2] = 'b';
+		CHECK_EQ(rr_room_name_valid(name, 3), want);
+	}
+	CHECK_EQ(allowed, 66);
+}
+
+/* route the path of a parsed request, as the broker does */
+static void test_from_request(void)
+{
+	static const struct rr_http_limits lim = {.header_bytes_max = 8192, .headers_max = 100};
+	struct rr_http_req req;
+	struct rr_route r;
+	const char *s;
+
+	s = "GET /raw/lobby?token=abc HTTP/1.1\r\nHost: h\r\n\r\n";
+	CHECK_EQ(rr_http_parse(s, strlen(s), &lim, &req), strlen(s));
+	r = rr_http_route(req.path);
+	CHECK_EQ(r.kind, RR_ROUTE_RAW);
+	CHECK(room_is(r, "lobby"));
+
+	s = "GET /healthz? HTTP/1.1\r\n\r\n";
+	CHECK_EQ(rr_http_parse(s, strlen(s), &lim, &req), strlen(s));
+	CHECK_EQ(rr_http_route(req.path).kind, RR_ROUTE_HEALTHZ);
+
+	s = "GET /?x=/raw/a HTTP/1.1\r\n\r\n";
+	CHECK_EQ(rr_http_parse(s, strlen(s), &lim, &req), strlen(s));
+	CHECK_EQ(rr_http_route(req.path).kind, RR_ROUTE_INDEX);
+
+	s = "GET /chat/a%20b HTTP/1.1\r\n\r\n";
+	CHECK_EQ(rr_http_parse(s, strlen(s), &lim, &req), strlen(s));
+	CHECK_EQ(rr_http_route(req.path).kind, RR_ROUTE_BAD_ROOM);
+}
+
+int main(void)
+{
+	test_fixed_paths();
+	test_rooms();
+	test_room_name_valid();
+	test_from_request();
+	return check_done();
+}
