@@ -57,7 +57,12 @@ struct rr_http_req {
  * without ':' or with whitespace before it, control characters, obs-fold
  * (line folding), bare CR. Accepts CRLF line ends and, leniently, bare LF.
  * Header names are matched case-insensitively; values are trimmed of
- * surrounding spaces and tabs.
+ * surrounding spaces and tabs. Also -EPROTO (RFC 9112): a second Host field,
+ * a Content-Length that is not all digits, an empty line before the request
+ * line. A verdict given on a prefix is the verdict on any longer buffer, and
+ * no byte at or past min(len, header_bytes_max) is read. *req is meaningful only
+ * when the return value is positive; the head ends there, later bytes (a
+ * first WebSocket frame) are not looked at.
  */
 ssize_t rr_http_parse(const char *buf, size_t len, const struct rr_http_limits *lim,
 		      struct rr_http_req *req);
@@ -68,14 +73,22 @@ ssize_t rr_http_parse(const char *buf, size_t len, const struct rr_http_limits *
  * other than GET, 400 for a missing or invalid Upgrade/Connection/Host/
  * Sec-WebSocket-Key (the key must decode from base64 to exactly 16 bytes and
  * appear once) or a request with a body, 426 for a Sec-WebSocket-Version other
- * than 13 (missing counts as 400).
+ * than 13 (missing counts as 400). HTTP/1.0 counts as 400 (RFC 6455 4.1 needs
+ * 1.1); an empty Host counts as missing. 400 causes are checked before 426.
  */
 int rr_http_upgrade_check(const struct rr_http_req *req);
 
-/* Find a query parameter's raw (still percent-encoded) value. */
+/*
+ * Find a query parameter's raw (still percent-encoded) value: the first
+ * '&'-separated pair whose raw name equals name; a pair without '=' has an
+ * empty value. value points into query.
+ */
 bool rr_http_query_get(struct rr_http_str query, const char *name, struct rr_http_str *value);
 
-/* Percent-decode src into dst (cap bytes). Returns length or -1 if invalid/too long. */
+/*
+ * Percent-decode src into dst (cap bytes). Returns length or -1 if invalid/too long.
+ * '+' stays '+' (no form decoding); %00 is invalid; dst is not NUL-terminated.
+ */
 ssize_t rr_http_pct_decode(struct rr_http_str src, char *dst, size_t cap);
 
 /* ---- routing ---------------------------------------------------------- */
@@ -96,7 +109,12 @@ struct rr_route {
 	struct rr_http_str room; /* for RAW and CHAT: 1..128 bytes of [A-Za-z0-9._~-] */
 };
 
-/* Route a path (without the query). */
+/*
+ * Route a path (without the query). Matched exactly as sent: no
+ * percent-decoding (a '%' in a room name makes it BAD_ROOM), no trailing-slash
+ * folding. Anything after "/raw/" or "/chat/" that is not a valid room name,
+ * including "" and "a/b", is BAD_ROOM; every other unknown path is NONE.
+ */
 struct rr_route rr_http_route(struct rr_http_str path);
 
 /* Room name rule of protocol.md. */

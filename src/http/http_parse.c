@@ -32,6 +32,8 @@ enum {
 	CT_FIELD = 4, /* may appear in a header value (includes SP, HTAB, obs-text) */
 };
 
+/* one class per line reads better than packed columns */
+/* clang-format off */
 #define T (CT_TCHAR | CT_VCHAR | CT_FIELD)
 #define V (CT_VCHAR | CT_FIELD)
 static const unsigned char rr_http_ctype[256] = {
@@ -62,6 +64,7 @@ static const unsigned char rr_http_ctype[256] = {
 };
 #undef T
 #undef V
+/* clang-format on */
 
 static inline unsigned char rr_http_lower(unsigned char c)
 {

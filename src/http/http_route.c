@@ -42,7 +42,8 @@ static bool rr_http_path_is(struct rr_http_str path, const char *lit)
 }
 
 /* If path starts with prefix, the rest of it in *rest. */
-static bool rr_http_path_under(struct rr_http_str path, const char *prefix, struct rr_http_str *rest)
+static bool rr_http_path_under(struct rr_http_str path, const char *prefix,
+			       struct rr_http_str *rest)
 {
 	size_t n = strlen(prefix);
 

@@ -56,7 +56,8 @@ static ssize_t parse_splits_at(int line, const char *buf, size_t len,
 			if (rk == want) {
 				decided = true;
 			} else if (rk != -EAGAIN || decided) {
-				fprintf(stderr, "line %d: prefix %zu gave %zd (want -EAGAIN or %zd)\n",
+				fprintf(stderr,
+					"line %d: prefix %zu gave %zd (want -EAGAIN or %zd)\n",
 					line, k, rk, want);
 				ok = false;
 				break;
@@ -73,27 +74,27 @@ static ssize_t parse_splits_at(int line, const char *buf, size_t len,
 /* a complete request whose head is the whole string */
 #define parse_ok(s, req) parse_splits(s, &lim_default, req, (ssize_t)strlen(s))
 /* a request head that parses, then the status rr_http_upgrade_check gives */
-#define check_status(s, status)                                                           \
-	do {                                                                              \
-		struct rr_http_req req_;                                                  \
-		if (parse_ok(s, &req_) > 0)                                               \
-			CHECK_EQ(rr_http_upgrade_check(&req_), status);                   \
+#define check_status(s, status)                                                                    \
+	do {                                                                                       \
+		struct rr_http_req req_;                                                           \
+		if (parse_ok(s, &req_) > 0)                                                        \
+			CHECK_EQ(rr_http_upgrade_check(&req_), status);                            \
 	} while (0)
-#define check_proto(s)                                                                    \
-	do {                                                                              \
-		struct rr_http_req req_;                                                  \
-		parse_splits(s, &lim_default, &req_, -EPROTO);                            \
+#define check_proto(s)                                                                             \
+	do {                                                                                       \
+		struct rr_http_req req_;                                                           \
+		parse_splits(s, &lim_default, &req_, -EPROTO);                                     \
 	} while (0)
 
-#define RFC_SAMPLE                                                                        \
-	"GET /chat HTTP/1.1\r\n"                                                          \
-	"Host: server.example.com\r\n"                                                    \
-	"Upgrade: websocket\r\n"                                                          \
-	"Connection: Upgrade\r\n"                                                         \
-	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                                  \
-	"Origin: http://example.com\r\n"                                                  \
-	"Sec-WebSocket-Protocol: chat, superchat\r\n"                                     \
-	"Sec-WebSocket-Version: 13\r\n"                                                   \
+#define RFC_SAMPLE                                                                                 \
+	"GET /chat HTTP/1.1\r\n"                                                                   \
+	"Host: server.example.com\r\n"                                                             \
+	"Upgrade: websocket\r\n"                                                                   \
+	"Connection: Upgrade\r\n"                                                                  \
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                                          \
+	"Origin: http://example.com\r\n"                                                           \
+	"Sec-WebSocket-Protocol: chat, superchat\r\n"                                              \
+	"Sec-WebSocket-Version: 13\r\n"                                                            \
 	"\r\n"
 
 /* request line + headers common to the upgrade-check cases */
@@ -211,14 +212,14 @@ static void test_upgrade_statuses(void)
 	check_status(RL HOST UPG "Connection: upgraded\r\n" KEY VER "\r\n", 400);
 	check_status(RL HOST UPG "Connection: keep-alive upgrade\r\n" KEY VER "\r\n", 400);
 	/* tokens may come in separate fields */
-	check_status(RL HOST UPG "Connection: keep-alive\r\nConnection: upgrade\r\n" KEY VER
-		     "\r\n",
+	check_status(RL HOST UPG "Connection: keep-alive\r\nConnection: upgrade\r\n" KEY VER "\r\n",
 		     0);
 	/* 400: key */
 	check_status(RL HOST UPG CONN VER "\r\n", 400);
 	check_status(RL HOST UPG CONN "Sec-WebSocket-Key:\r\n" VER "\r\n", 400);
 	/* 15 bytes, 17 bytes, 18 bytes */
-	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\r\n" VER "\r\n", 400);
+	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\r\n" VER "\r\n",
+		     400);
 	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=\r\n" VER "\r\n",
 		     400);
 	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA\r\n" VER "\r\n",
@@ -228,13 +229,15 @@ static void test_upgrade_statuses(void)
 		     400);
 	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j=Q==\r\n" VER "\r\n",
 		     400);
-	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n" VER "\r\n", 400);
+	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n" VER "\r\n",
+		     400);
 	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBs ZSBub25jZQ==\r\n" VER "\r\n",
 		     400);
 	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: ========================\r\n" VER "\r\n",
 		     400);
 	/* other 16-byte keys, including '+' and '/' */
-	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: +/+/AAAAzzzz9999aaaa0w==\r\n" VER "\r\n", 0);
+	check_status(RL HOST UPG CONN "Sec-WebSocket-Key: +/+/AAAAzzzz9999aaaa0w==\r\n" VER "\r\n",
+		     0);
 	/* duplicated key, even if identical */
 	check_status(RL HOST UPG CONN KEY KEY VER "\r\n", 400);
 	CHECK(parse_ok(RL HOST UPG CONN KEY KEY VER "\r\n", &req) > 0);
