@@ -1,0 +1,255 @@
+#!/usr/bin/python3
+"""/raw/{room} broadcast and /echo payload sizes, with python3-websockets.
+
+Usage: test_raw_rooms.py <ringroom binary>
+
+A data message sent to /raw/{room} must reach every OTHER member of that
+room unchanged (same opcode, same bytes), never the sender, never another
+room. /echo returns each message to its sender. Sizes cover every length
+encoding boundary up to the default --max-message-bytes (1 MiB, allowed:
+only "past it" is 1009).
+"""
+
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rrtest  # noqa: E402
+
+import websockets  # noqa: E402  (python3-websockets, Debian)
+
+SIZES = [0, 125, 126, 65535, 65536, 1 << 20]
+CLIENT_MAX = 2 << 20
+SETTLE = 0.3   # after the last join: membership is visible on every core
+QUIET = 0.7    # how long "receives nothing" is watched
+
+
+async def ws_connect(port, path):
+    return await websockets.connect("ws://127.0.0.1:%d%s" % (port, path),
+                                    max_size=CLIENT_MAX, compression=None,
+                                    ping_interval=None, open_timeout=10,
+                                    close_timeout=5)
+
+
+async def connect_many(port, path, n):
+    # a few at a time keeps the accept backlog and the 2-core box calm
+    conns = []
+    for i in range(0, n, 50):
+        conns += await asyncio.gather(*(ws_connect(port, path)
+                                        for _ in range(min(50, n - i))))
+    return conns
+
+
+async def close_all(conns):
+    await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+
+async def expect_nothing(conns, secs):
+    """Names of connections (by index) that received something."""
+    async def one(i, c):
+        try:
+            m = await asyncio.wait_for(c.recv(), secs)
+            return "client %d got %r" % (i, m[:40])
+        except asyncio.TimeoutError:
+            return None
+    got = await asyncio.gather(*(one(i, c) for i, c in enumerate(conns)))
+    return [g for g in got if g]
+
+
+def payload(size, is_text, seed):
+    """size bytes: random binary, or text (multi-byte UTF-8, exactly size
+    bytes when encoded)."""
+    if not is_text:
+        return os.urandom(size)
+    unit = "ringroom-%d-κόσμε-😀-" % seed
+    b = (unit * (size // len(unit.encode()) + 1)).encode()[:size]
+    t = b.decode("utf-8", "ignore")  # drop a cut character at the end
+    return t + "x" * (size - len(t.encode()))
+
+
+def same(a, b):
+    return type(a) is type(b) and a == b
+
+
+def show(m):
+    return "%s of %d" % (type(m).__name__, len(m))
+
+
+async def case_room_200(port):
+    room = await connect_many(port, "/raw/big-room", 200)
+    other = await connect_many(port, "/raw/other-room", 5)
+    try:
+        await asyncio.sleep(SETTLE)
+        msg = "hello from member 0 " + os.urandom(8).hex()
+        await room[0].send(msg)
+
+        async def recv(i, c):
+            try:
+                m = await asyncio.wait_for(c.recv(), 10)
+            except asyncio.TimeoutError:
+                return "member %d got nothing within 10s" % i
+            return None if same(m, msg) else "member %d got %s" % (i, show(m))
+        bad = [b for b in await asyncio.gather(*(recv(i, c) for i, c in
+                                                 enumerate(room[1:], 1))) if b]
+        if bad:
+            return "%d of 199 members wrong: %s" % (len(bad), "; ".join(bad[:3]))
+        bad = await expect_nothing([room[0]] + other, QUIET)
+        if bad:
+            return "sender or other room received: %s" % "; ".join(bad[:3])
+        return None
+    finally:
+        await close_all(room + other)
+
+
+async def case_all_to_all(port):
+    n = 20
+    conns = await connect_many(port, "/raw/all2all", n)
+    try:
+        await asyncio.sleep(SETTLE)
+        await asyncio.gather(*(c.send("from-%d" % i) for i, c in enumerate(conns)))
+
+        async def recv(i, c):
+            got = set()
+            try:
+                for _ in range(n - 1):
+                    got.add(await asyncio.wait_for(c.recv(), 10))
+            except asyncio.TimeoutError:
+                pass
+            want = {"from-%d" % j for j in range(n) if j != i}
+            if got != want:
+                return "member %d: missing %s, extra %s" % (
+                    i, sorted(want - got)[:3], sorted(got - want)[:3])
+            return None
+        bad = [b for b in await asyncio.gather(*(recv(i, c) for i, c in enumerate(conns)))
+               if b]
+        if bad:
+            return "; ".join(bad[:3])
+        bad = await expect_nothing(conns, QUIET)
+        return ("extra deliveries: " + "; ".join(bad[:3])) if bad else None
+    finally:
+        await close_all(conns)
+
+
+async def case_room_size(port, size, is_text):
+    kind = "text" if is_text else "binary"
+    conns = await connect_many(port, "/raw/sizes-%s-%d" % (kind, size), 3)
+    try:
+        await asyncio.sleep(SETTLE)
+        p = payload(size, is_text, size)
+        await conns[0].send(p)
+        for i in (1, 2):
+            try:
+                m = await asyncio.wait_for(conns[i].recv(), 15)
+            except asyncio.TimeoutError:
+                return "member %d got nothing within 15s" % i
+            if not same(m, p):
+                return "member %d got %s, sent %s of %d" % (i, show(m), kind, size)
+        bad = await expect_nothing([conns[0]], QUIET)
+        return ("sender got its own message back: " + bad[0]) if bad else None
+    finally:
+        await close_all(conns)
+
+
+async def case_echo_size(port, size, is_text):
+    c = await ws_connect(port, "/echo")
+    try:
+        p = payload(size, is_text, size + 1)
+        await c.send(p)
+        try:
+            m = await asyncio.wait_for(c.recv(), 15)
+        except asyncio.TimeoutError:
+            return "no echo within 15s"
+        return None if same(m, p) else "echo is %s, sent %s of %d" % (
+            show(m), "text" if is_text else "binary", size)
+    finally:
+        await close_all([c])
+
+
+async def case_order(port):
+    conns = await connect_many(port, "/raw/ordered", 3)
+    try:
+        await asyncio.sleep(SETTLE)
+        msgs = [("m%04d" % i) if i % 2 else ("b%04d" % i).encode() for i in range(500)]
+        for m in msgs:
+            await conns[0].send(m)
+        for i in (1, 2):
+            got = []
+            try:
+                for _ in msgs:
+                    got.append(await asyncio.wait_for(conns[i].recv(), 10))
+            except asyncio.TimeoutError:
+                return "member %d got %d of %d" % (i, len(got), len(msgs))
+            if not all(same(a, b) for a, b in zip(got, msgs)):
+                k = next(j for j, (a, b) in enumerate(zip(got, msgs)) if not same(a, b))
+                return "member %d: message %d is %r, expected %r" % (i, k, got[k], msgs[k])
+        return None
+    finally:
+        await close_all(conns)
+
+
+async def case_leave(port):
+    conns = await connect_many(port, "/raw/leavers", 6)
+    try:
+        await asyncio.sleep(SETTLE)
+        await close_all(conns[3:])  # three members leave cleanly
+        await asyncio.sleep(SETTLE)
+        await conns[0].send(b"after-leave")
+        for i in (1, 2):
+            try:
+                m = await asyncio.wait_for(conns[i].recv(), 10)
+            except asyncio.TimeoutError:
+                return "member %d got nothing after others left" % i
+            if m != b"after-leave":
+                return "member %d got %r" % (i, m)
+        # an abrupt leave (TCP reset, no close frame) must not break the room
+        conns[2].transport.abort()
+        await asyncio.sleep(SETTLE)
+        await conns[0].send("after-abort")
+        m = await asyncio.wait_for(conns[1].recv(), 10)
+        return None if m == "after-abort" else "member 1 got %r after an abort" % m
+    finally:
+        await close_all(conns)
+
+
+async def run(report, port):
+    await_case = [
+        ("raw: 200 members, one sends, 199 receive, sender and other room get nothing",
+         case_room_200(port)),
+        ("raw: 20 members all send, each gets the 19 others", case_all_to_all(port)),
+        ("raw: 500 mixed messages arrive in order", case_order(port)),
+        ("raw: members leave (close and reset), room keeps working", case_leave(port)),
+    ]
+    for size in SIZES:
+        for is_text in (False, True):
+            kind = "text" if is_text else "binary"
+            await_case.append(("raw: %s %d bytes reaches the others intact" % (kind, size),
+                               case_room_size(port, size, is_text)))
+            await_case.append(("echo: %s %d bytes" % (kind, size),
+                               case_echo_size(port, size, is_text)))
+    for name, coro in await_case:
+        try:
+            why = await asyncio.wait_for(coro, 60)
+        except Exception as e:
+            why = "exception %s: %s" % (type(e).__name__, e)
+        report.check(name, why)
+
+
+def main():
+    binary = rrtest.load_binary_arg("raw_rooms")
+    report = rrtest.Report("raw_rooms")
+    broker = rrtest.Broker(binary, [], name="raw-rooms-broker")
+    try:
+        broker.start()
+    except Exception as e:
+        report.fail("broker starts", str(e))
+        return report.finish()
+    try:
+        asyncio.run(run(report, broker.port))
+    finally:
+        code = rrtest.finish_suite(report, [broker])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
