@@ -19,10 +19,10 @@
  * except HTAB in values, no obs-fold, no bare CR, no leading empty line, at
  * most one Host, Content-Length must be digits. Bare LF line ends are accepted.
  */
-#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
+#include "core/assert.h"
 #include "http/http.h"
 
 /* Byte classes (RFC 9110 5.6.2 tchar, 5.5 field-vchar / obs-text). */
@@ -326,8 +326,8 @@ ssize_t rr_http_parse(const char *buf, size_t len, const struct rr_http_limits *
 	size_t end, i = 0;
 	int r;
 
-	assert(lim != NULL && req != NULL);
-	assert(buf != NULL || len == 0);
+	rr_assert(lim != NULL && req != NULL);
+	rr_assert(buf != NULL || len == 0);
 
 	memset(req, 0, sizeof(*req));
 	/* never look past the limit: what lies beyond cannot make the head valid */
@@ -410,8 +410,8 @@ static ssize_t rr_http_b64_len(struct rr_http_str s)
 
 int rr_http_upgrade_check(const struct rr_http_req *req)
 {
-	assert(req != NULL);
-	assert(req->method.p != NULL);
+	rr_assert(req != NULL);
+	rr_assert(req->method.p != NULL);
 
 	if (!(req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0))
 		return 405;
@@ -439,8 +439,8 @@ bool rr_http_query_get(struct rr_http_str query, const char *name, struct rr_htt
 {
 	size_t nlen, i = 0;
 
-	assert(name != NULL && value != NULL);
-	assert(query.p != NULL || query.n == 0);
+	rr_assert(name != NULL && value != NULL);
+	rr_assert(query.p != NULL || query.n == 0);
 
 	nlen = strlen(name);
 	while (i < query.n) {
@@ -483,8 +483,8 @@ ssize_t rr_http_pct_decode(struct rr_http_str src, char *dst, size_t cap)
 {
 	size_t i = 0, n = 0;
 
-	assert(src.p != NULL || src.n == 0);
-	assert(dst != NULL || cap == 0);
+	rr_assert(src.p != NULL || src.n == 0);
+	rr_assert(dst != NULL || cap == 0);
 
 	while (i < src.n) {
 		unsigned char c = (unsigned char)src.p[i];

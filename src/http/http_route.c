@@ -9,9 +9,9 @@
  * done: "/echo/" and "/raw/a/b" are different paths from "/echo" and
  * "/raw/a".
  */
-#include <assert.h>
 #include <string.h>
 
+#include "core/assert.h"
 #include "http/http.h"
 
 #define RR_ROOM_NAME_MAX 128 /* protocol.md: room names are 1..128 bytes */
@@ -20,7 +20,7 @@ bool rr_room_name_valid(const char *p, size_t n)
 {
 	size_t i;
 
-	assert(p != NULL || n == 0);
+	rr_assert(p != NULL || n == 0);
 
 	if (n == 0 || n > RR_ROOM_NAME_MAX)
 		return false;
@@ -59,7 +59,7 @@ struct rr_route rr_http_route(struct rr_http_str path)
 	struct rr_route r = {.kind = RR_ROUTE_NONE};
 	struct rr_http_str room;
 
-	assert(path.p != NULL || path.n == 0);
+	rr_assert(path.p != NULL || path.n == 0);
 
 	if (rr_http_path_under(path, "/raw/", &room))
 		r.kind = RR_ROUTE_RAW;
