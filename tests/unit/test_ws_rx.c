@@ -638,6 +638,12 @@ static void test_close(void)
 	buf_reset(&b);
 	put_frame(&b, FIN | RR_WS_CLOSE, "\x03", 1);
 	expect("close 1 byte", &b, "", RR_WS_CLOSE_PROTOCOL);
+	/* 0x0f then the next frame's 0x88 would read as 3976, a valid code,
+	 * if the length were not checked */
+	buf_reset(&b);
+	put_frame(&b, FIN | RR_WS_CLOSE, "\x0f", 1);
+	put_frame(&b, FIN | RR_WS_CLOSE, "", 0);
+	expect("close 1 byte, then more", &b, "", RR_WS_CLOSE_PROTOCOL);
 
 	buf_reset(&b);
 	put_frame(&b, FIN | RR_WS_CLOSE, "\x03\xe8" "bye", 5);
