@@ -1,0 +1,359 @@
+#!/usr/bin/python3
+"""HTTP side of the broker: rejections, plain endpoints and timeouts.
+
+Usage: test_http.py <ringroom binary>
+
+Every rejection status of protocol.md the core covers (400, 404, 405, 426,
+431, 503), each checked for its status line, for the server closing TCP
+after the response, and for a good client still working afterwards. Then
+/healthz and /metrics, --handshake-timeout and --idle-timeout (4008; a pong
+counts as traffic). Raw sockets except the idle "answers pings" case, which
+uses python3-websockets because that library answers pings by itself.
+"""
+
+import asyncio
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rrtest  # noqa: E402
+from rrtest import OP_CLOSE, OP_PING, OP_TEXT, close_payload, encode_frame  # noqa: E402
+
+CLOSE_WAIT = 3.0  # the server must close TCP this soon after a rejection
+
+
+def upgrade(path="/echo", method="GET", version="HTTP/1.1", key=None, headers=None,
+            drop=(), extra=b""):
+    """An upgrade request; headers overrides/adds, drop removes by name."""
+    h = {"Host": "127.0.0.1", "Upgrade": "websocket", "Connection": "Upgrade",
+         "Sec-WebSocket-Key": key or rrtest.ws_key(), "Sec-WebSocket-Version": "13"}
+    h.update(headers or {})
+    lines = ["%s %s %s" % (method, path, version)]
+    lines += ["%s: %s" % (k, v) for k, v in h.items() if k not in drop]
+    return ("\r\n".join(lines) + "\r\n").encode() + extra + b"\r\n"
+
+
+def good_client(port):
+    """None if a fresh /echo client gets its message back."""
+    try:
+        c = rrtest.WsConn(port, "/echo")
+    except Exception as e:
+        return "good client afterwards: handshake: %s" % e
+    try:
+        c.send(encode_frame(OP_TEXT, b"still alive"))
+        op, p, _ = c.read_message(5)
+        if (op, p) != (OP_TEXT, b"still alive"):
+            return "good client afterwards: echo was op %d %r" % (op, p)
+        c.send(encode_frame(OP_CLOSE, close_payload(1000)))
+        return None
+    except Exception as e:
+        return "good client afterwards: %s: %s" % (type(e).__name__, e)
+    finally:
+        c.close()
+
+
+def rejected(port, raw, status, header=None, header_value=None, check_good=True):
+    """Send raw, expect `status`, the TCP close, and optionally a header."""
+    try:
+        st, headers, _body, closed = rrtest.http_request(port, raw, timeout=5,
+                                                         wait_close=CLOSE_WAIT)
+    except Exception as e:
+        return "no response: %s: %s" % (type(e).__name__, e)
+    if st != status:
+        return "status %s, expected %d" % (st, status)
+    if header is not None:
+        v = headers.get(header.lower())
+        if v is None:
+            return "status %d but no %s header" % (st, header)
+        if header_value is not None and v.strip() != header_value:
+            return "%s: %r, expected %r" % (header, v, header_value)
+    if not closed:
+        return "status %d but TCP still open %.0fs later" % (st, CLOSE_WAIT)
+    return good_client(port) if check_good else None
+
+
+def rejection_cases(report, port):
+    R = report.run
+    R("400 malformed request line (garbage)", rejected, port, b"GARBAGE\r\n\r\n", 400)
+    R("400 request line without version", rejected, port,
+      b"GET /echo\r\nHost: x\r\n\r\n", 400)
+    R("400 request line with a bad version", rejected, port,
+      upgrade(version="HTTP/9.Z"), 400)
+    R("400 header line without a colon", rejected, port,
+      upgrade(extra=b"this is not a header\r\n"), 400)
+    R("400 missing Sec-WebSocket-Key", rejected, port,
+      upgrade(drop=("Sec-WebSocket-Key",)), 400)
+    R("400 Sec-WebSocket-Key not base64", rejected, port, upgrade(key="not*base64*!!"), 400)
+    R("400 Sec-WebSocket-Key of 15 bytes", rejected, port,
+      upgrade(key="AAAAAAAAAAAAAAAAAAAA"), 400)
+    R("400 missing Upgrade", rejected, port, upgrade(drop=("Upgrade",)), 400)
+    R("400 Upgrade not websocket", rejected, port, upgrade(headers={"Upgrade": "h2c"}), 400)
+    R("400 missing Connection", rejected, port, upgrade(drop=("Connection",)), 400)
+    R("400 Connection without upgrade token", rejected, port,
+      upgrade(headers={"Connection": "keep-alive"}), 400)
+    R("400 room name of 129 bytes", rejected, port, upgrade("/raw/" + "a" * 129), 400)
+    R("400 room name 'a b' (percent-encoded space)", rejected, port,
+      upgrade("/raw/a%20b"), 400)
+    R("400 room name with a space in the request line", rejected, port,
+      upgrade("/raw/a b"), 400)
+    R("400 room name with '/'", rejected, port, upgrade("/raw/a/b"), 400)
+    R("400 empty room name", rejected, port, upgrade("/raw/"), 400)
+    R("400 room name with '!'", rejected, port, upgrade("/raw/hi!"), 400)
+    R("404 unknown path with upgrade headers", rejected, port, upgrade("/nowhere"), 404)
+    R("404 unknown path, plain GET", rejected, port,
+      b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404)
+    R("405 POST /echo with upgrade headers", rejected, port,
+      upgrade(method="POST", headers={"Content-Length": "0"}), 405)
+    R("405 PUT /raw/room with upgrade headers", rejected, port,
+      upgrade("/raw/room", method="PUT", headers={"Content-Length": "0"}), 405)
+    R("426 Sec-WebSocket-Version 8 (answer names 13)", rejected, port,
+      upgrade(headers={"Sec-WebSocket-Version": "8"}), 426, "Sec-WebSocket-Version", "13")
+    R("431 one header over 8 KiB", rejected, port,
+      upgrade(headers={"X-Big": "b" * 9000}), 431)
+    R("431 request line over 8 KiB", rejected, port,
+      upgrade("/echo?" + "q" * 9000), 431)
+    pads = {"X-Pad-%03d" % i: "v" for i in range(96)}  # + 5 = 101 headers
+    R("431 101 headers", rejected, port, upgrade(headers=pads), 431)
+
+    def accepted(raw, path_note):
+        s = rrtest.connect(port)
+        try:
+            s.sendall(raw)
+            data, _closed = b"", False
+            deadline = time.monotonic() + 5
+            while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            head = rrtest.parse_response_head(data)
+            if head is None or head[0] != 101:
+                return "%s: expected 101, got %r" % (path_note, data[:80])
+            return None
+        finally:
+            s.close()
+    pads100 = {"X-Pad-%03d" % i: "v" for i in range(95)}  # + 5 = 100 headers
+    R("101 with exactly 100 headers", accepted, upgrade(headers=pads100), "100 headers")
+    R("101 with 7 KiB of headers", accepted, upgrade(headers={"X-Big": "b" * 7000}),
+      "7 KiB")
+    R("101 room name of 128 bytes, all allowed characters", accepted,
+      upgrade("/raw/" + ("AZaz09._~-" * 13)[:128]), "128-byte room")
+    R("101 header names case-insensitive, Connection list", accepted,
+      upgrade(drop=("Upgrade", "Connection"),
+              extra=b"upgrade: WebSocket\r\nconnection: keep-alive, Upgrade\r\n"),
+      "mixed case")
+
+
+def endpoint_cases(report, port):
+    def healthz():
+        st, _h, body, _c = rrtest.http_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        if st != 200:
+            return "status %s" % st
+        return None if body.strip() == b"ok" else "body %r, expected 'ok'" % body[:40]
+
+    def metrics():
+        st, _h, body, _c = rrtest.http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        if st != 200:
+            return "status %s" % st
+        lines = body.decode("utf-8", "replace").splitlines()
+        if not any(l.startswith("ringroom_") for l in lines):
+            return "no line starting with ringroom_ in %d lines: %r" % (len(lines), body[:120])
+        return None
+    report.run("GET /healthz -> 200 ok", healthz)
+    report.run("GET /metrics -> 200 with ringroom_ lines", metrics)
+
+
+def max_connections_case(port):
+    held = []
+    try:
+        for i in range(2):
+            held.append(rrtest.WsConn(port, "/echo"))
+        why = rejected(port, upgrade(), 503, "Retry-After", check_good=False)
+        if why:
+            return "third connection: " + why
+        held.pop().close()
+        time.sleep(0.5)  # the slot is released once the broker sees the close
+        return good_client(port)
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        for c in held:
+            c.close()
+
+
+def max_room_size_case(port):
+    held = []
+    try:
+        for i in range(2):
+            held.append(rrtest.WsConn(port, "/raw/small"))
+        why = rejected(port, upgrade("/raw/small"), 503, "Retry-After")
+        if why:
+            return "third join: " + why
+        try:  # another room is not full
+            held.append(rrtest.WsConn(port, "/raw/other"))
+        except Exception as e:
+            return "join of another room: %s" % e
+        return None
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        for c in held:
+            c.close()
+
+
+def handshake_timeout_partial(port):
+    s = rrtest.connect(port)
+    try:
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs")
+        t0 = time.monotonic()
+        _data, closed = rrtest.read_until_eof(s, 4.0)
+        dt = time.monotonic() - t0
+        if not closed:
+            return "partial request still open after 4s (--handshake-timeout 1s)"
+        if dt < 0.5:
+            return "closed after %.2fs: before the 1s timeout" % dt
+        return None if dt <= 3.0 else "closed only after %.1fs" % dt
+    finally:
+        s.close()
+
+
+def handshake_timeout_silent(port):
+    s = rrtest.connect(port)
+    try:
+        t0 = time.monotonic()
+        _data, closed = rrtest.read_until_eof(s, 4.0)
+        dt = time.monotonic() - t0
+        if not closed:
+            return "silent connection still open after 4s"
+        return None if 0.5 <= dt <= 3.0 else "closed after %.2fs" % dt
+    finally:
+        s.close()
+
+
+def handshake_timeout_slow_but_complete(port):
+    """A request finished within the timeout, sent in slow pieces, is fine."""
+    raw = upgrade()
+    s = rrtest.connect(port)
+    try:
+        for i in range(0, len(raw), len(raw) // 4 + 1):
+            s.sendall(raw[i:i + len(raw) // 4 + 1])
+            time.sleep(0.15)
+        s.settimeout(5)
+        data = s.recv(4096)
+        return None if data.startswith(b"HTTP/1.1 101") else "got %r" % data[:60]
+    finally:
+        s.close()
+
+
+def idle_silent_raw(port):
+    """Never sends anything (reads only): pings arrive, then close 4008."""
+    c = rrtest.WsConn(port, "/echo")
+    try:
+        t0 = time.monotonic()
+        pings = 0
+        while True:
+            left = 6.0 - (time.monotonic() - t0)
+            if left <= 0:
+                return "no close within 6s (idle timeout 2s); %d pings" % pings
+            try:
+                f = c.read_frame(left)
+            except rrtest.Eof:
+                return "TCP closed without a close frame after %.1fs" % (
+                    time.monotonic() - t0)
+            except socket.timeout:
+                continue
+            if f.opcode == OP_PING:
+                pings += 1
+                continue
+            if f.opcode == OP_CLOSE:
+                break
+            return "unexpected frame %r" % f
+        dt = time.monotonic() - t0
+        code = f.close_code()
+        if code != 4008:
+            return "close code %s after %.1fs, expected 4008" % (code, dt)
+        if pings < 1:
+            return "close 4008 but no ping before it (--ping-interval 1s)"
+        if not 1.5 <= dt <= 4.0:
+            return "close 4008 after %.1fs, expected ~2s" % dt
+        c.send(encode_frame(OP_CLOSE, close_payload(4008)))
+        return None if c.wait_eof(3.0) else "TCP not closed after the close handshake"
+    finally:
+        c.close()
+
+
+def idle_answering_client(port):
+    """python3-websockets answers pings by itself: a pong is traffic, so a
+    client that only answers pings for 4s (2x the idle timeout) stays."""
+    import websockets
+
+    async def go():
+        async with websockets.connect("ws://127.0.0.1:%d/echo" % port, compression=None,
+                                      ping_interval=None, open_timeout=5) as ws:
+            await asyncio.sleep(4.0)
+            if ws.closed:
+                return "closed after answering pings: code %s" % ws.close_code
+            await ws.send("still here")
+            m = await asyncio.wait_for(ws.recv(), 5)
+            return None if m == "still here" else "echo was %r" % m
+    try:
+        return asyncio.run(go())
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+
+
+def main():
+    binary = rrtest.load_binary_arg("http")
+    report = rrtest.Report("http")
+    specs = [
+        ("http-broker", []),
+        ("maxconn-broker", ["--max-connections", "2"]),
+        ("roomsize-broker", ["--max-room-size", "2"]),
+        ("handshake-broker", ["--handshake-timeout", "1s"]),
+        ("idle-broker", ["--idle-timeout", "2s", "--ping-interval", "1s"]),
+    ]
+    brokers = {}
+    try:
+        for name, args in specs:
+            b = rrtest.Broker(binary, args, name=name)
+            brokers[name] = b
+            try:
+                b.start()
+            except Exception as e:
+                report.fail("%s starts" % name, str(e))
+        def up(name):
+            return brokers[name].running()
+        if up("http-broker"):
+            p = brokers["http-broker"].port
+            endpoint_cases(report, p)
+            rejection_cases(report, p)
+        if up("maxconn-broker"):
+            report.run("503 + Retry-After at --max-connections 2 (third connection)",
+                       max_connections_case, brokers["maxconn-broker"].port)
+        if up("roomsize-broker"):
+            report.run("503 + Retry-After at --max-room-size 2 (third join)",
+                       max_room_size_case, brokers["roomsize-broker"].port)
+        if up("handshake-broker"):
+            p = brokers["handshake-broker"].port
+            report.run("handshake timeout 1s: partial request closed within 3s",
+                       handshake_timeout_partial, p)
+            report.run("handshake timeout 1s: silent connection closed within 3s",
+                       handshake_timeout_silent, p)
+            report.run("handshake timeout 1s: slow but complete request upgraded",
+                       handshake_timeout_slow_but_complete, p)
+        if up("idle-broker"):
+            p = brokers["idle-broker"].port
+            report.run("idle timeout 2s: silent raw client gets pings then close 4008",
+                       idle_silent_raw, p)
+            report.run("idle timeout 2s: client answering pings stays open 4s",
+                       idle_answering_client, p)
+    finally:
+        code = rrtest.finish_suite(report, list(brokers.values()))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
