@@ -258,8 +258,10 @@ def load_binary_arg(label):
 
 # ---- plain HTTP over a raw socket -------------------------------------------
 
-def connect(port, timeout=5.0, host="127.0.0.1"):
-    s = socket.create_connection((host, port), timeout=timeout)
+def connect(port, timeout=5.0, host="127.0.0.1", source=None):
+    """TCP to host:port; source picks the client address (e.g. 127.0.0.2)."""
+    s = socket.create_connection((host, port), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -306,11 +308,11 @@ def parse_response_head(data):
     return status, lines[0], headers, data[end + 4:]
 
 
-def http_request(port, raw, timeout=5.0, wait_close=None):
+def http_request(port, raw, timeout=5.0, wait_close=None, source=None):
     """Send raw bytes, read the response. Returns (status, headers, body,
     closed) where closed says the server closed the connection within
     wait_close seconds (or the read timeout) after the response head."""
-    s = connect(port, timeout)
+    s = connect(port, timeout, source=source)
     try:
         s.sendall(raw)
         data = b""
@@ -440,8 +442,8 @@ class WsConn:
     """A raw client connection: handshake, then byte-level send and a frame
     reader that keeps unread bytes between calls."""
 
-    def __init__(self, port, path="/echo", timeout=5.0, extra_headers=b""):
-        self.sock = connect(port, timeout)
+    def __init__(self, port, path="/echo", timeout=5.0, extra_headers=b"", source=None):
+        self.sock = connect(port, timeout, source=source)
         self.buf = b""
         self.eof = False
         req, key = upgrade_request(path, extra=extra_headers)

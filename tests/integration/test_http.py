@@ -35,10 +35,10 @@ def upgrade(path="/echo", method="GET", version="HTTP/1.1", key=None, headers=No
     return ("\r\n".join(lines) + "\r\n").encode() + extra + b"\r\n"
 
 
-def good_client(port):
+def good_client(port, source=None):
     """None if a fresh /echo client gets its message back."""
     try:
-        c = rrtest.WsConn(port, "/echo")
+        c = rrtest.WsConn(port, "/echo", source=source)
     except Exception as e:
         return "good client afterwards: handshake: %s" % e
     try:
@@ -54,11 +54,13 @@ def good_client(port):
         c.close()
 
 
-def rejected(port, raw, status, header=None, header_value=None, check_good=True):
+def rejected(port, raw, status, header=None, header_value=None, check_good=True,
+             source=None):
     """Send raw, expect `status`, the TCP close, and optionally a header."""
     try:
         st, headers, _body, closed = rrtest.http_request(port, raw, timeout=5,
-                                                         wait_close=CLOSE_WAIT)
+                                                         wait_close=CLOSE_WAIT,
+                                                         source=source)
     except Exception as e:
         return "no response: %s: %s" % (type(e).__name__, e)
     if st != status:
@@ -83,6 +85,13 @@ def rejection_cases(report, port):
       upgrade(version="HTTP/9.Z"), 400)
     R("400 header line without a colon", rejected, port,
       upgrade(extra=b"this is not a header\r\n"), 400)
+    R("400 HTTP/1.0 upgrade", rejected, port, upgrade(version="HTTP/1.0"), 400)
+    R("400 missing Host", rejected, port, upgrade(drop=("Host",)), 400)
+    R("400 two Host headers", rejected, port, upgrade(extra=b"Host: other\r\n"), 400)
+    R("400 GET upgrade with a body (Content-Length: 5)", rejected, port,
+      upgrade(headers={"Content-Length": "5"}) + b"hello", 400)
+    R("400 Sec-WebSocket-Key twice", rejected, port,
+      upgrade(extra=b"Sec-WebSocket-Key: " + rrtest.ws_key().encode() + b"\r\n"), 400)
     R("400 missing Sec-WebSocket-Key", rejected, port,
       upgrade(drop=("Sec-WebSocket-Key",)), 400)
     R("400 Sec-WebSocket-Key not base64", rejected, port, upgrade(key="not*base64*!!"), 400)
@@ -177,6 +186,25 @@ def max_connections_case(port):
         held.pop().close()
         time.sleep(0.5)  # the slot is released once the broker sees the close
         return good_client(port)
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        for c in held:
+            c.close()
+
+
+def max_per_ip_case(port):
+    held = []
+    try:
+        for i in range(2):
+            held.append(rrtest.WsConn(port, "/echo"))
+        why = rejected(port, upgrade(), 429, "Retry-After", check_good=False)
+        if why:
+            return "third connection from 127.0.0.1: " + why
+        why = good_client(port, source="127.0.0.2")
+        if why:
+            return "from 127.0.0.2 (another address): " + why
+        return None
     except Exception as e:
         return "%s: %s" % (type(e).__name__, e)
     finally:
@@ -312,6 +340,7 @@ def main():
         ("http-broker", []),
         ("maxconn-broker", ["--max-connections", "2"]),
         ("roomsize-broker", ["--max-room-size", "2"]),
+        ("perip-broker", ["--max-connections-per-ip", "2"]),
         ("handshake-broker", ["--handshake-timeout", "1s"]),
         ("idle-broker", ["--idle-timeout", "2s", "--ping-interval", "1s"]),
     ]
@@ -336,6 +365,9 @@ def main():
         if up("roomsize-broker"):
             report.run("503 + Retry-After at --max-room-size 2 (third join)",
                        max_room_size_case, brokers["roomsize-broker"].port)
+        if up("perip-broker"):
+            report.run("429 + Retry-After at --max-connections-per-ip 2; other IP still ok",
+                       max_per_ip_case, brokers["perip-broker"].port)
         if up("handshake-broker"):
             p = brokers["handshake-broker"].port
             report.run("handshake timeout 1s: partial request closed within 3s",
