@@ -123,7 +123,7 @@ void rr_sha1(const void *data, size_t n, uint8_t out[20])
 }
 
 static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 size_t rr_base64_encode(const uint8_t *in, size_t n, char *out)
 {

@@ -47,8 +47,8 @@ void rr_ws_rx_free(struct rr_ws_rx *rx)
 bool rr_ws_rx_idle(const struct rr_ws_rx *rx)
 {
 	assert(rx != NULL);
-	return rx->_hdr_have == 0 && !rx->_in_payload && rx->_msg_opcode == 0 &&
-	       rx->_msg == NULL && rx->_ctrl == NULL;
+	return rx->_hdr_have == 0 && !rx->_in_payload && rx->_msg_opcode == 0 && rx->_msg == NULL &&
+	       rx->_ctrl == NULL;
 }
 
 bool rr_ws_close_code_valid(uint16_t code)
@@ -340,7 +340,7 @@ ssize_t rr_ws_rx_feed(struct rr_ws_rx *rx, uint8_t *p, size_t n, const struct rr
 			continue; /* i == n */
 		rx->_in_payload = 0;
 		if (!rx->_fin)
-			continue; /* more fragments to come */
+			continue;			 /* more fragments to come */
 		if (text && rx->_utf8 != RR_UTF8_ACCEPT) /* ends mid-character */
 			return rx_fail(close_code, RR_WS_CLOSE_INVALID_DATA);
 

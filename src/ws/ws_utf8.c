@@ -29,43 +29,55 @@ enum {
 
 /* Byte classes. */
 enum {
-	C_ASCII,  /* 00..7F */
-	C_80_8F,  /* continuation, low */
-	C_90_9F,  /* continuation, middle */
-	C_A0_BF,  /* continuation, high */
-	C_BAD,    /* C0, C1, F5..FF: never valid */
-	C_LEAD2,  /* C2..DF */
-	C_E0,     /* E0 */
-	C_LEAD3,  /* E1..EC, EE, EF */
-	C_ED,     /* ED */
-	C_F0,     /* F0 */
-	C_LEAD4,  /* F1..F3 */
-	C_F4,     /* F4 */
+	C_ASCII, /* 00..7F */
+	C_80_8F, /* continuation, low */
+	C_90_9F, /* continuation, middle */
+	C_A0_BF, /* continuation, high */
+	C_BAD,	 /* C0, C1, F5..FF: never valid */
+	C_LEAD2, /* C2..DF */
+	C_E0,	 /* E0 */
+	C_LEAD3, /* E1..EC, EE, EF */
+	C_ED,	 /* ED */
+	C_F0,	 /* F0 */
+	C_LEAD4, /* F1..F3 */
+	C_F4,	 /* F4 */
 	C_COUNT,
 };
 
+/* clang-format off: the tables read as tables */
 static const uint8_t utf8_class[256] = {
-	[0x00 ... 0x7f] = C_ASCII, [0x80 ... 0x8f] = C_80_8F, [0x90 ... 0x9f] = C_90_9F,
-	[0xa0 ... 0xbf] = C_A0_BF, [0xc0 ... 0xc1] = C_BAD,   [0xc2 ... 0xdf] = C_LEAD2,
-	[0xe0] = C_E0,		   [0xe1 ... 0xec] = C_LEAD3, [0xed] = C_ED,
-	[0xee ... 0xef] = C_LEAD3, [0xf0] = C_F0,	      [0xf1 ... 0xf3] = C_LEAD4,
-	[0xf4] = C_F4,		   [0xf5 ... 0xff] = C_BAD,
+    [0x00 ... 0x7f] = C_ASCII,
+    [0x80 ... 0x8f] = C_80_8F,
+    [0x90 ... 0x9f] = C_90_9F,
+    [0xa0 ... 0xbf] = C_A0_BF,
+    [0xc0 ... 0xc1] = C_BAD,
+    [0xc2 ... 0xdf] = C_LEAD2,
+    [0xe0] = C_E0,
+    [0xe1 ... 0xec] = C_LEAD3,
+    [0xed] = C_ED,
+    [0xee ... 0xef] = C_LEAD3,
+    [0xf0] = C_F0,
+    [0xf1 ... 0xf3] = C_LEAD4,
+    [0xf4] = C_F4,
+    [0xf5 ... 0xff] = C_BAD,
 };
 
 #define R RR_UTF8_REJECT
 static const uint8_t utf8_next[S_COUNT][C_COUNT] = {
-	/*            ASCII 80-8F   90-9F    A0-BF    bad C2-DF    E0    E1-EF    ED    F0    F1-F3  F4 */
-	[0] =       { 0,    R,      R,       R,       R,  S_TAIL1, S_E0, S_TAIL2, S_ED, S_F0, S_TAIL3, S_F4 },
-	[R] =       { R,    R,      R,       R,       R,  R,       R,    R,       R,    R,    R,       R },
-	[S_TAIL1] = { R,    0,      0,       0,       R,  R,       R,    R,       R,    R,    R,       R },
-	[S_TAIL2] = { R,    S_TAIL1, S_TAIL1, S_TAIL1, R, R,       R,    R,       R,    R,    R,       R },
-	[S_TAIL3] = { R,    S_TAIL2, S_TAIL2, S_TAIL2, R, R,       R,    R,       R,    R,    R,       R },
-	[S_E0] =    { R,    R,      R,       S_TAIL1, R,  R,       R,    R,       R,    R,    R,       R },
-	[S_ED] =    { R,    S_TAIL1, S_TAIL1, R,      R,  R,       R,    R,       R,    R,    R,       R },
-	[S_F0] =    { R,    R,      S_TAIL2, S_TAIL2, R,  R,       R,    R,       R,    R,    R,       R },
-	[S_F4] =    { R,    S_TAIL2, R,      R,       R,  R,       R,    R,       R,    R,    R,       R },
+    /*            ASCII 80-8F   90-9F    A0-BF    bad C2-DF    E0    E1-EF    ED    F0    F1-F3  F4
+     */
+    [0] = {0, R, R, R, R, S_TAIL1, S_E0, S_TAIL2, S_ED, S_F0, S_TAIL3, S_F4},
+    [R] = {R, R, R, R, R, R, R, R, R, R, R, R},
+    [S_TAIL1] = {R, 0, 0, 0, R, R, R, R, R, R, R, R},
+    [S_TAIL2] = {R, S_TAIL1, S_TAIL1, S_TAIL1, R, R, R, R, R, R, R, R},
+    [S_TAIL3] = {R, S_TAIL2, S_TAIL2, S_TAIL2, R, R, R, R, R, R, R, R},
+    [S_E0] = {R, R, R, S_TAIL1, R, R, R, R, R, R, R, R},
+    [S_ED] = {R, S_TAIL1, S_TAIL1, R, R, R, R, R, R, R, R, R},
+    [S_F0] = {R, R, S_TAIL2, S_TAIL2, R, R, R, R, R, R, R, R},
+    [S_F4] = {R, S_TAIL2, R, R, R, R, R, R, R, R, R, R},
 };
 #undef R
+/* clang-format on */
 
 #define ASCII_MASK 0x8080808080808080ull
 

@@ -30,8 +30,8 @@ static bool ref_reachable(const uint8_t *c, size_t have, size_t len)
 		lo = lo << 6 | (c[k] & 0x3f);
 	uint32_t hi = lo;
 	for (size_t k = have; k < len; k++) {
-		lo = lo << 6;          /* completed with 0x80 */
-		hi = hi << 6 | 0x3f;   /* completed with 0xBF */
+		lo = lo << 6;	     /* completed with 0x80 */
+		hi = hi << 6 | 0x3f; /* completed with 0xBF */
 	}
 	uint32_t a = lo > min_for_len[len] ? lo : min_for_len[len];
 	uint32_t b = hi < 0x10ffff ? hi : 0x10ffff;

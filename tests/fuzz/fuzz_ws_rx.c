@@ -96,10 +96,10 @@ static int on_close(void *ctx, uint16_t code, const uint8_t *reason, size_t n)
 }
 
 static const struct rr_ws_rx_ops ops = {
-	.message = on_message,
-	.ping = on_ping,
-	.pong = on_pong,
-	.close = on_close,
+    .message = on_message,
+    .ping = on_ping,
+    .pong = on_pong,
+    .close = on_close,
 };
 
 struct outcome {

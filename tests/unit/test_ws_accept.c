@@ -60,8 +60,13 @@ static void test_base64(void)
 	static const struct {
 		const char *plain, *enc;
 	} v[] = {
-		{"", ""},	  {"f", "Zg=="},	 {"fo", "Zm8="},	{"foo", "Zm9v"},
-		{"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+	    {"", ""},
+	    {"f", "Zg=="},
+	    {"fo", "Zm8="},
+	    {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg=="},
+	    {"fooba", "Zm9vYmE="},
+	    {"foobar", "Zm9vYmFy"},
 	};
 	for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
 		char out[16];
@@ -88,17 +93,15 @@ static void test_base64(void)
 		CHECK(memcmp(dec, all + 256 - n, n) == 0);
 	}
 	static const char *bad[] = {
-		"Zg=",	/* not a multiple of 4 */
-		"Zg",	/* unpadded */
-		"Z===", /* three pads */
-		"Zh==", /* non-zero bits under the padding */
-		"Zm9=", /* same, one pad */
-		"Zg==Zg==", /* padding in the middle */
-		"Z=g=", /* data after a pad */
-		"Zm9v\n",
-		"Zm9*",
-		"Zm-v", /* url alphabet is not standard */
-		"====",
+	    "Zg=",			/* not a multiple of 4 */
+	    "Zg",			/* unpadded */
+	    "Z===",			/* three pads */
+	    "Zh==",			/* non-zero bits under the padding */
+	    "Zm9=",			/* same, one pad */
+	    "Zg==Zg==",			/* padding in the middle */
+	    "Z=g=",			/* data after a pad */
+	    "Zm9v\n",	"Zm9*", "Zm-v", /* url alphabet is not standard */
+	    "====",
 	};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
 		CHECK_EQ(rr_base64_decode(bad[k], strlen(bad[k]), dec, sizeof(dec)), -1);

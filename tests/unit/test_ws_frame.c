@@ -55,8 +55,8 @@ static void test_lengths(void)
 		int form;
 		size_t hdr_len; /* masked */
 	} cases[] = {
-		{0, 0, 6},	  {1, 0, 6},	      {125, 0, 6},	   {126, 2, 8},
-		{65535, 2, 8},	  {65536, 8, 14},     {1u << 20, 8, 14},  {0x7fffffffffffffffull, 8, 14},
+	    {0, 0, 6},	   {1, 0, 6},	   {125, 0, 6},	      {126, 2, 8},
+	    {65535, 2, 8}, {65536, 8, 14}, {1u << 20, 8, 14}, {0x7fffffffffffffffull, 8, 14},
 	};
 	const uint8_t mask[4] = {0x12, 0x34, 0x56, 0x78};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {

@@ -105,10 +105,10 @@ static void put_str(struct buf *b, uint8_t b0, const char *s)
 struct rec {
 	char log[4096];
 	size_t log_len;
-	int stop_after;  /* stop (return 1) at this callback number, 0 never */
+	int stop_after; /* stop (return 1) at this callback number, 0 never */
 	int calls;
 	const uint8_t *fed_lo, *fed_hi; /* the buffer of the current feed */
-	int in_place;    /* messages delivered from the caller's buffer */
+	int in_place;			/* messages delivered from the caller's buffer */
 };
 
 static void rec_add(struct rec *r, const char *s)
@@ -177,20 +177,20 @@ static int on_close(void *ctx, uint16_t code, const uint8_t *reason, size_t n)
 }
 
 static const struct rr_ws_rx_ops ops = {
-	.message = on_message,
-	.ping = on_ping,
-	.pong = on_pong,
-	.close = on_close,
+    .message = on_message,
+    .ping = on_ping,
+    .pong = on_pong,
+    .close = on_close,
 };
 
 /* ---- feeding in pieces ---------------------------------------------------- */
 
 struct result {
 	char log[4096];
-	int err;	   /* 0 or the negative errno of the failing feed */
-	uint16_t code;	   /* close code when err != 0 */
-	bool idle;	   /* rr_ws_rx_idle() after the last feed */
-	bool no_heap;	   /* no buffers held after the last feed */
+	int err;       /* 0 or the negative errno of the failing feed */
+	uint16_t code; /* close code when err != 0 */
+	bool idle;     /* rr_ws_rx_idle() after the last feed */
+	bool no_heap;  /* no buffers held after the last feed */
 	int in_place;
 };
 
@@ -250,8 +250,10 @@ static void report_diff(const char *name, const char *how, size_t at, const stru
 			const struct result *r)
 {
 	if (split_failures++ < 8)
-		fprintf(stderr, "%s: %s %zu differs:\n  whole: %s err %d code %u\n  split: %s err %d code %u\n",
-			name, how, at, whole->log, whole->err, whole->code, r->log, r->err, r->code);
+		fprintf(
+		    stderr,
+		    "%s: %s %zu differs:\n  whole: %s err %d code %u\n  split: %s err %d code %u\n",
+		    name, how, at, whole->log, whole->err, whole->code, r->log, r->err, r->code);
 }
 
 /* Inputs up to this size are cut at every offset; larger ones at a sample. */
@@ -272,8 +274,8 @@ static void expect_lim(const char *name, const struct buf *b, uint64_t limit, co
 	if (want_code == 0)
 		ok = ok && whole.idle && whole.no_heap;
 	if (!ok)
-		fprintf(stderr, "%s: got log '%s' err %d code %u idle %d; want '%s' code %u\n", name,
-			whole.log, whole.err, whole.code, whole.idle, want_log, want_code);
+		fprintf(stderr, "%s: got log '%s' err %d code %u idle %d; want '%s' code %u\n",
+			name, whole.log, whole.err, whole.code, whole.idle, want_log, want_code);
 	CHECK(ok);
 
 	size_t n = b->len;
@@ -562,9 +564,18 @@ static void test_utf8(void)
 	}
 
 	static const char *bad[] = {
-		"\xc0\xaf",	    "\xe0\x80\xaf",	"\xed\xa0\x80",	    "\xed\xbf\xbf",
-		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff",		    "\x80",
-		"a\xc2z",	    "\xf0\x8f\xbf\xbf", "\xe1\x80\xe1\x80", "\xfe\xfe\xff\xff",
+	    "\xc0\xaf",
+	    "\xe0\x80\xaf",
+	    "\xed\xa0\x80",
+	    "\xed\xbf\xbf",
+	    "\xf4\x90\x80\x80",
+	    "\xf5\x80\x80\x80",
+	    "\xff",
+	    "\x80",
+	    "a\xc2z",
+	    "\xf0\x8f\xbf\xbf",
+	    "\xe1\x80\xe1\x80",
+	    "\xfe\xfe\xff\xff",
 	};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		char msg[64];
@@ -646,24 +657,39 @@ static void test_close(void)
 	expect("close 1 byte, then more", &b, "", RR_WS_CLOSE_PROTOCOL);
 
 	buf_reset(&b);
-	put_frame(&b, FIN | RR_WS_CLOSE, "\x03\xe8" "bye", 5);
+	put_frame(&b, FIN | RR_WS_CLOSE,
+		  "\x03\xe8"
+		  "bye",
+		  5);
 	expect("close with reason", &b, "C1000/3:627965;", 0);
 
 	buf_reset(&b);
-	put_frame(&b, FIN | RR_WS_CLOSE, "\x0f\xa0" "\xce\xba", 4);
+	put_frame(&b, FIN | RR_WS_CLOSE,
+		  "\x0f\xa0"
+		  "\xce\xba",
+		  4);
 	expect("close 4000 utf-8 reason", &b, "C4000/2:ceba;", 0);
 
 	buf_reset(&b);
-	put_frame(&b, FIN | RR_WS_CLOSE, "\x03\xe8" "a\xed\xa0\x80", 6);
+	put_frame(&b, FIN | RR_WS_CLOSE,
+		  "\x03\xe8"
+		  "a\xed\xa0\x80",
+		  6);
 	expect("close bad reason", &b, "", RR_WS_CLOSE_INVALID_DATA);
 
 	buf_reset(&b);
-	put_frame(&b, FIN | RR_WS_CLOSE, "\x03\xe8" "ab\xc3", 5);
+	put_frame(&b, FIN | RR_WS_CLOSE,
+		  "\x03\xe8"
+		  "ab\xc3",
+		  5);
 	expect("close reason cut mid-character", &b, "", RR_WS_CLOSE_INVALID_DATA);
 
 	/* bad code and bad reason: the code is judged first */
 	buf_reset(&b);
-	put_frame(&b, FIN | RR_WS_CLOSE, "\x03\xed" "\xff", 3);
+	put_frame(&b, FIN | RR_WS_CLOSE,
+		  "\x03\xed"
+		  "\xff",
+		  3);
 	expect("close bad code and reason", &b, "", RR_WS_CLOSE_PROTOCOL);
 
 	/* every code through the reader agrees with the predicate */
@@ -841,8 +867,8 @@ static void test_stop(void)
 		CHECK(rr_ws_rx_idle(&rx));
 		r.stop_after = 0;
 		if (got > 0 && (size_t)got < b.len)
-			CHECK_EQ(rr_ws_rx_feed(&rx, copy + got, b.len - (size_t)got, &lim, &ops,
-					       &r, &code),
+			CHECK_EQ(rr_ws_rx_feed(&rx, copy + got, b.len - (size_t)got, &lim, &ops, &r,
+					       &code),
 				 (ssize_t)(b.len - (size_t)got));
 		CHECK(strcmp(r.log, "T3:6f6e65;P1:70;T3:74776f;") == 0);
 		rr_ws_rx_free(&rx);

@@ -108,8 +108,8 @@ static void compare(const uint8_t *p, size_t n, bool all_splits)
 			fprintf(stderr, "utf8 mismatch on:");
 			for (size_t k = 0; k < n; k++)
 				fprintf(stderr, " %02x", p[k]);
-			fprintf(stderr, " (ref pos %ld complete %d, got pos %ld state %u)\n",
-				want, complete, got, whole);
+			fprintf(stderr, " (ref pos %ld complete %d, got pos %ld state %u)\n", want,
+				complete, got, whole);
 		}
 	}
 }
@@ -164,50 +164,50 @@ struct vec {
 static void test_vectors(void)
 {
 	static const struct vec v[] = {
-		{"", -1, true},
-		{"hello", -1, true},
-		{"\xc2\x80", -1, true},			/* U+0080 */
-		{"\xdf\xbf", -1, true},			/* U+07FF */
-		{"\xe0\xa0\x80", -1, true},		/* U+0800 */
-		{"\xef\xbf\xbf", -1, true},		/* U+FFFF */
-		{"\xed\x9f\xbf", -1, true},		/* U+D7FF */
-		{"\xee\x80\x80", -1, true},		/* U+E000 */
-		{"\xf0\x90\x80\x80", -1, true},		/* U+10000 */
-		{"\xf4\x8f\xbf\xbf", -1, true},		/* U+10FFFF */
-		{"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", -1, true}, /* kosme */
-		{"\xf0\x9f\x98\x80 smile", -1, true},
-		/* overlongs */
-		{"\xc0\x80", 0, false},
-		{"\xc1\xbf", 0, false},
-		{"\xe0\x80\x80", 1, false},
-		{"\xe0\x9f\xbf", 1, false},
-		{"\xf0\x80\x80\x80", 1, false},
-		{"\xf0\x8f\xbf\xbf", 1, false},
-		/* surrogates */
-		{"\xed\xa0\x80", 1, false},
-		{"\xed\xbf\xbf", 1, false},
-		{"\xed\xa0\x80\xed\xb0\x80", 1, false},
-		/* above U+10FFFF */
-		{"\xf4\x90\x80\x80", 1, false},
-		{"\xf5\x80\x80\x80", 0, false},
-		{"\xf7\xbf\xbf\xbf", 0, false},
-		{"\xf8\x88\x80\x80\x80", 0, false},
-		{"\xfc\x84\x80\x80\x80\x80", 0, false},
-		{"\xfe", 0, false},
-		{"\xff", 0, false},
-		/* stray and missing continuations */
-		{"\x80", 0, false},
-		{"\xbf", 0, false},
-		{"a\x80", 1, false},
-		{"\xc2\x41", 1, false},
-		{"\xe1\x80\x41", 2, false},
-		{"\xf1\x80\x80\x41", 3, false},
-		{"\xc2\x80\x80", 2, false},
-		/* incomplete at the end: not rejected, not accepted */
-		{"\xc2", -1, false},
-		{"\xe1\x80", -1, false},
-		{"\xf4\x8f\xbf", -1, false},
-		{"abc\xf0", -1, false},
+	    {"", -1, true},
+	    {"hello", -1, true},
+	    {"\xc2\x80", -1, true},					/* U+0080 */
+	    {"\xdf\xbf", -1, true},					/* U+07FF */
+	    {"\xe0\xa0\x80", -1, true},					/* U+0800 */
+	    {"\xef\xbf\xbf", -1, true},					/* U+FFFF */
+	    {"\xed\x9f\xbf", -1, true},					/* U+D7FF */
+	    {"\xee\x80\x80", -1, true},					/* U+E000 */
+	    {"\xf0\x90\x80\x80", -1, true},				/* U+10000 */
+	    {"\xf4\x8f\xbf\xbf", -1, true},				/* U+10FFFF */
+	    {"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", -1, true}, /* kosme */
+	    {"\xf0\x9f\x98\x80 smile", -1, true},
+	    /* overlongs */
+	    {"\xc0\x80", 0, false},
+	    {"\xc1\xbf", 0, false},
+	    {"\xe0\x80\x80", 1, false},
+	    {"\xe0\x9f\xbf", 1, false},
+	    {"\xf0\x80\x80\x80", 1, false},
+	    {"\xf0\x8f\xbf\xbf", 1, false},
+	    /* surrogates */
+	    {"\xed\xa0\x80", 1, false},
+	    {"\xed\xbf\xbf", 1, false},
+	    {"\xed\xa0\x80\xed\xb0\x80", 1, false},
+	    /* above U+10FFFF */
+	    {"\xf4\x90\x80\x80", 1, false},
+	    {"\xf5\x80\x80\x80", 0, false},
+	    {"\xf7\xbf\xbf\xbf", 0, false},
+	    {"\xf8\x88\x80\x80\x80", 0, false},
+	    {"\xfc\x84\x80\x80\x80\x80", 0, false},
+	    {"\xfe", 0, false},
+	    {"\xff", 0, false},
+	    /* stray and missing continuations */
+	    {"\x80", 0, false},
+	    {"\xbf", 0, false},
+	    {"a\x80", 1, false},
+	    {"\xc2\x41", 1, false},
+	    {"\xe1\x80\x41", 2, false},
+	    {"\xf1\x80\x80\x41", 3, false},
+	    {"\xc2\x80\x80", 2, false},
+	    /* incomplete at the end: not rejected, not accepted */
+	    {"\xc2", -1, false},
+	    {"\xe1\x80", -1, false},
+	    {"\xf4\x8f\xbf", -1, false},
+	    {"abc\xf0", -1, false},
 	};
 	for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
 		const uint8_t *p = (const uint8_t *)v[k].s;
