@@ -1,0 +1,178 @@
+/*
+ * Helpers shared by the storage worker's unit tests: a real io_uring that
+ * plays the core (completions arrive on it through MSG_RING, exactly as on a
+ * reactor), synchronous wrappers for one request, and temporary data dirs.
+ */
+#ifndef RR_TEST_STORE_UTIL_H
+#define RR_TEST_STORE_UTIL_H
+
+#define _XOPEN_SOURCE 700
+#include <errno.h>
+#include <ftw.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "persist/store.h"
+#include "reactor/ud.h"
+
+#include "check.h"
+
+/* the "core": one ring, a count of completions seen */
+static struct io_uring t_ring;
+static unsigned t_completed;
+static unsigned t_bad_cqes;
+
+static void t_done(struct rr_store_req *req)
+{
+	(void)req;
+	t_completed++;
+}
+
+static void t_ring_init(void)
+{
+	int ret = io_uring_queue_init(64, &t_ring, 0);
+
+	if (ret < 0) {
+		fprintf(stderr, "io_uring_queue_init: %s\n", strerror(-ret));
+		exit(1);
+	}
+}
+
+/* Reap CQEs until `want` more completions ran (or ~30 s pass). A CQE must be
+ * RR_UD_STORE and carry the request's address. Returns completions seen. */
+static unsigned t_reap(unsigned want)
+{
+	unsigned start = t_completed;
+	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+
+	for (int tries = 0; tries < 300 && t_completed - start < want;) {
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_wait_cqe_timeout(&t_ring, &cqe, &ts);
+
+		if (ret == -ETIME) {
+			tries++;
+			continue;
+		}
+		if (ret < 0) {
+			fprintf(stderr, "wait_cqe: %s\n", strerror(-ret));
+			break;
+		}
+		if (rr_ud_kind(cqe->user_data) != RR_UD_STORE) {
+			t_bad_cqes++;
+		} else {
+			struct rr_store_req *req = rr_ud_to_ptr(cqe->user_data);
+
+			rr_store_complete(req);
+		}
+		io_uring_cqe_seen(&t_ring, cqe);
+	}
+	return t_completed - start;
+}
+
+static void t_req_init(struct rr_store_req *req, enum rr_store_op op, const char *room)
+{
+	memset(req, 0, sizeof(*req));
+	req->op = op;
+	req->reply_ring_fd = t_ring.ring_fd;
+	req->done = t_done;
+	if (room != NULL) {
+		req->room = room;
+		req->room_len = (uint32_t)strlen(room);
+	}
+}
+
+/* Submit one request and wait for its completion; returns req->res, or the
+ * submit error. */
+static int t_run(struct rr_store *s, struct rr_store_req *req)
+{
+	int ret = rr_store_submit(s, req);
+
+	if (ret < 0)
+		return ret;
+	if (t_reap(1) != 1) {
+		fprintf(stderr, "request op %d never completed\n", (int)req->op);
+		return -ETIMEDOUT;
+	}
+	return req->res;
+}
+
+static int t_room_load(struct rr_store *s, const char *room, struct rr_store_req *out)
+{
+	t_req_init(out, RR_STORE_ROOM_LOAD, room);
+	return t_run(s, out);
+}
+
+static int t_append(struct rr_store *s, const char *room, uint64_t id, const char *payload)
+{
+	struct rr_store_req req;
+
+	t_req_init(&req, RR_STORE_APPEND, room);
+	req.id = id;
+	req.data = payload;
+	req.len = (uint32_t)strlen(payload);
+	return t_run(s, &req);
+}
+
+static uint64_t t_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int t_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static void t_rm_rf(const char *dir)
+{
+	nftw(dir, t_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh directory name under /tmp; the store creates it (mkdir -p) so the
+ * name includes a missing sub-directory. */
+static void t_tmpdir(char *buf, size_t len, const char *tag)
+{
+	char base[64];
+
+	snprintf(base, sizeof(base), "/tmp/rr-%s-XXXXXX", tag);
+	if (mkdtemp(base) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	snprintf(buf, len, "%s/data", base);
+}
+
+static void t_tmpdir_rm(const char *data_dir)
+{
+	char base[256];
+
+	snprintf(base, sizeof(base), "%s", data_dir);
+	char *slash = strrchr(base, '/');
+
+	if (slash != NULL)
+		*slash = '\0';
+	t_rm_rf(base);
+}
+
+static struct rr_store *t_open(const struct rr_store_opts *opts)
+{
+	struct rr_store *s = NULL;
+	char err[512];
+	int ret = rr_store_open(&s, opts, err, sizeof(err));
+
+	if (ret < 0) {
+		fprintf(stderr, "rr_store_open(%s): %s (%d)\n", opts->dir, err, ret);
+		exit(1);
+	}
+	return s;
+}
+
+#endif
