@@ -258,10 +258,20 @@ def load_binary_arg(label):
 
 # ---- plain HTTP over a raw socket -------------------------------------------
 
-def connect(port, timeout=5.0, host="127.0.0.1", source=None):
-    """TCP to host:port; source picks the client address (e.g. 127.0.0.2)."""
-    s = socket.create_connection((host, port), timeout=timeout,
-                                 source_address=(source, 0) if source else None)
+def connect(port, timeout=5.0, host="127.0.0.1", source=None, rcvbuf=None):
+    """TCP to host:port; source picks the client address (e.g. 127.0.0.2),
+    rcvbuf shrinks the receive buffer (set before connect, for a slow reader)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:
+            s.bind((source, 0))
+        s.settimeout(timeout)
+        s.connect((host, port))
+    except OSError:
+        s.close()
+        raise
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -442,8 +452,9 @@ class WsConn:
     """A raw client connection: handshake, then byte-level send and a frame
     reader that keeps unread bytes between calls."""
 
-    def __init__(self, port, path="/echo", timeout=5.0, extra_headers=b"", source=None):
-        self.sock = connect(port, timeout, source=source)
+    def __init__(self, port, path="/echo", timeout=5.0, extra_headers=b"", source=None,
+                 rcvbuf=None):
+        self.sock = connect(port, timeout, source=source, rcvbuf=rcvbuf)
         self.buf = b""
         self.eof = False
         req, key = upgrade_request(path, extra=extra_headers)

@@ -212,6 +212,77 @@ async def case_leave(port):
         await close_all(conns)
 
 
+SLOW_MSGS = 320          # x 64 KiB = 20 MiB, far past 1 MiB + kernel buffers
+SLOW_MSG_BYTES = 65536
+
+
+def read_slow_member(conn):
+    """Drain a member that stopped reading: (indexes of data messages in the
+    order received, close code or None, what ended it)."""
+    got = []
+    while True:
+        try:
+            f = conn.read_frame(10.0)
+        except rrtest.Eof:
+            return got, None, "TCP closed without a close frame"
+        except OSError as e:
+            return got, None, "read: %s" % e
+        if f.opcode == rrtest.OP_CLOSE:
+            return got, f.close_code(), "close frame"
+        if f.opcode == rrtest.OP_BINARY:
+            got.append(int.from_bytes(f.payload[:4], "big"))
+
+
+async def case_slow_consumer(port):
+    """A member that does not read is closed with 1013 once its queue passes
+    --max-queued-bytes; the sender and a fast member are not held back."""
+    slow = rrtest.WsConn(port, "/raw/slowroom", rcvbuf=4096)
+    sender, fast = await connect_many(port, "/raw/slowroom", 2)
+    try:
+        await asyncio.sleep(SETTLE)
+        body = os.urandom(SLOW_MSG_BYTES - 4)
+
+        count = {"sent": 0, "fast": 0}
+
+        async def send_all():
+            for i in range(SLOW_MSGS):
+                await sender.send(i.to_bytes(4, "big") + body)
+                count["sent"] += 1
+
+        async def fast_reads():
+            for i in range(SLOW_MSGS):
+                m = await fast.recv()
+                if int.from_bytes(m[:4], "big") != i or m[4:] != body:
+                    return "fast member: message %d wrong (index %d)" % (
+                        i, int.from_bytes(m[:4], "big"))
+                count["fast"] += 1
+            return None
+        try:
+            res = await asyncio.wait_for(asyncio.gather(send_all(), fast_reads()), 40)
+        except asyncio.TimeoutError:
+            return ("after 40s the sender sent %d and the fast member got %d of %d "
+                    "messages: held back by the slow member?" % (
+                        count["sent"], count["fast"], SLOW_MSGS))
+        if res[1]:
+            return res[1]
+        got, code, how = await asyncio.to_thread(read_slow_member, slow)
+        if got != list(range(len(got))):
+            return "slow member's messages are not an in-order prefix (%d received)" % len(got)
+        if code != 1013:
+            return "slow member: %s (code %s) after %d of %d messages, expected close 1013" % (
+                how, code, len(got), SLOW_MSGS)
+        if len(got) >= SLOW_MSGS:
+            return "slow member got all %d messages and then 1013?" % SLOW_MSGS
+        if not slow.wait_eof(5.0):
+            return "slow member: close 1013 but TCP not closed"
+        await sender.send(b"after the slow one left")
+        m = await asyncio.wait_for(fast.recv(), 10)
+        return None if m == b"after the slow one left" else "room broken afterwards: %r" % m[:20]
+    finally:
+        slow.close()
+        await close_all([sender, fast])
+
+
 async def run(report, port):
     await_case = [
         ("raw: 200 members, one sends, 199 receive, sender and other room get nothing",
@@ -244,10 +315,20 @@ def main():
     except Exception as e:
         report.fail("broker starts", str(e))
         return report.finish()
+    slow_broker = rrtest.Broker(binary, ["--max-queued-bytes", "1MiB"],
+                                name="slow-consumer-broker")
     try:
         asyncio.run(run(report, broker.port))
+        try:
+            slow_broker.start()
+            report.run("raw: slow member (never reads) closed with 1013 past "
+                       "--max-queued-bytes 1MiB; others unaffected",
+                       lambda: asyncio.run(asyncio.wait_for(
+                           case_slow_consumer(slow_broker.port), 90)))
+        except RuntimeError as e:
+            report.fail("slow-consumer-broker starts", str(e))
     finally:
-        code = rrtest.finish_suite(report, [broker])
+        code = rrtest.finish_suite(report, [broker, slow_broker])
     return code
 
 
