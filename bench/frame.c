@@ -1,0 +1,239 @@
+/*
+ * Client framing and the bench stamp: see frame.h.
+ */
+#include "frame.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t rr_bench_frame_len(uint64_t n)
+{
+	size_t h = n < 126 ? 2 : n <= 0xffff ? 4 : 10;
+	return h + 4 + (size_t)n;
+}
+
+size_t rr_bench_frame_hdr(uint8_t *out, uint8_t opcode, uint64_t n, uint32_t mask)
+{
+	size_t o;
+	out[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+	if (n < 126) {
+		out[1] = (uint8_t)(0x80 | n);
+		o = 2;
+	} else if (n <= 0xffff) {
+		out[1] = 0x80 | 126;
+		out[2] = (uint8_t)(n >> 8);
+		out[3] = (uint8_t)n;
+		o = 4;
+	} else {
+		out[1] = 0x80 | 127;
+		for (int i = 0; i < 8; i++)
+			out[2 + i] = (uint8_t)(n >> (56 - 8 * i));
+		o = 10;
+	}
+	memcpy(out + o, &mask, 4);
+	return o + 4;
+}
+
+void rr_bench_mask(uint8_t *p, size_t n, uint32_t mask)
+{
+	/* word at a time: the key repeats every 4 bytes, so an 8-byte key made
+	 * of it twice masks any 8 bytes that start at a multiple of 4 */
+	uint64_t m64 = (uint64_t)mask | ((uint64_t)mask << 32);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		w ^= m64;
+		memcpy(p + i, &w, 8);
+	}
+	const uint8_t *k = (const uint8_t *)&mask;
+	for (; i < n; i++)
+		p[i] ^= k[i & 3];
+}
+
+size_t rr_bench_frame_encode(uint8_t *out, uint8_t opcode, const uint8_t *payload, size_t n,
+			     uint32_t mask)
+{
+	size_t h = rr_bench_frame_hdr(out, opcode, n, mask);
+	memcpy(out + h, payload, n);
+	rr_bench_mask(out + h, n, mask);
+	return h + n;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = n - 1; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+void rr_bench_stamp_put(uint8_t out[RR_BENCH_STAMP_LEN], const struct rr_bench_stamp *s)
+{
+	put_le(out, RR_BENCH_STAMP_MAGIC, 4);
+	put_le(out + 4, s->pub, 4);
+	put_le(out + 8, s->seq, 8);
+	put_le(out + 16, s->ts_ns, 8);
+}
+
+bool rr_bench_stamp_get(const uint8_t in[RR_BENCH_STAMP_LEN], struct rr_bench_stamp *s)
+{
+	if (get_le(in, 4) != RR_BENCH_STAMP_MAGIC)
+		return false;
+	s->pub = (uint32_t)get_le(in + 4, 4);
+	s->seq = get_le(in + 8, 8);
+	s->ts_ns = get_le(in + 16, 8);
+	return true;
+}
+
+/* Header length once hdr[0..have) holds at least 2 bytes. */
+static size_t hdr_need(const uint8_t *h)
+{
+	uint8_t l = h[1] & 0x7f;
+	size_t need = 2 + ((h[1] & 0x80) ? 4 : 0);
+	if (l == 126)
+		need += 2;
+	else if (l == 127)
+		need += 8;
+	return need;
+}
+
+/* Validate a complete header and set up the frame. */
+static int rx_start_frame(struct rr_bench_rx *rx)
+{
+	const uint8_t *h = rx->hdr;
+	uint8_t op = h[0] & 0x0f;
+	bool fin = (h[0] & 0x80) != 0;
+	if ((h[0] & 0x70) || (h[1] & 0x80))
+		return -EPROTO; /* RSV without an extension, or a masked server frame */
+	uint64_t len = h[1] & 0x7f;
+	if (len == 126) {
+		len = ((uint64_t)h[2] << 8) | h[3];
+	} else if (len == 127) {
+		len = 0;
+		for (int i = 0; i < 8; i++)
+			len = (len << 8) | h[2 + i];
+		if (len >> 63)
+			return -EPROTO;
+	}
+	if (op >= 0x8) {
+		if (op > RR_BENCH_OP_PONG || !fin || len > 125)
+			return -EPROTO;
+	} else if (op == RR_BENCH_OP_CONT) {
+		if (rx->msg_opcode == 0)
+			return -EPROTO;
+	} else if (op == RR_BENCH_OP_TEXT || op == RR_BENCH_OP_BINARY) {
+		if (rx->msg_opcode != 0)
+			return -EPROTO;
+		rx->msg_opcode = op;
+		rx->msg_len = 0;
+		rx->stamp_have = 0;
+	} else {
+		return -EPROTO;
+	}
+	rx->opcode = op;
+	rx->fin = fin;
+	rx->left = len;
+	rx->in_payload = 1;
+	rx->ctrl_have = 0;
+	return 0;
+}
+
+/* The current frame's payload is complete: deliver what it ends. */
+static int rx_end_frame(struct rr_bench_rx *rx, const uint8_t *ctrl_inplace, const struct rr_bench_rx_ops *ops,
+			void *ctx)
+{
+	int stop = 0;
+	rx->in_payload = 0;
+	rx->hdr_have = 0;
+	if (rx->opcode >= 0x8) {
+		const uint8_t *p = ctrl_inplace ? ctrl_inplace : rx->ctrl;
+		uint8_t op = rx->opcode;
+		size_t n = rx->ctrl_have;
+		if (ops->control)
+			stop = ops->control(ctx, op, p, n);
+		free(rx->ctrl);
+		rx->ctrl = NULL;
+		rx->ctrl_have = 0;
+		return stop;
+	}
+	if (!rx->fin)
+		return 0;
+	uint8_t op = rx->msg_opcode;
+	rx->msg_opcode = 0;
+	if (ops->message)
+		stop = ops->message(ctx, op, rx->stamp, rx->stamp_have, rx->msg_len);
+	return stop;
+}
+
+ssize_t rr_bench_rx_feed(struct rr_bench_rx *rx, const uint8_t *p, size_t n,
+			 const struct rr_bench_rx_ops *ops, void *ctx)
+{
+	size_t i = 0;
+	/* each pass consumes header bytes or payload bytes, or ends a frame */
+	while (i < n || (rx->in_payload && rx->left == 0)) {
+		if (!rx->in_payload) {
+			if (rx->hdr_have < 2) {
+				rx->hdr[rx->hdr_have++] = p[i++];
+				if (rx->hdr_have < 2)
+					continue;
+			}
+			size_t need = hdr_need(rx->hdr);
+			size_t take = need - rx->hdr_have;
+			if (take > n - i)
+				take = n - i;
+			memcpy(rx->hdr + rx->hdr_have, p + i, take);
+			rx->hdr_have = (uint8_t)(rx->hdr_have + take);
+			i += take;
+			if (rx->hdr_have < need)
+				return (ssize_t)i;
+			int err = rx_start_frame(rx);
+			if (err)
+				return err;
+			continue;
+		}
+		size_t take = rx->left < n - i ? (size_t)rx->left : n - i;
+		const uint8_t *inplace = NULL;
+		if (rx->opcode >= 0x8) {
+			if (rx->ctrl_have == 0 && take == rx->left) {
+				inplace = p + i; /* whole control payload here: no copy */
+				rx->ctrl_have = (uint8_t)take;
+			} else if (take > 0) {
+				if (!rx->ctrl && !(rx->ctrl = malloc(125)))
+					return -ENOMEM;
+				memcpy(rx->ctrl + rx->ctrl_have, p + i, take);
+				rx->ctrl_have = (uint8_t)(rx->ctrl_have + take);
+			}
+		} else {
+			if (rx->stamp_have < RR_BENCH_STAMP_LEN) {
+				size_t s = RR_BENCH_STAMP_LEN - rx->stamp_have;
+				if (s > take)
+					s = take;
+				memcpy(rx->stamp + rx->stamp_have, p + i, s);
+				rx->stamp_have = (uint8_t)(rx->stamp_have + s);
+			}
+			rx->msg_len += take;
+		}
+		i += take;
+		rx->left -= take;
+		if (rx->left == 0) {
+			if (rx_end_frame(rx, inplace, ops, ctx))
+				return (ssize_t)i;
+		}
+	}
+	return (ssize_t)i;
+}
+
+void rr_bench_rx_free(struct rr_bench_rx *rx)
+{
+	free(rx->ctrl);
+	rx->ctrl = NULL;
+}

@@ -1,0 +1,826 @@
+/*
+ * ringroom-bench: a load generator for any RFC 6455 server (ringroom's own
+ * /echo and /raw/{room} in particular).
+ *
+ * This file is the parent: flags, the shared region, forking the workers,
+ * the once-a-second live line, the phase changes, and the merged report.
+ * The traffic itself is in worker.c; README.md says what is measured.
+ */
+#include "bench.h"
+#include "frame.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NS_PER_S 1000000000ull
+/* Each worker holds at most this many sockets: the fd limit of this class of
+ * machine is 20,000 and the ring, buffers and stdio need a few. */
+#define CONNS_PER_PROC_MAX 19900
+/* A publisher further behind its schedule than this is reported. */
+#define PUB_BACKLOG_WARN 100
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+uint32_t rr_bench_cfg_total_conns(const struct rr_bench_cfg *cfg)
+{
+	if (cfg->mode == RR_BENCH_FANOUT)
+		return cfg->rooms * cfg->members;
+	return cfg->conns;
+}
+
+uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg)
+{
+	if (cfg->mode == RR_BENCH_FANOUT)
+		return cfg->rooms * cfg->publishers;
+	if (cfg->mode == RR_BENCH_ECHO)
+		return cfg->conns;
+	return 0;
+}
+
+static const char *mode_name(enum rr_bench_mode m)
+{
+	static const char *const names[] = {"echo", "fanout", "idle", "churn"};
+	return names[m];
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ringroom-bench MODE [options] [URL]\n"
+		"\n"
+		"MODE: echo | fanout | idle | churn\n"
+		"URL:  ws://host:port/path; every {room} is replaced by r0, r1, ...\n"
+		"      (default ws://127.0.0.1:8080/echo for echo, idle and churn,\n"
+		"       ws://127.0.0.1:8080/raw/{room} for fanout)\n"
+		"\n"
+		"  --conns N              echo/idle: connections; churn: concurrent cycles (100)\n"
+		"  --rooms R              fanout: rooms (1)\n"
+		"  --members M            fanout: members per room (100)\n"
+		"  --publishers P         fanout: publishers per room, among the members (1)\n"
+		"  --rate MSGS            fanout: messages per second per room (100)\n"
+		"  --size BYTES           message size, >= %d (64)\n"
+		"  --warmup DUR           not measured (1s)\n"
+		"  --duration DUR         measured (10s)\n"
+		"  --drain DUR            after the run, wait this long for messages in flight (2s)\n"
+		"  --procs K              worker processes, each its own ring and connections (1)\n"
+		"  --src-ips N            spread source addresses over 127.0.0.1..127.0.0.N\n"
+		"                         (default: one per 20000 connections, 8 for churn)\n"
+		"  --connect-concurrency N  upgrades in flight per worker (64)\n"
+		"  --connect-timeout DUR  per connection, connect + upgrade (10s)\n"
+		"  --server-pid PID       idle: report the server's RSS per connection and CPU\n"
+		"  --drop-every N         test hook: discard every Nth received message\n"
+		"  --json                 print the result as JSON on stdout instead of a table\n"
+		"  --quiet                no live line on stderr\n"
+		"  --help\n"
+		"\n"
+		"DUR: number + ms|s|m (bare number = seconds). Exit status: 0 clean run,\n"
+		"1 loss/duplicates/reordering/errors detected, 2 bad usage.\n",
+		RR_BENCH_STAMP_LEN);
+}
+
+static int parse_dur(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	double mul = 1e9;
+	if (strcmp(end, "ms") == 0)
+		mul = 1e6;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		mul = 1e9;
+	else if (strcmp(end, "m") == 0)
+		mul = 60e9;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600e9;
+	else
+		return -EINVAL;
+	if (v * mul > 1e18)
+		return -ERANGE;
+	*out = (uint64_t)(v * mul);
+	return 0;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	uint64_t mul = 1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1024, end++;
+	else if (*end == 'M')
+		mul = 1024 * 1024, end++;
+	if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+		end += strlen(end);
+	if (*end != '\0' || v > max / mul || v * mul < min)
+		return -EINVAL;
+	*out = v * mul;
+	return 0;
+}
+
+static void die_flag(const char *flag, const char *val)
+{
+	fprintf(stderr, "ringroom-bench: bad value for --%s: '%s'\n", flag, val);
+	exit(2);
+}
+
+enum {
+	O_CONNS = 256,
+	O_ROOMS,
+	O_MEMBERS,
+	O_PUBLISHERS,
+	O_RATE,
+	O_SIZE,
+	O_WARMUP,
+	O_DURATION,
+	O_DRAIN,
+	O_PROCS,
+	O_SRC_IPS,
+	O_CONC,
+	O_CTIMEOUT,
+	O_SERVER_PID,
+	O_DROP,
+	O_JSON,
+	O_QUIET,
+	O_HELP,
+};
+
+static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
+{
+	static const struct option opts[] = {
+		{"conns", required_argument, 0, O_CONNS},
+		{"rooms", required_argument, 0, O_ROOMS},
+		{"members", required_argument, 0, O_MEMBERS},
+		{"publishers", required_argument, 0, O_PUBLISHERS},
+		{"rate", required_argument, 0, O_RATE},
+		{"size", required_argument, 0, O_SIZE},
+		{"warmup", required_argument, 0, O_WARMUP},
+		{"duration", required_argument, 0, O_DURATION},
+		{"drain", required_argument, 0, O_DRAIN},
+		{"procs", required_argument, 0, O_PROCS},
+		{"src-ips", required_argument, 0, O_SRC_IPS},
+		{"connect-concurrency", required_argument, 0, O_CONC},
+		{"connect-timeout", required_argument, 0, O_CTIMEOUT},
+		{"server-pid", required_argument, 0, O_SERVER_PID},
+		{"drop-every", required_argument, 0, O_DROP},
+		{"json", no_argument, 0, O_JSON},
+		{"quiet", no_argument, 0, O_QUIET},
+		{"help", no_argument, 0, O_HELP},
+		{0, 0, 0, 0},
+	};
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->conns = 100;
+	cfg->rooms = 1;
+	cfg->members = 100;
+	cfg->publishers = 1;
+	cfg->rate = 100;
+	cfg->size = 64;
+	cfg->warmup_ns = 1 * NS_PER_S;
+	cfg->duration_ns = 10 * NS_PER_S;
+	cfg->drain_ns = 2 * NS_PER_S;
+	cfg->connect_timeout_ns = 10 * NS_PER_S;
+	cfg->procs = 1;
+	cfg->connect_concurrency = 64;
+	bool src_ips_set = false;
+	uint64_t v;
+	int o;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case O_CONNS:
+			if (parse_u64(optarg, 1, 10000000, &v))
+				die_flag("conns", optarg);
+			cfg->conns = (uint32_t)v;
+			break;
+		case O_ROOMS:
+			if (parse_u64(optarg, 1, 1000000, &v))
+				die_flag("rooms", optarg);
+			cfg->rooms = (uint32_t)v;
+			break;
+		case O_MEMBERS:
+			if (parse_u64(optarg, 2, 10000000, &v))
+				die_flag("members", optarg);
+			cfg->members = (uint32_t)v;
+			break;
+		case O_PUBLISHERS:
+			if (parse_u64(optarg, 1, 100000, &v))
+				die_flag("publishers", optarg);
+			cfg->publishers = (uint32_t)v;
+			break;
+		case O_RATE: {
+			char *end;
+			double r = strtod(optarg, &end);
+			if (end == optarg || *end || !(r > 0) || r > 1e8)
+				die_flag("rate", optarg);
+			cfg->rate = r;
+			break;
+		}
+		case O_SIZE:
+			if (parse_u64(optarg, RR_BENCH_STAMP_LEN, 16 * 1024 * 1024, &v))
+				die_flag("size", optarg);
+			cfg->size = (uint32_t)v;
+			break;
+		case O_WARMUP:
+			if (parse_dur(optarg, &cfg->warmup_ns))
+				die_flag("warmup", optarg);
+			break;
+		case O_DURATION:
+			if (parse_dur(optarg, &cfg->duration_ns) || cfg->duration_ns < 1000000)
+				die_flag("duration", optarg);
+			break;
+		case O_DRAIN:
+			if (parse_dur(optarg, &cfg->drain_ns))
+				die_flag("drain", optarg);
+			break;
+		case O_PROCS:
+			if (parse_u64(optarg, 1, 64, &v))
+				die_flag("procs", optarg);
+			cfg->procs = (uint32_t)v;
+			break;
+		case O_SRC_IPS:
+			if (parse_u64(optarg, 1, 254, &v))
+				die_flag("src-ips", optarg);
+			cfg->src_ips = (uint32_t)v;
+			src_ips_set = true;
+			break;
+		case O_CONC:
+			if (parse_u64(optarg, 1, 100000, &v))
+				die_flag("connect-concurrency", optarg);
+			cfg->connect_concurrency = (uint32_t)v;
+			break;
+		case O_CTIMEOUT:
+			if (parse_dur(optarg, &cfg->connect_timeout_ns) || !cfg->connect_timeout_ns)
+				die_flag("connect-timeout", optarg);
+			break;
+		case O_SERVER_PID:
+			if (parse_u64(optarg, 1, 1u << 30, &v))
+				die_flag("server-pid", optarg);
+			cfg->server_pid = (int)v;
+			break;
+		case O_DROP:
+			if (parse_u64(optarg, 1, UINT64_MAX, &v))
+				die_flag("drop-every", optarg);
+			cfg->drop_every = v;
+			break;
+		case O_JSON:
+			cfg->json = true;
+			break;
+		case O_QUIET:
+			cfg->quiet = true;
+			break;
+		case O_HELP:
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		exit(2);
+	}
+	const char *m = argv[optind++];
+	if (strcmp(m, "echo") == 0)
+		cfg->mode = RR_BENCH_ECHO;
+	else if (strcmp(m, "fanout") == 0)
+		cfg->mode = RR_BENCH_FANOUT;
+	else if (strcmp(m, "idle") == 0)
+		cfg->mode = RR_BENCH_IDLE;
+	else if (strcmp(m, "churn") == 0)
+		cfg->mode = RR_BENCH_CHURN;
+	else {
+		fprintf(stderr, "ringroom-bench: unknown mode '%s'\n", m);
+		exit(2);
+	}
+	const char *url = cfg->mode == RR_BENCH_FANOUT ? "ws://127.0.0.1:8080/raw/{room}"
+						       : "ws://127.0.0.1:8080/echo";
+	if (optind < argc)
+		url = argv[optind++];
+	if (optind < argc) {
+		fprintf(stderr, "ringroom-bench: unexpected argument '%s'\n", argv[optind]);
+		exit(2);
+	}
+	int err = rr_bench_url_parse(url, &cfg->url);
+	if (err) {
+		fprintf(stderr, "ringroom-bench: bad URL '%s': %s\n", url,
+			err == -EPROTONOSUPPORT ? "only ws:// is supported"
+			: err == -EHOSTUNREACH	? "host must be an IPv4 address or localhost"
+						: strerror(-err));
+		exit(2);
+	}
+	if (cfg->mode == RR_BENCH_FANOUT) {
+		if (cfg->publishers > cfg->members) {
+			fprintf(stderr, "ringroom-bench: --publishers must not exceed --members\n");
+			exit(2);
+		}
+		if (cfg->rooms > 1 && !cfg->url.has_room) {
+			fprintf(stderr, "ringroom-bench: --rooms > 1 needs {room} in the URL\n");
+			exit(2);
+		}
+		if ((uint64_t)cfg->rooms * cfg->members > 10000000) {
+			fprintf(stderr, "ringroom-bench: --rooms x --members too large\n");
+			exit(2);
+		}
+	}
+	uint32_t total = rr_bench_cfg_total_conns(cfg);
+	if (cfg->mode != RR_BENCH_CHURN && total > cfg->procs * CONNS_PER_PROC_MAX) {
+		fprintf(stderr,
+			"ringroom-bench: %u connections need --procs %u or more (%u per process)\n",
+			total, (total + CONNS_PER_PROC_MAX - 1) / CONNS_PER_PROC_MAX,
+			CONNS_PER_PROC_MAX);
+		exit(2);
+	}
+	if (cfg->procs > total) {
+		fprintf(stderr, "ringroom-bench: --procs exceeds the number of connections\n");
+		exit(2);
+	}
+	if (!src_ips_set) {
+		/* one source address has ~28k ephemeral ports per destination */
+		cfg->src_ips = (total + 19999) / 20000;
+		if (cfg->mode == RR_BENCH_CHURN)
+			cfg->src_ips = 8;
+	}
+}
+
+/* ---- merging and reporting ------------------------------------------- */
+
+struct totals {
+	struct rr_bench_slot s; /* summed counters, merged histograms */
+	uint64_t rss_start_kb, rss_open_kb;
+};
+
+static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_hist)
+{
+	memset(t, 0, sizeof(*t));
+	rr_bench_hist_init(&t->s.lat);
+	rr_bench_hist_init(&t->s.hs);
+	for (uint32_t i = 0; i < sh->nslots; i++) {
+		const struct rr_bench_slot *s = &sh->slots[i];
+#define ADD(f) t->s.f += __atomic_load_n(&s->f, __ATOMIC_RELAXED)
+		ADD(connected);
+		ADD(opened);
+		ADD(conn_failed);
+		ADD(peer_closed);
+		ADD(proto_errors);
+		ADD(sent);
+		ADD(received);
+		ADD(measured);
+		ADD(cycles);
+		ADD(misrouted);
+		ADD(dropped);
+		ADD(enobufs);
+		ADD(seq.lost);
+		ADD(seq.dup);
+		ADD(seq.reordered);
+		ADD(seq.late);
+		ADD(seq.received);
+#undef ADD
+		uint64_t b = __atomic_load_n(&s->pub_backlog_max, __ATOMIC_RELAXED);
+		if (b > t->s.pub_backlog_max)
+			t->s.pub_backlog_max = b;
+		if (s->last_status)
+			t->s.last_status = s->last_status;
+		if (s->last_errno)
+			t->s.last_errno = s->last_errno;
+		if (s->last_close_code)
+			t->s.last_close_code = s->last_close_code;
+		t->rss_start_kb += s->rss_start_kb;
+		t->rss_open_kb += s->rss_open_kb;
+		if (with_hist) {
+			rr_bench_hist_merge(&t->s.lat, &s->lat);
+			rr_bench_hist_merge(&t->s.hs, &s->hs);
+		}
+	}
+}
+
+static void fmt_ns(char *out, size_t cap, uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(out, cap, "%" PRIu64 " ns", ns);
+	else if (ns < 1000000)
+		snprintf(out, cap, "%.1f us", (double)ns / 1e3);
+	else if (ns < 10000000000ull)
+		snprintf(out, cap, "%.3f ms", (double)ns / 1e6);
+	else
+		snprintf(out, cap, "%.2f s", (double)ns / 1e9);
+}
+
+static int read_cpu_ticks(int pid, uint64_t *ticks)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* fields after the parenthesised command: state is field 3, utime 14,
+	 * stime 15 */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EINVAL;
+	unsigned long long ut, st;
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -EINVAL;
+	*ticks = ut + st;
+	return 0;
+}
+
+struct idle_probe {
+	bool ok;
+	uint64_t rss_before_kb, rss_after_kb;
+	uint64_t cpu_ticks;
+	double cpu_seconds_window;
+};
+
+static const char *phase_label(int phase, uint64_t now, const struct rr_bench_shared *sh)
+{
+	if (phase == RR_BENCH_PH_CONNECT)
+		return "connect";
+	if (phase == RR_BENCH_PH_RUN)
+		return now < sh->t_warm ? "warmup" : now < sh->t_end ? "run" : "stop";
+	return "drain";
+}
+
+static void live_line(const struct rr_bench_cfg *cfg, const struct rr_bench_shared *sh,
+		      struct totals *t, uint64_t *prev_rx, uint64_t *prev_cycles, uint64_t t0)
+{
+	uint64_t now = rr_bench_now_ns();
+	int phase = RR_LOAD(sh->phase);
+	merge(sh, t, true);
+	char p99[32];
+	fmt_ns(p99, sizeof(p99), rr_bench_hist_percentile(&t->s.lat, 99.0));
+	uint64_t rx = t->s.received, cy = t->s.opened;
+	fprintf(stderr, "[%6.1fs %-7s] conns %" PRIu64 "/%u", (double)(now - t0) / 1e9,
+		phase_label(phase, now, sh), t->s.connected, rr_bench_cfg_total_conns(cfg));
+	if (cfg->mode == RR_BENCH_CHURN)
+		fprintf(stderr, "  upgrades/s %" PRIu64, cy - *prev_cycles);
+	else if (cfg->mode != RR_BENCH_IDLE)
+		fprintf(stderr, "  deliveries/s %" PRIu64 "  p99 %s", rx - *prev_rx, p99);
+	if (t->s.conn_failed)
+		fprintf(stderr, "  failed %" PRIu64, t->s.conn_failed);
+	if (t->s.seq.lost || t->s.seq.dup || t->s.seq.reordered || t->s.seq.late)
+		fprintf(stderr, "  LOSS %" PRIu64 " DUP %" PRIu64 " REORDER %" PRIu64,
+			t->s.seq.lost, t->s.seq.dup, t->s.seq.reordered + t->s.seq.late);
+	fputc('\n', stderr);
+	*prev_rx = rx;
+	*prev_cycles = cy;
+}
+
+static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
+			 const struct idle_probe *ip, bool failed)
+{
+	const struct rr_bench_slot *s = &t->s;
+	double dur = (double)cfg->duration_ns / 1e9;
+	uint32_t total = rr_bench_cfg_total_conns(cfg);
+	static const double pcts[] = {50, 90, 99, 99.9};
+	static const char *const pnames[] = {"p50", "p90", "p99", "p99_9"};
+	double rate = cfg->mode == RR_BENCH_CHURN ? (double)s->cycles / dur
+						  : (double)s->measured / dur;
+	if (cfg->json) {
+		printf("{\"mode\":\"%s\",\"url\":\"ws://%s:%u%s\",\"procs\":%u,", mode_name(cfg->mode),
+		       cfg->url.host, cfg->url.port, cfg->url.path, cfg->procs);
+		printf("\"connections\":%u,\"opened\":%" PRIu64 ",\"failed\":%" PRIu64 ",", total,
+		       s->opened, s->conn_failed);
+		if (cfg->mode == RR_BENCH_FANOUT)
+			printf("\"rooms\":%u,\"members\":%u,\"publishers\":%u,\"rate\":%g,", cfg->rooms,
+			       cfg->members, cfg->publishers, cfg->rate);
+		printf("\"size\":%u,\"warmup_s\":%g,\"duration_s\":%g,", cfg->size,
+		       (double)cfg->warmup_ns / 1e9, dur);
+		printf("\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"measured\":%" PRIu64 ",",
+		       s->sent, s->received, s->measured);
+		if (cfg->mode == RR_BENCH_CHURN)
+			printf("\"cycles\":%" PRIu64 ",\"cycles_per_s\":%.1f,", s->cycles, rate);
+		else
+			printf("\"per_s\":%.1f,", rate);
+		printf("\"latency_ns\":{");
+		for (int i = 0; i < 4; i++)
+			printf("\"%s\":%" PRIu64 ",", pnames[i],
+			       rr_bench_hist_percentile(&s->lat, pcts[i]));
+		printf("\"max\":%" PRIu64 ",\"count\":%" PRIu64 "},", s->lat.max, s->lat.count);
+		printf("\"upgrade_ns\":{\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64
+		       ",\"count\":%" PRIu64 "},",
+		       rr_bench_hist_percentile(&s->hs, 50), rr_bench_hist_percentile(&s->hs, 99),
+		       s->hs.max, s->hs.count);
+		printf("\"lost\":%" PRIu64 ",\"dup\":%" PRIu64 ",\"reordered\":%" PRIu64
+		       ",\"late\":%" PRIu64 ",\"misrouted\":%" PRIu64 ",\"dropped_on_purpose\":%" PRIu64
+		       ",\"peer_closed\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
+		       s->seq.lost, s->seq.dup, s->seq.reordered, s->seq.late, s->misrouted,
+		       s->dropped, s->peer_closed, s->proto_errors);
+		printf("\"publisher_backlog_max\":%" PRIu64 ",", s->pub_backlog_max);
+		if (s->opened)
+			printf("\"bench_rss_per_conn_bytes\":%.0f,",
+			       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
+				       (double)s->opened);
+		if (ip && ip->ok)
+			printf("\"server_rss_before_kb\":%" PRIu64 ",\"server_rss_after_kb\":%" PRIu64
+			       ",\"server_rss_per_conn_bytes\":%.0f,\"server_cpu_percent\":%.3f,",
+			       ip->rss_before_kb, ip->rss_after_kb,
+			       s->connected ? ((double)ip->rss_after_kb - (double)ip->rss_before_kb) *
+						      1024.0 / (double)s->connected
+					    : 0.0,
+			       ip->cpu_seconds_window > 0
+				       ? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
+						 ip->cpu_seconds_window
+				       : 0.0);
+		printf("\"ok\":%s}\n", failed ? "false" : "true");
+		return;
+	}
+	printf("ringroom-bench %s  ws://%s:%u%s  procs %u\n", mode_name(cfg->mode), cfg->url.host,
+	       cfg->url.port, cfg->url.path, cfg->procs);
+	printf("  connections   %u asked, %" PRIu64 " opened, %" PRIu64 " failed", total, s->opened,
+	       s->conn_failed);
+	if (s->last_status)
+		printf(" (last HTTP status %d)", s->last_status);
+	if (s->last_errno)
+		printf(" (last error: %s)", strerror(s->last_errno));
+	printf("\n");
+	if (cfg->mode == RR_BENCH_FANOUT)
+		printf("  rooms         %u x %u members, %u publisher(s)/room, %g msg/s/room, %u B\n",
+		       cfg->rooms, cfg->members, cfg->publishers, cfg->rate, cfg->size);
+	else if (cfg->mode == RR_BENCH_ECHO)
+		printf("  messages      %u B, one in flight per connection\n", cfg->size);
+	printf("  window        %.2f s measured after %.2f s warm-up\n", dur,
+	       (double)cfg->warmup_ns / 1e9);
+	if (cfg->mode == RR_BENCH_ECHO || cfg->mode == RR_BENCH_FANOUT) {
+		printf("  sent          %" PRIu64 " messages (all phases)\n", s->sent);
+		printf("  %-13s %" PRIu64 " in window, %.0f/s  (%" PRIu64 " received in all)\n",
+		       cfg->mode == RR_BENCH_ECHO ? "echoes" : "deliveries", s->measured, rate,
+		       s->received);
+		char v[5][32];
+		for (int i = 0; i < 4; i++)
+			fmt_ns(v[i], sizeof(v[i]), rr_bench_hist_percentile(&s->lat, pcts[i]));
+		fmt_ns(v[4], sizeof(v[4]), s->lat.max);
+		printf("  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+		       cfg->mode == RR_BENCH_ECHO ? "round trip" : "latency", v[0], v[1], v[2],
+		       v[3], v[4]);
+		if (cfg->mode == RR_BENCH_FANOUT && s->pub_backlog_max > PUB_BACKLOG_WARN)
+			printf("  WARNING: a publisher fell %" PRIu64
+			       " messages behind its schedule (the bench or server is saturated)\n",
+			       s->pub_backlog_max);
+	}
+	if (cfg->mode == RR_BENCH_CHURN)
+		printf("  cycles        %" PRIu64 " in window, %.0f/s (connect, upgrade, close)\n",
+		       s->cycles, rate);
+	{
+		char a[32], b[32], c[32];
+		fmt_ns(a, sizeof(a), rr_bench_hist_percentile(&s->hs, 50));
+		fmt_ns(b, sizeof(b), rr_bench_hist_percentile(&s->hs, 99));
+		fmt_ns(c, sizeof(c), s->hs.max);
+		printf("  upgrade       p50 %s  p99 %s  max %s  (connect start to 101)\n", a, b, c);
+	}
+	if (s->opened && t->rss_open_kb > t->rss_start_kb)
+		printf("  bench memory  %.0f B per connection (RSS growth while connecting)\n",
+		       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
+			       (double)s->opened);
+	if (ip && ip->ok) {
+		printf("  server RSS    %" PRIu64 " KiB -> %" PRIu64 " KiB: %.0f B per connection\n",
+		       ip->rss_before_kb, ip->rss_after_kb,
+		       s->connected ? ((double)ip->rss_after_kb - (double)ip->rss_before_kb) * 1024.0 /
+					      (double)s->connected
+				    : 0.0);
+		printf("  server CPU    %.3f%% of one core while idle (%.1f s)\n",
+		       ip->cpu_seconds_window > 0
+			       ? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
+					 ip->cpu_seconds_window
+			       : 0.0,
+		       ip->cpu_seconds_window);
+	}
+	printf("  checks        lost %" PRIu64 "  dup %" PRIu64 "  reordered %" PRIu64
+	       "  late %" PRIu64 "  misrouted %" PRIu64 "  closed-by-server %" PRIu64
+	       "  errors %" PRIu64,
+	       s->seq.lost, s->seq.dup, s->seq.reordered, s->seq.late, s->misrouted, s->peer_closed,
+	       s->proto_errors);
+	if (s->last_close_code)
+		printf("  (last close code %u)", s->last_close_code);
+	if (s->dropped)
+		printf("  [dropped on purpose %" PRIu64 "]", s->dropped);
+	printf("\n  result        %s\n", failed ? "FAIL" : "ok");
+}
+
+/* Sleep until the deadline or a second, whichever comes first. */
+static void nap_until(uint64_t deadline)
+{
+	uint64_t now = rr_bench_now_ns();
+	uint64_t d = deadline > now ? deadline - now : 0;
+	if (d > 50000000)
+		d = 50000000;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)d};
+	nanosleep(&ts, NULL);
+}
+
+static bool all_set(const struct rr_bench_shared *sh, size_t off)
+{
+	for (uint32_t i = 0; i < sh->nslots; i++) {
+		const int *f = (const int *)((const char *)&sh->slots[i] + off);
+		if (!__atomic_load_n(f, __ATOMIC_ACQUIRE))
+			return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	struct rr_bench_cfg cfg;
+	parse_args(argc, argv, &cfg);
+
+	uint32_t npubs = rr_bench_cfg_total_pubs(&cfg);
+	size_t slots_sz = sizeof(struct rr_bench_shared) + cfg.procs * sizeof(struct rr_bench_slot);
+	slots_sz = (slots_sz + 63) & ~(size_t)63;
+	size_t shm_sz = slots_sz + (size_t)(npubs + 1) * sizeof(uint64_t);
+	struct rr_bench_shared *sh =
+		mmap(NULL, shm_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		perror("ringroom-bench: mmap");
+		return 1;
+	}
+	sh->nslots = cfg.procs;
+	sh->npubs = npubs;
+	sh->pub_sent = (uint64_t *)((char *)sh + slots_sz);
+	sh->phase = RR_BENCH_PH_CONNECT;
+	sh->t_start = sh->t_warm = sh->t_end = sh->t_drain_end = UINT64_MAX;
+	for (uint32_t i = 0; i < cfg.procs; i++) {
+		rr_bench_hist_init(&sh->slots[i].lat);
+		rr_bench_hist_init(&sh->slots[i].hs);
+	}
+
+	struct idle_probe ip = {0};
+	if (cfg.server_pid) {
+		ip.rss_before_kb = rr_bench_rss_kb(cfg.server_pid);
+		if (!ip.rss_before_kb)
+			fprintf(stderr, "ringroom-bench: cannot read /proc/%d/status\n",
+				cfg.server_pid);
+	}
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	fflush(NULL);
+	pid_t pids[64];
+	pid_t parent = getpid();
+	for (uint32_t i = 0; i < cfg.procs; i++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("ringroom-bench: fork");
+			RR_STORE(sh->abort, 1);
+			return 1;
+		}
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(1);
+			signal(SIGINT, SIG_IGN); /* the parent decides when to stop */
+			_exit(rr_bench_worker_run(&cfg, sh, i));
+		}
+		pids[i] = pid;
+	}
+
+	uint64_t t0 = rr_bench_now_ns();
+	uint64_t next_live = t0 + NS_PER_S;
+	uint64_t prev_rx = 0, prev_cy = 0;
+	uint64_t connect_deadline = t0 + cfg.connect_timeout_ns +
+				    (uint64_t)rr_bench_cfg_total_conns(&cfg) * 2000000ull / cfg.procs +
+				    5 * NS_PER_S;
+	uint64_t ticks0 = 0;
+	bool worker_died = false, timed_out = false;
+	struct totals t;
+	int phase = RR_BENCH_PH_CONNECT;
+	/* bounded: every phase has a deadline, and the run ends at t_end */
+	while (phase != RR_BENCH_PH_EXIT) {
+		uint64_t now = rr_bench_now_ns();
+		if (interrupted) {
+			fprintf(stderr, "ringroom-bench: interrupted\n");
+			RR_STORE(sh->abort, 1);
+			break;
+		}
+		for (uint32_t i = 0; i < cfg.procs; i++) {
+			int st;
+			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				pids[i] = 0;
+				fprintf(stderr, "ringroom-bench: worker %u exited early (status %d)\n",
+					i, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+				worker_died = true;
+			}
+		}
+		if (worker_died) {
+			RR_STORE(sh->abort, 1);
+			break;
+		}
+		if (phase == RR_BENCH_PH_CONNECT) {
+			if (all_set(sh, offsetof(struct rr_bench_slot, ready)) ||
+			    now > connect_deadline) {
+				if (now > connect_deadline) {
+					fprintf(stderr,
+						"ringroom-bench: connect phase timed out\n");
+					timed_out = true;
+				}
+				merge(sh, &t, false);
+				if (t.s.conn_failed)
+					fprintf(stderr,
+						"ringroom-bench: %" PRIu64
+						" connections FAILED to open\n",
+						t.s.conn_failed);
+				sh->t_start = now + 50000000ull;
+				sh->t_warm = sh->t_start + cfg.warmup_ns;
+				sh->t_end = sh->t_warm + cfg.duration_ns;
+				phase = RR_BENCH_PH_RUN;
+				RR_STORE(sh->phase, phase);
+			}
+		} else if (phase == RR_BENCH_PH_RUN) {
+			if (cfg.server_pid && !ip.ok && now >= sh->t_warm) {
+				/* the warm-up lets the server settle before RSS is read */
+				ip.rss_after_kb = rr_bench_rss_kb(cfg.server_pid);
+				ip.ok = ip.rss_after_kb && ip.rss_before_kb &&
+					read_cpu_ticks(cfg.server_pid, &ticks0) == 0;
+			}
+			if (now >= sh->t_end && all_set(sh, offsetof(struct rr_bench_slot, stopped))) {
+				if (ip.ok) {
+					uint64_t ticks1;
+					if (read_cpu_ticks(cfg.server_pid, &ticks1) == 0) {
+						ip.cpu_ticks = ticks1 - ticks0;
+						ip.cpu_seconds_window =
+							(double)(now - sh->t_warm) / 1e9;
+					} else {
+						ip.ok = false;
+					}
+				}
+				sh->t_drain_end = now + cfg.drain_ns;
+				phase = RR_BENCH_PH_DRAIN;
+				RR_STORE(sh->phase, phase);
+			} else if (now > sh->t_end + cfg.drain_ns + 10 * NS_PER_S) {
+				fprintf(stderr, "ringroom-bench: workers did not stop\n");
+				timed_out = true;
+				RR_STORE(sh->abort, 1);
+				break;
+			}
+		} else if (phase == RR_BENCH_PH_DRAIN) {
+			if (all_set(sh, offsetof(struct rr_bench_slot, done))) {
+				phase = RR_BENCH_PH_EXIT;
+				RR_STORE(sh->phase, phase);
+			} else if (now > sh->t_drain_end + 10 * NS_PER_S) {
+				fprintf(stderr, "ringroom-bench: workers did not finish\n");
+				timed_out = true;
+				RR_STORE(sh->abort, 1);
+				break;
+			}
+		}
+		if (now >= next_live) {
+			if (!cfg.quiet)
+				live_line(&cfg, sh, &t, &prev_rx, &prev_cy, t0);
+			next_live += NS_PER_S;
+		}
+		nap_until(next_live);
+	}
+	int status = 0;
+	for (uint32_t i = 0; i < cfg.procs; i++) {
+		int st;
+		if (pids[i] > 0 && waitpid(pids[i], &st, 0) == pids[i] &&
+		    !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			worker_died = true;
+	}
+	merge(sh, &t, true);
+	const struct rr_bench_slot *s = &t.s;
+	bool failed = worker_died || timed_out || interrupted || s->conn_failed ||
+		      s->peer_closed || s->proto_errors || s->misrouted || s->seq.lost ||
+		      s->seq.dup || s->seq.reordered || s->seq.late;
+	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, failed);
+	if (s->seq.lost || s->seq.dup || s->seq.reordered || s->seq.late)
+		fprintf(stderr,
+			"ringroom-bench: DELIVERY CHECK FAILED: %" PRIu64 " lost, %" PRIu64
+			" duplicated, %" PRIu64 " reordered, %" PRIu64 " late\n",
+			s->seq.lost, s->seq.dup, s->seq.reordered, s->seq.late);
+	if (s->misrouted)
+		fprintf(stderr, "ringroom-bench: %" PRIu64 " messages reached the wrong receiver\n",
+			s->misrouted);
+	if (s->conn_failed || s->peer_closed || s->proto_errors)
+		fprintf(stderr,
+			"ringroom-bench: CONNECTION ERRORS: %" PRIu64 " failed to open, %" PRIu64
+			" closed by the server, %" PRIu64 " protocol/socket errors\n",
+			s->conn_failed, s->peer_closed, s->proto_errors);
+	if (failed)
+		status = 1;
+	munmap(sh, shm_sz);
+	return status;
+}

@@ -1,0 +1,136 @@
+#!/bin/bash
+# Smoke test for ringroom-bench: start the broker on loopback, run every mode
+# for about two seconds with small numbers, and check that a healthy broker
+# gives a clean run (exit 0, no loss) while --drop-every makes the bench
+# report loss and exit 1.
+#
+# usage: smoke.sh RINGROOM_BINARY BENCH_BINARY
+#        smoke.sh --standin BENCH_BINARY   (python3-websockets stand-in server)
+set -u
+broker=$1
+bench=$2
+here=$(cd "$(dirname "$0")" && pwd)
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+server_pid=
+fails=0
+
+cleanup() {
+	if [ -n "$server_pid" ]; then
+		kill -TERM "$server_pid" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$server_pid" 2>/dev/null
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+[ -x "$bench" ] || { echo "SKIP: no bench binary at $bench"; exit 77; }
+
+# a free port in 20000..39999
+for _ in $(seq 50); do
+	port=$((20000 + RANDOM % 20000))
+	(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || break
+done
+
+if [ "$broker" = "--standin" ]; then
+	"$py" "$here/standin_server.py" "$port" >"$tmp/server.log" 2>&1 &
+else
+	[ -x "$broker" ] || { echo "SKIP: no broker binary at $broker"; exit 77; }
+	"$broker" --port "$port" --cores 2 --log-level warn >"$tmp/server.log" 2>&1 &
+fi
+server_pid=$!
+
+healthy() {
+	if [ "$broker" = "--standin" ]; then
+		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null
+		return
+	fi
+	exec 3<>/dev/tcp/127.0.0.1/$port 2>/dev/null || return 1
+	printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+	local line
+	read -r -t 2 line <&3
+	exec 3<&-
+	case "$line" in "HTTP/1.1 200"*) return 0 ;; esac
+	return 1
+}
+for _ in $(seq 100); do healthy && break; sleep 0.1; done
+if ! healthy; then
+	echo "FAIL: server did not become ready on port $port"
+	cat "$tmp/server.log"
+	exit 1
+fi
+
+url="ws://127.0.0.1:$port"
+common=(--warmup 500ms --duration 2s --drain 2s --quiet --json)
+
+# field NAME FILE: a number from the bench's JSON result
+field() {
+	"$py" -c 'import json,sys; print(json.load(open(sys.argv[2]))[sys.argv[1]])' "$1" "$2"
+}
+
+# run NAME EXPECTED_STATUS ARGS...: run the bench, check its exit status
+run() {
+	local name=$1 want=$2
+	shift 2
+	"$bench" "$@" >"$tmp/$name.json" 2>"$tmp/$name.err"
+	local rc=$?
+	if [ "$rc" != "$want" ]; then
+		echo "FAIL: $name: exit $rc, expected $want: $bench $*"
+		cat "$tmp/$name.json" "$tmp/$name.err"
+		fails=$((fails + 1))
+		return 1
+	fi
+	if ! "$py" -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/$name.json"; then
+		echo "FAIL: $name: output is not JSON"
+		fails=$((fails + 1))
+		return 1
+	fi
+	echo "ok: $name (exit $rc): $(head -c 400 "$tmp/$name.json")"
+	return 0
+}
+
+# expect NAME PYTHON-EXPR: a condition on the result (r is the JSON object)
+expect() {
+	if ! "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+		"$tmp/$1.json" "$2"; then
+		echo "FAIL: $1: expected $2"
+		fails=$((fails + 1))
+	fi
+}
+
+if run echo 0 echo --conns 20 "${common[@]}" "$url/echo"; then
+	expect echo 'r["measured"] > 100 and r["lost"] == 0 and r["opened"] == 20 and r["latency_ns"]["p99"] > 0'
+fi
+if run fanout 0 fanout --rooms 2 --members 20 --rate 100 --procs 2 "${common[@]}" "$url/raw/{room}"; then
+	# 2 rooms x 100 msg/s x 19 receivers for 2 s: about 7600 in the window
+	expect fanout 'r["measured"] > 3000 and r["lost"] == 0 and r["dup"] == 0 and r["reordered"] == 0 and r["received"] == r["sent"] * 19'
+fi
+if run idle 0 idle --conns 100 --server-pid "$server_pid" "${common[@]}" "$url/echo"; then
+	expect idle 'r["opened"] == 100 and "server_rss_per_conn_bytes" in r and "server_cpu_percent" in r'
+fi
+if run churn 0 churn --conns 10 "${common[@]}" "$url/echo"; then
+	expect churn 'r["cycles"] > 10 and r["failed"] == 0'
+fi
+# the loss detector must fire: every message the bench drops is counted lost
+if run fanout_drop 1 fanout --rooms 2 --members 20 --rate 100 --drop-every 50 "${common[@]}" "$url/raw/{room}"; then
+	expect fanout_drop 'r["dropped_on_purpose"] > 0 and r["lost"] == r["dropped_on_purpose"] and not r["ok"]'
+	grep -q "DELIVERY CHECK FAILED" "$tmp/fanout_drop.err" || { echo "FAIL: fanout_drop: no loud loss report"; fails=$((fails + 1)); }
+fi
+if run echo_drop 1 echo --conns 20 --drop-every 25 "${common[@]}" "$url/echo"; then
+	expect echo_drop 'r["dropped_on_purpose"] > 0 and r["lost"] == r["dropped_on_purpose"]'
+fi
+# bad usage is status 2
+"$bench" fanout --rooms 0 "$url/raw/{room}" >/dev/null 2>&1
+[ $? = 2 ] || { echo "FAIL: bad flag did not exit 2"; fails=$((fails + 1)); }
+
+if ! kill -0 "$server_pid" 2>/dev/null; then
+	echo "FAIL: the server died during the smoke test"
+	cat "$tmp/server.log"
+	fails=$((fails + 1))
+fi
+if [ "$fails" -ne 0 ]; then
+	echo "$fails smoke check(s) failed"
+	exit 1
+fi
+echo "bench smoke: all modes ok"
