@@ -143,6 +143,8 @@ class Broker:
                 time.sleep(0.05)
             else:
                 last = "not ready within %.0fs (%s)" % (ready_timeout, last)
+                self.kill()
+                break  # only an early exit (port taken meanwhile) is retried
             self.kill()
         self.dump_stderr()
         self.proc = None  # reported here; finish_suite skips it
