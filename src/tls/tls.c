@@ -70,10 +70,10 @@ struct rr_tls_ctx {
 
 struct rr_tls_chunk {
 	struct rr_tls_chunk *next;
-	uint32_t head;	/* first unsent byte */
-	uint32_t len;	/* bytes written */
+	uint32_t head; /* first unsent byte */
+	uint32_t len;  /* bytes written */
 	uint32_t cap;
-	bool exposed;	/* bytes were handed out: never realloc */
+	bool exposed; /* bytes were handed out: never realloc */
 	unsigned char data[];
 };
 
@@ -87,12 +87,12 @@ enum {
 struct rr_tls {
 	WOLFSSL *ssl;
 	struct rr_tls_ctx *ctx;
-	unsigned char *in;	/* fed ciphertext not yet pulled by wolfSSL */
+	unsigned char *in; /* fed ciphertext not yet pulled by wolfSSL */
 	uint32_t in_head, in_len, in_cap;
 	uint32_t flags;
 	struct rr_tls_chunk *out_head, *out_tail;
-	size_t out_bytes;	/* unsent bytes over all chunks */
-	size_t out_hint;	/* size for the next new chunk */
+	size_t out_bytes; /* unsent bytes over all chunks */
+	size_t out_hint;  /* size for the next new chunk */
 	const char *why;
 };
 
@@ -272,8 +272,7 @@ static int rr_tls_ec_key_matches(const void *cert_pem, size_t cert_len, const vo
 	    wc_ecc_export_x963(&priv, pub_a, &len_a) != 0)
 		goto out;
 
-	x509 = wolfSSL_X509_load_certificate_buffer(cert_pem, (int)cert_len,
-						    WOLFSSL_FILETYPE_PEM);
+	x509 = wolfSSL_X509_load_certificate_buffer(cert_pem, (int)cert_len, WOLFSSL_FILETYPE_PEM);
 	n = RR_TLS_DER_MAX;
 	if (!x509 || wolfSSL_X509_get_pubkey_buffer(x509, der, &n) != WOLFSSL_SUCCESS)
 		goto out;
@@ -343,8 +342,8 @@ int rr_tls_ctx_new(struct rr_tls_ctx **out, const void *cert_pem, size_t cert_le
 		goto free_w;
 	}
 
-	ret = wolfSSL_CTX_use_certificate_chain_buffer_format(
-		w, cert_pem, (long)cert_len, WOLFSSL_FILETYPE_PEM);
+	ret = wolfSSL_CTX_use_certificate_chain_buffer_format(w, cert_pem, (long)cert_len,
+							      WOLFSSL_FILETYPE_PEM);
 	if (ret != WOLFSSL_SUCCESS) {
 		rr_tls_set_err(err, errlen, "certificate: not a PEM certificate chain", ret);
 		goto free_w;
@@ -384,7 +383,7 @@ int rr_tls_ctx_new(struct rr_tls_ctx **out, const void *cert_pem, size_t cert_le
 	 * offered a ticket unable to tell a full handshake from a resumption.
 	 */
 	wolfSSL_CTX_set_session_cache_mode(w, WOLFSSL_SESS_CACHE_SERVER |
-						      WOLFSSL_SESS_CACHE_NO_INTERNAL);
+						  WOLFSSL_SESS_CACHE_NO_INTERNAL);
 
 	atomic_init(&ctx->refs, 1);
 	ctx->w = w;
@@ -545,9 +544,10 @@ int rr_tls_handshake(struct rr_tls *t)
 	if (ret == WOLFSSL_SUCCESS) {
 		t->flags |= RR_TLS_F_DONE;
 		/*
-		 * wolfSSL frees most handshake state itself at the end of
-		 * accept; this also drops what it kept for a possible
-		 * re-handshake (none is allowed) and the key-exchange arrays.
+		 * wolfSSL 5.5.4 already frees its handshake-only state at the
+		 * end of accept (measured: this call changes nothing today); it
+		 * stays so that a build or option that keeps that state for a
+		 * re-handshake (none is allowed here) still drops it.
 		 */
 		wolfSSL_FreeHandshakeResources(t->ssl);
 		return 0;
