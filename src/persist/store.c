@@ -33,6 +33,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,6 +69,9 @@ static const uint8_t state_key[] = {0, 's', 't', 'a', 't', 'e'};
 #define TRIM_SCAN_MAX 100000
 #define REOPEN_BACKOFF_MIN_MS 50
 #define REOPEN_BACKOFF_MAX_MS 2000
+/* free space a reopen after a write error waits for: RocksDB writes its
+ * OPTIONS file (~40 KiB for six column families), a MANIFEST and a new WAL */
+#define RR_STORE_REOPEN_FREE_MIN (1u << 20)
 /* open-addressing table of the rooms appended to in one batch */
 #define ROOMTAB_SLOTS (2 * RR_STORE_BATCH_MAX)
 
@@ -123,7 +127,8 @@ struct rr_store {
 	size_t bytes_cap;
 	bool failing;           /* inside a burst of failed writes */
 	uint64_t burst_failures;
-	bool need_reopen;
+	bool need_reopen, reopen_logged;
+	int down_err; /* what writes get while a reopen waits */
 	uint64_t reopen_at_ms, reopen_backoff_ms;
 	uint64_t next_sweep_ms;
 	uint8_t sweep_cursor[RR_KEYS_MAX];
@@ -495,7 +500,13 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 	rocksdb_options_set_max_background_jobs(s->dbopts, 2);
 	rocksdb_options_set_keep_log_file_num(s->dbopts, 4);
 	rocksdb_options_set_max_log_file_size(s->dbopts, 4 << 20);
-	rocksdb_options_set_info_log_level(s->dbopts, 2 /* WARN */);
+	/* Debian's librocksdb keeps its assertions on, and its info-LOG writer
+	 * asserts when written to again after a failed write: on a full disk
+	 * the LOG alone would abort the broker. At HEADER level RocksDB writes
+	 * its LOG only while opening (which maybe_reopen does only with free
+	 * space); the worker logs every RocksDB error it sees itself. */
+	rocksdb_options_set_info_log_level(s->dbopts, opts->rocksdb_info_log ? 2 /* WARN */
+									    : 5 /* HEADER */);
 	for (int i = 0; i < CF_COUNT; i++)
 		s->cfopts[i] = rocksdb_options_create();
 
@@ -1327,33 +1338,51 @@ static int batch_add(struct rr_store *s, struct rr_store_req *req, uint64_t now)
 	}
 }
 
-/* After a real write error RocksDB stays read-only; reopening clears it once
- * the disk is usable again. Returns 0 when the database is open and clean. */
+/*
+ * After a real write error RocksDB stays read-only; reopening clears that.
+ * Reopen only once the file system has room again: RocksDB writes its
+ * options and MANIFEST while opening, and a reopen into a full disk would
+ * fail anyway (and trip the info-log writer, see rr_store_open). Until then
+ * the database stays open read-only, so reads keep working. Returns 0 when
+ * the database is open and writable, else the error writes should get.
+ */
 static int maybe_reopen(struct rr_store *s)
 {
-	if (!s->need_reopen)
-		return 0;
 	uint64_t now = mono_ms();
-
-	if (now < s->reopen_at_ms)
-		return -EIO;
+	struct statvfs vfs;
 	char *emsg = NULL;
 
+	if (!s->need_reopen)
+		return 0;
+	if (now < s->reopen_at_ms)
+		return s->down_err;
+	if (statvfs(s->dir, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < RR_STORE_REOPEN_FREE_MIN) {
+		s->down_err = -ENOSPC;
+		goto retry_later;
+	}
 	db_close(s);
 	if (db_open(s, &emsg) < 0) {
-		s->reopen_backoff_ms = s->reopen_backoff_ms ? s->reopen_backoff_ms * 2
-							     : REOPEN_BACKOFF_MIN_MS;
-		if (s->reopen_backoff_ms > REOPEN_BACKOFF_MAX_MS)
-			s->reopen_backoff_ms = REOPEN_BACKOFF_MAX_MS;
-		s->reopen_at_ms = now + s->reopen_backoff_ms;
-		if (s->reopen_backoff_ms == REOPEN_BACKOFF_MIN_MS)
-			store_log("reopening after write error failed (retrying): %s", emsg);
+		if (!s->reopen_logged)
+			store_log("reopening after a write error failed (retrying): %s", emsg);
+		s->reopen_logged = true;
+		s->down_err = rocks_errno(emsg);
 		rocksdb_free(emsg);
-		return -EIO;
+		goto retry_later;
 	}
 	s->need_reopen = false;
+	s->reopen_logged = false;
 	s->reopen_backoff_ms = 0;
+	s->down_err = 0;
 	return 0;
+
+retry_later:
+	s->reopen_backoff_ms =
+		s->reopen_backoff_ms ? s->reopen_backoff_ms * 2 : REOPEN_BACKOFF_MIN_MS;
+	if (s->reopen_backoff_ms > REOPEN_BACKOFF_MAX_MS)
+		s->reopen_backoff_ms = REOPEN_BACKOFF_MAX_MS;
+	s->reopen_at_ms = now + s->reopen_backoff_ms;
+	return s->down_err;
 }
 
 static void write_phase(struct rr_store *s, struct rr_store_req **reqs, uint32_t n)
@@ -1486,13 +1515,27 @@ static void run_drain(struct rr_store *s, struct rr_store_req **reqs, uint32_t n
 {
 	bool flush = false;
 
-	if (s->need_reopen && maybe_reopen(s) < 0) {
-		/* the database is closed until a reopen succeeds */
+	int down = maybe_reopen(s);
+
+	if (down < 0) {
+		/* writes fail fast until the disk is usable again */
 		for (uint32_t i = 0; i < n; i++)
-			reqs[i]->res = -EIO;
+			if (is_write(reqs[i]->op) || reqs[i]->op == RR_STORE_TRIM ||
+			    reqs[i]->op == RR_STORE_FLUSH)
+				reqs[i]->res = down;
+		if (!s->failing)
+			store_log("store is not writable: %s", strerror(-down));
+		s->failing = true;
+	} else {
+		write_phase(s, reqs, n);
+	}
+	if (s->db == NULL) {
+		/* a reopen failed: nothing to read from either */
+		for (uint32_t i = 0; i < n; i++)
+			if (reqs[i]->res == 0)
+				reqs[i]->res = -EIO;
 		goto post;
 	}
-	write_phase(s, reqs, n);
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct rr_store_req *req = reqs[i];
@@ -1536,7 +1579,7 @@ static void run_drain(struct rr_store *s, struct rr_store_req **reqs, uint32_t n
 				     &req->out.n_deleted, &req->out.first_id);
 	}
 
-	if (flush) {
+	if (flush && down == 0) {
 		char *emsg = NULL;
 		int err = 0;
 

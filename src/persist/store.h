@@ -87,6 +87,9 @@ struct rr_store_opts {
 	uint32_t queue_capacity;             /* per core; 0 → 4096, max 65536 */
 	uint32_t cores;                      /* submitting cores (req->core < cores); 0 → 1 */
 	uint32_t trim_interval_ms;           /* periodic retention sweep; 0 → 60 s */
+	bool rocksdb_info_log;               /* keep RocksDB's own LOG file in dir
+					      * (off by default: see README.md,
+					      * "Disk full") */
 };
 
 struct rr_store;

@@ -93,17 +93,17 @@ static void test_rooms_do_not_interleave(void)
 static void test_limits(void)
 {
 	uint8_t k[RR_KEYS_MAX];
-	char room[300];
+	char room[300], key[RR_STORE_KEY_MAX + 1];
 
 	memset(room, 'x', sizeof(room));
+	memset(key, 'k', sizeof(key));
 	CHECK_EQ(rr_keys_room(k, sizeof(k), room, 0), -EINVAL);
 	CHECK_EQ(rr_keys_room(k, sizeof(k), room, 255), 256);
 	CHECK_EQ(rr_keys_room(k, sizeof(k), room, 256), -EINVAL);
 	CHECK_EQ(rr_keys_msg(k, 12, room, 4, 1), -ENOBUFS);
 	CHECK_EQ(rr_keys_msg(k, 13, room, 4, 1), 13);
-	CHECK_EQ(rr_keys_kv(k, sizeof(k), room, 4, room, RR_STORE_KEY_MAX + 1), -EINVAL);
-	CHECK_EQ(rr_keys_kv(k, sizeof(k), room, 255, room, RR_STORE_KEY_MAX),
-		 RR_KEYS_MAX);
+	CHECK_EQ(rr_keys_kv(k, sizeof(k), room, 4, key, RR_STORE_KEY_MAX + 1), -EINVAL);
+	CHECK_EQ(rr_keys_kv(k, sizeof(k), room, 255, key, RR_STORE_KEY_MAX), RR_KEYS_MAX);
 	CHECK_EQ(rr_keys_room_rec(k, sizeof(k), "abc", 3, RR_KEYS_ROOM_LAST), 5);
 	CHECK_EQ(k[4], 'L');
 

@@ -26,13 +26,13 @@ static struct io_uring t_ring;
 static unsigned t_completed;
 static unsigned t_bad_cqes;
 
-static void t_done(struct rr_store_req *req)
+static inline void t_done(struct rr_store_req *req)
 {
 	(void)req;
 	t_completed++;
 }
 
-static void t_ring_init(void)
+static inline void t_ring_init(void)
 {
 	int ret = io_uring_queue_init(64, &t_ring, 0);
 
@@ -44,7 +44,7 @@ static void t_ring_init(void)
 
 /* Reap CQEs until `want` more completions ran (or ~30 s pass). A CQE must be
  * RR_UD_STORE and carry the request's address. Returns completions seen. */
-static unsigned t_reap(unsigned want)
+static inline unsigned t_reap(unsigned want)
 {
 	unsigned start = t_completed;
 	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
@@ -73,7 +73,7 @@ static unsigned t_reap(unsigned want)
 	return t_completed - start;
 }
 
-static void t_req_init(struct rr_store_req *req, enum rr_store_op op, const char *room)
+static inline void t_req_init(struct rr_store_req *req, enum rr_store_op op, const char *room)
 {
 	memset(req, 0, sizeof(*req));
 	req->op = op;
@@ -87,7 +87,7 @@ static void t_req_init(struct rr_store_req *req, enum rr_store_op op, const char
 
 /* Submit one request and wait for its completion; returns req->res, or the
  * submit error. */
-static int t_run(struct rr_store *s, struct rr_store_req *req)
+static inline int t_run(struct rr_store *s, struct rr_store_req *req)
 {
 	int ret = rr_store_submit(s, req);
 
@@ -100,13 +100,13 @@ static int t_run(struct rr_store *s, struct rr_store_req *req)
 	return req->res;
 }
 
-static int t_room_load(struct rr_store *s, const char *room, struct rr_store_req *out)
+static inline int t_room_load(struct rr_store *s, const char *room, struct rr_store_req *out)
 {
 	t_req_init(out, RR_STORE_ROOM_LOAD, room);
 	return t_run(s, out);
 }
 
-static int t_append(struct rr_store *s, const char *room, uint64_t id, const char *payload)
+static inline int t_append(struct rr_store *s, const char *room, uint64_t id, const char *payload)
 {
 	struct rr_store_req req;
 
@@ -117,7 +117,7 @@ static int t_append(struct rr_store *s, const char *room, uint64_t id, const cha
 	return t_run(s, &req);
 }
 
-static uint64_t t_now_ms(void)
+static inline uint64_t t_now_ms(void)
 {
 	struct timespec ts;
 
@@ -125,20 +125,20 @@ static uint64_t t_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int t_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static inline int t_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb, (void)flag, (void)ftw;
 	return remove(path);
 }
 
-static void t_rm_rf(const char *dir)
+static inline void t_rm_rf(const char *dir)
 {
 	nftw(dir, t_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* A fresh directory name under /tmp; the store creates it (mkdir -p) so the
  * name includes a missing sub-directory. */
-static void t_tmpdir(char *buf, size_t len, const char *tag)
+static inline void t_tmpdir(char *buf, size_t len, const char *tag)
 {
 	char base[64];
 
@@ -150,7 +150,7 @@ static void t_tmpdir(char *buf, size_t len, const char *tag)
 	snprintf(buf, len, "%s/data", base);
 }
 
-static void t_tmpdir_rm(const char *data_dir)
+static inline void t_tmpdir_rm(const char *data_dir)
 {
 	char base[256];
 
