@@ -423,6 +423,12 @@ void rr_tls_ctx_unref(struct rr_tls_ctx *ctx)
 	free(ctx);
 }
 
+void rr_tls_thread_exit(void)
+{
+	/* the FP_ECC point cache is thread-local (HAVE_THREAD_LS + FP_ECC) */
+	wc_ecc_fp_free();
+}
+
 /* ---- connection ------------------------------------------------------------ */
 
 struct rr_tls *rr_tls_new(struct rr_tls_ctx *ctx)

@@ -254,8 +254,8 @@ static size_t srv_to_cli(struct rr_tls *s, struct client *c)
 /*
  * Drive both handshakes to the end, delivering client bytes to the server
  * `step` bytes at a time. Returns the server's last handshake result, or
- * -1000 if the client failed first, -2000 if nothing moved and neither is
- * done.
+ * -1000 if the client failed first, -3000 if feeding failed, -2000 if
+ * nothing moved and neither is done.
  */
 static int pump_handshake(struct client *c, struct rr_tls *s, size_t step)
 {
@@ -286,7 +286,9 @@ static int pump_handshake(struct client *c, struct rr_tls *s, size_t step)
 			if (n > step)
 				n = step;
 			if (n > 0) {
-				CHECK_EQ(rr_tls_feed(s, c->out.p + c->out.head, n), 0);
+				/* no CHECK here: threads run this too */
+				if (rr_tls_feed(s, c->out.p + c->out.head, n) != 0)
+					return -3000;
 				c->out.head += n;
 				moved += n;
 			}
@@ -879,6 +881,66 @@ static void test_close_and_tamper(WOLFSSL_CTX *cw)
 	pair_free(&p);
 }
 
+/*
+ * TLS 1.3 KeyUpdate from the client (update_requested): reading it queues
+ * the server's own KeyUpdate, and traffic both ways continues under the
+ * new keys.
+ */
+static void test_key_update(WOLFSSL_CTX *cw)
+{
+	int ret;
+	struct pair p = connect_pair(ctx_ec, cw, SIZE_MAX, &ret);
+
+	CHECK_EQ(ret, 0);
+	cli_drain(p.c);
+	CHECK_EQ(rr_tls_pending_bytes(p.s), 0);
+	CHECK_EQ(wolfSSL_update_keys(p.c->ssl), WOLFSSL_SUCCESS);
+	send_c2s(&p, 5000, SIZE_MAX);
+	CHECK(rr_tls_pending_bytes(p.s) > 0); /* the server's KeyUpdate */
+	send_s2c(&p, 5000, 2);
+	send_c2s(&p, 5000, 100);
+	pair_free(&p);
+}
+
+/*
+ * Two threads make connections on one shared context at once. CHECK's
+ * counters are not thread-safe, so the threads count their own successes.
+ */
+static void *handshake_thread(void *arg)
+{
+	WOLFSSL_CTX *cw = arg;
+	uintptr_t ok = 0;
+
+	for (int i = 0; i < 20; i++) {
+		struct rr_tls *s = rr_tls_new(ctx_ec);
+		struct client *c = cli_new(cw);
+		unsigned char buf[16];
+
+		if (s && pump_handshake(c, s, SIZE_MAX) == 0 &&
+		    wolfSSL_write(c->ssl, "ping", 4) == 4 &&
+		    rr_tls_feed(s, c->out.p + c->out.head, buf_avail(&c->out)) == 0 &&
+		    rr_tls_read(s, buf, sizeof(buf)) == 4 && memcmp(buf, "ping", 4) == 0)
+			ok++;
+		cli_free(c);
+		rr_tls_free(s);
+	}
+	rr_tls_thread_exit();
+	return (void *)ok;
+}
+
+static void test_shared_ctx(WOLFSSL_CTX *cw)
+{
+	pthread_t th[2];
+	void *ok[2];
+
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&th[i], NULL, handshake_thread, cw), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], &ok[i]);
+		CHECK_EQ((uintptr_t)ok[i], 20);
+	}
+}
+
 struct thread_arg {
 	struct pair *p;
 };
@@ -889,6 +951,7 @@ static void *other_thread(void *arg)
 
 	send_s2c(a->p, 20000, 3);
 	send_c2s(a->p, 20000, 777);
+	rr_tls_thread_exit();
 	return NULL;
 }
 
@@ -1009,7 +1072,9 @@ int main(void)
 	test_resumption(cw);
 	test_ticket_keys();
 	test_close_and_tamper(cw);
+	test_key_update(cw);
 	test_thread_move(cw);
+	test_shared_ctx(cw);
 	test_ctx_refcount(cw);
 	test_idle_memory(cw, ctx_ec, "1.3 EC");
 	WOLFSSL_CTX *cw12 = cli_ctx_new(CLI_12);
@@ -1025,6 +1090,7 @@ int main(void)
 	free(rsa_cert.p);
 	free(rsa_key.p);
 	free(other_key.p);
+	rr_tls_thread_exit();
 	wolfSSL_Cleanup();
 	return check_done();
 }
