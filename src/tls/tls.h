@@ -13,10 +13,14 @@
  * "http/1.1" — a client that offers ALPN without http/1.1 is refused with a
  * fatal no_application_protocol alert (RFC 7301 section 3.2), a client that
  * offers no ALPN is served; SNI is accepted whatever the name; session
- * resumption with tickets (1.2 and 1.3), ticket keys owned by the context and
- * rotated by wolfSSL's built-in ticket callback, and replaced wholesale when a
- * reload builds a new context; no renegotiation, no compression, no 0-RTT
- * (Debian's build compiles none of the three).
+ * resumption with tickets (1.2 and 1.3): stateless, sealed by wolfSSL's
+ * built-in ticket callback with keys owned by the context (ChaCha20-Poly1305;
+ * each key has a compiled-in lifetime of 1 h, then the next slot is used),
+ * tickets advertised for 300 s (wolfSSL's default hint), and all keys
+ * replaced when a reload builds a new context, so old tickets fall back to
+ * a full handshake; no renegotiation (a client's attempt draws a fatal
+ * unexpected_message alert), no compression, no 0-RTT (Debian's build
+ * compiles neither secure renegotiation, zlib nor early data).
  *
  * DESIGN: memory per connection matters more than copies. An idle
  * connection owns no input and no output buffer: rr_tls_feed() copies
@@ -25,6 +29,14 @@
  * Output is a list of chunks so that a pointer handed to an in-flight send
  * never moves: later writes append behind it or in a new chunk. After the
  * handshake wolfSSL's handshake-only state is released.
+ *
+ * Cost, measured by tests/unit/test_tls.c: an idle connection after its
+ * handshake holds about 60 KB (1.3, EC cert) or 57 KB (1.2, RSA), nearly
+ * all of it wolfSSL's (this module adds one 80-byte struct rr_tls): the
+ * WOLFSSL_SESSION alone is 37.5 KB, because Debian builds with
+ * SESSION_CERTS (room for a 9-deep peer chain inline), and the WOLFSSL
+ * object 10.9 KB. Getting far below that needs a leaner wolfSSL build, not
+ * code here.
  *
  * Threads: a context is shared by every core (atomic refcount, immutable
  * after creation). A connection has no thread-local state and may move to

@@ -1028,6 +1028,7 @@ static void test_idle_memory(WOLFSSL_CTX *cw, struct rr_tls_ctx *ctx, const char
 	       "after 40 KB each way too: wolfSSL %zu B, whole heap %zu B%s\n",
 	       label, (w[1] - w[0]) / N, (h[1] - h[0]) / N, (w[2] - w[1]) / N, (h[2] - h[1]) / N,
 	       h[2] == h[0] ? " (heap n/a here)" : "");
+	printf("this module's own struct rr_tls: %zu B\n", sizeof(struct rr_tls));
 	CHECK(w[1] > w[0]);
 	for (int ph = 0; ph < 2; ph++)
 		for (int i = 0; i < N; i++)
