@@ -131,7 +131,9 @@ size_t rr_tls_buffered(const struct rr_tls *t);
  *   -EPROTO  the handshake failed; rr_tls_error() says why. Output may be
  *            pending (an alert): send it, then close.
  *   -ENOMEM  out of memory.
- * On 0 output may still be pending too (1.2 Finished, 1.3 session tickets).
+ * On 0 output may still be pending too (1.2 Finished, 1.3 session tickets),
+ * and plaintext may already be decodable (the client's first data can come
+ * with its Finished): call rr_tls_read() without waiting for more input.
  */
 int rr_tls_handshake(struct rr_tls *t);
 

@@ -882,6 +882,34 @@ static void test_close_and_tamper(WOLFSSL_CTX *cw)
 }
 
 /*
+ * The client's Finished and its first application data arrive in one feed:
+ * the handshake completes and the data is already decodable with no more
+ * input (it sits inside wolfSSL, not in this module's buffer).
+ */
+static void test_finished_with_data(WOLFSSL_CTX *cw)
+{
+	struct client *c = cli_new(cw);
+	struct rr_tls *s = rr_tls_new(ctx_ec);
+	unsigned char buf[64];
+
+	CHECK(wolfSSL_connect(c->ssl) != WOLFSSL_SUCCESS); /* ClientHello out */
+	CHECK_EQ(rr_tls_feed(s, c->out.p + c->out.head, buf_avail(&c->out)), 0);
+	c->out.head = c->out.len;
+	CHECK_EQ(rr_tls_handshake(s), -EAGAIN);
+	srv_to_cli(s, c);
+	CHECK_EQ(wolfSSL_connect(c->ssl), WOLFSSL_SUCCESS); /* 1.3: Finished out */
+	CHECK_EQ(wolfSSL_write(c->ssl, "first words", 11), 11);
+	CHECK_EQ(rr_tls_feed(s, c->out.p + c->out.head, buf_avail(&c->out)), 0);
+	c->out.head = c->out.len;
+	CHECK_EQ(rr_tls_handshake(s), 0);
+	CHECK_EQ(rr_tls_read(s, buf, sizeof(buf)), 11);
+	CHECK(memcmp(buf, "first words", 11) == 0);
+	CHECK_EQ(rr_tls_read(s, buf, sizeof(buf)), 0);
+	cli_free(c);
+	rr_tls_free(s);
+}
+
+/*
  * TLS 1.3 KeyUpdate from the client (update_requested): reading it queues
  * the server's own KeyUpdate, and traffic both ways continues under the
  * new keys.
@@ -1073,6 +1101,7 @@ int main(void)
 	test_resumption(cw);
 	test_ticket_keys();
 	test_close_and_tamper(cw);
+	test_finished_with_data(cw);
 	test_key_update(cw);
 	test_thread_move(cw);
 	test_shared_ctx(cw);
