@@ -56,10 +56,11 @@ static const char *const cf_names[CF_COUNT] = {
 	"default", "messages", "rooms", "sessions", "kv", "alarms",
 };
 
-/* rooms-CF bookkeeping key (first byte 0: never a room key) and its value:
- * [1][clean 0/1][durability of the run that wrote it]. */
+/* rooms-CF bookkeeping key (first byte 0: never a room key); value in
+ * write_state(). */
 static const uint8_t state_key[] = {0, 's', 't', 'a', 't', 'e'};
 
+#define BOOT_ID_LEN 36 /* /proc/sys/kernel/random/boot_id, a UUID */
 #define POST_RING_ENTRIES 256
 /* rooms visited (and sessions checked) per step of the periodic sweep: keeps
  * each step short so queued requests are not held up behind it. */
@@ -78,6 +79,7 @@ static const uint8_t state_key[] = {0, 's', 't', 'a', 't', 'e'};
 struct room_last {
 	const char *room;
 	uint32_t room_len;
+	struct rr_store_req *creator; /* ROOM_LOAD phase: the load creating it */
 	int err;       /* the Get failed: every append of the room fails */
 	bool dirty;    /* an append of this batch advanced last */
 	uint64_t last; /* last id including this batch's accepted appends */
@@ -100,6 +102,7 @@ struct rr_store {
 	rocksdb_column_family_handle_t *cf[CF_COUNT];
 	rocksdb_writeoptions_t *wopts;      /* the durability mode's */
 	rocksdb_writeoptions_t *wopts_sync; /* bookkeeping that must be on disk */
+	rocksdb_writeoptions_t *wopts_trim; /* retention: the mode's WAL, never fsync */
 	rocksdb_readoptions_t *ropts;
 	rocksdb_flushoptions_t *fopts;
 	rocksdb_writebatch_t *wb;
@@ -131,6 +134,7 @@ struct rr_store {
 	int down_err; /* what writes get while a reopen waits */
 	uint64_t reopen_at_ms, reopen_backoff_ms;
 	uint64_t next_sweep_ms;
+	char boot_id[BOOT_ID_LEN + 1];
 	uint8_t sweep_cursor[RR_KEYS_MAX];
 	size_t sweep_cursor_len;
 	uint8_t session_cursor[RR_STORE_KEY_MAX];
@@ -300,17 +304,20 @@ static int db_open(struct rr_store *s, char **errmsg)
 }
 
 /*
- * In memory mode acknowledged messages may exist only in memtables. If that
- * run crashed, ids it handed out may be gone from disk and would be reused:
- * give every room a new epoch and an empty log so no client mistakes the new
- * messages for the old ones (protocol.md: the epoch changes when the log is
- * lost). Runs at open only, before any core submits.
+ * Acknowledged messages may be gone after an unclean stop: in memory mode
+ * after any crash (they lived in memtables), in async mode after a power loss
+ * or kernel crash (the WAL was in the page cache). The ids the core handed out
+ * for them would then be handed out again, and a client resuming with
+ * (epoch, id) would take the new messages for ones it has seen. So every room
+ * gets a new epoch (protocol.md: the epoch changes when the log is lost);
+ * what survived stays readable and numbering continues after it. Runs at open
+ * only, before any core submits; bounded by the number of rooms.
  */
-static int reset_all_rooms(struct rr_store *s, char *err, size_t errlen)
+static int rotate_epochs(struct rr_store *s, const char *why, char *err, size_t errlen)
 {
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_ROOMS]);
 	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-	uint64_t n = 0;
+	uint64_t n = 0, now = wall_ms();
 	char *emsg = NULL;
 	int ret = 0;
 
@@ -319,25 +326,15 @@ static int reset_all_rooms(struct rr_store *s, char *err, size_t errlen)
 		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
 		const char *room;
 		char tag, epoch[RR_STORE_EPOCH_LEN + 1];
-		uint8_t rec[RR_KEYS_EPOCH_REC], last[8], lo[RR_KEYS_MAX], hi[RR_KEYS_MAX];
+		uint8_t rec[RR_KEYS_EPOCH_REC];
 
 		if (rr_keys_room_rec_decode(k, klen, &room, &room_len, &tag) < 0 ||
 		    tag != RR_KEYS_ROOM_EPOCH)
 			continue;
 		random_epoch(epoch);
-		rr_keys_epoch_encode(rec, epoch, wall_ms());
+		rr_keys_epoch_encode(rec, epoch, now);
 		rocksdb_writebatch_put_cf(wb, s->cf[CF_ROOMS], (const char *)k, klen,
 					  (const char *)rec, sizeof(rec));
-		int kl = rr_keys_room_rec(lo, sizeof(lo), room, room_len, RR_KEYS_ROOM_LAST);
-
-		rr_keys_put_be64(last, 0);
-		rocksdb_writebatch_put_cf(wb, s->cf[CF_ROOMS], (const char *)lo, (size_t)kl,
-					  (const char *)last, 8);
-		kl = rr_keys_room(lo, sizeof(lo), room, room_len);
-		int hl = rr_keys_prefix_end(hi, sizeof(hi), lo, (size_t)kl);
-
-		rocksdb_writebatch_delete_range_cf(wb, s->cf[CF_MESSAGES], (const char *)lo,
-						   (size_t)kl, (const char *)hi, (size_t)hl);
 		n++;
 	}
 	rocksdb_iter_get_error(it, &emsg);
@@ -346,45 +343,68 @@ static int reset_all_rooms(struct rr_store *s, char *err, size_t errlen)
 		rocksdb_write(s->db, s->wopts_sync, wb, &emsg);
 	rocksdb_writebatch_destroy(wb);
 	if (emsg != NULL) {
-		set_err(err, errlen, "resetting room logs after a memory-mode crash: %s", emsg);
+		set_err(err, errlen, "giving rooms new epochs after %s: %s", why, emsg);
 		rocksdb_free(emsg);
 		ret = -EIO;
 	} else if (n > 0) {
-		store_log("previous run (memory durability) did not shut down cleanly: "
-			  "%llu room logs reset to new epochs",
-			  (unsigned long long)n);
+		store_log("%s: %llu rooms get new epochs (acknowledged messages may be lost)",
+			  why, (unsigned long long)n);
 	}
 	return ret;
 }
 
+/* The kernel's boot id: tells a process crash (same boot) from a power loss
+ * or kernel crash (new boot). Empty if unreadable. */
+static void read_boot_id(const char *path, char id[BOOT_ID_LEN + 1])
+{
+	FILE *f = fopen(path ? path : "/proc/sys/kernel/random/boot_id", "re");
+	size_t n = 0;
+
+	if (f != NULL) {
+		n = fread(id, 1, BOOT_ID_LEN, f);
+		fclose(f);
+	}
+	id[n == BOOT_ID_LEN ? BOOT_ID_LEN : 0] = '\0';
+}
+
+/* state record: [2][clean 0/1][durability][boot id, BOOT_ID_LEN bytes] */
 static int write_state(struct rr_store *s, bool clean, char **emsg)
 {
-	uint8_t v[3] = {1, clean ? 1 : 0, (uint8_t)s->opts.durability};
+	uint8_t v[3 + BOOT_ID_LEN] = {2, clean ? 1 : 0, (uint8_t)s->opts.durability};
 
+	memcpy(v + 3, s->boot_id, BOOT_ID_LEN);
 	rocksdb_put_cf(s->db, s->wopts_sync, s->cf[CF_ROOMS], (const char *)state_key,
 		       sizeof(state_key), (const char *)v, sizeof(v), emsg);
 	return *emsg == NULL ? 0 : -EIO;
 }
 
-/* Read the previous run's state record, reset rooms if it crashed in memory
- * mode, then mark this run as running (dirty) on disk. */
+/* Read the previous run's state record, rotate epochs if that run may have
+ * lost acknowledged messages, then mark this run as running (dirty). */
 static int check_state(struct rr_store *s, char *err, size_t errlen)
 {
 	char *emsg = NULL;
 	size_t vlen = 0;
 	char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_ROOMS], (const char *)state_key,
 				 sizeof(state_key), &vlen, &emsg);
+	const char *why = NULL;
 
 	if (emsg != NULL) {
 		set_err(err, errlen, "reading store state: %s", emsg);
 		rocksdb_free(emsg);
 		return -EIO;
 	}
-	bool crashed_in_memory = v != NULL && vlen == 3 && v[1] == 0 && v[2] == RR_STORE_MEMORY;
+	read_boot_id(s->opts.boot_id_path, s->boot_id);
+	if (v != NULL && vlen == 3 + BOOT_ID_LEN && v[0] == 2 && v[1] == 0) {
+		bool same_boot = s->boot_id[0] != '\0' && memcmp(v + 3, s->boot_id, BOOT_ID_LEN) == 0;
 
+		if (v[2] == RR_STORE_MEMORY)
+			why = "an unclean stop in memory durability";
+		else if (v[2] == RR_STORE_ASYNC && !same_boot)
+			why = "a power loss or kernel crash in async durability";
+	}
 	rocksdb_free(v);
-	if (crashed_in_memory) {
-		int ret = reset_all_rooms(s, err, errlen);
+	if (why != NULL) {
+		int ret = rotate_epochs(s, why, err, errlen);
 
 		if (ret < 0)
 			return ret;
@@ -412,6 +432,8 @@ static void free_store(struct rr_store *s)
 		rocksdb_writeoptions_destroy(s->wopts);
 	if (s->wopts_sync != NULL)
 		rocksdb_writeoptions_destroy(s->wopts_sync);
+	if (s->wopts_trim != NULL)
+		rocksdb_writeoptions_destroy(s->wopts_trim);
 	if (s->ropts != NULL)
 		rocksdb_readoptions_destroy(s->ropts);
 	if (s->fopts != NULL)
@@ -513,6 +535,8 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 	s->wopts = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_disable_WAL(s->wopts, opts->durability == RR_STORE_MEMORY);
 	rocksdb_writeoptions_set_sync(s->wopts, opts->durability == RR_STORE_SYNC);
+	s->wopts_trim = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_disable_WAL(s->wopts_trim, opts->durability == RR_STORE_MEMORY);
 	s->wopts_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
 	s->ropts = rocksdb_readoptions_create();
@@ -814,52 +838,27 @@ static int first_id(struct rr_store *s, const char *room, size_t room_len, uint6
 	return ret;
 }
 
-static int do_room_load(struct rr_store *s, struct rr_store_req *req)
+/* Fill a ROOM_LOAD's results from disk; *found is false for an unknown room. */
+static int load_room(struct rr_store *s, struct rr_store_req *req, bool *found)
 {
 	uint8_t k[RR_KEYS_MAX];
 	int kl = rr_keys_room_rec(k, sizeof(k), req->room, req->room_len, RR_KEYS_ROOM_EPOCH);
 	char *emsg = NULL;
 	size_t vlen = 0;
-	uint64_t created_ms;
-	bool found;
+	uint64_t created_ms, first;
+	bool have_last;
 	char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_ROOMS], (const char *)k, (size_t)kl,
 				 &vlen, &emsg);
 
+	*found = false;
 	if (emsg != NULL) {
 		store_log("room load: %s", emsg);
 		rocksdb_free(emsg);
 		return -EIO;
 	}
-	if (v == NULL) {
-		/* unknown room: a fresh epoch and an empty log, on disk before
-		 * anyone is told about them */
-		uint8_t rec[RR_KEYS_EPOCH_REC], lk[RR_KEYS_MAX], zero[8];
-		int lkl = rr_keys_room_rec(lk, sizeof(lk), req->room, req->room_len,
-					   RR_KEYS_ROOM_LAST);
-		rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-
-		random_epoch(req->out.epoch);
-		rr_keys_epoch_encode(rec, req->out.epoch, wall_ms());
-		rr_keys_put_be64(zero, 0);
-		rocksdb_writebatch_put_cf(wb, s->cf[CF_ROOMS], (const char *)k, (size_t)kl,
-					  (const char *)rec, sizeof(rec));
-		rocksdb_writebatch_put_cf(wb, s->cf[CF_ROOMS], (const char *)lk, (size_t)lkl,
-					  (const char *)zero, 8);
-		rocksdb_write(s->db, s->wopts, wb, &emsg);
-		rocksdb_writebatch_destroy(wb);
-		if (emsg != NULL) {
-			int err = rocks_errno(emsg);
-
-			store_log("creating room: %s", emsg);
-			rocksdb_free(emsg);
-			s->need_reopen = true;
-			return err;
-		}
-		req->out.created = true;
-		req->out.last_id = 0;
-		req->out.first_id = 1;
+	if (v == NULL)
 		return 0;
-	}
+	*found = true;
 	int ret = rr_keys_epoch_decode((const uint8_t *)v, vlen, req->out.epoch, &created_ms);
 
 	rocksdb_free(v);
@@ -867,11 +866,9 @@ static int do_room_load(struct rr_store *s, struct rr_store_req *req)
 		store_log("room %.*s: corrupt epoch record", (int)req->room_len, req->room);
 		return -EIO;
 	}
-	ret = get_last_id(s, req->room, req->room_len, &req->out.last_id, &found);
+	ret = get_last_id(s, req->room, req->room_len, &req->out.last_id, &have_last);
 	if (ret < 0)
 		return ret;
-	uint64_t first;
-
 	ret = first_id(s, req->room, req->room_len, &first);
 	if (ret < 0)
 		return ret;
@@ -1070,11 +1067,14 @@ static int do_kv_list(struct rr_store *s, struct rr_store_req *req)
 /* ---- retention ---- */
 
 /*
- * Drop a room's messages beyond `keep` newest and older than ttl_ms, with one
- * DeleteRange. Sets *first_out to the new oldest retained id (or last + 1).
+ * Plan the retention of one room: its messages beyond `keep` newest and older
+ * than ttl_ms go with one DeleteRange added to wb (the caller writes it).
+ * Sets *deleted (by id range) and *first_out, the oldest id retained after
+ * the write (last + 1 if none).
  */
-static int trim_room(struct rr_store *s, const char *room, size_t room_len, uint32_t keep,
-		     uint64_t ttl_ms, uint64_t *deleted, uint64_t *first_out)
+static int trim_room(struct rr_store *s, rocksdb_writebatch_t *wb, const char *room,
+		     size_t room_len, uint32_t keep, uint64_t ttl_ms, uint64_t *deleted,
+		     uint64_t *first_out)
 {
 	uint64_t last, first, cut;
 	bool found;
@@ -1133,21 +1133,30 @@ static int trim_room(struct rr_store *s, const char *room, size_t room_len, uint
 	uint8_t from[RR_KEYS_MAX], to[RR_KEYS_MAX];
 	int fl = rr_keys_msg(from, sizeof(from), room, room_len, first);
 	int tl = rr_keys_msg(to, sizeof(to), room, room_len, cut);
-	char *emsg = NULL;
 
-	rocksdb_delete_range_cf(s->db, s->wopts, s->cf[CF_MESSAGES], (const char *)from,
-				(size_t)fl, (const char *)to, (size_t)tl, &emsg);
-	if (emsg != NULL) {
-		ret = rocks_errno(emsg);
-		store_log("trimming room %.*s: %s", (int)room_len, room, emsg);
-		rocksdb_free(emsg);
-		s->need_reopen = true;
-		*first_out = first;
-		return ret;
-	}
+	rocksdb_writebatch_delete_range_cf(wb, s->cf[CF_MESSAGES], (const char *)from, (size_t)fl,
+					   (const char *)to, (size_t)tl);
 	*deleted = cut - first;
-	STAT_ADD(s, trimmed, *deleted);
 	return 0;
+}
+
+/* Write a batch of retention deletes. Not an acknowledgement, so never
+ * fsync'd: if a power loss undoes it, the next sweep trims again. */
+static int write_trims(struct rr_store *s, rocksdb_writebatch_t *wb, const char *what)
+{
+	char *emsg = NULL;
+	int err;
+
+	if (rocksdb_writebatch_count(wb) == 0)
+		return 0;
+	rocksdb_write(s->db, s->wopts_trim, wb, &emsg);
+	if (emsg == NULL)
+		return 0;
+	err = rocks_errno(emsg);
+	store_log("%s: %s", what, emsg);
+	rocksdb_free(emsg);
+	s->need_reopen = true;
+	return err;
 }
 
 /* One bounded step of the periodic sweep: retention for the next rooms after
@@ -1157,40 +1166,43 @@ static bool sweep_step(struct rr_store *s)
 {
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_ROOMS]);
 	uint32_t visited = 0;
+	uint64_t trimmed = 0;
 	bool rooms_done, sessions_done;
 
+	rocksdb_writebatch_clear(s->wb);
 	rocksdb_iter_seek(it, (const char *)s->sweep_cursor, s->sweep_cursor_len);
 	while (rocksdb_iter_valid(it) && visited < SWEEP_ROOMS_STEP) {
 		size_t klen, room_len;
 		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
 		const char *room;
 		char tag;
-		uint64_t deleted, first;
+		uint64_t deleted = 0, first;
 
 		if (rr_keys_room_rec_decode(k, klen, &room, &room_len, &tag) == 0 &&
 		    tag == RR_KEYS_ROOM_LAST) {
-			trim_room(s, room, room_len, s->opts.history_size, s->opts.history_ttl_ms,
-				  &deleted, &first);
+			if (trim_room(s, s->wb, room, room_len, s->opts.history_size,
+				      s->opts.history_ttl_ms, &deleted, &first) == 0)
+				trimmed += deleted;
 			visited++;
 		}
 		rocksdb_iter_next(it);
 	}
 	rooms_done = !rocksdb_iter_valid(it);
-	if (rooms_done) {
-		s->sweep_cursor_len = 0;
-	} else {
+	s->sweep_cursor_len = 0;
+	if (!rooms_done) {
 		size_t klen;
 		const char *k = rocksdb_iter_key(it, &klen);
 
-		memcpy(s->sweep_cursor, k, klen);
-		s->sweep_cursor_len = klen;
+		if (klen <= sizeof(s->sweep_cursor)) {
+			memcpy(s->sweep_cursor, k, klen);
+			s->sweep_cursor_len = klen;
+		}
 	}
 	(void)iter_error(it);
 	rocksdb_iter_destroy(it);
 
-	/* sessions: delete the expired ones in one batch */
+	/* sessions past their expiry */
 	uint64_t now = wall_ms();
-	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
 
 	it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_SESSIONS]);
 	rocksdb_iter_seek(it, (const char *)s->session_cursor, s->session_cursor_len);
@@ -1202,34 +1214,25 @@ static bool sweep_step(struct rr_store *s)
 
 		if (rr_keys_session_decode(v, vlen, &ss) == 0 && ss.expiry_ms != 0 &&
 		    ss.expiry_ms <= now)
-			rocksdb_writebatch_delete_cf(wb, s->cf[CF_SESSIONS], k, klen);
+			rocksdb_writebatch_delete_cf(s->wb, s->cf[CF_SESSIONS], k, klen);
 		rocksdb_iter_next(it);
 	}
 	sessions_done = !rocksdb_iter_valid(it);
-	if (sessions_done) {
-		s->session_cursor_len = 0;
-	} else {
+	s->session_cursor_len = 0;
+	if (!sessions_done) {
 		size_t klen;
 		const char *k = rocksdb_iter_key(it, &klen);
 
-		if (klen > sizeof(s->session_cursor))
-			klen = sizeof(s->session_cursor); /* a prefix still seeks ≤ it */
-		memcpy(s->session_cursor, k, klen);
-		s->session_cursor_len = klen;
+		if (klen <= sizeof(s->session_cursor)) {
+			memcpy(s->session_cursor, k, klen);
+			s->session_cursor_len = klen;
+		}
 	}
 	(void)iter_error(it);
 	rocksdb_iter_destroy(it);
-	if (rocksdb_writebatch_count(wb) > 0) {
-		char *emsg = NULL;
 
-		rocksdb_write(s->db, s->wopts, wb, &emsg);
-		if (emsg != NULL) {
-			store_log("deleting expired sessions: %s", emsg);
-			rocksdb_free(emsg);
-			s->need_reopen = true;
-		}
-	}
-	rocksdb_writebatch_destroy(wb);
+	if (write_trims(s, s->wb, "retention sweep") == 0)
+		STAT_ADD(s, trimmed, trimmed);
 	return rooms_done && sessions_done;
 }
 
@@ -1244,12 +1247,19 @@ static uint32_t room_hash(const char *room, uint32_t len)
 	return h;
 }
 
-/* The batch's entry for a room, loading its stored last id on first use. */
-static struct room_last *room_lookup(struct rr_store *s, const char *room, uint32_t len)
+static void room_table_reset(struct rr_store *s)
+{
+	s->n_rooms = 0;
+	memset(s->roomtab, 0, sizeof(s->roomtab));
+}
+
+/* This drain's entry for a room; *fresh when it was just added (zeroed). */
+static struct room_last *room_find(struct rr_store *s, const char *room, uint32_t len,
+				   bool *fresh)
 {
 	uint32_t slot = room_hash(room, len) % ROOMTAB_SLOTS;
 
-	/* bounded: the table is twice the largest number of rooms in a batch */
+	/* bounded: the table is twice the largest number of rooms in a drain */
 	for (uint32_t probe = 0; probe < ROOMTAB_SLOTS; probe++) {
 		uint16_t i = s->roomtab[slot];
 
@@ -1257,19 +1267,32 @@ static struct room_last *room_lookup(struct rr_store *s, const char *room, uint3
 			break;
 		struct room_last *r = &s->rooms[i - 1];
 
-		if (r->room_len == len && memcmp(r->room, room, len) == 0)
+		if (r->room_len == len && memcmp(r->room, room, len) == 0) {
+			*fresh = false;
 			return r;
+		}
 		slot = (slot + 1) % ROOMTAB_SLOTS;
 	}
 	assert(s->n_rooms < RR_STORE_BATCH_MAX);
 	struct room_last *r = &s->rooms[s->n_rooms++];
-	bool found;
 
 	*r = (struct room_last){.room = room, .room_len = len};
+	s->roomtab[slot] = (uint16_t)s->n_rooms;
+	*fresh = true;
+	return r;
+}
+
+/* The batch's entry for a room, loading its stored last id on first use. */
+static struct room_last *room_lookup(struct rr_store *s, const char *room, uint32_t len)
+{
+	bool fresh, found;
+	struct room_last *r = room_find(s, room, len, &fresh);
+
+	if (!fresh)
+		return r;
 	r->err = get_last_id(s, room, len, &r->last, &found);
 	if (r->err == 0 && !found)
 		r->err = -ESTALE; /* never loaded: no epoch to number under */
-	s->roomtab[slot] = (uint16_t)s->n_rooms;
 	return r;
 }
 
@@ -1391,8 +1414,7 @@ static void write_phase(struct rr_store *s, struct rr_store_req **reqs, uint32_t
 	uint32_t in_batch = 0;
 	int err = 0;
 
-	s->n_rooms = 0;
-	memset(s->roomtab, 0, sizeof(s->roomtab));
+	room_table_reset(s);
 	rocksdb_writebatch_clear(s->wb);
 	if (s->db == NULL) {
 		err = -EIO;
@@ -1511,6 +1533,117 @@ static void post_all(struct rr_store *s, struct rr_store_req **reqs, uint32_t n)
 
 /* ---- the worker ---- */
 
+/*
+ * ROOM_LOADs of the drain. Rooms that are new get their epoch records in one
+ * batch, written before any of those loads completes; loads of the same new
+ * room in one drain share the epoch of the first.
+ */
+static void room_load_phase(struct rr_store *s, struct rr_store_req **reqs, uint32_t n)
+{
+	uint32_t creating = 0;
+	uint64_t now = wall_ms();
+
+	room_table_reset(s);
+	rocksdb_writebatch_clear(s->wb);
+	for (uint32_t i = 0; i < n; i++) {
+		struct rr_store_req *req = reqs[i];
+		bool fresh, found;
+
+		if (req->op != RR_STORE_ROOM_LOAD || req->res < 0)
+			continue;
+		STAT_ADD(s, reads, 1);
+		struct room_last *r = room_find(s, req->room, req->room_len, &fresh);
+
+		if (!fresh && r->creator != NULL) {
+			memcpy(req->out.epoch, r->creator->out.epoch, sizeof(req->out.epoch));
+			req->out.last_id = 0;
+			req->out.first_id = 1;
+			continue;
+		}
+		req->res = load_room(s, req, &found);
+		if (req->res < 0 || found)
+			continue;
+
+		/* unknown room: a fresh epoch and an empty log */
+		uint8_t ek[RR_KEYS_MAX], lk[RR_KEYS_MAX], rec[RR_KEYS_EPOCH_REC], zero[8];
+		int ekl = rr_keys_room_rec(ek, sizeof(ek), req->room, req->room_len,
+					   RR_KEYS_ROOM_EPOCH);
+		int lkl = rr_keys_room_rec(lk, sizeof(lk), req->room, req->room_len,
+					   RR_KEYS_ROOM_LAST);
+
+		random_epoch(req->out.epoch);
+		rr_keys_epoch_encode(rec, req->out.epoch, now);
+		rr_keys_put_be64(zero, 0);
+		rocksdb_writebatch_put_cf(s->wb, s->cf[CF_ROOMS], (const char *)ek, (size_t)ekl,
+					  (const char *)rec, sizeof(rec));
+		rocksdb_writebatch_put_cf(s->wb, s->cf[CF_ROOMS], (const char *)lk, (size_t)lkl,
+					  (const char *)zero, 8);
+		req->out.created = true;
+		req->out.last_id = 0;
+		req->out.first_id = 1;
+		r->creator = req;
+		creating++;
+	}
+	if (creating == 0)
+		return;
+
+	char *emsg = NULL;
+
+	rocksdb_write(s->db, s->wopts, s->wb, &emsg);
+	if (emsg == NULL)
+		return;
+	int err = rocks_errno(emsg);
+
+	store_log("creating %u rooms: %s", creating, emsg);
+	rocksdb_free(emsg);
+	s->need_reopen = true;
+	for (uint32_t i = 0; i < n; i++) {
+		struct rr_store_req *req = reqs[i];
+		bool fresh;
+
+		if (req->op != RR_STORE_ROOM_LOAD || req->res < 0)
+			continue;
+		if (room_find(s, req->room, req->room_len, &fresh)->creator != NULL) {
+			req->res = err;
+			req->out.created = false;
+		}
+	}
+}
+
+/* TRIMs of the drain, in one batch. */
+static void trim_phase(struct rr_store *s, struct rr_store_req **reqs, uint32_t n)
+{
+	uint64_t total = 0;
+	bool any = false;
+
+	rocksdb_writebatch_clear(s->wb);
+	for (uint32_t i = 0; i < n; i++) {
+		struct rr_store_req *req = reqs[i];
+
+		if (req->op != RR_STORE_TRIM || req->res < 0)
+			continue;
+		any = true;
+		req->res = trim_room(s, s->wb, req->room, req->room_len,
+				     req->limit ? req->limit : s->opts.history_size,
+				     req->ttl_ms ? req->ttl_ms : s->opts.history_ttl_ms,
+				     &req->out.n_deleted, &req->out.first_id);
+		if (req->res == 0)
+			total += req->out.n_deleted;
+	}
+	if (!any)
+		return;
+	int err = write_trims(s, s->wb, "trim");
+
+	for (uint32_t i = 0; i < n && err < 0; i++) {
+		if (reqs[i]->op == RR_STORE_TRIM && reqs[i]->res == 0) {
+			reqs[i]->res = err;
+			reqs[i]->out.n_deleted = 0;
+		}
+	}
+	if (err == 0)
+		STAT_ADD(s, trimmed, total);
+}
+
 static void run_drain(struct rr_store *s, struct rr_store_req **reqs, uint32_t n)
 {
 	bool flush = false;
@@ -1537,13 +1670,13 @@ static void run_drain(struct rr_store *s, struct rr_store_req **reqs, uint32_t n
 		goto post;
 	}
 
+	room_load_phase(s, reqs, n);
 	for (uint32_t i = 0; i < n; i++) {
 		struct rr_store_req *req = reqs[i];
 
+		if (req->res < 0)
+			continue;
 		switch (req->op) {
-		case RR_STORE_ROOM_LOAD:
-			req->res = do_room_load(s, req);
-			break;
 		case RR_STORE_READ_AFTER:
 		case RR_STORE_READ_BEFORE:
 			req->res = do_read(s, req);
@@ -1567,17 +1700,7 @@ static void run_drain(struct rr_store *s, struct rr_store_req **reqs, uint32_t n
 			rr_store_req_release(req);
 		STAT_ADD(s, reads, 1);
 	}
-
-	for (uint32_t i = 0; i < n; i++) {
-		struct rr_store_req *req = reqs[i];
-
-		if (req->op != RR_STORE_TRIM || req->res < 0)
-			continue;
-		req->res = trim_room(s, req->room, req->room_len,
-				     req->limit ? req->limit : s->opts.history_size,
-				     req->ttl_ms ? req->ttl_ms : s->opts.history_ttl_ms,
-				     &req->out.n_deleted, &req->out.first_id);
-	}
+	trim_phase(s, reqs, n);
 
 	if (flush && down == 0) {
 		char *emsg = NULL;

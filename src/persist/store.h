@@ -72,11 +72,14 @@
  * see src/persist/README.md for what survives what. */
 enum rr_store_durability {
 	RR_STORE_MEMORY = 0, /* in RocksDB's memtable, no WAL: survives a clean
-			      * shutdown, not a crash (a crash resets every room's
-			      * log at the next open: new epoch, ids from 1) */
+			      * shutdown, not a crash */
 	RR_STORE_ASYNC = 1,  /* written to the WAL (OS page cache): survives a
 			      * process crash, not a power loss */
 	RR_STORE_SYNC = 2,   /* WAL fsync'd before the ack: survives power loss */
+	/* After a stop that may have lost acknowledged messages (any crash in
+	 * memory mode, a reboot without clean shutdown in async mode) every
+	 * room gets a new epoch at the next open; what survived stays readable
+	 * and ids continue after it. */
 };
 
 struct rr_store_opts {
@@ -87,9 +90,12 @@ struct rr_store_opts {
 	uint32_t queue_capacity;             /* per core; 0 → 4096, max 65536 */
 	uint32_t cores;                      /* submitting cores (req->core < cores); 0 → 1 */
 	uint32_t trim_interval_ms;           /* periodic retention sweep; 0 → 60 s */
-	bool rocksdb_info_log;               /* keep RocksDB's own LOG file in dir
-					      * (off by default: see README.md,
-					      * "Disk full") */
+	bool rocksdb_info_log;               /* RocksDB's own LOG in dir at WARN
+					      * level (off: header only; see
+					      * README.md, "Disk full") */
+	const char *boot_id_path;            /* tests: NULL → /proc/sys/kernel/
+					      * random/boot_id (tells a power loss
+					      * from a process crash) */
 };
 
 struct rr_store;
@@ -131,7 +137,9 @@ enum rr_store_op {
 	 * Load a room's log position. In: room. Out: out.epoch, out.last_id
 	 * (0 for an empty log), out.first_id (oldest retained message;
 	 * last_id + 1 if none retained), out.created (the room was unknown and
-	 * got a fresh random epoch, durably written). res: 0 | -EIO.
+	 * got a fresh random epoch, written under the durability mode before
+	 * this completes; loads of one new room in the same drain all get that
+	 * epoch, only the first has created set). res: 0 | -EIO | -ENOSPC.
 	 */
 	RR_STORE_ROOM_LOAD,
 	/*
@@ -171,7 +179,7 @@ enum rr_store_op {
 	RR_STORE_KV_DEL,
 	RR_STORE_KV_LIST,
 	/*
-	 * Retention for one room, run by the worker after the drain's writes:
+	 * Retention for one room, run by the worker after the drain's reads:
 	 * keep at most `limit` newest messages (0 → opts.history_size) and drop
 	 * those older than ttl_ms (0 → opts.history_ttl_ms) by their ts_ms.
 	 * Out: out.n_deleted (messages removed, counted by id range),
