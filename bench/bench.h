@@ -72,6 +72,7 @@ struct rr_bench_slot {
 	uint64_t connected;      /* open now */
 	uint64_t opened;         /* upgrades completed, ever */
 	uint64_t conn_failed;    /* connect or upgrade failed / timed out */
+	uint64_t hs_timeouts;    /* of those: connected, but no upgrade response in time */
 	uint64_t peer_closed;    /* the server closed a connection during the run */
 	uint64_t proto_errors;   /* bad frames, bad stamps, send/recv errors */
 	uint64_t sent;           /* data messages sent */

@@ -70,7 +70,7 @@ static void usage(FILE *f)
 		"       ws://127.0.0.1:8080/raw/{room} for fanout)\n"
 		"\n"
 		"  --conns N              echo/idle: connections; churn: concurrent cycles (100)\n"
-		"  --rooms R              fanout: rooms (1)\n"
+		"  --rooms R              rooms (1); echo/idle/churn: connection g joins r<g mod R>\n"
 		"  --members M            fanout: members per room (100)\n"
 		"  --publishers P         fanout: publishers per room, among the members (1)\n"
 		"  --rate MSGS            fanout: messages per second per room (100)\n"
@@ -381,6 +381,7 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 		ADD(connected);
 		ADD(opened);
 		ADD(conn_failed);
+		ADD(hs_timeouts);
 		ADD(peer_closed);
 		ADD(proto_errors);
 		ADD(sent);
@@ -556,6 +557,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf(" (last HTTP status %d)", s->last_status);
 	if (s->last_errno)
 		printf(" (last error: %s)", strerror(s->last_errno));
+	if (s->hs_timeouts)
+		printf(" (%" PRIu64 " got no upgrade response in time)", s->hs_timeouts);
 	printf("\n");
 	if (cfg->mode == RR_BENCH_FANOUT)
 		printf("  rooms         %u x %u members, %u publisher(s)/room, %g msg/s/room, %u B\n",
@@ -742,6 +745,13 @@ int main(int argc, char **argv)
 						"ringroom-bench: %" PRIu64
 						" connections FAILED to open\n",
 						t.s.conn_failed);
+				if (t.s.opened == 0 && cfg.mode != RR_BENCH_CHURN) {
+					fprintf(stderr, "ringroom-bench: no connection opened; "
+							"nothing to measure\n");
+					RR_STORE(sh->abort, 1);
+					timed_out = true;
+					break;
+				}
 				sh->t_start = now + 50000000ull;
 				sh->t_warm = sh->t_start + cfg.warmup_ns;
 				sh->t_end = sh->t_warm + cfg.duration_ns;
@@ -803,6 +813,7 @@ int main(int argc, char **argv)
 	merge(sh, &t, true);
 	const struct rr_bench_slot *s = &t.s;
 	bool failed = worker_died || timed_out || interrupted || s->conn_failed ||
+		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) ||
 		      s->peer_closed || s->proto_errors || s->misrouted || s->seq.lost ||
 		      s->seq.dup || s->seq.reordered || s->seq.late;
 	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, failed);

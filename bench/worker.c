@@ -3,7 +3,7 @@
  * share of the connections through connect, upgrade, the mode's traffic and
  * close.
  *
- * DESIGN: a connection is a ~170-byte slot plus, on receivers, one 16-byte
+ * DESIGN: a connection is a ~150-byte slot plus, on receivers, one 16-byte
  * sequence state per publisher it hears. Receives are one multishot recv per
  * connection into the worker's provided-buffer ring: an idle connection owns
  * no receive buffer, and data is parsed straight out of the ring buffer,
@@ -842,6 +842,7 @@ static void publish_live(struct worker *w)
 	PUB(connected);
 	PUB(opened);
 	PUB(conn_failed);
+	PUB(hs_timeouts);
 	PUB(peer_closed);
 	PUB(proto_errors);
 	PUB(sent);
@@ -874,7 +875,10 @@ static void sweep_timeouts(struct worker *w)
 		struct bconn *c = &w->conns[i];
 		if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE) &&
 		    w->now - c->t_state > w->cfg->connect_timeout_ns) {
-			w->c.last_errno = ETIMEDOUT;
+			if (c->state == C_HANDSHAKE)
+				w->c.hs_timeouts++;
+			else
+				w->c.last_errno = ETIMEDOUT;
 			conn_fail(w, c, true);
 		} else if (c->state == C_CLOSING && w->now - c->t_state > close_limit) {
 			/* no FIN after the close exchange: count it and move on */
@@ -1065,7 +1069,8 @@ static int setup(struct worker *w)
 				w->pubs[w->npubs++] = i;
 			}
 		} else {
-			c->room = 0;
+			/* a {room} URL spreads the connections over --rooms rooms */
+			c->room = c->gid % cfg->rooms;
 			if (cfg->mode == RR_BENCH_ECHO)
 				c->pub = (int32_t)c->gid;
 		}

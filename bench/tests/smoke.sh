@@ -49,13 +49,18 @@ healthy() {
 	exec 3<>/dev/tcp/127.0.0.1/$port 2>/dev/null || return 1
 	printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
 	local line
-	read -r -t 2 line <&3
+	read -r -t 1 line <&3
 	exec 3<&-
 	case "$line" in "HTTP/1.1 200"*) return 0 ;; esac
 	return 1
 }
-for _ in $(seq 100); do healthy && break; sleep 0.1; done
-if ! healthy; then
+ready=
+for _ in $(seq 50); do
+	if healthy; then ready=1; break; fi
+	kill -0 "$server_pid" 2>/dev/null || break
+	sleep 0.1
+done
+if [ -z "$ready" ]; then
 	echo "FAIL: server did not become ready on port $port"
 	cat "$tmp/server.log"
 	exit 1
