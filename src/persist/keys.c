@@ -95,8 +95,8 @@ int rr_keys_msg_decode(const uint8_t *key, size_t klen, size_t *room_len, uint64
 	return 0;
 }
 
-int rr_keys_room_rec_decode(const uint8_t *key, size_t klen, const char **room,
-			    size_t *room_len, char *tag)
+int rr_keys_room_rec_decode(const uint8_t *key, size_t klen, const char **room, size_t *room_len,
+			    char *tag)
 {
 	if (klen < 3 || key[0] == 0 || klen != 1 + (size_t)key[0] + 1)
 		return -EBADMSG;

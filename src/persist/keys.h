@@ -86,8 +86,8 @@ int rr_keys_msg_decode(const uint8_t *key, size_t klen, size_t *room_len, uint64
 /* Decode the room name of a rooms-CF record key ([len][room][tag]);
  * returns 0 and sets *room, *room_len, *tag, or -EBADMSG (also for the
  * store's 0-prefixed bookkeeping keys). */
-int rr_keys_room_rec_decode(const uint8_t *key, size_t klen, const char **room,
-			    size_t *room_len, char *tag);
+int rr_keys_room_rec_decode(const uint8_t *key, size_t klen, const char **room, size_t *room_len,
+			    char *tag);
 
 /* rooms CF 'E' value: [1][epoch][be64 created_ms]. Encode needs
  * RR_KEYS_EPOCH_REC bytes; decode returns 0 or -EBADMSG and NUL-terminates

@@ -53,7 +53,7 @@ enum store_cf {
 };
 
 static const char *const cf_names[CF_COUNT] = {
-	"default", "messages", "rooms", "sessions", "kv", "alarms",
+    "default", "messages", "rooms", "sessions", "kv", "alarms",
 };
 
 /* rooms-CF bookkeeping key (first byte 0: never a room key); value in
@@ -80,9 +80,9 @@ struct room_last {
 	const char *room;
 	uint32_t room_len;
 	struct rr_store_req *creator; /* ROOM_LOAD phase: the load creating it */
-	int err;       /* the Get failed: every append of the room fails */
-	bool dirty;    /* an append of this batch advanced last */
-	uint64_t last; /* last id including this batch's accepted appends */
+	int err;		      /* the Get failed: every append of the room fails */
+	bool dirty;		      /* an append of this batch advanced last */
+	uint64_t last;		      /* last id including this batch's accepted appends */
 };
 
 /* Result builder: rows collected with offsets into a growing byte buffer,
@@ -100,7 +100,7 @@ struct rr_store {
 	rocksdb_options_t *dbopts;
 	rocksdb_options_t *cfopts[CF_COUNT];
 	rocksdb_column_family_handle_t *cf[CF_COUNT];
-	rocksdb_writeoptions_t *wopts;      /* the durability mode's */
+	rocksdb_writeoptions_t *wopts;	    /* the durability mode's */
 	rocksdb_writeoptions_t *wopts_sync; /* bookkeeping that must be on disk */
 	rocksdb_writeoptions_t *wopts_trim; /* retention: the mode's WAL, never fsync */
 	rocksdb_readoptions_t *ropts;
@@ -128,7 +128,7 @@ struct rr_store {
 	struct rb_row *rows;
 	uint8_t *bytes;
 	size_t bytes_cap;
-	bool failing;           /* inside a burst of failed writes */
+	bool failing; /* inside a burst of failed writes */
 	uint64_t burst_failures;
 	bool need_reopen, reopen_logged;
 	int down_err; /* what writes get while a reopen waits */
@@ -214,7 +214,7 @@ int rr_store_durability_parse(const char *name, enum rr_store_durability *out)
 /* ---- opening ---- */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -294,8 +294,8 @@ static int db_open(struct rr_store *s, char **errmsg)
 	for (int i = 0; i < CF_COUNT; i++)
 		cfo[i] = s->cfopts[i];
 	*errmsg = NULL;
-	s->db = rocksdb_open_column_families(s->dbopts, s->dir, CF_COUNT, cf_names, cfo, s->cf,
-					     errmsg);
+	s->db =
+	    rocksdb_open_column_families(s->dbopts, s->dir, CF_COUNT, cf_names, cfo, s->cf, errmsg);
 	if (*errmsg != NULL) {
 		s->db = NULL;
 		return -EIO;
@@ -347,8 +347,8 @@ static int rotate_epochs(struct rr_store *s, const char *why, char *err, size_t 
 		rocksdb_free(emsg);
 		ret = -EIO;
 	} else if (n > 0) {
-		store_log("%s: %llu rooms get new epochs (acknowledged messages may be lost)",
-			  why, (unsigned long long)n);
+		store_log("%s: %llu rooms get new epochs (acknowledged messages may be lost)", why,
+			  (unsigned long long)n);
 	}
 	return ret;
 }
@@ -395,7 +395,8 @@ static int check_state(struct rr_store *s, char *err, size_t errlen)
 	}
 	read_boot_id(s->opts.boot_id_path, s->boot_id);
 	if (v != NULL && vlen == 3 + BOOT_ID_LEN && v[0] == 2 && v[1] == 0) {
-		bool same_boot = s->boot_id[0] != '\0' && memcmp(v + 3, s->boot_id, BOOT_ID_LEN) == 0;
+		bool same_boot =
+		    s->boot_id[0] != '\0' && memcmp(v + 3, s->boot_id, BOOT_ID_LEN) == 0;
 
 		if (v[2] == RR_STORE_MEMORY)
 			why = "an unclean stop in memory durability";
@@ -460,8 +461,7 @@ static int probe_msg_ring(void)
 	return ok ? 0 : -ENOSYS;
 }
 
-int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char *err,
-		  size_t errlen)
+int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char *err, size_t errlen)
 {
 	struct rr_store *s;
 	char *emsg = NULL;
@@ -507,9 +507,9 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 	s->q_cap = s->opts.queue_capacity * s->opts.cores;
 	s->q = calloc(s->q_cap, sizeof(*s->q));
 	s->core_len = calloc(s->opts.cores, sizeof(*s->core_len));
-	s->rows = calloc(RR_STORE_READ_MAX > RR_STORE_LIST_MAX ? RR_STORE_READ_MAX
-							      : RR_STORE_LIST_MAX,
-			 sizeof(*s->rows));
+	s->rows =
+	    calloc(RR_STORE_READ_MAX > RR_STORE_LIST_MAX ? RR_STORE_READ_MAX : RR_STORE_LIST_MAX,
+		   sizeof(*s->rows));
 	if (s->dir == NULL || s->q == NULL || s->core_len == NULL || s->rows == NULL)
 		goto fail_nomem;
 
@@ -528,7 +528,7 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 	 * its LOG only while opening (which maybe_reopen does only with free
 	 * space); the worker logs every RocksDB error it sees itself. */
 	rocksdb_options_set_info_log_level(s->dbopts, opts->rocksdb_info_log ? 2 /* WARN */
-									    : 5 /* HEADER */);
+									     : 5 /* HEADER */);
 	for (int i = 0; i < CF_COUNT; i++)
 		s->cfopts[i] = rocksdb_options_create();
 
@@ -548,8 +548,7 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 	if (ret < 0) {
 		if (strcasestr(emsg, "lock") != NULL) {
 			set_err(err, errlen,
-				"data dir %s is in use by another ringroom (RocksDB lock)",
-				s->dir);
+				"data dir %s is in use by another ringroom (RocksDB lock)", s->dir);
 			ret = -EBUSY;
 		} else {
 			set_err(err, errlen, "cannot open store in %s: %s", s->dir, emsg);
@@ -620,8 +619,7 @@ static int validate(const struct rr_store_req *req)
 	case RR_STORE_APPEND:
 		return req->id == 0 ? -EINVAL : 0;
 	case RR_STORE_SESSION_PUT:
-		if (req->session == NULL ||
-		    rr_keys_session_size(req->session) > RR_STORE_VALUE_MAX)
+		if (req->session == NULL || rr_keys_session_size(req->session) > RR_STORE_VALUE_MAX)
 			return -EINVAL;
 		/* fallthrough */
 	case RR_STORE_SESSION_GET:
@@ -745,12 +743,12 @@ static int rb_finish(struct rr_store *s, struct rr_store_req *req, uint32_t n, s
 		const struct rb_row *r = &s->rows[reverse ? n - 1 - i : i];
 
 		items[i] = (struct rr_store_item){
-			.id = r->id,
-			.ts_ms = r->ts_ms,
-			.key = r->key_len ? data + r->key_off : NULL,
-			.key_len = r->key_len,
-			.val = data + r->val_off,
-			.val_len = r->val_len,
+		    .id = r->id,
+		    .ts_ms = r->ts_ms,
+		    .key = r->key_len ? data + r->key_off : NULL,
+		    .key_len = r->key_len,
+		    .val = data + r->val_off,
+		    .val_len = r->val_len,
 		};
 	}
 	req->out._buf = buf;
@@ -1001,8 +999,8 @@ static int do_kv_get(struct rr_store *s, struct rr_store_req *req)
 
 static int do_kv_list(struct rr_store *s, struct rr_store_req *req)
 {
-	uint32_t limit = req->limit == 0 || req->limit > RR_STORE_LIST_MAX ? RR_STORE_LIST_MAX
-									   : req->limit;
+	uint32_t limit =
+	    req->limit == 0 || req->limit > RR_STORE_LIST_MAX ? RR_STORE_LIST_MAX : req->limit;
 	uint8_t lo[RR_KEYS_MAX], hi[RR_KEYS_MAX], seek[RR_KEYS_MAX];
 	int lol = rr_keys_kv(lo, sizeof(lo), req->room, req->room_len, req->key, req->key_len);
 	int hl = rr_keys_prefix_end(hi, sizeof(hi), lo, (size_t)lol);
@@ -1254,8 +1252,7 @@ static void room_table_reset(struct rr_store *s)
 }
 
 /* This drain's entry for a room; *fresh when it was just added (zeroed). */
-static struct room_last *room_find(struct rr_store *s, const char *room, uint32_t len,
-				   bool *fresh)
+static struct room_last *room_find(struct rr_store *s, const char *room, uint32_t len, bool *fresh)
 {
 	uint32_t slot = room_hash(room, len) % ROOMTAB_SLOTS;
 
@@ -1298,8 +1295,8 @@ static struct room_last *room_lookup(struct rr_store *s, const char *room, uint3
 
 static bool is_write(enum rr_store_op op)
 {
-	return op == RR_STORE_APPEND || op == RR_STORE_SESSION_PUT ||
-	       op == RR_STORE_SESSION_DEL || op == RR_STORE_KV_PUT || op == RR_STORE_KV_DEL;
+	return op == RR_STORE_APPEND || op == RR_STORE_SESSION_PUT || op == RR_STORE_SESSION_DEL ||
+	       op == RR_STORE_KV_PUT || op == RR_STORE_KV_DEL;
 }
 
 /* Add one write request to s->wb; returns 0 or the request's error (it is
@@ -1401,7 +1398,7 @@ static int maybe_reopen(struct rr_store *s)
 
 retry_later:
 	s->reopen_backoff_ms =
-		s->reopen_backoff_ms ? s->reopen_backoff_ms * 2 : REOPEN_BACKOFF_MIN_MS;
+	    s->reopen_backoff_ms ? s->reopen_backoff_ms * 2 : REOPEN_BACKOFF_MIN_MS;
 	if (s->reopen_backoff_ms > REOPEN_BACKOFF_MAX_MS)
 		s->reopen_backoff_ms = REOPEN_BACKOFF_MAX_MS;
 	s->reopen_at_ms = now + s->reopen_backoff_ms;
@@ -1566,10 +1563,10 @@ static void room_load_phase(struct rr_store *s, struct rr_store_req **reqs, uint
 
 		/* unknown room: a fresh epoch and an empty log */
 		uint8_t ek[RR_KEYS_MAX], lk[RR_KEYS_MAX], rec[RR_KEYS_EPOCH_REC], zero[8];
-		int ekl = rr_keys_room_rec(ek, sizeof(ek), req->room, req->room_len,
-					   RR_KEYS_ROOM_EPOCH);
-		int lkl = rr_keys_room_rec(lk, sizeof(lk), req->room, req->room_len,
-					   RR_KEYS_ROOM_LAST);
+		int ekl =
+		    rr_keys_room_rec(ek, sizeof(ek), req->room, req->room_len, RR_KEYS_ROOM_EPOCH);
+		int lkl =
+		    rr_keys_room_rec(lk, sizeof(lk), req->room, req->room_len, RR_KEYS_ROOM_LAST);
 
 		random_epoch(req->out.epoch);
 		rr_keys_epoch_encode(rec, req->out.epoch, now);
@@ -1741,8 +1738,8 @@ static void *worker_main(void *arg)
 				break;
 			}
 			struct timespec dl = {
-				.tv_sec = (time_t)(s->next_sweep_ms / 1000),
-				.tv_nsec = (long)(s->next_sweep_ms % 1000) * 1000000,
+			    .tv_sec = (time_t)(s->next_sweep_ms / 1000),
+			    .tv_nsec = (long)(s->next_sweep_ms % 1000) * 1000000,
 			};
 
 			pthread_cond_timedwait(&s->cv, &s->mu, &dl);

@@ -60,42 +60,41 @@
 #define RR_STORE_EPOCH_LEN 16
 
 /* Defaults for struct rr_store_opts fields left at 0. */
-#define RR_STORE_DEFAULT_HISTORY 1000                  /* messages kept per room */
-#define RR_STORE_DEFAULT_TTL_MS (24ull * 3600 * 1000)  /* message age limit */
-#define RR_STORE_DEFAULT_QUEUE 4096                    /* queued requests per core */
-#define RR_STORE_QUEUE_CEIL 65536                      /* per core */
-#define RR_STORE_DEFAULT_TRIM_INTERVAL_MS 60000        /* periodic retention sweep */
+#define RR_STORE_DEFAULT_HISTORY 1000		      /* messages kept per room */
+#define RR_STORE_DEFAULT_TTL_MS (24ull * 3600 * 1000) /* message age limit */
+#define RR_STORE_DEFAULT_QUEUE 4096		      /* queued requests per core */
+#define RR_STORE_QUEUE_CEIL 65536		      /* per core */
+#define RR_STORE_DEFAULT_TRIM_INTERVAL_MS 60000	      /* periodic retention sweep */
 
 /* ---- opening ---- */
 
 /* When an acknowledgement (a successful completion of a write) may be sent;
- * see src/persist/README.md for what survives what. */
+ * see src/persist/README.md for what survives what. After a stop that may
+ * have lost acknowledged messages (any crash in memory mode, a reboot without
+ * clean shutdown in async mode) every room gets a new epoch at the next open;
+ * what survived stays readable and ids continue after it. */
 enum rr_store_durability {
 	RR_STORE_MEMORY = 0, /* in RocksDB's memtable, no WAL: survives a clean
 			      * shutdown, not a crash */
 	RR_STORE_ASYNC = 1,  /* written to the WAL (OS page cache): survives a
 			      * process crash, not a power loss */
 	RR_STORE_SYNC = 2,   /* WAL fsync'd before the ack: survives power loss */
-	/* After a stop that may have lost acknowledged messages (any crash in
-	 * memory mode, a reboot without clean shutdown in async mode) every
-	 * room gets a new epoch at the next open; what survived stays readable
-	 * and ids continue after it. */
 };
 
 struct rr_store_opts {
-	const char *dir;                     /* data dir; created like mkdir -p */
+	const char *dir; /* data dir; created like mkdir -p */
 	enum rr_store_durability durability;
-	uint32_t history_size;               /* messages kept per room; 0 → 1000 */
-	uint64_t history_ttl_ms;             /* drop messages older; 0 → 24 h */
-	uint32_t queue_capacity;             /* per core; 0 → 4096, max 65536 */
-	uint32_t cores;                      /* submitting cores (req->core < cores); 0 → 1 */
-	uint32_t trim_interval_ms;           /* periodic retention sweep; 0 → 60 s */
-	bool rocksdb_info_log;               /* RocksDB's own LOG in dir at WARN
-					      * level (off: header only; see
-					      * README.md, "Disk full") */
-	const char *boot_id_path;            /* tests: NULL → /proc/sys/kernel/
-					      * random/boot_id (tells a power loss
-					      * from a process crash) */
+	uint32_t history_size;	   /* messages kept per room; 0 → 1000 */
+	uint64_t history_ttl_ms;   /* drop messages older; 0 → 24 h */
+	uint32_t queue_capacity;   /* per core; 0 → 4096, max 65536 */
+	uint32_t cores;		   /* submitting cores (req->core < cores); 0 → 1 */
+	uint32_t trim_interval_ms; /* periodic retention sweep; 0 → 60 s */
+	bool rocksdb_info_log;	   /* RocksDB's own LOG in dir at WARN
+				    * level (off: header only; see
+				    * README.md, "Disk full") */
+	const char *boot_id_path;  /* tests: NULL → /proc/sys/kernel/
+				    * random/boot_id (tells a power loss
+				    * from a process crash) */
 };
 
 struct rr_store;
@@ -209,14 +208,14 @@ struct rr_store_item {
 /* A session record. For SESSION_PUT every pointer is the submitter's; after
  * SESSION_GET they point into the request's result allocation. */
 struct rr_store_session {
-	const char *room;        /* room the session belongs to */
+	const char *room; /* room the session belongs to */
 	uint32_t room_len;
 	const uint8_t *attachment; /* handler's per-connection blob (opaque) */
 	uint32_t attachment_len;
-	const uint8_t *tags;     /* opaque (e.g. NUL-separated tag list) */
+	const uint8_t *tags; /* opaque (e.g. NUL-separated tag list) */
 	uint32_t tags_len;
-	uint64_t last_id;        /* last message id delivered to the client */
-	uint64_t expiry_ms;      /* wall clock ms; 0 = never */
+	uint64_t last_id;	 /* last message id delivered to the client */
+	uint64_t expiry_ms;	 /* wall clock ms; 0 = never */
 	uint8_t resume_hash[32]; /* hash of the resume token (never the token) */
 };
 
@@ -226,41 +225,41 @@ typedef void rr_store_done_fn(struct rr_store_req *req);
 struct rr_store_req {
 	/* ---- filled by the submitter, read-only for the worker ---- */
 	enum rr_store_op op;
-	uint32_t core;        /* submitting core, < opts.cores: per-core queue quota */
-	int reply_ring_fd;    /* ring that gets the completion CQE; -1: done()
-			       * runs on the worker thread (tools, start-up code) */
+	uint32_t core;		/* submitting core, < opts.cores: per-core queue quota */
+	int reply_ring_fd;	/* ring that gets the completion CQE; -1: done()
+				 * runs on the worker thread (tools, start-up code) */
 	rr_store_done_fn *done; /* called by rr_store_complete() */
-	void *arg;            /* for the submitter (e.g. a room or conn) */
+	void *arg;		/* for the submitter (e.g. a room or conn) */
 
-	const char *room;     /* APPEND, ROOM_LOAD, READ_*, KV_*, TRIM */
-	uint32_t room_len;    /* 1..RR_STORE_ROOM_MAX */
-	uint64_t id;          /* APPEND: the id; READ_AFTER: after; READ_BEFORE: before */
-	uint64_t ts_ms;       /* APPEND: message time (0 → now) */
-	uint64_t ttl_ms;      /* TRIM: age limit (0 → default) */
-	uint32_t limit;       /* READ_*, KV_LIST, TRIM (keep count) */
+	const char *room;  /* APPEND, ROOM_LOAD, READ_*, KV_*, TRIM */
+	uint32_t room_len; /* 1..RR_STORE_ROOM_MAX */
+	uint64_t id;	   /* APPEND: the id; READ_AFTER: after; READ_BEFORE: before */
+	uint64_t ts_ms;	   /* APPEND: message time (0 → now) */
+	uint64_t ttl_ms;   /* TRIM: age limit (0 → default) */
+	uint32_t limit;	   /* READ_*, KV_LIST, TRIM (keep count) */
 	uint32_t key_len;
-	const void *key;      /* KV_*: key (LIST: prefix); SESSION_*: session id */
-	const void *after;    /* KV_LIST: page after this key, or NULL */
+	const void *key;   /* KV_*: key (LIST: prefix); SESSION_*: session id */
+	const void *after; /* KV_LIST: page after this key, or NULL */
 	uint32_t after_len;
 	uint32_t len;
-	const void *data;     /* APPEND: message bytes; KV_PUT: value */
+	const void *data;			/* APPEND: message bytes; KV_PUT: value */
 	const struct rr_store_session *session; /* SESSION_PUT */
 
 	/* ---- filled by the worker before the completion is posted ---- */
 	int res; /* 0 or -errno, per op above */
 	struct {
 		char epoch[RR_STORE_EPOCH_LEN + 1]; /* ROOM_LOAD, NUL-terminated */
-		bool created;                       /* ROOM_LOAD */
-		bool more;                          /* READ_*, KV_LIST */
-		uint64_t last_id;                   /* ROOM_LOAD */
-		uint64_t first_id;                  /* ROOM_LOAD, TRIM */
-		uint64_t n_deleted;                 /* TRIM */
-		struct rr_store_item *items;        /* READ_*, KV_LIST */
+		bool created;			    /* ROOM_LOAD */
+		bool more;			    /* READ_*, KV_LIST */
+		uint64_t last_id;		    /* ROOM_LOAD */
+		uint64_t first_id;		    /* ROOM_LOAD, TRIM */
+		uint64_t n_deleted;		    /* TRIM */
+		struct rr_store_item *items;	    /* READ_*, KV_LIST */
 		uint32_t n_items;
 		uint32_t val_len;
-		const uint8_t *val;                 /* KV_GET */
-		struct rr_store_session session;    /* SESSION_GET */
-		void *_buf;                         /* the one result allocation */
+		const uint8_t *val;		 /* KV_GET */
+		struct rr_store_session session; /* SESSION_GET */
+		void *_buf;			 /* the one result allocation */
 	} out;
 
 	/* ---- private to the store ---- */
@@ -293,16 +292,16 @@ void rr_store_req_release(struct rr_store_req *req);
 /* ---- observability and test hooks ---- */
 
 struct rr_store_stats {
-	uint64_t submitted;      /* accepted by rr_store_submit */
-	uint64_t rejected;       /* -EAGAIN from rr_store_submit */
-	uint64_t completed;      /* completions posted */
-	uint64_t batches;        /* WriteBatch writes attempted (group commits) */
-	uint64_t batch_writes;   /* write requests carried by those batches */
+	uint64_t submitted;	 /* accepted by rr_store_submit */
+	uint64_t rejected;	 /* -EAGAIN from rr_store_submit */
+	uint64_t completed;	 /* completions posted */
+	uint64_t batches;	 /* WriteBatch writes attempted (group commits) */
+	uint64_t batch_writes;	 /* write requests carried by those batches */
 	uint64_t batch_failures; /* batches that failed (disk full, I/O error) */
-	uint64_t reads;          /* read requests served */
-	uint64_t trimmed;        /* messages removed by retention */
-	uint64_t post_failures;  /* MSG_RING posts that failed (request lost to its core) */
-	uint32_t queued;         /* requests waiting now */
+	uint64_t reads;		 /* read requests served */
+	uint64_t trimmed;	 /* messages removed by retention */
+	uint64_t post_failures;	 /* MSG_RING posts that failed (request lost to its core) */
+	uint32_t queued;	 /* requests waiting now */
 };
 
 void rr_store_stats_get(struct rr_store *s, struct rr_store_stats *st);

@@ -21,9 +21,20 @@ static int keycmp(const uint8_t *a, int al, const uint8_t *b, int bl)
 
 static void test_ids_sort_numerically(void)
 {
-	static const uint64_t ids[] = {0, 1, 2, 9, 10, 255, 256, 257, 65535, 65536,
-				       UINT64_C(1) << 32, (UINT64_C(1) << 32) + 1,
-				       UINT64_MAX - 1, UINT64_MAX};
+	static const uint64_t ids[] = {0,
+				       1,
+				       2,
+				       9,
+				       10,
+				       255,
+				       256,
+				       257,
+				       65535,
+				       65536,
+				       UINT64_C(1) << 32,
+				       (UINT64_C(1) << 32) + 1,
+				       UINT64_MAX - 1,
+				       UINT64_MAX};
 	uint8_t a[RR_KEYS_MAX], b[RR_KEYS_MAX];
 
 	for (size_t i = 0; i + 1 < sizeof(ids) / sizeof(ids[0]); i++) {
@@ -61,8 +72,8 @@ static void test_ids_sort_numerically(void)
  * another room does, whatever the ids. */
 static void test_rooms_do_not_interleave(void)
 {
-	static const char *const rooms[] = {"a", "ab", "abc", "ab\xff", "b", "a\x01", "aa",
-					    "ab\xff\xff", "\xff", "\xff\xff"};
+	static const char *const rooms[] = {"a",     "ab", "abc",	 "ab\xff", "b",
+					    "a\x01", "aa", "ab\xff\xff", "\xff",   "\xff\xff"};
 	static const uint64_t ids[] = {0, 1, 0x100, UINT64_MAX};
 	size_t nrooms = sizeof(rooms) / sizeof(rooms[0]);
 
@@ -75,14 +86,13 @@ static void test_rooms_do_not_interleave(void)
 		CHECK(hil > 0); /* the length byte is never 0xff for rooms <= 255 */
 		for (size_t o = 0; o < nrooms; o++) {
 			for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-				int kl = rr_keys_msg(k, sizeof(k), rooms[o], strlen(rooms[o]),
-						     ids[i]);
-				bool inside = keycmp(k, kl, lo, lol) >= 0 &&
-					      keycmp(k, kl, hi, hil) < 0;
+				int kl =
+				    rr_keys_msg(k, sizeof(k), rooms[o], strlen(rooms[o]), ids[i]);
+				bool inside =
+				    keycmp(k, kl, lo, lol) >= 0 && keycmp(k, kl, hi, hil) < 0;
 
 				CHECK(inside == (o == r));
-				kl = rr_keys_kv(k, sizeof(k), rooms[o], strlen(rooms[o]), "key",
-						3);
+				kl = rr_keys_kv(k, sizeof(k), rooms[o], strlen(rooms[o]), "key", 3);
 				inside = keycmp(k, kl, lo, lol) >= 0 && keycmp(k, kl, hi, hil) < 0;
 				CHECK(inside == (o == r));
 			}
@@ -160,16 +170,18 @@ static void test_epoch_record(void)
 
 static void test_session_record(void)
 {
-	struct rr_store_session in = {
-		.room = "lobby",
-		.room_len = 5,
-		.attachment = (const uint8_t *)"{\"u\":1}",
-		.attachment_len = 7,
-		.tags = (const uint8_t *)"a\0b",
-		.tags_len = 3,
-		.last_id = 41,
-		.expiry_ms = 1700000000000ull,
-	}, out;
+	struct rr_store_session in =
+				    {
+					.room = "lobby",
+					.room_len = 5,
+					.attachment = (const uint8_t *)"{\"u\":1}",
+					.attachment_len = 7,
+					.tags = (const uint8_t *)"a\0b",
+					.tags_len = 3,
+					.last_id = 41,
+					.expiry_ms = 1700000000000ull,
+				    },
+				out;
 
 	for (int i = 0; i < 32; i++)
 		in.resume_hash[i] = (uint8_t)(i * 7);

@@ -12,10 +12,10 @@
 static struct rr_store_opts base_opts(const char *dir)
 {
 	return (struct rr_store_opts){
-		.dir = dir,
-		.durability = RR_STORE_ASYNC,
-		.queue_capacity = 1024,
-		.cores = 2,
+	    .dir = dir,
+	    .durability = RR_STORE_ASYNC,
+	    .queue_capacity = 1024,
+	    .cores = 2,
 	};
 }
 
@@ -28,8 +28,7 @@ static void check_msgs(const struct rr_store_req *req, uint64_t first, uint32_t 
 	for (uint32_t i = 0; i < req->out.n_items && i < n; i++) {
 		const struct rr_store_item *it = &req->out.items[i];
 
-		snprintf(want, sizeof(want), "%s-%llu", room_tag,
-			 (unsigned long long)(first + i));
+		snprintf(want, sizeof(want), "%s-%llu", room_tag, (unsigned long long)(first + i));
 		CHECK_EQ(it->id, first + i);
 		CHECK(it->val_len == strlen(want) && memcmp(it->val, want, it->val_len) == 0);
 	}
@@ -323,14 +322,14 @@ static void test_sessions_and_kv(const char *dir)
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req req;
 	struct rr_store_session ss = {
-		.room = "lobby",
-		.room_len = 5,
-		.attachment = (const uint8_t *)"{\"name\":\"alice\"}",
-		.attachment_len = 16,
-		.tags = (const uint8_t *)"mod",
-		.tags_len = 3,
-		.last_id = 77,
-		.expiry_ms = t_now_ms() + 3600 * 1000,
+	    .room = "lobby",
+	    .room_len = 5,
+	    .attachment = (const uint8_t *)"{\"name\":\"alice\"}",
+	    .attachment_len = 16,
+	    .tags = (const uint8_t *)"mod",
+	    .tags_len = 3,
+	    .last_id = 77,
+	    .expiry_ms = t_now_ms() + 3600 * 1000,
 	};
 
 	memset(ss.resume_hash, 0xab, sizeof(ss.resume_hash));
@@ -516,8 +515,8 @@ static void test_lock(const char *dir)
 		printf("second process: %s\n", cerr);
 		fflush(stdout);
 		_exit(ret == -EBUSY && strstr(cerr, "in use by another ringroom (RocksDB lock)")
-			      ? 0
-			      : 1);
+			  ? 0
+			  : 1);
 	}
 	close(go[0]);
 	s = t_open(&o);
@@ -654,8 +653,7 @@ static void test_no_ring(const char *dir)
 	req.reply_ring_fd = -1;
 	req.done = worker_done;
 	CHECK_EQ(rr_store_submit(s, &req), 0);
-	for (int i = 0; i < 1000 && __atomic_load_n(&worker_done_calls, __ATOMIC_SEQ_CST) == 0;
-	     i++)
+	for (int i = 0; i < 1000 && __atomic_load_n(&worker_done_calls, __ATOMIC_SEQ_CST) == 0; i++)
 		usleep(1000);
 	CHECK_EQ(__atomic_load_n(&worker_done_calls, __ATOMIC_SEQ_CST), 1);
 	CHECK_EQ(req.res, 0);

@@ -21,8 +21,9 @@
 static void payload_for(char *buf, size_t len, uint64_t id)
 {
 	/* ~100 bytes so the WAL sees real traffic */
-	snprintf(buf, len, "crash-%llu-%.*s", (unsigned long long)id, 80,
-		 "................................................................................");
+	snprintf(
+	    buf, len, "crash-%llu-%.*s", (unsigned long long)id, 80,
+	    "................................................................................");
 }
 
 static bool write_all(int fd, const void *p, size_t n)
@@ -47,10 +48,10 @@ static void crash_child(const char *dir, enum rr_store_durability d, int out_fd,
 			const char *boot_id_path, uint64_t flush_at)
 {
 	struct rr_store_opts o = {
-		.dir = dir,
-		.durability = d,
-		.history_size = 2000000,
-		.boot_id_path = boot_id_path,
+	    .dir = dir,
+	    .durability = d,
+	    .history_size = 2000000,
+	    .boot_id_path = boot_id_path,
 	};
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load;
@@ -251,7 +252,7 @@ static void test_memory_mode(void)
 	s = t_open(&o);
 	CHECK_EQ(t_room_load(s, "crash", &load), 0);
 	CHECK(strcmp(load.out.epoch, epoch) != 0); /* a new epoch tells clients */
-	CHECK(load.out.last_id <= acked);          /* what survived, if anything */
+	CHECK(load.out.last_id <= acked);	   /* what survived, if anything */
 	check_log(s, "crash", load.out.last_id);
 	printf("memory crash: %llu acknowledged, %llu survived, epoch %s (was %s)\n",
 	       (unsigned long long)acked, (unsigned long long)load.out.last_id, load.out.epoch,
