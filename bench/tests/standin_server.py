@@ -5,9 +5,13 @@
 data message to every other member of the room (ringroom's /raw semantics).
 Slow (python3-websockets), but enough to check the bench's correctness.
 
-usage: standin_server.py PORT
+usage: standin_server.py PORT [PROCESSES]
+(several processes share the port with SO_REUSEPORT, to hold more
+connections than one process's fd limit; /raw rooms are then per process,
+so use one process for fanout)
 """
 import asyncio
+import os
 import sys
 
 import websockets
@@ -39,10 +43,15 @@ async def handler(ws, path):
 
 async def main(port):
     async with websockets.serve(handler, "127.0.0.1", port, ping_interval=None,
-                                max_size=None, max_queue=None, backlog=1024):
+                                max_size=None, max_queue=None, backlog=1024,
+                                reuse_port=True):
         print("listening", flush=True)
         await asyncio.Future()
 
 
 if __name__ == "__main__":
+    procs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    for _ in range(procs - 1):
+        if os.fork() == 0:
+            break
     asyncio.run(main(int(sys.argv[1])))
