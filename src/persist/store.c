@@ -473,9 +473,13 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 		set_err(err, errlen, "no data dir given");
 		return -EINVAL;
 	}
-	if (opts->durability > RR_STORE_SYNC || opts->queue_capacity > RR_STORE_QUEUE_CEIL) {
-		set_err(err, errlen, "invalid store options (durability %d, queue %u, max %u)",
-			(int)opts->durability, opts->queue_capacity, RR_STORE_QUEUE_CEIL);
+	if (opts->durability > RR_STORE_SYNC || opts->queue_capacity > RR_STORE_QUEUE_CEIL ||
+	    opts->cores > RR_STORE_CORES_MAX) {
+		set_err(err, errlen,
+			"invalid store options (durability %d, queue %u of at most %u, cores %u of "
+			"at most %u)",
+			(int)opts->durability, opts->queue_capacity, RR_STORE_QUEUE_CEIL,
+			opts->cores, RR_STORE_CORES_MAX);
 		return -EINVAL;
 	}
 	if (probe_msg_ring() < 0) {
@@ -546,7 +550,10 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 
 	ret = db_open(s, &emsg);
 	if (ret < 0) {
-		if (strcasestr(emsg, "lock") != NULL) {
+		/* RocksDB 7.8 says "While lock file: DIR/LOCK: ..." for another
+		 * process, "lock hold by current process" for this one */
+		if (strstr(emsg, "While lock file") != NULL ||
+		    strstr(emsg, "lock hold by current process") != NULL) {
 			set_err(err, errlen,
 				"data dir %s is in use by another ringroom (RocksDB lock)", s->dir);
 			ret = -EBUSY;
@@ -1733,7 +1740,12 @@ static void *worker_main(void *arg)
 		while ((s->q_len == 0 || s->paused) && !s->stopping) {
 			uint64_t now = mono_ms();
 
-			if (now >= s->next_sweep_ms && !s->paused) {
+			if (s->paused) {
+				/* a paused worker does nothing, the sweep included */
+				pthread_cond_wait(&s->cv, &s->mu);
+				continue;
+			}
+			if (now >= s->next_sweep_ms) {
 				sweep = true;
 				break;
 			}

@@ -64,6 +64,7 @@
 #define RR_STORE_DEFAULT_TTL_MS (24ull * 3600 * 1000) /* message age limit */
 #define RR_STORE_DEFAULT_QUEUE 4096		      /* queued requests per core */
 #define RR_STORE_QUEUE_CEIL 65536		      /* per core */
+#define RR_STORE_CORES_MAX 1024			      /* submitting cores */
 #define RR_STORE_DEFAULT_TRIM_INTERVAL_MS 60000	      /* periodic retention sweep */
 
 /* ---- opening ---- */
@@ -87,7 +88,7 @@ struct rr_store_opts {
 	uint32_t history_size;	   /* messages kept per room; 0 → 1000 */
 	uint64_t history_ttl_ms;   /* drop messages older; 0 → 24 h */
 	uint32_t queue_capacity;   /* per core; 0 → 4096, max 65536 */
-	uint32_t cores;		   /* submitting cores (req->core < cores); 0 → 1 */
+	uint32_t cores;		   /* submitting cores (req->core < cores); 0 → 1, max 1024 */
 	uint32_t trim_interval_ms; /* periodic retention sweep; 0 → 60 s */
 	bool rocksdb_info_log;	   /* RocksDB's own LOG in dir at WARN
 				    * level (off: header only; see
@@ -111,12 +112,13 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 		  size_t errlen);
 
 /*
- * Stop accepting requests (later submits get -ESHUTDOWN), let the worker
- * finish and complete every queued request, flush memtables and the WAL, close
- * RocksDB and free the store. Completions are still posted to the cores'
- * rings, so a core must keep reaping (or have no requests in flight) until
- * this returns. Blocking: call from the main thread at shutdown (SIGTERM).
- * NULL is accepted.
+ * Stop accepting requests (submits made while this runs get -ESHUTDOWN), let
+ * the worker complete every queued request, flush memtables (memory) or fsync
+ * the WAL (async, sync), record a clean stop, close RocksDB and free the
+ * store. Completions of the drained requests are still posted to the cores'
+ * rings, so those rings must stay open until this returns (their CQEs can be
+ * reaped afterwards). No core may call rr_store_submit once it has returned.
+ * Blocking: call from the main thread at shutdown (SIGTERM). NULL is accepted.
  */
 void rr_store_close(struct rr_store *s);
 
