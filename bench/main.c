@@ -594,7 +594,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		fmt_ns(c, sizeof(c), s->hs.max);
 		printf("  upgrade       p50 %s  p99 %s  max %s  (connect start to 101)\n", a, b, c);
 	}
-	if (s->opened && t->rss_open_kb > t->rss_start_kb)
+	/* below a thousand connections allocator noise swamps the figure */
+	if (s->opened >= 1000 && t->rss_open_kb > t->rss_start_kb)
 		printf("  bench memory  %.0f B per connection (RSS growth while connecting)\n",
 		       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
 			       (double)s->opened);
