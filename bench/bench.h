@@ -36,21 +36,21 @@ enum rr_bench_mode {
 struct rr_bench_cfg {
 	enum rr_bench_mode mode;
 	struct rr_bench_url url;
-	uint32_t conns;      /* echo/idle: connections; churn: concurrent cycles */
-	uint32_t rooms;      /* fanout */
+	uint32_t conns;	     /* echo/idle: connections; churn: concurrent cycles */
+	uint32_t rooms;	     /* fanout */
 	uint32_t members;    /* fanout: per room */
 	uint32_t publishers; /* fanout: per room, members 0..P-1 of each room */
-	double rate;         /* fanout: messages/s per room */
-	uint32_t size;       /* message payload bytes (>= RR_BENCH_STAMP_LEN) */
+	double rate;	     /* fanout: messages/s per room */
+	uint32_t size;	     /* message payload bytes (>= RR_BENCH_STAMP_LEN) */
 	uint64_t duration_ns;
 	uint64_t warmup_ns;
-	uint64_t drain_ns;   /* after the run: wait this long at most for stragglers */
+	uint64_t drain_ns;	     /* after the run: wait this long at most for stragglers */
 	uint64_t connect_timeout_ns; /* per connection: connect + upgrade */
 	uint32_t procs;
-	uint32_t src_ips;    /* spread source addresses over 127.0.0.1 .. 127.0.0.N */
+	uint32_t src_ips;	      /* spread source addresses over 127.0.0.1 .. 127.0.0.N */
 	uint32_t connect_concurrency; /* handshakes in flight per worker */
-	uint64_t drop_every; /* test hook: discard every Nth received message */
-	int server_pid;      /* idle: measure this process's RSS and CPU */
+	uint64_t drop_every;	      /* test hook: discard every Nth received message */
+	int server_pid;		      /* idle: measure this process's RSS and CPU */
 	bool json;
 	bool quiet;
 };
@@ -69,29 +69,29 @@ enum rr_bench_phase {
 
 /* One worker's counters. Live ones are stored with relaxed atomics. */
 struct rr_bench_slot {
-	uint64_t connected;      /* open now */
-	uint64_t opened;         /* upgrades completed, ever */
-	uint64_t conn_failed;    /* connect or upgrade failed / timed out */
-	uint64_t hs_timeouts;    /* of those: connected, but no upgrade response in time */
-	uint64_t peer_closed;    /* the server closed a connection during the run */
-	uint64_t proto_errors;   /* bad frames, bad stamps, send/recv errors */
-	uint64_t sent;           /* data messages sent */
-	uint64_t received;       /* data messages received (all phases) */
-	uint64_t measured;       /* received with a stamp inside the measured window */
-	uint64_t cycles;         /* churn: cycles completed inside the window */
-	uint64_t misrouted;      /* a message from a publisher this receiver must not hear */
-	uint64_t dropped;        /* discarded on purpose (--drop-every) */
-	uint64_t enobufs;        /* recv ran out of provided buffers (re-armed) */
+	uint64_t connected;	  /* open now */
+	uint64_t opened;	  /* upgrades completed, ever */
+	uint64_t conn_failed;	  /* connect or upgrade failed / timed out */
+	uint64_t hs_timeouts;	  /* of those: connected, but no upgrade response in time */
+	uint64_t peer_closed;	  /* the server closed a connection during the run */
+	uint64_t proto_errors;	  /* bad frames, bad stamps, send/recv errors */
+	uint64_t sent;		  /* data messages sent */
+	uint64_t received;	  /* data messages received (all phases) */
+	uint64_t measured;	  /* received with a stamp inside the measured window */
+	uint64_t cycles;	  /* churn: cycles completed inside the window */
+	uint64_t misrouted;	  /* a message from a publisher this receiver must not hear */
+	uint64_t dropped;	  /* discarded on purpose (--drop-every) */
+	uint64_t enobufs;	  /* recv ran out of provided buffers (re-armed) */
 	uint64_t pub_backlog_max; /* fanout: most messages a publisher fell behind */
-	uint64_t rss_start_kb;   /* this worker's VmRSS before connecting */
-	uint64_t rss_open_kb;    /* ... once its connections are open */
-	int last_status;         /* last non-101 HTTP status seen */
-	int last_errno;          /* last connect/socket error */
+	uint64_t rss_start_kb;	  /* this worker's VmRSS before connecting */
+	uint64_t rss_open_kb;	  /* ... once its connections are open */
+	int last_status;	  /* last non-101 HTTP status seen */
+	int last_errno;		  /* last connect/socket error */
 	uint16_t last_close_code; /* last close code the server sent */
 	struct rr_bench_seq_counts seq;
 	int ready, stopped, done;
-	struct rr_bench_hist lat;   /* message latency, ns (echo: round trip) */
-	struct rr_bench_hist hs;    /* connect start -> 101 received, ns */
+	struct rr_bench_hist lat; /* message latency, ns (echo: round trip) */
+	struct rr_bench_hist hs;  /* connect start -> 101 received, ns */
 };
 
 struct rr_bench_shared {

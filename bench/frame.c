@@ -148,8 +148,8 @@ static int rx_start_frame(struct rr_bench_rx *rx)
 }
 
 /* The current frame's payload is complete: deliver what it ends. */
-static int rx_end_frame(struct rr_bench_rx *rx, const uint8_t *ctrl_inplace, const struct rr_bench_rx_ops *ops,
-			void *ctx)
+static int rx_end_frame(struct rr_bench_rx *rx, const uint8_t *ctrl_inplace,
+			const struct rr_bench_rx_ops *ops, void *ctx)
 {
 	int stop = 0;
 	rx->in_payload = 0;

@@ -57,8 +57,8 @@ size_t rr_bench_frame_encode(uint8_t *out, uint8_t opcode, const uint8_t *payloa
 #define RR_BENCH_STAMP_MAGIC 0x31627272u /* "rrb1" little-endian */
 
 struct rr_bench_stamp {
-	uint32_t pub;   /* publisher id, unique across the run */
-	uint64_t seq;   /* 0, 1, 2 ... per publisher */
+	uint32_t pub;	/* publisher id, unique across the run */
+	uint64_t seq;	/* 0, 1, 2 ... per publisher */
 	uint64_t ts_ns; /* CLOCK_MONOTONIC when the message was built for sending */
 };
 
@@ -72,15 +72,15 @@ struct rr_bench_rx {
 	uint8_t hdr[RR_BENCH_FRAME_HDR_MAX];
 	uint8_t hdr_have;
 	uint8_t in_payload; /* header parsed, payload bytes pending */
-	uint8_t opcode;     /* current frame */
+	uint8_t opcode;	    /* current frame */
 	uint8_t fin;
 	uint8_t msg_opcode; /* TEXT/BINARY while a data message is open, else 0 */
 	uint8_t stamp_have;
 	uint8_t ctrl_have;
 	uint8_t stamp[RR_BENCH_STAMP_LEN];
-	uint64_t left;    /* payload bytes left in the current frame */
+	uint64_t left;	  /* payload bytes left in the current frame */
 	uint64_t msg_len; /* data message bytes so far */
-	uint8_t *ctrl;    /* split control payload, NULL otherwise */
+	uint8_t *ctrl;	  /* split control payload, NULL otherwise */
 };
 
 struct rr_bench_rx_ops {

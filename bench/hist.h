@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 #define RR_BENCH_HIST_SUB_BITS 8
-#define RR_BENCH_HIST_SUB (1u << RR_BENCH_HIST_SUB_BITS)  /* 256 exact values */
-#define RR_BENCH_HIST_HALF (RR_BENCH_HIST_SUB / 2)        /* 128 per octave */
+#define RR_BENCH_HIST_SUB (1u << RR_BENCH_HIST_SUB_BITS) /* 256 exact values */
+#define RR_BENCH_HIST_HALF (RR_BENCH_HIST_SUB / 2)	 /* 128 per octave */
 /* Largest value kept in its own bucket: 2^40 ns is ~18 minutes; beyond it
  * samples land in the last bucket but max stays exact. */
 #define RR_BENCH_HIST_MAX_BITS 40

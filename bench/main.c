@@ -61,37 +61,38 @@ static const char *mode_name(enum rr_bench_mode m)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: ringroom-bench MODE [options] [URL]\n"
-		"\n"
-		"MODE: echo | fanout | idle | churn\n"
-		"URL:  ws://host:port/path; every {room} is replaced by r0, r1, ...\n"
-		"      (default ws://127.0.0.1:8080/echo for echo, idle and churn,\n"
-		"       ws://127.0.0.1:8080/raw/{room} for fanout)\n"
-		"\n"
-		"  --conns N              echo/idle: connections; churn: concurrent cycles (100)\n"
-		"  --rooms R              rooms (1); echo/idle/churn: connection g joins r<g mod R>\n"
-		"  --members M            fanout: members per room (100)\n"
-		"  --publishers P         fanout: publishers per room, among the members (1)\n"
-		"  --rate MSGS            fanout: messages per second per room (100)\n"
-		"  --size BYTES           message size, >= %d (64)\n"
-		"  --warmup DUR           not measured (1s)\n"
-		"  --duration DUR         measured (10s)\n"
-		"  --drain DUR            after the run, wait this long for messages in flight (2s)\n"
-		"  --procs K              worker processes, each its own ring and connections (1)\n"
-		"  --src-ips N            spread source addresses over 127.0.0.1..127.0.0.N\n"
-		"                         (default: one per 20000 connections, 8 for churn)\n"
-		"  --connect-concurrency N  upgrades in flight per worker (64)\n"
-		"  --connect-timeout DUR  per connection, connect + upgrade (10s)\n"
-		"  --server-pid PID       idle: report the server's RSS per connection and CPU\n"
-		"  --drop-every N         test hook: discard every Nth received message\n"
-		"  --json                 print the result as JSON on stdout instead of a table\n"
-		"  --quiet                no live line on stderr\n"
-		"  --help\n"
-		"\n"
-		"DUR: number + ms|s|m (bare number = seconds). Exit status: 0 clean run,\n"
-		"1 loss/duplicates/reordering/errors detected, 2 bad usage.\n",
-		RR_BENCH_STAMP_LEN);
+	fprintf(
+	    f,
+	    "usage: ringroom-bench MODE [options] [URL]\n"
+	    "\n"
+	    "MODE: echo | fanout | idle | churn\n"
+	    "URL:  ws://host:port/path; every {room} is replaced by r0, r1, ...\n"
+	    "      (default ws://127.0.0.1:8080/echo for echo, idle and churn,\n"
+	    "       ws://127.0.0.1:8080/raw/{room} for fanout)\n"
+	    "\n"
+	    "  --conns N              echo/idle: connections; churn: concurrent cycles (100)\n"
+	    "  --rooms R              rooms (1); echo/idle/churn: connection g joins r<g mod R>\n"
+	    "  --members M            fanout: members per room (100)\n"
+	    "  --publishers P         fanout: publishers per room, among the members (1)\n"
+	    "  --rate MSGS            fanout: messages per second per room (100)\n"
+	    "  --size BYTES           message size, >= %d (64)\n"
+	    "  --warmup DUR           not measured (1s)\n"
+	    "  --duration DUR         measured (10s)\n"
+	    "  --drain DUR            after the run, wait this long for messages in flight (2s)\n"
+	    "  --procs K              worker processes, each its own ring and connections (1)\n"
+	    "  --src-ips N            spread source addresses over 127.0.0.1..127.0.0.N\n"
+	    "                         (default: one per 20000 connections, 8 for churn)\n"
+	    "  --connect-concurrency N  upgrades in flight per worker (64)\n"
+	    "  --connect-timeout DUR  per connection, connect + upgrade (10s)\n"
+	    "  --server-pid PID       idle: report the server's RSS per connection and CPU\n"
+	    "  --drop-every N         test hook: discard every Nth received message\n"
+	    "  --json                 print the result as JSON on stdout instead of a table\n"
+	    "  --quiet                no live line on stderr\n"
+	    "  --help\n"
+	    "\n"
+	    "DUR: number + ms|s|m (bare number = seconds). Exit status: 0 clean run,\n"
+	    "1 loss/duplicates/reordering/errors detected, 2 bad usage.\n",
+	    RR_BENCH_STAMP_LEN);
 }
 
 static int parse_dur(const char *s, uint64_t *out)
@@ -168,25 +169,25 @@ enum {
 static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 {
 	static const struct option opts[] = {
-		{"conns", required_argument, 0, O_CONNS},
-		{"rooms", required_argument, 0, O_ROOMS},
-		{"members", required_argument, 0, O_MEMBERS},
-		{"publishers", required_argument, 0, O_PUBLISHERS},
-		{"rate", required_argument, 0, O_RATE},
-		{"size", required_argument, 0, O_SIZE},
-		{"warmup", required_argument, 0, O_WARMUP},
-		{"duration", required_argument, 0, O_DURATION},
-		{"drain", required_argument, 0, O_DRAIN},
-		{"procs", required_argument, 0, O_PROCS},
-		{"src-ips", required_argument, 0, O_SRC_IPS},
-		{"connect-concurrency", required_argument, 0, O_CONC},
-		{"connect-timeout", required_argument, 0, O_CTIMEOUT},
-		{"server-pid", required_argument, 0, O_SERVER_PID},
-		{"drop-every", required_argument, 0, O_DROP},
-		{"json", no_argument, 0, O_JSON},
-		{"quiet", no_argument, 0, O_QUIET},
-		{"help", no_argument, 0, O_HELP},
-		{0, 0, 0, 0},
+	    {"conns", required_argument, 0, O_CONNS},
+	    {"rooms", required_argument, 0, O_ROOMS},
+	    {"members", required_argument, 0, O_MEMBERS},
+	    {"publishers", required_argument, 0, O_PUBLISHERS},
+	    {"rate", required_argument, 0, O_RATE},
+	    {"size", required_argument, 0, O_SIZE},
+	    {"warmup", required_argument, 0, O_WARMUP},
+	    {"duration", required_argument, 0, O_DURATION},
+	    {"drain", required_argument, 0, O_DRAIN},
+	    {"procs", required_argument, 0, O_PROCS},
+	    {"src-ips", required_argument, 0, O_SRC_IPS},
+	    {"connect-concurrency", required_argument, 0, O_CONC},
+	    {"connect-timeout", required_argument, 0, O_CTIMEOUT},
+	    {"server-pid", required_argument, 0, O_SERVER_PID},
+	    {"drop-every", required_argument, 0, O_DROP},
+	    {"json", no_argument, 0, O_JSON},
+	    {"quiet", no_argument, 0, O_QUIET},
+	    {"help", no_argument, 0, O_HELP},
+	    {0, 0, 0, 0},
 	};
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->conns = 100;
@@ -498,16 +499,17 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	uint32_t total = rr_bench_cfg_total_conns(cfg);
 	static const double pcts[] = {50, 90, 99, 99.9};
 	static const char *const pnames[] = {"p50", "p90", "p99", "p99_9"};
-	double rate = cfg->mode == RR_BENCH_CHURN ? (double)s->cycles / dur
-						  : (double)s->measured / dur;
+	double rate =
+	    cfg->mode == RR_BENCH_CHURN ? (double)s->cycles / dur : (double)s->measured / dur;
 	if (cfg->json) {
-		printf("{\"mode\":\"%s\",\"url\":\"ws://%s:%u%s\",\"procs\":%u,", mode_name(cfg->mode),
-		       cfg->url.host, cfg->url.port, cfg->url.path, cfg->procs);
+		printf("{\"mode\":\"%s\",\"url\":\"ws://%s:%u%s\",\"procs\":%u,",
+		       mode_name(cfg->mode), cfg->url.host, cfg->url.port, cfg->url.path,
+		       cfg->procs);
 		printf("\"connections\":%u,\"opened\":%" PRIu64 ",\"failed\":%" PRIu64 ",", total,
 		       s->opened, s->conn_failed);
 		if (cfg->mode == RR_BENCH_FANOUT)
-			printf("\"rooms\":%u,\"members\":%u,\"publishers\":%u,\"rate\":%g,", cfg->rooms,
-			       cfg->members, cfg->publishers, cfg->rate);
+			printf("\"rooms\":%u,\"members\":%u,\"publishers\":%u,\"rate\":%g,",
+			       cfg->rooms, cfg->members, cfg->publishers, cfg->rate);
 		printf("\"size\":%u,\"warmup_s\":%g,\"duration_s\":%g,", cfg->size,
 		       (double)cfg->warmup_ns / 1e9, dur);
 		printf("\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"measured\":%" PRIu64 ",",
@@ -526,26 +528,28 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		       rr_bench_hist_percentile(&s->hs, 50), rr_bench_hist_percentile(&s->hs, 99),
 		       s->hs.max, s->hs.count);
 		printf("\"lost\":%" PRIu64 ",\"dup\":%" PRIu64 ",\"reordered\":%" PRIu64
-		       ",\"late\":%" PRIu64 ",\"misrouted\":%" PRIu64 ",\"dropped_on_purpose\":%" PRIu64
-		       ",\"peer_closed\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
+		       ",\"late\":%" PRIu64 ",\"misrouted\":%" PRIu64
+		       ",\"dropped_on_purpose\":%" PRIu64 ",\"peer_closed\":%" PRIu64
+		       ",\"errors\":%" PRIu64 ",",
 		       s->seq.lost, s->seq.dup, s->seq.reordered, s->seq.late, s->misrouted,
 		       s->dropped, s->peer_closed, s->proto_errors);
 		printf("\"publisher_backlog_max\":%" PRIu64 ",", s->pub_backlog_max);
 		if (s->opened)
 			printf("\"bench_rss_per_conn_bytes\":%.0f,",
 			       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
-				       (double)s->opened);
+				   (double)s->opened);
 		if (ip && ip->ok)
-			printf("\"server_rss_before_kb\":%" PRIu64 ",\"server_rss_after_kb\":%" PRIu64
-			       ",\"server_rss_per_conn_bytes\":%.0f,\"server_cpu_percent\":%.3f,",
-			       ip->rss_before_kb, ip->rss_after_kb,
-			       s->connected ? ((double)ip->rss_after_kb - (double)ip->rss_before_kb) *
-						      1024.0 / (double)s->connected
-					    : 0.0,
-			       ip->cpu_seconds_window > 0
-				       ? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
-						 ip->cpu_seconds_window
-				       : 0.0);
+			printf(
+			    "\"server_rss_before_kb\":%" PRIu64 ",\"server_rss_after_kb\":%" PRIu64
+			    ",\"server_rss_per_conn_bytes\":%.0f,\"server_cpu_percent\":%.3f,",
+			    ip->rss_before_kb, ip->rss_after_kb,
+			    s->connected ? ((double)ip->rss_after_kb - (double)ip->rss_before_kb) *
+					       1024.0 / (double)s->connected
+					 : 0.0,
+			    ip->cpu_seconds_window > 0
+				? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
+				      ip->cpu_seconds_window
+				: 0.0);
 		printf("\"ok\":%s}\n", failed ? "false" : "true");
 		return;
 	}
@@ -561,8 +565,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf(" (%" PRIu64 " got no upgrade response in time)", s->hs_timeouts);
 	printf("\n");
 	if (cfg->mode == RR_BENCH_FANOUT)
-		printf("  rooms         %u x %u members, %u publisher(s)/room, %g msg/s/room, %u B\n",
-		       cfg->rooms, cfg->members, cfg->publishers, cfg->rate, cfg->size);
+		printf(
+		    "  rooms         %u x %u members, %u publisher(s)/room, %g msg/s/room, %u B\n",
+		    cfg->rooms, cfg->members, cfg->publishers, cfg->rate, cfg->size);
 	else if (cfg->mode == RR_BENCH_ECHO)
 		printf("  messages      %u B, one in flight per connection\n", cfg->size);
 	printf("  window        %.2f s measured after %.2f s warm-up\n", dur,
@@ -598,18 +603,19 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	if (s->opened >= 1000 && t->rss_open_kb > t->rss_start_kb)
 		printf("  bench memory  %.0f B per connection (RSS growth while connecting)\n",
 		       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
-			       (double)s->opened);
+			   (double)s->opened);
 	if (ip && ip->ok) {
-		printf("  server RSS    %" PRIu64 " KiB -> %" PRIu64 " KiB: %.0f B per connection\n",
+		printf("  server RSS    %" PRIu64 " KiB -> %" PRIu64
+		       " KiB: %.0f B per connection\n",
 		       ip->rss_before_kb, ip->rss_after_kb,
-		       s->connected ? ((double)ip->rss_after_kb - (double)ip->rss_before_kb) * 1024.0 /
-					      (double)s->connected
+		       s->connected ? ((double)ip->rss_after_kb - (double)ip->rss_before_kb) *
+					  1024.0 / (double)s->connected
 				    : 0.0);
 		printf("  server CPU    %.3f%% of one core while idle (%.1f s)\n",
 		       ip->cpu_seconds_window > 0
-			       ? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
-					 ip->cpu_seconds_window
-			       : 0.0,
+			   ? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
+				 ip->cpu_seconds_window
+			   : 0.0,
 		       ip->cpu_seconds_window);
 	}
 	printf("  checks        lost %" PRIu64 "  dup %" PRIu64 "  reordered %" PRIu64
@@ -655,7 +661,7 @@ int main(int argc, char **argv)
 	slots_sz = (slots_sz + 63) & ~(size_t)63;
 	size_t shm_sz = slots_sz + (size_t)(npubs + 1) * sizeof(uint64_t);
 	struct rr_bench_shared *sh =
-		mmap(NULL, shm_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	    mmap(NULL, shm_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED) {
 		perror("ringroom-bench: mmap");
 		return 1;
@@ -704,9 +710,9 @@ int main(int argc, char **argv)
 	uint64_t t0 = rr_bench_now_ns();
 	uint64_t next_live = t0 + NS_PER_S;
 	uint64_t prev_rx = 0, prev_cy = 0;
-	uint64_t connect_deadline = t0 + cfg.connect_timeout_ns +
-				    (uint64_t)rr_bench_cfg_total_conns(&cfg) * 2000000ull / cfg.procs +
-				    5 * NS_PER_S;
+	uint64_t connect_deadline =
+	    t0 + cfg.connect_timeout_ns +
+	    (uint64_t)rr_bench_cfg_total_conns(&cfg) * 2000000ull / cfg.procs + 5 * NS_PER_S;
 	uint64_t ticks0 = 0;
 	bool worker_died = false, timed_out = false;
 	struct totals t;
@@ -723,8 +729,9 @@ int main(int argc, char **argv)
 			int st;
 			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
 				pids[i] = 0;
-				fprintf(stderr, "ringroom-bench: worker %u exited early (status %d)\n",
-					i, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+				fprintf(stderr,
+					"ringroom-bench: worker %u exited early (status %d)\n", i,
+					WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 				worker_died = true;
 			}
 		}
@@ -766,13 +773,14 @@ int main(int argc, char **argv)
 				ip.ok = ip.rss_after_kb && ip.rss_before_kb &&
 					read_cpu_ticks(cfg.server_pid, &ticks0) == 0;
 			}
-			if (now >= sh->t_end && all_set(sh, offsetof(struct rr_bench_slot, stopped))) {
+			if (now >= sh->t_end &&
+			    all_set(sh, offsetof(struct rr_bench_slot, stopped))) {
 				if (ip.ok) {
 					uint64_t ticks1;
 					if (read_cpu_ticks(cfg.server_pid, &ticks1) == 0) {
 						ip.cpu_ticks = ticks1 - ticks0;
 						ip.cpu_seconds_window =
-							(double)(now - sh->t_warm) / 1e9;
+						    (double)(now - sh->t_warm) / 1e9;
 					} else {
 						ip.ok = false;
 					}
@@ -814,9 +822,9 @@ int main(int argc, char **argv)
 	merge(sh, &t, true);
 	const struct rr_bench_slot *s = &t.s;
 	bool failed = worker_died || timed_out || interrupted || s->conn_failed ||
-		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) ||
-		      s->peer_closed || s->proto_errors || s->misrouted || s->seq.lost ||
-		      s->seq.dup || s->seq.reordered || s->seq.late;
+		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) || s->peer_closed ||
+		      s->proto_errors || s->misrouted || s->seq.lost || s->seq.dup ||
+		      s->seq.reordered || s->seq.late;
 	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, failed);
 	if (s->seq.lost || s->seq.dup || s->seq.reordered || s->seq.late)
 		fprintf(stderr,

@@ -15,21 +15,21 @@
 #include <stdint.h>
 
 struct rr_bench_seq {
-	uint64_t next;   /* next expected sequence */
+	uint64_t next;	 /* next expected sequence */
 	uint64_t window; /* bit i set: sequence next-1-i was received */
 };
 
 struct rr_bench_seq_counts {
 	uint64_t received;  /* messages accepted (in order or reordered) */
-	uint64_t lost;      /* sequences never received (gaps + tail) */
-	uint64_t dup;       /* a sequence received twice */
+	uint64_t lost;	    /* sequences never received (gaps + tail) */
+	uint64_t dup;	    /* a sequence received twice */
 	uint64_t reordered; /* a sequence received after a later one */
-	uint64_t late;      /* older than the window: dup or reorder, unknown */
+	uint64_t late;	    /* older than the window: dup or reorder, unknown */
 };
 
 enum rr_bench_seq_verdict {
 	RR_BENCH_SEQ_OK,
-	RR_BENCH_SEQ_GAP,       /* accepted, after a gap (loss counted) */
+	RR_BENCH_SEQ_GAP, /* accepted, after a gap (loss counted) */
 	RR_BENCH_SEQ_DUP,
 	RR_BENCH_SEQ_REORDERED, /* accepted, fills an earlier gap */
 	RR_BENCH_SEQ_LATE,
@@ -53,6 +53,7 @@ static inline int rr_bench_seq_complete(const struct rr_bench_seq *s, uint64_t s
 	return s->next >= sent;
 }
 
-void rr_bench_seq_counts_add(struct rr_bench_seq_counts *dst, const struct rr_bench_seq_counts *src);
+void rr_bench_seq_counts_add(struct rr_bench_seq_counts *dst,
+			     const struct rr_bench_seq_counts *src);
 
 #endif

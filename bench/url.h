@@ -21,8 +21,8 @@ struct rr_bench_url {
 	char host[RR_BENCH_URL_HOST_MAX]; /* as written, for the Host header */
 	uint16_t port;
 	char path[RR_BENCH_URL_PATH_MAX]; /* template, starts with '/' */
-	bool has_room;                    /* path contains "{room}" */
-	struct in_addr addr;              /* resolved host */
+	bool has_room;			  /* path contains "{room}" */
+	struct in_addr addr;		  /* resolved host */
 };
 
 /*

@@ -61,7 +61,7 @@ enum conn_state {
 	C_HANDSHAKE,
 	C_OPEN,
 	C_CLOSING, /* close frame sent or received: waiting for the server's FIN */
-	C_DEAD,    /* failed or finished: waiting for in-flight ops, then released */
+	C_DEAD,	   /* failed or finished: waiting for in-flight ops, then released */
 };
 
 enum {
@@ -72,8 +72,8 @@ enum {
 	F_PONG = 1 << 4,     /* pong owed (payload in aux) */
 	F_CLOSE_TX = 1 << 5, /* close frame to send */
 	F_CLOSE_SENT = 1 << 6,
-	F_WANT_SEND = 1 << 7, /* echo: next message due */
-	F_REARM = 1 << 8,     /* on the re-arm list */
+	F_WANT_SEND = 1 << 7,	/* echo: next message due */
+	F_REARM = 1 << 8,	/* on the re-arm list */
 	F_PEER_CLOSED = 1 << 9, /* the server sent a close frame */
 	F_FAILED = 1 << 10,
 };
@@ -87,20 +87,20 @@ enum op_kind {
 
 struct bconn {
 	int fd;
-	uint32_t gid;   /* global connection index (see the DESIGN note) */
+	uint32_t gid; /* global connection index (see the DESIGN note) */
 	uint32_t room;
-	int32_t pub;    /* publisher id, -1 if this connection does not publish */
+	int32_t pub; /* publisher id, -1 if this connection does not publish */
 	uint16_t gen;
 	uint16_t flags;
 	uint8_t state;
 	uint8_t aux_len; /* pong payload length */
 	uint16_t hs_len; /* upgrade response bytes in aux */
 	uint32_t tx_off, tx_len;
-	uint64_t sent;    /* messages built for sending */
-	uint64_t t_state; /* when the current state began */
-	uint64_t t_cycle; /* when the connect began */
-	uint8_t *tx;      /* in-flight send buffer */
-	uint8_t *aux;     /* upgrade response while upgrading, then a pong payload */
+	uint64_t sent;		  /* messages built for sending */
+	uint64_t t_state;	  /* when the current state began */
+	uint64_t t_cycle;	  /* when the connect began */
+	uint8_t *tx;		  /* in-flight send buffer */
+	uint8_t *aux;		  /* upgrade response while upgrading, then a pong payload */
 	struct rr_bench_seq *seq; /* per publisher heard (fanout: P; echo: 1) */
 	struct rr_bench_rx rx;
 };
@@ -134,7 +134,7 @@ struct worker {
 	uint32_t next_connect; /* connect phase: next slot to open */
 	uint32_t in_handshake; /* connects + upgrades in flight */
 	uint32_t resolved;     /* connect phase: slots opened or failed */
-	uint64_t alive;        /* slots not FREE */
+	uint64_t alive;	       /* slots not FREE */
 	bool started, stop_written, finalized;
 	uint64_t last_sweep;
 
@@ -497,8 +497,8 @@ static int on_control(void *ctx, uint8_t opcode, const uint8_t *p, size_t n)
 }
 
 static const struct rr_bench_rx_ops rx_ops = {
-	.message = on_message,
-	.control = on_control,
+    .message = on_message,
+    .control = on_control,
 };
 
 /* Check the upgrade response; returns 0, or -1 to fail the connection. */
@@ -757,9 +757,9 @@ static size_t put_message(struct worker *w, struct bconn *c, uint8_t *out)
 	uint32_t mask = (uint32_t)rng_next(w);
 	size_t h = rr_bench_frame_hdr(out, RR_BENCH_OP_BINARY, w->cfg->size, mask);
 	struct rr_bench_stamp st = {
-		.pub = (uint32_t)c->pub,
-		.seq = c->sent++,
-		.ts_ns = w->now,
+	    .pub = (uint32_t)c->pub,
+	    .seq = c->sent++,
+	    .ts_ns = w->now,
 	};
 	memcpy(out + h, w->msg_tmpl, w->cfg->size);
 	rr_bench_stamp_put(out + h, &st);
@@ -788,15 +788,15 @@ static void conn_flush(struct worker *w, struct bconn *c)
 			uint64_t due = pub_due(w, c);
 			if (due > c->sent && due - c->sent > w->c.pub_backlog_max)
 				w->c.pub_backlog_max = due - c->sent;
-			for (int i = 0; due > c->sent && i < PUB_BATCH_MAX &&
-					o + frame + 256 <= w->txsz; i++)
+			for (int i = 0;
+			     due > c->sent && i < PUB_BATCH_MAX && o + frame + 256 <= w->txsz; i++)
 				o += put_message(w, c, b + o);
 		}
 	}
 	if ((c->flags & F_CLOSE_TX) && !(c->flags & F_CLOSE_SENT)) {
 		const uint8_t code[2] = {1000 >> 8, 1000 & 0xff};
-		o += rr_bench_frame_encode(b + o, RR_BENCH_OP_CLOSE, code, 2,
-					   (uint32_t)rng_next(w));
+		o +=
+		    rr_bench_frame_encode(b + o, RR_BENCH_OP_CLOSE, code, 2, (uint32_t)rng_next(w));
 		c->flags |= F_CLOSE_SENT;
 		if (c->state == C_OPEN) {
 			c->state = C_CLOSING;
@@ -974,7 +974,8 @@ static void phase_drain(struct worker *w)
 			if (c->state != C_OPEN || !c->seq)
 				continue;
 			for (uint32_t p = 0; p < w->seqs_per_conn && complete; p++)
-				complete = rr_bench_seq_complete(&c->seq[p], conn_expected(w, c, p));
+				complete =
+				    rr_bench_seq_complete(&c->seq[p], conn_expected(w, c, p));
 		}
 	}
 	if (!complete && w->now < w->sh->t_drain_end)
@@ -1022,9 +1023,9 @@ static int setup(struct worker *w)
 	w->br = brmem;
 	io_uring_buf_ring_init(w->br);
 	struct io_uring_buf_reg reg = {
-		.ring_addr = (unsigned long)brmem,
-		.ring_entries = RX_BUFS,
-		.bgid = RX_BGID,
+	    .ring_addr = (unsigned long)brmem,
+	    .ring_entries = RX_BUFS,
+	    .bgid = RX_BGID,
 	};
 	err = io_uring_register_buf_ring(&w->ring, &reg, 0);
 	if (err < 0) {
@@ -1051,8 +1052,7 @@ static int setup(struct worker *w)
 		w->seqs_per_conn = cfg->publishers;
 	if (w->seqs_per_conn)
 		w->seqs = calloc((size_t)w->nconns * w->seqs_per_conn + 1, sizeof(*w->seqs));
-	if (!w->conns || !w->flushq || !w->rearmq || !w->pubs ||
-	    (w->seqs_per_conn && !w->seqs))
+	if (!w->conns || !w->flushq || !w->rearmq || !w->pubs || (w->seqs_per_conn && !w->seqs))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct bconn *c = &w->conns[i];
@@ -1141,7 +1141,8 @@ int rr_bench_worker_run(const struct rr_bench_cfg *cfg, struct rr_bench_shared *
 	w->slot = &sh->slots[id];
 	int err = setup(w);
 	if (err < 0) {
-		fprintf(stderr, "ringroom-bench: worker %u: setup failed: %s\n", id, strerror(-err));
+		fprintf(stderr, "ringroom-bench: worker %u: setup failed: %s\n", id,
+			strerror(-err));
 		return 1;
 	}
 	/* measured after the rings and buffers exist, so that the growth while
@@ -1167,8 +1168,8 @@ int rr_bench_worker_run(const struct rr_bench_cfg *cfg, struct rr_bench_shared *
 		flush_all(w);
 
 		/* fanout publishers are paced by the clock: wake often */
-		long wait_ns = (cfg->mode == RR_BENCH_FANOUT && phase == RR_BENCH_PH_RUN) ? 500000
-											 : 10000000;
+		long wait_ns =
+		    (cfg->mode == RR_BENCH_FANOUT && phase == RR_BENCH_PH_RUN) ? 500000 : 10000000;
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = wait_ns};
 		struct io_uring_cqe *cqe;
 		int r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);

@@ -93,8 +93,10 @@ static void test_encode_roundtrip(void)
 
 static void test_stamp(void)
 {
-	struct rr_bench_stamp in = {.pub = 4000000000u, .seq = 0x0102030405060708ull,
-				    .ts_ns = 987654321012345ull}, out;
+	struct rr_bench_stamp in = {.pub = 4000000000u,
+				    .seq = 0x0102030405060708ull,
+				    .ts_ns = 987654321012345ull},
+			      out;
 	uint8_t b[RR_BENCH_STAMP_LEN];
 	rr_bench_stamp_put(b, &in);
 	CHECK(rr_bench_stamp_get(b, &out));

@@ -6,8 +6,7 @@
 
 #include "../../tests/unit/check.h"
 
-static void feed(struct rr_bench_seq *s, struct rr_bench_seq_counts *c, const uint64_t *seqs,
-		 int n)
+static void feed(struct rr_bench_seq *s, struct rr_bench_seq_counts *c, const uint64_t *seqs, int n)
 {
 	for (int i = 0; i < n; i++)
 		rr_bench_seq_check(s, seqs[i], c);
