@@ -316,6 +316,88 @@ static void test_retention(const char *dir)
 	rr_store_close(s);
 }
 
+/* The sweep walks every room, SWEEP_ROOMS_STEP at a time. */
+static void test_sweep_many_rooms(const char *dir)
+{
+	struct rr_store_opts o = base_opts(dir);
+	static struct rr_store_req reqs[1024];
+	static char rooms[600][16], payload[] = "x";
+	struct rr_store_req load;
+
+	o.history_size = 3;
+	o.trim_interval_ms = 100;
+	struct rr_store *s = t_open(&o);
+
+	for (unsigned r = 0; r < 600; r++) {
+		snprintf(rooms[r], sizeof(rooms[r]), "room-%u", r);
+		t_req_init(&reqs[r], RR_STORE_ROOM_LOAD, rooms[r]);
+		CHECK_EQ(rr_store_submit(s, &reqs[r]), 0);
+	}
+	CHECK_EQ(t_reap(600), 600);
+	for (unsigned id = 1; id <= 5; id++) {
+		for (unsigned r = 0; r < 600; r++) {
+			t_req_init(&reqs[r], RR_STORE_APPEND, rooms[r]);
+			reqs[r].id = id;
+			reqs[r].data = payload;
+			reqs[r].len = 1;
+			CHECK_EQ(rr_store_submit(s, &reqs[r]), 0);
+		}
+		CHECK_EQ(t_reap(600), 600);
+		for (unsigned r = 0; r < 600; r++)
+			CHECK_EQ(reqs[r].res, 0);
+	}
+	struct rr_store_stats st;
+
+	for (int i = 0; i < 100; i++) {
+		rr_store_stats_get(s, &st);
+		if (st.trimmed >= 600 * 2)
+			break;
+		usleep(50 * 1000);
+	}
+	CHECK_EQ(st.trimmed, 600 * 2);
+	CHECK_EQ(t_room_load(s, "room-0", &load), 0);
+	CHECK_EQ(load.out.first_id, 3);
+	CHECK_EQ(t_room_load(s, "room-599", &load), 0);
+	CHECK_EQ(load.out.first_id, 3);
+	CHECK_EQ(load.out.last_id, 5);
+	rr_store_close(s);
+}
+
+/* READ_AFTER stops near RR_STORE_READ_BYTES_MAX and says so. */
+static void test_read_byte_cap(const char *dir)
+{
+	struct rr_store_opts o = base_opts(dir);
+	struct rr_store *s = t_open(&o);
+	struct rr_store_req load, rd, app;
+	char *big = malloc(1u << 20);
+
+	memset(big, 'b', 1u << 20);
+	CHECK_EQ(t_room_load(s, "big", &load), 0);
+	for (uint64_t id = 1; id <= 6; id++) {
+		t_req_init(&app, RR_STORE_APPEND, "big");
+		app.id = id;
+		app.data = big;
+		app.len = 1u << 20;
+		CHECK_EQ(t_run(s, &app), 0);
+	}
+	t_req_init(&rd, RR_STORE_READ_AFTER, "big");
+	CHECK_EQ(t_run(s, &rd), 0);
+	CHECK_EQ(rd.out.n_items, RR_STORE_READ_BYTES_MAX >> 20);
+	CHECK(rd.out.more);
+	CHECK(rd.out.items[0].val_len == 1u << 20 && rd.out.items[0].val[12345] == 'b');
+	uint64_t next = rd.out.items[rd.out.n_items - 1].id;
+
+	rr_store_req_release(&rd);
+	t_req_init(&rd, RR_STORE_READ_AFTER, "big");
+	rd.id = next;
+	CHECK_EQ(t_run(s, &rd), 0);
+	CHECK_EQ(rd.out.n_items, 6 - next);
+	CHECK(!rd.out.more);
+	rr_store_req_release(&rd);
+	free(big);
+	rr_store_close(s);
+}
+
 static void test_sessions_and_kv(const char *dir)
 {
 	struct rr_store_opts o = base_opts(dir);
@@ -690,6 +772,8 @@ int main(void)
 	RUN(test_append_and_read);
 	RUN(test_group_commit);
 	RUN(test_retention);
+	RUN(test_sweep_many_rooms);
+	RUN(test_read_byte_cap);
 	RUN(test_sessions_and_kv);
 	RUN(test_back_pressure);
 	RUN(test_lock);
