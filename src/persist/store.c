@@ -651,7 +651,6 @@ int rr_store_submit(struct rr_store *s, struct rr_store_req *req)
 		return ret;
 	req->res = 0;
 	memset(&req->out, 0, sizeof(req->out));
-	req->_next = NULL;
 
 	pthread_mutex_lock(&s->mu);
 	if (s->stopping) {
@@ -1759,10 +1758,14 @@ static void *worker_main(void *arg)
 		if (s->stopping && s->q_len == 0)
 			break;
 		uint32_t n = 0;
+		uint64_t bytes = 0;
 
-		while (s->q_len > 0 && n < RR_STORE_BATCH_MAX) {
+		/* bounded by count and by bytes: one WriteBatch holds copies
+		 * of every payload of the drain */
+		while (s->q_len > 0 && n < RR_STORE_BATCH_MAX && bytes < RR_STORE_BATCH_BYTES_MAX) {
 			struct rr_store_req *req = s->q[s->q_head];
 
+			bytes += (uint64_t)req->len + req->key_len;
 			s->q_head = (s->q_head + 1) % s->q_cap;
 			s->q_len--;
 			s->core_len[req->core]--;

@@ -47,6 +47,9 @@
 /* Writes gathered into one WriteBatch: bounds the batch's memory and the time
  * the first request of a burst waits for the last. */
 #define RR_STORE_BATCH_MAX 1024
+/* ... and payload bytes taken into one drain (a drain may exceed it by its
+ * last request, at most RR_STORE_VALUE_MAX). */
+#define RR_STORE_BATCH_BYTES_MAX (64u << 20)
 /* READ_AFTER returns at most this many messages per request (the core asks
  * again with the last id it got when `more` is set). */
 #define RR_STORE_READ_MAX 1000
@@ -263,9 +266,6 @@ struct rr_store_req {
 		struct rr_store_session session; /* SESSION_GET */
 		void *_buf;			 /* the one result allocation */
 	} out;
-
-	/* ---- private to the store ---- */
-	struct rr_store_req *_next;
 };
 
 /*
