@@ -1732,6 +1732,7 @@ static void *worker_main(void *arg)
 {
 	struct rr_store *s = arg;
 
+	pthread_setname_np(pthread_self(), "rr-store");
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		bool sweep = false;
