@@ -1,0 +1,1021 @@
+/*
+ * The connection state machine: handshake, WebSocket traffic, close, and the
+ * corked output queue.
+ *
+ * DESIGN: completions drive everything. A connection reads its HTTP request
+ * with one-shot receives (so nothing is in flight when it is handed to
+ * another core), then, once upgraded, with one multishot receive from the
+ * core's provided-buffer ring; received bytes are decoded at once and the
+ * buffer goes straight back to the ring, so an idle connection owns no
+ * receive buffer. Output is only queued here; rr_conn_flush_all() sends it,
+ * one send per connection per loop iteration.
+ *
+ * Closing is one path for every cause: queue the last output (close frame or
+ * HTTP answer), and once it is sent shutdown(SHUT_WR) and read until the
+ * peer's FIN (lingering close: the peer gets our last bytes, not a reset);
+ * the close timeout bounds every wait. rr_conn_kill() is the hard stop.
+ */
+#include "conn/conn.h"
+#include "core/assert.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "http/http.h"
+#include "http/http_reply.h"
+#include "reactor/loop.h"
+#include "reactor/ud.h"
+#include "room/room.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define HS_BUF_INIT 1024
+
+/* A connection on its way to its room's home core. */
+struct rr_handoff {
+	uint8_t route;
+	uint8_t room_len;
+	char room[RR_ROOM_NAME_MAX + 1];
+	char accept[29];
+	uint32_t extra_len;
+	uint8_t extra[];
+};
+
+static void conn_kill(struct rr_core *core, struct rr_conn *c);
+static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms);
+static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c);
+
+/* ---- slots ------------------------------------------------------------ */
+
+static struct rr_conn *conn_alloc(struct rr_core *core, int fd)
+{
+	struct rr_conn *c = core->free_conns;
+	if (c) {
+		core->free_conns = c->next;
+	} else {
+		if (core->conns_used == core->conns_cap)
+			return NULL;
+		c = &core->conns[core->conns_used];
+		c->idx = core->conns_used++;
+		c->gen = 1;
+	}
+	uint32_t idx = c->idx, gen = c->gen;
+	memset(c, 0, sizeof(*c));
+	c->idx = idx;
+	c->gen = gen;
+	c->fd = fd;
+	c->state = RR_CONN_HS;
+	rr_timer_init(&c->timer, conn_timer_fn);
+	rr_ws_rx_init(&c->rx);
+	core->conns_live++;
+	RR_STAT_INC(core, connections_open);
+	return c;
+}
+
+static void conn_release(struct rr_core *core, struct rr_conn *c)
+{
+	rr_assert(c->inflight == 0);
+	rr_timer_cancel(&core->wheel, &c->timer);
+	rr_room_leave(core, c);
+	struct rr_out *o = c->out_head;
+	while (o) {
+		struct rr_out *next = o->next;
+		rr_frame_unref(o->f);
+		free(o);
+		o = next;
+	}
+	rr_ws_rx_free(&c->rx);
+	free(c->hs);
+	if (c->flags & RR_CF_COUNTED)
+		atomic_fetch_sub(&core->broker->live_conns, 1);
+	if (c->flags & RR_CF_MEMBER)
+		core->members_live--;
+	core->conns_live--;
+	RR_STAT_DEC(core, connections_open);
+	c->state = RR_CONN_FREE;
+	c->gen = (c->gen + 1) & 0xffffff;
+	if (c->gen == 0)
+		c->gen = 1;
+	c->next = core->free_conns;
+	core->free_conns = c;
+}
+
+struct rr_conn *rr_conn_lookup(struct rr_core *core, uint64_t ud)
+{
+	uint32_t idx = rr_ud_idx(ud);
+	if (idx >= core->conns_used)
+		return NULL;
+	struct rr_conn *c = &core->conns[idx];
+	if (c->state == RR_CONN_FREE || c->gen != rr_ud_gen(ud))
+		return NULL;
+	return c;
+}
+
+/* ---- submissions ------------------------------------------------------ */
+
+static void arm_recv(struct rr_core *core, struct rr_conn *c)
+{
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	bool multi = c->state != RR_CONN_HS;
+
+	if (multi)
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	else
+		io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 0;
+	io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_RECV, c->gen, c->idx));
+	c->flags |= RR_CF_RECV_ARMED;
+	if (multi)
+		c->flags |= RR_CF_RECV_MULTI;
+	else
+		c->flags &= ~RR_CF_RECV_MULTI;
+	c->inflight++;
+}
+
+static void submit_shutdown(struct rr_core *core, struct rr_conn *c, int how)
+{
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	io_uring_prep_shutdown(sqe, c->fd, how);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_SHUTDOWN, c->gen, c->idx));
+	c->inflight++;
+}
+
+static void submit_close(struct rr_core *core, struct rr_conn *c)
+{
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	io_uring_prep_close_direct(sqe, (unsigned)c->fd);
+	io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_CLOSE, c->gen, c->idx));
+	c->flags |= RR_CF_FD_CLOSING;
+	c->inflight++;
+}
+
+static void mark_dirty(struct rr_core *core, struct rr_conn *c)
+{
+	if (c->flags & (RR_CF_DIRTY | RR_CF_SEND_INFLIGHT))
+		return;
+	c->flags |= RR_CF_DIRTY;
+	c->next = core->dirty;
+	core->dirty = c;
+}
+
+/* ---- output queue ----------------------------------------------------- */
+
+static void out_drop_unsent(struct rr_conn *c)
+{
+	/* Keep the nodes of the send in flight; drop the rest. */
+	struct rr_out **pp = &c->out_head, *last = NULL;
+	for (uint32_t i = 0; i < c->send_nodes && *pp; i++) {
+		last = *pp;
+		pp = &(*pp)->next;
+	}
+	struct rr_out *o = *pp;
+	*pp = NULL;
+	c->out_tail = last;
+	while (o) {
+		struct rr_out *next = o->next;
+		c->out_bytes -= o->f->len - o->off;
+		rr_frame_unref(o->f);
+		free(o);
+		o = next;
+	}
+	c->pong = NULL;
+}
+
+static int out_push(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	struct rr_out *o = malloc(sizeof(*o));
+	if (o == NULL)
+		return -ENOMEM;
+	o->next = NULL;
+	o->f = rr_frame_ref(f);
+	o->off = 0;
+	if (c->out_tail)
+		c->out_tail->next = o;
+	else
+		c->out_head = o;
+	c->out_tail = o;
+	c->out_bytes += f->len;
+	RR_STAT_INC(core, frames_out);
+	mark_dirty(core, c);
+	return 0;
+}
+
+static void queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code,
+			const char *reason)
+{
+	struct rr_frame *f;
+	if (code == RR_WS_CLOSE_NO_STATUS)
+		f = rr_frame_ws(RR_WS_CLOSE, NULL, 0);
+	else
+		f = rr_frame_ws_close(code, reason);
+	c->flags |= RR_CF_CLOSE_SENT;
+	c->close_code = code;
+	if (f == NULL) {
+		conn_kill(core, c);
+		return;
+	}
+	if (out_push(core, c, f) < 0)
+		conn_kill(core, c);
+	rr_frame_unref(f);
+}
+
+int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	if (c->state != RR_CONN_OPEN)
+		return -EPIPE;
+	if (rr_unlikely(c->out_bytes + f->len > core->broker->cfg.max_queued_bytes)) {
+		rr_info("conn %u: slow consumer (%llu bytes queued), closing with 1013", c->idx,
+			(unsigned long long)c->out_bytes);
+		RR_STAT_INC(core, closes_1013);
+		out_drop_unsent(c);
+		rr_conn_close(core, c, RR_WS_CLOSE_TRY_LATER, "slow consumer");
+		return -ENOBUFS;
+	}
+	if (out_push(core, c, f) < 0) {
+		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void set_deadline(struct rr_core *core, struct rr_conn *c, uint64_t at_ms)
+{
+	rr_timer_set(&core->wheel, &c->timer, at_ms);
+}
+
+static void leave_room(struct rr_core *core, struct rr_conn *c)
+{
+	rr_room_leave(core, c);
+}
+
+void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const char *reason)
+{
+	if (c->state != RR_CONN_OPEN)
+		return;
+	leave_room(core, c);
+	c->state = RR_CONN_CLOSING;
+	queue_close(core, c, code, reason);
+	set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
+}
+
+/* A protocol failure: send the close code, ignore the peer from now on. */
+static void conn_fail(struct rr_core *core, struct rr_conn *c, uint16_t code)
+{
+	switch (code) {
+	case RR_WS_CLOSE_PROTOCOL: RR_STAT_INC(core, closes_1002); break;
+	case RR_WS_CLOSE_INVALID_DATA: RR_STAT_INC(core, closes_1007); break;
+	case RR_WS_CLOSE_TOO_BIG: RR_STAT_INC(core, closes_1009); break;
+	default: break;
+	}
+	rr_debug("conn %u: protocol failure, closing with %u", c->idx, code);
+	c->flags |= RR_CF_INPUT_DONE;
+	if (c->state == RR_CONN_OPEN) {
+		rr_conn_close(core, c, code, NULL);
+	} else if (!(c->flags & RR_CF_CLOSE_SENT)) {
+		queue_close(core, c, code, NULL);
+	}
+	conn_maybe_finish(core, c);
+}
+
+/* Answer an HTTP request and close. */
+static void reply_and_close(struct rr_core *core, struct rr_conn *c, int status,
+			    struct rr_frame *f)
+{
+	switch (status) {
+	case 400: RR_STAT_INC(core, rejected_400); break;
+	case 404: RR_STAT_INC(core, rejected_404); break;
+	case 405: RR_STAT_INC(core, rejected_405); break;
+	case 426: RR_STAT_INC(core, rejected_426); break;
+	case 429: RR_STAT_INC(core, rejected_429); break;
+	case 431: RR_STAT_INC(core, rejected_431); break;
+	case 503: RR_STAT_INC(core, rejected_503); break;
+	default: break;
+	}
+	if (f == NULL)
+		f = rr_http_response(status, NULL, NULL, 0);
+	free(c->hs);
+	c->hs = NULL;
+	c->state = RR_CONN_CLOSING;
+	c->flags |= RR_CF_REPLY | RR_CF_INPUT_DONE;
+	if (f == NULL || out_push(core, c, f) < 0) {
+		if (f)
+			rr_frame_unref(f);
+		conn_kill(core, c);
+		return;
+	}
+	rr_frame_unref(f);
+	set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
+}
+
+/* Decide what a closing connection does next once its output is out. */
+static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c)
+{
+	if (c->state != RR_CONN_CLOSING)
+		return;
+	if (c->out_head != NULL || (c->flags & RR_CF_SEND_INFLIGHT))
+		return; /* the send completion calls again */
+	bool done = (c->flags & RR_CF_REPLY) ||
+		    ((c->flags & RR_CF_CLOSE_SENT) &&
+		     (c->flags & (RR_CF_CLOSE_RCVD | RR_CF_INPUT_DONE)));
+	if (!done)
+		return;
+	/* Lingering close: FIN now, keep reading until the peer's FIN. */
+	c->state = RR_CONN_LINGER;
+	c->flags |= RR_CF_SHUT_DONE;
+	submit_shutdown(core, c, SHUT_WR);
+	if (!(c->flags & RR_CF_RECV_ARMED))
+		arm_recv(core, c);
+	set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
+}
+
+/* Hard stop: the socket goes as soon as nothing is in flight on it. */
+static void conn_kill(struct rr_core *core, struct rr_conn *c)
+{
+	if (c->state == RR_CONN_DEAD || c->state == RR_CONN_FREE)
+		return;
+	leave_room(core, c);
+	rr_timer_cancel(&core->wheel, &c->timer);
+	c->state = RR_CONN_DEAD;
+	if (!(c->flags & RR_CF_HANDED_OFF) &&
+	    (c->flags & (RR_CF_RECV_ARMED | RR_CF_SEND_INFLIGHT)))
+		submit_shutdown(core, c, SHUT_RDWR); /* ends the receive and send */
+	if (c->inflight == 0)
+		submit_close(core, c);
+}
+
+/* An operation finished: a dead connection may now be dropped. */
+static void conn_op_done(struct rr_core *core, struct rr_conn *c)
+{
+	rr_assert(c->inflight > 0);
+	c->inflight--;
+	if (c->state != RR_CONN_DEAD || c->inflight > 0)
+		return;
+	if (c->flags & RR_CF_FD_CLOSING)
+		conn_release(core, c);
+	else
+		submit_close(core, c);
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static __thread struct rr_core *tl_core;
+
+void rr_conn_set_core(struct rr_core *core)
+{
+	tl_core = core;
+}
+
+static struct rr_core *core_of(struct rr_conn *c)
+{
+	(void)c;
+	return tl_core;
+}
+
+static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
+{
+	struct rr_conn *c = rr_container_of(t, struct rr_conn, timer);
+	struct rr_core *core = core_of(c);
+	const struct rr_config *cfg = &core->broker->cfg;
+
+	switch (c->state) {
+	case RR_CONN_HS:
+		rr_info("conn %u: no complete request within %llu ms, closing", c->idx,
+			(unsigned long long)cfg->handshake_timeout_ms);
+		RR_STAT_INC(core, handshake_timeouts);
+		conn_kill(core, c);
+		return;
+	case RR_CONN_OPEN: {
+		if (now_ms - c->last_rx_ms >= cfg->idle_timeout_ms) {
+			rr_debug("conn %u: idle for %llu ms, closing with 4008", c->idx,
+				 (unsigned long long)(now_ms - c->last_rx_ms));
+			RR_STAT_INC(core, closes_4008);
+			rr_conn_close(core, c, RR_WS_CLOSE_IDLE, "idle timeout");
+			return;
+		}
+		if (now_ms - c->last_ping_ms >= cfg->ping_interval_ms) {
+			struct rr_frame *f = rr_frame_ws(RR_WS_PING, NULL, 0);
+			if (f) {
+				rr_conn_send(core, c, f);
+				rr_frame_unref(f);
+				RR_STAT_INC(core, pings_sent);
+			}
+			c->last_ping_ms = now_ms;
+			if (c->state != RR_CONN_OPEN)
+				return;
+		}
+		uint64_t next = c->last_ping_ms + cfg->ping_interval_ms;
+		if (c->last_rx_ms + cfg->idle_timeout_ms < next)
+			next = c->last_rx_ms + cfg->idle_timeout_ms;
+		set_deadline(core, c, next);
+		return;
+	}
+	case RR_CONN_CLOSING:
+	case RR_CONN_LINGER:
+		rr_debug("conn %u: close timeout, dropping the socket", c->idx);
+		conn_kill(core, c);
+		return;
+	default:
+		return;
+	}
+}
+
+/* ---- handshake -------------------------------------------------------- */
+
+static int hs_append(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n)
+{
+	struct rr_hs *hs = c->hs;
+	size_t limit = core->broker->cfg.max_header_bytes + core->buf_size;
+	if (hs == NULL || hs->len + n > hs->cap) {
+		size_t cap = hs ? hs->cap : HS_BUF_INIT;
+		size_t need = (hs ? hs->len : 0) + n;
+		while (cap < need)
+			cap *= 2;
+		if (cap > limit)
+			cap = limit;
+		if (need > cap)
+			return -EMSGSIZE;
+		struct rr_hs *nh = realloc(hs, sizeof(*nh) + cap);
+		if (nh == NULL)
+			return -ENOMEM;
+		if (hs == NULL)
+			nh->len = 0;
+		nh->cap = (uint32_t)cap;
+		c->hs = hs = nh;
+	}
+	memcpy(hs->buf + hs->len, p, n);
+	hs->len += (uint32_t)n;
+	return 0;
+}
+
+static void ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
+
+/* Become a WebSocket on this (the home) core. */
+static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route,
+			  const char *room, size_t room_len, const char accept[29],
+			  uint8_t *extra, size_t extra_len)
+{
+	struct rr_room *r = NULL;
+
+	if (route == RR_ROUTE_RAW) {
+		r = rr_room_get(core, route, room, room_len);
+		if (r == NULL) {
+			reply_and_close(core, c, 503, NULL);
+			return;
+		}
+		int rc = rr_room_join(core, r, c);
+		if (rc < 0) {
+			rr_room_release_if_empty(core, r);
+			rr_info("conn %u: room '%.*s' is full (%u members), answering 503", c->idx,
+				(int)room_len, room, r->count);
+			reply_and_close(core, c, 503, NULL);
+			return;
+		}
+	}
+	struct rr_frame *f = rr_http_switching(accept, NULL);
+	if (f == NULL) {
+		rr_room_leave(core, c);
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	c->route = route;
+	c->state = RR_CONN_OPEN;
+	c->flags |= RR_CF_MEMBER;
+	core->members_live++;
+	RR_STAT_INC(core, upgrades);
+	out_push(core, c, f);
+	rr_frame_unref(f);
+	c->last_rx_ms = core->now_ms;
+	c->last_ping_ms = core->now_ms;
+	const struct rr_config *cfg = &core->broker->cfg;
+	uint64_t next = core->now_ms + cfg->ping_interval_ms;
+	if (core->now_ms + cfg->idle_timeout_ms < next)
+		next = core->now_ms + cfg->idle_timeout_ms;
+	set_deadline(core, c, next);
+	if (extra_len)
+		ws_feed(core, c, extra, extra_len);
+	if (c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING)
+		arm_recv(core, c);
+}
+
+static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uint8_t route,
+		     struct rr_route *rt, const char accept[29], const uint8_t *extra,
+		     size_t extra_len)
+{
+	struct rr_core *dst = &core->broker->cores[home];
+	if (core->handoffs_inflight >= RR_HANDOFF_INFLIGHT_MAX) {
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	struct rr_handoff *h = malloc(sizeof(*h) + extra_len);
+	if (h == NULL) {
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	h->route = route;
+	h->room_len = (uint8_t)rt->room.n;
+	memcpy(h->room, rt->room.p, rt->room.n);
+	h->room[rt->room.n] = '\0';
+	memcpy(h->accept, accept, 29);
+	h->extra_len = (uint32_t)extra_len;
+	if (extra_len)
+		memcpy(h->extra, extra, extra_len);
+
+	free(c->hs);
+	c->hs = NULL;
+	rr_timer_cancel(&core->wheel, &c->timer);
+	c->state = RR_CONN_HANDOFF;
+	core->handoffs_inflight++;
+
+	/* IORING_MSG_SEND_FD: install our fixed file in the home core's table
+	 * (any free slot) and post a CQE there carrying the record. */
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	io_uring_prep_rw(IORING_OP_MSG_RING, sqe, dst->ring_fd, NULL, 0,
+			 rr_ud_ptr(RR_UD_HANDOFF_IN, h));
+	sqe->addr = IORING_MSG_SEND_FD;
+	sqe->addr3 = (uint64_t)c->fd;
+	sqe->file_index = IORING_FILE_INDEX_ALLOC;
+	io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_HANDOFF_OUT, c->gen, c->idx));
+	/* keep the record until the source CQE says whether it arrived */
+	c->handoff = h;
+	c->inflight++;
+	RR_STAT_INC(core, handoffs_out);
+}
+
+static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len,
+			struct rr_http_req *req)
+{
+	struct rr_route rt = rr_http_route(req->path);
+	const struct rr_broker *b = core->broker;
+	bool draining = atomic_load_explicit(&b->draining, memory_order_relaxed);
+
+	switch (rt.kind) {
+	case RR_ROUTE_HEALTHZ:
+		if (draining)
+			reply_and_close(core, c, 503,
+					rr_http_response(503, "text/plain", "draining\n", 9));
+		else
+			reply_and_close(core, c, 200, rr_http_response(200, "text/plain", "ok\n", 3));
+		return;
+	case RR_ROUTE_METRICS: {
+		size_t cap = 64 * 1024;
+		char *buf = malloc(cap);
+		if (buf == NULL) {
+			reply_and_close(core, c, 503, NULL);
+			return;
+		}
+		size_t n = rr_metrics_render(b, buf, cap);
+		reply_and_close(core, c, 200,
+				rr_http_response(200, "text/plain; version=0.0.4", buf, n));
+		free(buf);
+		return;
+	}
+	case RR_ROUTE_INDEX:
+		reply_and_close(core, c, 200,
+				rr_http_response(200, "text/html; charset=utf-8", rr_index_html,
+						 strlen(rr_index_html)));
+		return;
+	case RR_ROUTE_NONE:
+	case RR_ROUTE_CHAT: /* comes with the chat handler */
+		rr_info("conn %u: no route for '%.*s', answering 404", c->idx,
+			(int)(req->path.n > 128 ? 128 : req->path.n), req->path.p);
+		reply_and_close(core, c, 404, NULL);
+		return;
+	case RR_ROUTE_BAD_ROOM:
+		rr_info("conn %u: invalid room name, answering 400", c->idx);
+		reply_and_close(core, c, 400, NULL);
+		return;
+	case RR_ROUTE_ECHO:
+	case RR_ROUTE_RAW:
+		break;
+	}
+
+	int status = rr_http_upgrade_check(req);
+	if (status != 0) {
+		rr_info("conn %u: bad upgrade request, answering %d", c->idx, status);
+		reply_and_close(core, c, status, NULL);
+		return;
+	}
+	if (c->flags & RR_CF_OVER_LIMIT) {
+		rr_info("conn %u: --max-connections reached, answering 503", c->idx);
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	if (draining) {
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	char accept[29];
+	rr_ws_accept_key(req->ws_key.p, req->ws_key.n, accept);
+
+	uint8_t *extra = c->hs->buf + head_len;
+	size_t extra_len = c->hs->len - head_len;
+	unsigned home = core->id;
+	if (rt.kind == RR_ROUTE_RAW)
+		home = rr_room_home(b, rt.room.p, rt.room.n);
+	if (home != core->id) {
+		hand_off(core, c, home, (uint8_t)rt.kind, &rt, accept, extra, extra_len);
+		return;
+	}
+	/* upgrade_local may feed the extra bytes; keep hs until it returns */
+	struct rr_hs *hs = c->hs;
+	c->hs = NULL;
+	upgrade_local(core, c, (uint8_t)rt.kind, rt.room.p, rt.room.n, accept, extra, extra_len);
+	free(hs);
+}
+
+static void hs_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n)
+{
+	const struct rr_config *cfg = &core->broker->cfg;
+	struct rr_http_limits lim = {.header_bytes_max = cfg->max_header_bytes,
+				     .headers_max = cfg->max_headers};
+	struct rr_http_req req;
+
+	int rc = hs_append(core, c, p, n);
+	if (rc == -EMSGSIZE) {
+		rr_info("conn %u: request head over %llu bytes, answering 431", c->idx,
+			(unsigned long long)cfg->max_header_bytes);
+		reply_and_close(core, c, 431, NULL);
+		return;
+	}
+	if (rc < 0) {
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	ssize_t r = rr_http_parse((const char *)c->hs->buf, c->hs->len, &lim, &req);
+	if (r == -EAGAIN) {
+		arm_recv(core, c);
+		return;
+	}
+	if (r == -EMSGSIZE) {
+		rr_info("conn %u: request head over the limits (%llu bytes, %u headers), "
+			"answering 431",
+			c->idx, (unsigned long long)cfg->max_header_bytes, cfg->max_headers);
+		reply_and_close(core, c, 431, NULL);
+		return;
+	}
+	if (r < 0) {
+		rr_info("conn %u: malformed HTTP request, answering 400", c->idx);
+		reply_and_close(core, c, 400, NULL);
+		return;
+	}
+	hs_complete(core, c, (size_t)r, &req);
+}
+
+/* ---- WebSocket traffic ------------------------------------------------ */
+
+static int on_ws_message(void *ctx, uint8_t opcode, uint8_t *p, size_t n)
+{
+	struct rr_conn *c = ctx;
+	struct rr_core *core = core_of(c);
+	RR_STAT_INC(core, messages_in);
+	struct rr_frame *f = rr_frame_ws(opcode, p, n);
+	if (f == NULL) {
+		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
+		return 1;
+	}
+	if (c->route == RR_ROUTE_ECHO) {
+		rr_conn_send(core, c, f);
+	} else if (c->route == RR_ROUTE_RAW && c->room) {
+		rr_room_broadcast(core, c->room, f, c);
+	}
+	rr_frame_unref(f);
+	return c->state == RR_CONN_OPEN ? 0 : 1;
+}
+
+static int on_ws_ping(void *ctx, uint8_t *p, size_t n)
+{
+	struct rr_conn *c = ctx;
+	struct rr_core *core = core_of(c);
+	if (c->state != RR_CONN_OPEN)
+		return 0;
+	struct rr_frame *f = rr_frame_ws(RR_WS_PONG, p, n);
+	if (f == NULL)
+		return 0;
+	if (c->pong) {
+		/* A pong not yet sent answers an older ping: answer only the
+		 * latest (RFC 6455 5.5.3), so a ping flood costs one frame. */
+		c->out_bytes -= c->pong->f->len;
+		rr_frame_unref(c->pong->f);
+		c->pong->f = f;
+		c->out_bytes += f->len;
+		return 0;
+	}
+	if (rr_conn_send(core, c, f) == 0)
+		c->pong = c->out_tail;
+	rr_frame_unref(f);
+	return c->state == RR_CONN_OPEN ? 0 : 1;
+}
+
+static int on_ws_pong(void *ctx, uint8_t *p, size_t n)
+{
+	(void)ctx;
+	(void)p;
+	(void)n;
+	return 0;
+}
+
+static int on_ws_close(void *ctx, uint16_t code, const uint8_t *reason, size_t n)
+{
+	struct rr_conn *c = ctx;
+	struct rr_core *core = core_of(c);
+	(void)reason;
+	(void)n;
+	c->flags |= RR_CF_CLOSE_RCVD | RR_CF_INPUT_DONE;
+	if (c->state == RR_CONN_OPEN) {
+		/* echo the peer's code (RFC 6455 5.5.1) */
+		leave_room(core, c);
+		c->state = RR_CONN_CLOSING;
+		queue_close(core, c, code, NULL);
+		set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
+	}
+	conn_maybe_finish(core, c);
+	return 1;
+}
+
+static const struct rr_ws_rx_ops ws_ops = {
+	.message = on_ws_message,
+	.ping = on_ws_ping,
+	.pong = on_ws_pong,
+	.close = on_ws_close,
+};
+
+static void ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
+{
+	if (c->flags & RR_CF_INPUT_DONE)
+		return;
+	struct rr_ws_limits lim = {.message_bytes_max = core->broker->cfg.max_message_bytes};
+	uint16_t code = 0;
+	ssize_t rc = rr_ws_rx_feed(&c->rx, p, n, &lim, &ws_ops, c, &code);
+	if (rc < 0)
+		conn_fail(core, c, code ? code : RR_WS_CLOSE_PROTOCOL);
+}
+
+/* ---- completions ------------------------------------------------------ */
+
+void rr_conn_on_accept(struct rr_core *core, int slot)
+{
+	struct rr_broker *b = core->broker;
+	struct rr_conn *c = conn_alloc(core, slot);
+	RR_STAT_INC(core, connections_accepted);
+	if (c == NULL) {
+		rr_warn("no free connection slot on this core: dropping a new connection");
+		struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+		io_uring_prep_close_direct(sqe, (unsigned)slot);
+		io_uring_sqe_set_data64(sqe, 0);
+		return;
+	}
+	unsigned live = atomic_fetch_add(&b->live_conns, 1) + 1;
+	c->flags |= RR_CF_COUNTED;
+	if (live > b->cfg.max_connections)
+		c->flags |= RR_CF_OVER_LIMIT;
+	set_deadline(core, c, core->now_ms + b->cfg.handshake_timeout_ms);
+	arm_recv(core, c);
+}
+
+static bool reading_state(const struct rr_conn *c)
+{
+	return c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING ||
+	       c->state == RR_CONN_LINGER;
+}
+
+void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t cqe_flags)
+{
+	bool more = cqe_flags & IORING_CQE_F_MORE;
+
+	if (!more)
+		c->flags &= ~(RR_CF_RECV_ARMED | RR_CF_RECV_MULTI);
+	if (cqe_flags & IORING_CQE_F_BUFFER) {
+		uint32_t bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+		uint8_t *buf = core->bufs + (size_t)bid * core->buf_size;
+		if (res > 0) {
+			RR_STAT_ADD(core, bytes_in, (uint64_t)res);
+			c->last_rx_ms = core->now_ms;
+			if (c->state == RR_CONN_HS)
+				hs_on_data(core, c, buf, (size_t)res);
+			else if (c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING)
+				ws_feed(core, c, buf, (size_t)res);
+			/* lingering or dead: discard */
+		}
+		rr_core_return_buffer(core, bid);
+	}
+
+	if (res == 0 || (res < 0 && res != -ENOBUFS)) {
+		/* EOF or error: the peer is gone */
+		if (res < 0 && res != -ECONNRESET && res != -ECANCELED && res != -EPIPE)
+			rr_debug("conn %u: recv: %s", c->idx, strerror(-res));
+		conn_kill(core, c);
+	} else if (!more && res == -ENOBUFS) {
+		RR_STAT_INC(core, recv_enobufs);
+		if ((reading_state(c) || c->state == RR_CONN_HS) && !(c->flags & RR_CF_REARM)) {
+			/* the buffers come back at the end of this batch */
+			c->flags |= RR_CF_REARM;
+			c->next_rearm = core->rearm;
+			core->rearm = c;
+			c->inflight++; /* held by the rearm list */
+		}
+	} else if (!more && reading_state(c) && !(c->flags & RR_CF_RECV_ARMED)) {
+		arm_recv(core, c);
+	}
+	if (!more)
+		conn_op_done(core, c);
+}
+
+void rr_conn_rearm_all(struct rr_core *core)
+{
+	struct rr_conn *c = core->rearm;
+	core->rearm = NULL;
+	while (c) {
+		struct rr_conn *next = c->next_rearm;
+		c->flags &= ~RR_CF_REARM;
+		if ((reading_state(c) || c->state == RR_CONN_HS) &&
+		    !(c->flags & RR_CF_RECV_ARMED))
+			arm_recv(core, c);
+		conn_op_done(core, c);
+		c = next;
+	}
+}
+
+void rr_conn_on_send(struct rr_core *core, struct rr_conn *c, int res)
+{
+	c->flags &= ~RR_CF_SEND_INFLIGHT;
+	if (res < 0) {
+		if (res != -EPIPE && res != -ECONNRESET)
+			rr_debug("conn %u: send: %s", c->idx, strerror(-res));
+		c->send_nodes = 0;
+		conn_kill(core, c);
+		conn_op_done(core, c);
+		return;
+	}
+	RR_STAT_ADD(core, bytes_out, (uint64_t)res);
+	/* release what went out; a partial send leaves the rest queued */
+	size_t left = (size_t)res;
+	c->out_bytes -= (uint64_t)res;
+	while (left > 0) {
+		struct rr_out *o = c->out_head;
+		rr_assert(o != NULL);
+		size_t avail = o->f->len - o->off;
+		if (left < avail) {
+			o->off += (uint32_t)left;
+			break;
+		}
+		left -= avail;
+		c->out_head = o->next;
+		if (c->out_head == NULL)
+			c->out_tail = NULL;
+		if (c->pong == o)
+			c->pong = NULL;
+		rr_frame_unref(o->f);
+		free(o);
+	}
+	c->send_nodes = 0;
+	if (c->out_head && c->state != RR_CONN_DEAD)
+		mark_dirty(core, c);
+	conn_maybe_finish(core, c);
+	conn_op_done(core, c);
+}
+
+void rr_conn_on_op_done(struct rr_core *core, struct rr_conn *c, int kind, int res)
+{
+	switch (kind) {
+	case RR_UD_SHUTDOWN:
+		break; /* ENOTCONN etc. are fine: the peer went first */
+	case RR_UD_CLOSE:
+		break;
+	case RR_UD_HANDOFF_OUT: {
+		struct rr_handoff *h = c->handoff;
+		c->handoff = NULL;
+		core->handoffs_inflight--;
+		if (res < 0) {
+			/* the home core's fixed-file table is full, or it is gone */
+			rr_warn("conn %u: hand-off to the room's home core failed: %s; answering 503",
+				c->idx, strerror(-res));
+			free(h);
+			c->state = RR_CONN_HS;
+			reply_and_close(core, c, 503, NULL);
+			break;
+		}
+		/* The home core owns the socket (and the record) now: drop our
+		 * slot without touching the socket, and the count moved too. */
+		c->flags |= RR_CF_HANDED_OFF;
+		c->flags &= ~RR_CF_COUNTED;
+		c->state = RR_CONN_HS; /* so conn_kill proceeds */
+		conn_kill(core, c);
+		break;
+	}
+	default:
+		break;
+	}
+	conn_op_done(core, c);
+}
+
+void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
+{
+	struct rr_handoff *h = record;
+	if (res < 0) {
+		/* not expected: the fd is only sent when a slot was allocated */
+		rr_warn("hand-off arrived without a file: %s", strerror(-res));
+		free(h);
+		return;
+	}
+	RR_STAT_INC(core, handoffs_in);
+	struct rr_conn *c = conn_alloc(core, res);
+	if (c == NULL) {
+		rr_warn("no free connection slot for a handed-off connection: dropping it");
+		struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+		io_uring_prep_close_direct(sqe, (unsigned)res);
+		io_uring_sqe_set_data64(sqe, 0);
+		atomic_fetch_sub(&core->broker->live_conns, 1);
+		free(h);
+		return;
+	}
+	c->flags |= RR_CF_COUNTED;
+	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept, h->extra, h->extra_len);
+	free(h);
+}
+
+void rr_conn_flush_all(struct rr_core *core)
+{
+	bool cork = !core->broker->cfg.no_cork;
+	struct rr_conn *c = core->dirty;
+	core->dirty = NULL;
+
+	while (c) {
+		struct rr_conn *next = c->next;
+		c->flags &= ~RR_CF_DIRTY;
+		if (c->state == RR_CONN_DEAD || c->state == RR_CONN_FREE ||
+		    (c->flags & RR_CF_SEND_INFLIGHT) || c->out_head == NULL) {
+			c = next;
+			continue;
+		}
+		if (core->msgs_used == core->msgs_cap ||
+		    core->iovs_used + RR_SEND_IOV_MAX > core->iovs_cap) {
+			/* the kernel has consumed the scratch once submitted */
+			io_uring_submit(&core->ring);
+			core->msgs_used = 0;
+			core->iovs_used = 0;
+		}
+		struct iovec *iov = &core->iovs[core->iovs_used];
+		uint32_t n = 0;
+		size_t bytes = 0;
+		for (struct rr_out *o = c->out_head; o; o = o->next) {
+			iov[n].iov_base = o->f->data + o->off;
+			iov[n].iov_len = o->f->len - o->off;
+			bytes += iov[n].iov_len;
+			n++;
+			if (o == c->pong)
+				c->pong = NULL; /* in flight: can't be replaced any more */
+			if (!cork || n == RR_SEND_IOV_MAX || bytes >= RR_SEND_BYTES_MAX)
+				break;
+		}
+		struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+		if (n == 1) {
+			io_uring_prep_send(sqe, c->fd, iov[0].iov_base, iov[0].iov_len,
+					   MSG_NOSIGNAL);
+		} else {
+			struct msghdr *m = &core->msgs[core->msgs_used++];
+			memset(m, 0, sizeof(*m));
+			m->msg_iov = iov;
+			m->msg_iovlen = n;
+			core->iovs_used += n;
+			io_uring_prep_sendmsg(sqe, c->fd, m, MSG_NOSIGNAL);
+		}
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_SEND, c->gen, c->idx));
+		c->flags |= RR_CF_SEND_INFLIGHT;
+		c->send_nodes = n;
+		c->inflight++;
+		RR_STAT_INC(core, sends);
+		c = next;
+	}
+}
+
+void rr_conn_drain(struct rr_core *core)
+{
+	for (uint32_t i = 0; i < core->conns_used; i++) {
+		struct rr_conn *c = &core->conns[i];
+		if (c->state == RR_CONN_OPEN)
+			rr_conn_close(core, c, RR_WS_CLOSE_GOING_AWAY, "server shutting down");
+	}
+}
+
+void rr_conn_release_all(struct rr_core *core)
+{
+	/* At exit, after the ring is gone: free what each slot holds. */
+	for (uint32_t i = 0; i < core->conns_used; i++) {
+		struct rr_conn *c = &core->conns[i];
+		if (c->state == RR_CONN_FREE)
+			continue;
+		c->inflight = 0;
+		free(c->handoff);
+		c->handoff = NULL;
+		conn_release(core, c);
+	}
+	while (core->rearm) {
+		core->rearm->flags &= ~RR_CF_REARM;
+		core->rearm = core->rearm->next_rearm;
+	}
+}

@@ -1,0 +1,56 @@
+/*
+ * The broker's configuration and its command-line parser.
+ *
+ * DESIGN: one table describes every flag (name, kind, default, bounds, help),
+ * so --help, parsing and validation can't drift apart. The parser is pure:
+ * it writes a struct rr_config and an error message, never exits, never
+ * prints, so it can be unit tested and fuzzed.
+ */
+#ifndef RR_CORE_FLAGS_H
+#define RR_CORE_FLAGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct rr_config {
+	char bind[64];
+	uint32_t port;
+	uint32_t cores;
+	uint32_t max_connections;
+	uint32_t max_connections_per_ip;
+	uint32_t max_room_size;
+	uint64_t max_queued_bytes;
+	uint64_t max_message_bytes;
+	uint64_t max_header_bytes;
+	uint32_t max_headers;
+	uint64_t handshake_timeout_ms;
+	uint64_t ping_interval_ms;
+	uint64_t idle_timeout_ms;
+	uint64_t close_timeout_ms;
+	uint64_t drain_timeout_ms;
+	uint32_t recv_buffers;
+	uint64_t recv_buffer_size;
+	bool no_cork;
+	int log_level;
+	bool help;
+	bool version;
+};
+
+/*
+ * Fill cfg with the defaults, then apply argv[1..argc). Accepts "--name value"
+ * and "--name=value". Returns 0, or -EINVAL with err holding a one-line
+ * message that names the flag (the caller prints it and exits 2).
+ */
+int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size_t err_len);
+
+/* Print every flag with its default. */
+void rr_flags_usage(FILE *out);
+
+/* Parse "10s", "500ms", "2m", "1h", bare seconds. Returns 0 or -EINVAL. */
+int rr_parse_duration_ms(const char *s, uint64_t *out);
+/* Parse "4MiB", "16KiB", "1G", bare bytes. Returns 0 or -EINVAL. */
+int rr_parse_size(const char *s, uint64_t *out);
+
+#endif

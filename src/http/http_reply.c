@@ -1,0 +1,96 @@
+/* Plain HTTP answers: see http_reply.h. */
+#include "http/http_reply.h"
+#include "core/limits.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *rr_http_reason(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Error";
+	}
+}
+
+struct rr_frame *rr_http_response(int status, const char *content_type, const void *body,
+				  size_t body_len)
+{
+	char head[512];
+	char deflt[64];
+	const char *extra = "";
+
+	if (body == NULL) {
+		body_len = (size_t)snprintf(deflt, sizeof(deflt), "%d %s\n", status,
+					    rr_http_reason(status));
+		body = deflt;
+		content_type = "text/plain; charset=utf-8";
+	}
+	if (status == 426)
+		extra = "Sec-WebSocket-Version: 13\r\n";
+	else if (status == 503 || status == 429)
+		extra = "Retry-After: " RR_STRINGIFY(RR_RETRY_AFTER_S) "\r\n";
+	if (status == 405)
+		extra = "Allow: GET\r\n";
+
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\n"
+			 "Server: ringroom\r\n"
+			 "Content-Type: %s\r\n"
+			 "Content-Length: %zu\r\n"
+			 "Cache-Control: no-store\r\n"
+			 "%s"
+			 "Connection: close\r\n\r\n",
+			 status, rr_http_reason(status), content_type, body_len, extra);
+	struct rr_frame *f = rr_frame_new((size_t)n + body_len);
+	if (f == NULL)
+		return NULL;
+	memcpy(f->data, head, (size_t)n);
+	memcpy(f->data + n, body, body_len);
+	return f;
+}
+
+struct rr_frame *rr_http_switching(const char accept[29], const char *protocol)
+{
+	char head[256];
+	int n;
+	if (protocol)
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 101 Switching Protocols\r\n"
+			     "Upgrade: websocket\r\n"
+			     "Connection: Upgrade\r\n"
+			     "Sec-WebSocket-Accept: %s\r\n"
+			     "Sec-WebSocket-Protocol: %s\r\n\r\n",
+			     accept, protocol);
+	else
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 101 Switching Protocols\r\n"
+			     "Upgrade: websocket\r\n"
+			     "Connection: Upgrade\r\n"
+			     "Sec-WebSocket-Accept: %s\r\n\r\n",
+			     accept);
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return NULL;
+	struct rr_frame *f = rr_frame_new((size_t)n);
+	if (f)
+		memcpy(f->data, head, (size_t)n);
+	return f;
+}
+
+const char rr_index_html[] =
+	"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ringroom</title></head>\n"
+	"<body><h1>ringroom</h1>\n"
+	"<p>WebSocket broker. Endpoints: <code>/echo</code>, <code>/raw/{room}</code>, "
+	"<code>/healthz</code>, <code>/metrics</code>.</p>\n"
+	"</body></html>\n";

@@ -1,0 +1,424 @@
+/*
+ * The per-core reactor: set-up of each core's ring, buffers and listener,
+ * the event loop, and the broker-wide start, drain and join.
+ *
+ * DESIGN: one iteration = fire due timers → flush every dirty connection
+ * (one send each) → re-arm receives paused by -ENOBUFS → submit everything
+ * and wait in the same io_uring_enter (with the next timer deadline as its
+ * timeout) → reap at most RR_CQE_BATCH completions → give the receive
+ * buffers back. Bounding the batch bounds the work between two flushes.
+ */
+#include "reactor/loop.h"
+#include "conn/conn.h"
+#include "core/assert.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "net/listen.h"
+#include "reactor/ud.h"
+#include "room/room.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define SCRATCH_MSGS 4096
+#define SCRATCH_IOVS (64 * 1024)
+
+static uint32_t pow2_at_least(uint32_t n)
+{
+	uint32_t p = 1;
+	while (p < n && p < (1u << 31))
+		p <<= 1;
+	return p;
+}
+
+static int setup_buffers(struct rr_core *core, const struct rr_config *cfg)
+{
+	struct io_uring_buf_reg reg;
+	size_t ring_bytes;
+	int rc;
+
+	core->nbufs = pow2_at_least(cfg->recv_buffers);
+	if (core->nbufs > 32768)
+		core->nbufs = 32768;
+	core->buf_size = (uint32_t)cfg->recv_buffer_size;
+	ring_bytes = core->nbufs * sizeof(struct io_uring_buf);
+	void *ring_mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ring_mem == MAP_FAILED)
+		return -ENOMEM;
+	core->br = ring_mem;
+	core->bufs = mmap(NULL, (size_t)core->nbufs * core->buf_size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (core->bufs == MAP_FAILED) {
+		core->bufs = NULL;
+		return -ENOMEM;
+	}
+	io_uring_buf_ring_init(core->br);
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)core->br;
+	reg.ring_entries = core->nbufs;
+	reg.bgid = 0;
+	rc = io_uring_register_buf_ring(&core->ring, &reg, 0);
+	if (rc < 0)
+		return rc;
+	int mask = io_uring_buf_ring_mask(core->nbufs);
+	for (uint32_t i = 0; i < core->nbufs; i++)
+		io_uring_buf_ring_add(core->br, core->bufs + (size_t)i * core->buf_size,
+				      core->buf_size, (unsigned short)i, mask, (int)i);
+	io_uring_buf_ring_advance(core->br, (int)core->nbufs);
+	return 0;
+}
+
+void rr_core_return_buffer(struct rr_core *core, uint32_t bid)
+{
+	io_uring_buf_ring_add(core->br, core->bufs + (size_t)bid * core->buf_size, core->buf_size,
+			      (unsigned short)bid, io_uring_buf_ring_mask(core->nbufs),
+			      (int)core->bufs_to_return);
+	core->bufs_to_return++;
+}
+
+static int core_init(struct rr_broker *b, struct rr_core *core, unsigned id)
+{
+	const struct rr_config *cfg = &b->cfg;
+	int rc;
+
+	core->id = id;
+	core->broker = b;
+	core->listen_fd = -1;
+	core->ring_fd = -1;
+	rc = rr_ring_init(&core->ring, RR_SQ_ENTRIES, &b->features);
+	if (rc < 0) {
+		rr_err("core %u: io_uring set-up failed: %s", id, strerror(-rc));
+		return rc;
+	}
+	core->ring_fd = core->ring.ring_fd;
+
+	/* Fixed-file table: one slot per connection this core may hold. The
+	 * kernel holds a table to RLIMIT_NOFILE, so that is the ceiling. */
+	uint32_t slots = b->features.max_fixed_files;
+	if (slots > cfg->max_connections + 64)
+		slots = cfg->max_connections + 64;
+	rc = io_uring_register_files_sparse(&core->ring, slots);
+	if (rc < 0) {
+		rr_err("core %u: registering %u fixed-file slots failed: %s", id, slots,
+		       strerror(-rc));
+		return rc;
+	}
+	/* Connection slots: +25 % for connections handed to this core. The
+	 * mapping is lazily backed, so unused slots cost no memory. */
+	core->conns_cap = slots + slots / 4;
+	core->conns = mmap(NULL, (size_t)core->conns_cap * sizeof(struct rr_conn),
+			   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			   -1, 0);
+	if (core->conns == MAP_FAILED) {
+		core->conns = NULL;
+		return -ENOMEM;
+	}
+	rc = setup_buffers(core, cfg);
+	if (rc < 0) {
+		rr_err("core %u: provided buffer ring set-up failed: %s", id, strerror(-rc));
+		return rc;
+	}
+	core->msgs_cap = SCRATCH_MSGS;
+	core->iovs_cap = SCRATCH_IOVS;
+	core->msgs = calloc(core->msgs_cap, sizeof(*core->msgs));
+	core->iovs = calloc(core->iovs_cap, sizeof(*core->iovs));
+	core->rooms = calloc(1, sizeof(*core->rooms));
+	if (core->msgs == NULL || core->iovs == NULL || core->rooms == NULL ||
+	    rr_room_table_init(core->rooms) < 0)
+		return -ENOMEM;
+	rr_wheel_init(&core->wheel, rr_now_ms());
+
+	core->listen_fd = rr_listen_open(cfg->bind, (uint16_t)cfg->port, 4096);
+	if (core->listen_fd < 0)
+		return core->listen_fd;
+	return 0;
+}
+
+static void core_free(struct rr_core *core)
+{
+	rr_conn_release_all(core);
+	if (core->rooms) {
+		rr_room_table_free(core->rooms);
+		free(core->rooms);
+	}
+	free(core->msgs);
+	free(core->iovs);
+	if (core->conns)
+		munmap(core->conns, (size_t)core->conns_cap * sizeof(struct rr_conn));
+	if (core->bufs)
+		munmap(core->bufs, (size_t)core->nbufs * core->buf_size);
+	if (core->br)
+		munmap(core->br, core->nbufs * sizeof(struct io_uring_buf));
+	if (core->listen_fd >= 0)
+		close(core->listen_fd);
+	if (core->ring_fd >= 0)
+		io_uring_queue_exit(&core->ring);
+}
+
+static void arm_accept(struct rr_core *core)
+{
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	/* no SOCK_CLOEXEC: a direct descriptor is not in the fd table at all */
+	io_uring_prep_multishot_accept_direct(sqe, core->listen_fd, NULL, NULL, 0);
+	io_uring_sqe_set_data64(sqe, rr_ud_ptr(RR_UD_ACCEPT, NULL));
+	core->accept_armed = true;
+}
+
+static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		core->accept_armed = false;
+	if (cqe->res >= 0) {
+		rr_conn_on_accept(core, cqe->res);
+	} else if (cqe->res == -ENFILE) {
+		static __thread uint64_t last_log;
+		if (core->now_ms - last_log > 1000) {
+			rr_warn("fixed-file table full: new connections wait for a free slot");
+			last_log = core->now_ms;
+		}
+	} else if (cqe->res == -EINVAL || cqe->res == -EBADF) {
+		/* not transient: re-arming would spin */
+		rr_err("accept: %s; this core stops accepting", strerror(-cqe->res));
+		core->listen_fd = -1;
+	} else if (cqe->res != -ECANCELED) {
+		rr_debug("accept: %s", strerror(-cqe->res));
+	}
+	if (!core->accept_armed && !core->stopped && core->listen_fd >= 0)
+		arm_accept(core);
+}
+
+static void dispatch(struct rr_core *core, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum rr_ud_kind kind = rr_ud_kind(ud);
+	struct rr_conn *c;
+
+	switch (kind) {
+	case RR_UD_ACCEPT:
+		on_accept(core, cqe);
+		return;
+	case RR_UD_RECV:
+		c = rr_conn_lookup(core, ud);
+		if (c == NULL) {
+			/* a stale completion still owns a buffer: give it back */
+			if (cqe->flags & IORING_CQE_F_BUFFER)
+				rr_core_return_buffer(core, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+			return;
+		}
+		rr_conn_on_recv(core, c, cqe->res, cqe->flags);
+		return;
+	case RR_UD_SEND:
+		c = rr_conn_lookup(core, ud);
+		if (c)
+			rr_conn_on_send(core, c, cqe->res);
+		return;
+	case RR_UD_SHUTDOWN:
+	case RR_UD_CLOSE:
+	case RR_UD_HANDOFF_OUT:
+		c = rr_conn_lookup(core, ud);
+		if (c)
+			rr_conn_on_op_done(core, c, kind, cqe->res);
+		return;
+	case RR_UD_HANDOFF_IN:
+		rr_conn_on_handoff_in(core, rr_ud_to_ptr(ud), cqe->res);
+		return;
+	case RR_UD_WAKE:
+	case RR_UD_NONE:
+	default:
+		return;
+	}
+}
+
+static void core_start_drain(struct rr_core *core)
+{
+	core->draining = true;
+	rr_info("draining: closing %u members with 1001", core->members_live);
+	rr_conn_drain(core);
+}
+
+static void *core_main(void *arg)
+{
+	struct rr_core *core = arg;
+	struct rr_broker *b = core->broker;
+	char name[16];
+	cpu_set_t set;
+
+	snprintf(name, sizeof(name), "core%u", core->id);
+	rr_log_set_thread(name);
+	rr_conn_set_core(core);
+
+	/* The ring is created here, not by the main thread: with
+	 * SINGLE_ISSUER the creating task is the only one allowed to submit
+	 * and register. Every core must be up before any hands off to another. */
+	core->init_rc = core_init(b, core, core->id);
+	pthread_barrier_wait(&b->ready);
+	pthread_barrier_wait(&b->go);
+	if (atomic_load(&b->abort_start))
+		return NULL;
+
+	CPU_ZERO(&set);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	CPU_SET(core->id % (unsigned)(ncpu > 0 ? ncpu : 1), &set);
+	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+		rr_warn("could not pin to CPU %u", core->id);
+
+	core->now_ms = rr_now_ms();
+	arm_accept(core);
+
+	for (;;) {
+		core->now_ms = rr_now_ms();
+		rr_wheel_advance(&core->wheel, core->now_ms);
+
+		if (!core->draining && atomic_load_explicit(&b->draining, memory_order_relaxed))
+			core_start_drain(core);
+		if (core->draining && core->members_live == 0 && core->handoffs_inflight == 0)
+			break;
+
+		rr_conn_flush_all(core);
+		rr_conn_rearm_all(core);
+
+		struct __kernel_timespec ts, *tsp = NULL;
+		int64_t wait_ms = rr_wheel_next_ms(&core->wheel, core->now_ms);
+		if (core->draining && (wait_ms < 0 || wait_ms > 100))
+			wait_ms = 100; /* re-check the drain state */
+		if (wait_ms >= 0) {
+			ts.tv_sec = wait_ms / 1000;
+			ts.tv_nsec = (wait_ms % 1000) * 1000000;
+			tsp = &ts;
+		}
+		struct io_uring_cqe *cqe = NULL;
+		int rc = io_uring_submit_and_wait_timeout(&core->ring, &cqe, 1, tsp, NULL);
+		core->msgs_used = 0;
+		core->iovs_used = 0;
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
+			rr_err("io_uring_submit_and_wait: %s", strerror(-rc));
+			break;
+		}
+
+		core->now_ms = rr_now_ms();
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&core->ring, head, cqe)
+		{
+			dispatch(core, cqe);
+			if (++n == RR_CQE_BATCH)
+				break;
+		}
+		io_uring_cq_advance(&core->ring, n);
+		if (core->bufs_to_return) {
+			io_uring_buf_ring_advance(core->br, (int)core->bufs_to_return);
+			core->bufs_to_return = 0;
+		}
+	}
+	core->stopped = true;
+	rr_info("core stopped");
+	return NULL;
+}
+
+int rr_broker_init(struct rr_broker *b)
+{
+	char msg[256];
+	int rc = rr_ring_probe(&b->features, msg, sizeof(msg));
+	if (rc < 0) {
+		rr_err("%s", msg);
+		return rc;
+	}
+	rr_info("io_uring: %s, fixed-file table %u slots per core",
+		b->features.defer_taskrun  ? "SINGLE_ISSUER|DEFER_TASKRUN"
+		: b->features.coop_taskrun ? "COOP_TASKRUN (DEFER_TASKRUN unavailable)"
+					   : "no task-run flags",
+		b->features.max_fixed_files);
+	b->ncores = b->cfg.cores;
+	b->start_ms = rr_now_ms();
+	b->cores = calloc(b->ncores, sizeof(*b->cores));
+	if (b->cores == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < b->ncores; i++) {
+		b->cores[i].id = i;
+		b->cores[i].broker = b;
+		b->cores[i].listen_fd = -1;
+		b->cores[i].ring_fd = -1;
+	}
+	return 0;
+}
+
+int rr_broker_start(struct rr_broker *b)
+{
+	pthread_barrier_init(&b->ready, NULL, b->ncores + 1);
+	pthread_barrier_init(&b->go, NULL, b->ncores + 1);
+	for (unsigned i = 0; i < b->ncores; i++) {
+		int rc = pthread_create(&b->cores[i].thread, NULL, core_main, &b->cores[i]);
+		if (rc != 0) {
+			rr_err("pthread_create: %s", strerror(rc));
+			abort(); /* the barriers can't be released: nothing sane to do */
+		}
+		b->cores[i].started = true;
+	}
+	pthread_barrier_wait(&b->ready);
+	int failed = 0;
+	for (unsigned i = 0; i < b->ncores; i++)
+		if (b->cores[i].init_rc < 0)
+			failed = b->cores[i].init_rc;
+	if (failed)
+		atomic_store(&b->abort_start, true);
+	pthread_barrier_wait(&b->go);
+	if (failed) {
+		for (unsigned i = 0; i < b->ncores; i++)
+			pthread_join(b->cores[i].thread, NULL);
+		return failed;
+	}
+	rr_info("listening on %s:%u with %u cores", b->cfg.bind, b->cfg.port, b->ncores);
+	return 0;
+}
+
+void rr_broker_drain(struct rr_broker *b)
+{
+	struct io_uring ring;
+
+	atomic_store(&b->draining, true);
+	/* Wake every core: a MSG_RING CQE ends its wait at once. */
+	if (io_uring_queue_init(8, &ring, 0) < 0)
+		return; /* cores notice within their next timer wake-up */
+	for (unsigned i = 0; i < b->ncores; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		io_uring_prep_msg_ring(sqe, b->cores[i].ring_fd, 0, rr_ud_ptr(RR_UD_WAKE, NULL), 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+	io_uring_submit_and_wait(&ring, b->ncores);
+	io_uring_queue_exit(&ring);
+}
+
+bool rr_broker_join(struct rr_broker *b, uint64_t timeout_ms)
+{
+	struct timespec deadline;
+	bool all = true;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += (time_t)(timeout_ms / 1000);
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	for (unsigned i = 0; i < b->ncores; i++) {
+		if (pthread_timedjoin_np(b->cores[i].thread, NULL, &deadline) != 0)
+			all = false;
+	}
+	return all;
+}
+
+void rr_broker_free(struct rr_broker *b)
+{
+	if (b->cores == NULL)
+		return;
+	for (unsigned i = 0; i < b->ncores; i++)
+		core_free(&b->cores[i]);
+	free(b->cores);
+	b->cores = NULL;
+}

@@ -1,0 +1,53 @@
+/* Prometheus text for /metrics: see metrics.h. */
+#include "room/metrics.h"
+#include "core/time.h"
+#include "reactor/loop.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static size_t put(char *buf, size_t cap, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static size_t put(char *buf, size_t cap, size_t n, const char *fmt, ...)
+{
+	if (n >= cap)
+		return n;
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + n, cap - n, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return n;
+	return n + (size_t)m >= cap ? cap - 1 : n + (size_t)m;
+}
+
+size_t rr_metrics_render(const struct rr_broker *b, char *buf, size_t cap)
+{
+	size_t n = 0;
+	if (cap == 0)
+		return 0;
+	buf[0] = '\0';
+	n = put(buf, cap, n, "# HELP ringroom_uptime_seconds seconds since start\n"
+			     "# TYPE ringroom_uptime_seconds gauge\n"
+			     "ringroom_uptime_seconds %.3f\n",
+		(double)(rr_now_ms() - b->start_ms) / 1000.0);
+	n = put(buf, cap, n, "# HELP ringroom_connections connections open (all cores)\n"
+			     "# TYPE ringroom_connections gauge\n"
+			     "ringroom_connections %u\n",
+		atomic_load_explicit(&b->live_conns, memory_order_relaxed));
+	n = put(buf, cap, n, "# HELP ringroom_draining 1 while shutting down\n"
+			     "# TYPE ringroom_draining gauge\n"
+			     "ringroom_draining %d\n",
+		atomic_load_explicit(&b->draining, memory_order_relaxed) ? 1 : 0);
+#define RR_STAT_RENDER(name, kind, help)                                                   \
+	n = put(buf, cap, n, "# HELP ringroom_" #name " " help "\n# TYPE ringroom_" #name     \
+			     " " #kind "\n");                                              \
+	for (unsigned i = 0; i < b->ncores; i++)                                           \
+		n = put(buf, cap, n, "ringroom_" #name "{core=\"%u\"} %llu\n", i,          \
+			(unsigned long long)__atomic_load_n(&b->cores[i].stats.name,       \
+							    __ATOMIC_RELAXED));
+	RR_STATS(RR_STAT_RENDER)
+#undef RR_STAT_RENDER
+	return n;
+}
