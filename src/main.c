@@ -4,6 +4,7 @@
  */
 #include "core/flags.h"
 #include "core/log.h"
+#include "net/iplimit.h"
 #include "reactor/loop.h"
 
 #include <errno.h>
@@ -45,6 +46,8 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (rr_iplimit_init(broker.cfg.max_connections_per_ip) < 0)
+		return 1;
 	if (rr_broker_init(&broker) < 0)
 		return 1;
 	if (rr_broker_start(&broker) < 0) {
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 	rr_broker_free(&broker);
+	rr_iplimit_free();
 	rr_info("bye");
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "core/time.h"
 #include "http/http.h"
 #include "http/http_reply.h"
+#include "net/iplimit.h"
 #include "reactor/loop.h"
 #include "reactor/ud.h"
 #include "room/room.h"
@@ -39,11 +40,13 @@ struct rr_handoff {
 	uint8_t room_len;
 	char room[RR_ROOM_NAME_MAX + 1];
 	char accept[29];
+	struct rr_ip_entry *ip;
 	uint32_t extra_len;
 	uint8_t extra[];
 };
 
 static void conn_kill(struct rr_core *core, struct rr_conn *c);
+static void member_done(struct rr_core *core, struct rr_conn *c);
 static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms);
 static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c);
 
@@ -90,8 +93,9 @@ static void conn_release(struct rr_core *core, struct rr_conn *c)
 	free(c->hs);
 	if (c->flags & RR_CF_COUNTED)
 		atomic_fetch_sub(&core->broker->live_conns, 1);
-	if (c->flags & RR_CF_MEMBER)
-		core->members_live--;
+	rr_iplimit_release(c->ip);
+	c->ip = NULL;
+	member_done(core, c);
 	core->conns_live--;
 	RR_STAT_DEC(core, connections_open);
 	c->state = RR_CONN_FREE;
@@ -311,6 +315,14 @@ static void reply_and_close(struct rr_core *core, struct rr_conn *c, int status,
 	set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
 }
 
+static void member_done(struct rr_core *core, struct rr_conn *c)
+{
+	if (c->flags & RR_CF_MEMBER) {
+		c->flags &= ~RR_CF_MEMBER;
+		core->members_live--;
+	}
+}
+
 /* Decide what a closing connection does next once its output is out. */
 static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c)
 {
@@ -318,12 +330,23 @@ static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c)
 		return;
 	if (c->out_head != NULL || (c->flags & RR_CF_SEND_INFLIGHT))
 		return; /* the send completion calls again */
+	if ((c->flags & RR_CF_CLOSE_SENT) && (c->flags & RR_CF_CLOSE_RCVD)) {
+		/* Close handshake complete: the peer sends nothing more, so the
+		 * server closes TCP first (RFC 6455 7.1.1) at once: no reset
+		 * can destroy our close frame. */
+		member_done(core, c);
+		conn_kill(core, c);
+		return;
+	}
 	bool done = (c->flags & RR_CF_REPLY) ||
-		    ((c->flags & RR_CF_CLOSE_SENT) &&
-		     (c->flags & (RR_CF_CLOSE_RCVD | RR_CF_INPUT_DONE)));
+		    ((c->flags & RR_CF_CLOSE_SENT) && (c->flags & RR_CF_INPUT_DONE));
 	if (!done)
 		return;
-	/* Lingering close: FIN now, keep reading until the peer's FIN. */
+	/* The peer may still be sending (a request body, frames after an
+	 * error): closing now would answer them with a reset that can wipe
+	 * our last bytes at the peer. Lingering close: FIN now, read and
+	 * discard until the peer's FIN or the close timeout. */
+	member_done(core, c);
 	c->state = RR_CONN_LINGER;
 	c->flags |= RR_CF_SHUT_DONE;
 	submit_shutdown(core, c, SHUT_WR);
@@ -338,6 +361,7 @@ static void conn_kill(struct rr_core *core, struct rr_conn *c)
 	if (c->state == RR_CONN_DEAD || c->state == RR_CONN_FREE)
 		return;
 	leave_room(core, c);
+	member_done(core, c);
 	rr_timer_cancel(&core->wheel, &c->timer);
 	c->state = RR_CONN_DEAD;
 	if (!(c->flags & RR_CF_HANDED_OFF) &&
@@ -520,6 +544,7 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uin
 	memcpy(h->room, rt->room.p, rt->room.n);
 	h->room[rt->room.n] = '\0';
 	memcpy(h->accept, accept, 29);
+	h->ip = c->ip;
 	h->extra_len = (uint32_t)extra_len;
 	if (extra_len)
 		memcpy(h->extra, extra, extra_len);
@@ -602,6 +627,14 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 	if (c->flags & RR_CF_OVER_LIMIT) {
 		rr_info("conn %u: --max-connections reached, answering 503", c->idx);
 		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	if (c->flags & RR_CF_OVER_IP) {
+		char ip[64] = "?";
+		rr_iplimit_format(c->ip, ip, sizeof(ip));
+		rr_info("conn %u: --max-connections-per-ip reached for %s, answering 429", c->idx,
+			ip);
+		reply_and_close(core, c, 429, NULL);
 		return;
 	}
 	if (draining) {
@@ -756,7 +789,7 @@ static void ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t 
 
 /* ---- completions ------------------------------------------------------ */
 
-void rr_conn_on_accept(struct rr_core *core, int slot)
+void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *peer)
 {
 	struct rr_broker *b = core->broker;
 	struct rr_conn *c = conn_alloc(core, slot);
@@ -772,6 +805,12 @@ void rr_conn_on_accept(struct rr_core *core, int slot)
 	c->flags |= RR_CF_COUNTED;
 	if (live > b->cfg.max_connections)
 		c->flags |= RR_CF_OVER_LIMIT;
+	if (peer) {
+		bool over = false;
+		c->ip = rr_iplimit_acquire(peer, &over);
+		if (over)
+			c->flags |= RR_CF_OVER_IP;
+	}
 	set_deadline(core, c, core->now_ms + b->cfg.handshake_timeout_ms);
 	arm_recv(core, c);
 }
@@ -902,6 +941,7 @@ void rr_conn_on_op_done(struct rr_core *core, struct rr_conn *c, int kind, int r
 		 * slot without touching the socket, and the count moved too. */
 		c->flags |= RR_CF_HANDED_OFF;
 		c->flags &= ~RR_CF_COUNTED;
+		c->ip = NULL;
 		c->state = RR_CONN_HS; /* so conn_kill proceeds */
 		conn_kill(core, c);
 		break;
@@ -929,10 +969,12 @@ void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
 		io_uring_prep_close_direct(sqe, (unsigned)res);
 		io_uring_sqe_set_data64(sqe, 0);
 		atomic_fetch_sub(&core->broker->live_conns, 1);
+		rr_iplimit_release(h->ip);
 		free(h);
 		return;
 	}
 	c->flags |= RR_CF_COUNTED;
+	c->ip = h->ip;
 	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept, h->extra, h->extra_len);
 	free(h);
 }
@@ -1010,6 +1052,10 @@ void rr_conn_release_all(struct rr_core *core)
 		if (c->state == RR_CONN_FREE)
 			continue;
 		c->inflight = 0;
+		if (c->handoff) {
+			rr_iplimit_release(c->handoff->ip);
+			c->ip = NULL;
+		}
 		free(c->handoff);
 		c->handoff = NULL;
 		conn_release(core, c);

@@ -50,6 +50,7 @@ enum rr_conn_flag {
 	RR_CF_HANDED_OFF = 1u << 12, /* the socket now belongs to another core */
 	RR_CF_OVER_LIMIT = 1u << 13, /* accepted past --max-connections */
 	RR_CF_MEMBER = 1u << 14,     /* counted as an upgraded member */
+	RR_CF_OVER_IP = 1u << 15,    /* past --max-connections-per-ip */
 };
 
 struct rr_out {
@@ -92,11 +93,15 @@ struct rr_conn {
 	struct rr_ws_rx rx;
 	struct rr_hs *hs;
 	struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
+	struct rr_ip_entry *ip;     /* with --max-connections-per-ip */
 };
 
 /* Reactor entry points (called by loop.c). */
 void rr_conn_set_core(struct rr_core *core); /* the calling thread's core */
-void rr_conn_on_accept(struct rr_core *core, int slot);
+struct sockaddr;
+/* A new connection in fixed-file slot; peer is NULL when accepted without
+ * its address (multishot accept). */
+void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *peer);
 void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t cqe_flags);
 void rr_conn_on_send(struct rr_core *core, struct rr_conn *c, int res);
 void rr_conn_on_op_done(struct rr_core *core, struct rr_conn *c, int kind, int res);

@@ -24,10 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define SCRATCH_MSGS 4096
 #define SCRATCH_IOVS (64 * 1024)
+#define RR_ACCEPT_SLOTS 32
 
 static uint32_t pow2_at_least(uint32_t n)
 {
@@ -150,6 +152,7 @@ static void core_free(struct rr_core *core)
 	}
 	free(core->msgs);
 	free(core->iovs);
+	free(core->accept_slots);
 	if (core->conns)
 		munmap(core->conns, (size_t)core->conns_cap * sizeof(struct rr_conn));
 	if (core->bufs)
@@ -162,21 +165,65 @@ static void core_free(struct rr_core *core)
 		io_uring_queue_exit(&core->ring);
 }
 
+/* Single-shot accepts, each with its own address buffer: used when the
+ * peer's address is needed (--max-connections-per-ip), since a multishot
+ * accept has one buffer for every connection it takes. */
+struct rr_accept_slot {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+static void arm_accept_slot(struct rr_core *core, struct rr_accept_slot *a)
+{
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	a->len = sizeof(a->ss);
+	io_uring_prep_accept(sqe, core->listen_fd, (struct sockaddr *)&a->ss, &a->len, 0);
+	/* liburing 2.3's prep_accept_direct can't express ALLOC: set it here */
+	sqe->file_index = IORING_FILE_INDEX_ALLOC;
+	io_uring_sqe_set_data64(sqe, rr_ud_ptr(RR_UD_ACCEPT, a));
+	core->accepts_inflight++;
+}
+
 static void arm_accept(struct rr_core *core)
 {
+	if (core->broker->cfg.max_connections_per_ip) {
+		if (core->accept_slots == NULL) {
+			core->accept_slots = calloc(RR_ACCEPT_SLOTS, sizeof(struct rr_accept_slot));
+			if (core->accept_slots == NULL)
+				return;
+		}
+		for (unsigned i = 0; i < RR_ACCEPT_SLOTS; i++)
+			arm_accept_slot(core, &core->accept_slots[i]);
+		core->accept_armed = true;
+		return;
+	}
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
 	/* no SOCK_CLOEXEC: a direct descriptor is not in the fd table at all */
 	io_uring_prep_multishot_accept_direct(sqe, core->listen_fd, NULL, NULL, 0);
 	io_uring_sqe_set_data64(sqe, rr_ud_ptr(RR_UD_ACCEPT, NULL));
 	core->accept_armed = true;
+	core->accepts_inflight++;
 }
 
 static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
 {
+	struct rr_accept_slot *a = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		core->accepts_inflight--; /* until then the listener stays open */
+	if (a) {
+		if (cqe->res >= 0)
+			rr_conn_on_accept(core, cqe->res, (struct sockaddr *)&a->ss);
+		else if (cqe->res != -ECANCELED)
+			rr_debug("accept: %s", strerror(-cqe->res));
+		if (!core->stopped && core->listen_fd >= 0 && cqe->res != -EINVAL &&
+		    cqe->res != -EBADF)
+			arm_accept_slot(core, a);
+		return;
+	}
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		core->accept_armed = false;
 	if (cqe->res >= 0) {
-		rr_conn_on_accept(core, cqe->res);
+		rr_conn_on_accept(core, cqe->res, NULL);
 	} else if (cqe->res == -ENFILE) {
 		static __thread uint64_t last_log;
 		if (core->now_ms - last_log > 1000) {
@@ -278,8 +325,19 @@ static void *core_main(void *arg)
 
 		if (!core->draining && atomic_load_explicit(&b->draining, memory_order_relaxed))
 			core_start_drain(core);
-		if (core->draining && core->members_live == 0 && core->handoffs_inflight == 0)
-			break;
+		if (core->draining && core->members_live == 0 && core->listen_fd >= 0) {
+			/* every member is gone: stop taking connections (the
+			 * other cores' listeners still answer /healthz) */
+			struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+			io_uring_prep_cancel_fd(sqe, core->listen_fd, IORING_ASYNC_CANCEL_ALL);
+			io_uring_sqe_set_data64(sqe, 0);
+			io_uring_submit(&core->ring);
+			close(core->listen_fd);
+			core->listen_fd = -1;
+		}
+		if (core->draining && core->listen_fd < 0 && core->conns_live == 0 &&
+		    core->handoffs_inflight == 0 && core->accepts_inflight == 0)
+			break; /* the last closes have completed */
 
 		rr_conn_flush_all(core);
 		rr_conn_rearm_all(core);

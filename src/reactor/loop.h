@@ -23,6 +23,7 @@
 #include "room/metrics.h"
 
 struct rr_conn;
+struct rr_accept_slot;
 struct rr_room_table;
 struct rr_broker;
 
@@ -34,6 +35,8 @@ struct rr_core {
 	int ring_fd;
 	int listen_fd;
 	bool accept_armed;
+	uint32_t accepts_inflight;
+	struct rr_accept_slot *accept_slots; /* with --max-connections-per-ip */
 
 	/* provided receive buffers */
 	struct io_uring_buf_ring *br;
