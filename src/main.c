@@ -59,7 +59,12 @@ int main(int argc, char **argv)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			rr_info("SIGHUP: nothing to reload yet");
+			if (broker.cfg.tls_cert[0]) {
+				rr_info("SIGHUP: reloading the TLS certificate and key");
+				rr_broker_tls_load(&broker);
+			} else {
+				rr_info("SIGHUP: nothing to reload (no --tls-cert)");
+			}
 			continue;
 		}
 		break;

@@ -26,6 +26,7 @@
 #include "reactor/loop.h"
 #include "reactor/ud.h"
 #include "room/room.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -36,11 +37,13 @@
 
 /* A connection on its way to its room's home core. */
 struct rr_handoff {
+	uint32_t home;
 	uint8_t route;
 	uint8_t room_len;
 	char room[RR_ROOM_NAME_MAX + 1];
 	char accept[29];
 	struct rr_ip_entry *ip;
+	struct rr_tls *tls; /* moves with the socket: keys, buffered records */
 	uint32_t extra_len;
 	uint8_t extra[];
 };
@@ -90,6 +93,8 @@ static void conn_release(struct rr_core *core, struct rr_conn *c)
 		o = next;
 	}
 	rr_ws_rx_free(&c->rx);
+	rr_tls_free(c->tls);
+	c->tls = NULL;
 	free(c->hs);
 	if (c->flags & RR_CF_COUNTED)
 		atomic_fetch_sub(&core->broker->live_conns, 1);
@@ -231,9 +236,10 @@ int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 {
 	if (c->state != RR_CONN_OPEN)
 		return -EPIPE;
-	if (rr_unlikely(c->out_bytes + f->len > core->broker->cfg.max_queued_bytes)) {
+	uint64_t queued = c->out_bytes + (c->tls ? rr_tls_pending_bytes(c->tls) : 0);
+	if (rr_unlikely(queued + f->len > core->broker->cfg.max_queued_bytes)) {
 		rr_info("conn %u: slow consumer (%llu bytes queued), closing with 1013", c->idx,
-			(unsigned long long)c->out_bytes);
+			(unsigned long long)queued);
 		RR_STAT_INC(core, closes_1013);
 		out_drop_unsent(c);
 		rr_conn_close(core, c, RR_WS_CLOSE_TRY_LATER, "slow consumer");
@@ -328,7 +334,8 @@ static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c)
 {
 	if (c->state != RR_CONN_CLOSING)
 		return;
-	if (c->out_head != NULL || (c->flags & RR_CF_SEND_INFLIGHT))
+	if (c->out_head != NULL || (c->flags & RR_CF_SEND_INFLIGHT) ||
+	    (c->tls && rr_tls_pending_bytes(c->tls) > 0))
 		return; /* the send completion calls again */
 	if ((c->flags & RR_CF_CLOSE_SENT) && (c->flags & RR_CF_CLOSE_RCVD)) {
 		/* Close handshake complete: the peer sends nothing more, so the
@@ -525,35 +532,10 @@ static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route
 		arm_recv(core, c);
 }
 
-static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uint8_t route,
-		     struct rr_route *rt, const char accept[29], const uint8_t *extra,
-		     size_t extra_len)
+static void handoff_submit(struct rr_core *core, struct rr_conn *c)
 {
-	struct rr_core *dst = &core->broker->cores[home];
-	if (core->handoffs_inflight >= RR_HANDOFF_INFLIGHT_MAX) {
-		reply_and_close(core, c, 503, NULL);
-		return;
-	}
-	struct rr_handoff *h = malloc(sizeof(*h) + extra_len);
-	if (h == NULL) {
-		reply_and_close(core, c, 503, NULL);
-		return;
-	}
-	h->route = route;
-	h->room_len = (uint8_t)rt->room.n;
-	memcpy(h->room, rt->room.p, rt->room.n);
-	h->room[rt->room.n] = '\0';
-	memcpy(h->accept, accept, 29);
-	h->ip = c->ip;
-	h->extra_len = (uint32_t)extra_len;
-	if (extra_len)
-		memcpy(h->extra, extra, extra_len);
-
-	free(c->hs);
-	c->hs = NULL;
-	rr_timer_cancel(&core->wheel, &c->timer);
-	c->state = RR_CONN_HANDOFF;
-	core->handoffs_inflight++;
+	struct rr_handoff *h = c->handoff;
+	struct rr_core *dst = &core->broker->cores[h->home];
 
 	/* IORING_MSG_SEND_FD: install our fixed file in the home core's table
 	 * (any free slot) and post a CQE there carrying the record. */
@@ -564,10 +546,50 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uin
 	sqe->addr3 = (uint64_t)c->fd;
 	sqe->file_index = IORING_FILE_INDEX_ALLOC;
 	io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_HANDOFF_OUT, c->gen, c->idx));
-	/* keep the record until the source CQE says whether it arrived */
-	c->handoff = h;
+	c->flags &= ~RR_CF_HANDOFF_WAIT;
 	c->inflight++;
 	RR_STAT_INC(core, handoffs_out);
+}
+
+static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uint8_t route,
+		     struct rr_route *rt, const char accept[29], const uint8_t *extra,
+		     size_t extra_len)
+{
+	if (core->handoffs_inflight >= RR_HANDOFF_INFLIGHT_MAX) {
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	struct rr_handoff *h = malloc(sizeof(*h) + extra_len);
+	if (h == NULL) {
+		reply_and_close(core, c, 503, NULL);
+		return;
+	}
+	h->home = home;
+	h->route = route;
+	h->room_len = (uint8_t)rt->room.n;
+	memcpy(h->room, rt->room.p, rt->room.n);
+	h->room[rt->room.n] = '\0';
+	memcpy(h->accept, accept, 29);
+	h->ip = c->ip;
+	h->tls = c->tls;
+	h->extra_len = (uint32_t)extra_len;
+	if (extra_len)
+		memcpy(h->extra, extra, extra_len);
+
+	free(c->hs);
+	c->hs = NULL;
+	rr_timer_cancel(&core->wheel, &c->timer);
+	c->state = RR_CONN_HANDOFF;
+	c->handoff = h; /* kept until the source CQE says whether it arrived */
+	core->handoffs_inflight++;
+	/* TLS handshake output (Finished, session tickets) must leave from
+	 * here first: the socket's byte stream can't be split between cores. */
+	if ((c->flags & RR_CF_SEND_INFLIGHT) || (c->tls && rr_tls_pending_bytes(c->tls) > 0)) {
+		c->flags |= RR_CF_HANDOFF_WAIT;
+		mark_dirty(core, c);
+		return;
+	}
+	handoff_submit(core, c);
 }
 
 static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len,
@@ -679,10 +701,8 @@ static void hs_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *p
 		return;
 	}
 	ssize_t r = rr_http_parse((const char *)c->hs->buf, c->hs->len, &lim, &req);
-	if (r == -EAGAIN) {
-		arm_recv(core, c);
-		return;
-	}
+	if (r == -EAGAIN)
+		return; /* rr_conn_on_recv re-arms the receive */
 	if (r == -EMSGSIZE) {
 		rr_info("conn %u: request head over the limits (%llu bytes, %u headers), "
 			"answering 431",
@@ -789,7 +809,7 @@ static void ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t 
 
 /* ---- completions ------------------------------------------------------ */
 
-void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *peer)
+void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *peer, bool tls)
 {
 	struct rr_broker *b = core->broker;
 	struct rr_conn *c = conn_alloc(core, slot);
@@ -811,8 +831,90 @@ void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *pe
 		if (over)
 			c->flags |= RR_CF_OVER_IP;
 	}
+	if (tls) {
+		struct rr_tls_ctx *ctx = rr_broker_tls_ctx(b);
+		c->tls = ctx ? rr_tls_new(ctx) : NULL;
+		if (ctx)
+			rr_tls_ctx_unref(ctx);
+		if (c->tls == NULL) {
+			rr_warn("conn %u: no TLS state (out of memory): closing", c->idx);
+			conn_kill(core, c);
+			return;
+		}
+	}
+	/* the TLS handshake counts toward the handshake timeout */
 	set_deadline(core, c, core->now_ms + b->cfg.handshake_timeout_ms);
 	arm_recv(core, c);
+}
+
+static void plain_on_data(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
+{
+	if (c->state == RR_CONN_HS)
+		hs_on_data(core, c, p, n);
+	else if (c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING)
+		ws_feed(core, c, p, n);
+	/* lingering, handing off or dead: discard */
+}
+
+/* Decrypt what the TLS layer holds and pass the plaintext on. Stops when a
+ * hand-off starts: the rest stays in the TLS object and moves with it. */
+static void tls_drain(struct rr_core *core, struct rr_conn *c)
+{
+	for (int guard = 0; guard < 1024; guard++) {
+		if (c->state != RR_CONN_HS && c->state != RR_CONN_OPEN &&
+		    c->state != RR_CONN_CLOSING)
+			break;
+		ssize_t n = rr_tls_read(c->tls, core->tls_plain, core->tls_plain_cap);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (n == -EPROTO)
+				rr_info("conn %u: TLS record error: %s", c->idx, rr_tls_error(c->tls));
+			conn_kill(core, c);
+			return;
+		}
+		plain_on_data(core, c, core->tls_plain, (size_t)n);
+	}
+	if (c->tls && rr_tls_pending_bytes(c->tls) > 0)
+		mark_dirty(core, c);
+}
+
+static void tls_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n)
+{
+	struct rr_tls *t = c->tls;
+	if (c->state != RR_CONN_HS && c->state != RR_CONN_OPEN && c->state != RR_CONN_CLOSING)
+		return;
+	if (rr_tls_feed(t, p, n) < 0) {
+		rr_info("conn %u: TLS input over %u bytes without a complete record", c->idx,
+			RR_TLS_IN_MAX);
+		conn_kill(core, c);
+		return;
+	}
+	if (!rr_tls_handshake_done(t)) {
+		int rc = rr_tls_handshake(t);
+		if (rc == -EAGAIN) {
+			if (rr_tls_pending_bytes(t) > 0)
+				mark_dirty(core, c);
+			return;
+		}
+		if (rc < 0) {
+			RR_STAT_INC(core, tls_handshake_failures);
+			rr_info("conn %u: TLS handshake failed: %s", c->idx, rr_tls_error(t));
+			/* send the alert if there is one, then close */
+			free(c->hs);
+			c->hs = NULL;
+			c->state = RR_CONN_CLOSING;
+			c->flags |= RR_CF_REPLY | RR_CF_INPUT_DONE;
+			set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
+			if (rr_tls_pending_bytes(t) > 0)
+				mark_dirty(core, c);
+			else
+				conn_maybe_finish(core, c);
+			return;
+		}
+		RR_STAT_INC(core, tls_handshakes);
+	}
+	tls_drain(core, c);
 }
 
 static bool reading_state(const struct rr_conn *c)
@@ -833,11 +935,10 @@ void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t 
 		if (res > 0) {
 			RR_STAT_ADD(core, bytes_in, (uint64_t)res);
 			c->last_rx_ms = core->now_ms;
-			if (c->state == RR_CONN_HS)
-				hs_on_data(core, c, buf, (size_t)res);
-			else if (c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING)
-				ws_feed(core, c, buf, (size_t)res);
-			/* lingering or dead: discard */
+			if (c->tls)
+				tls_on_data(core, c, buf, (size_t)res);
+			else
+				plain_on_data(core, c, buf, (size_t)res);
 		}
 		rr_core_return_buffer(core, bid);
 	}
@@ -856,8 +957,9 @@ void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t 
 			core->rearm = c;
 			c->inflight++; /* held by the rearm list */
 		}
-	} else if (!more && reading_state(c) && !(c->flags & RR_CF_RECV_ARMED)) {
-		arm_recv(core, c);
+	} else if (!more && (reading_state(c) || c->state == RR_CONN_HS) &&
+		   !(c->flags & RR_CF_RECV_ARMED)) {
+		arm_recv(core, c); /* one-shot while the request is incomplete */
 	}
 	if (!more)
 		conn_op_done(core, c);
@@ -890,6 +992,19 @@ void rr_conn_on_send(struct rr_core *core, struct rr_conn *c, int res)
 		return;
 	}
 	RR_STAT_ADD(core, bytes_out, (uint64_t)res);
+	if (c->tls) {
+		/* frames were released when encrypted; this is ciphertext */
+		rr_tls_consume(c->tls, (size_t)res);
+		c->send_nodes = 0;
+		if (c->state != RR_CONN_DEAD &&
+		    (c->out_head || rr_tls_pending_bytes(c->tls) > 0))
+			mark_dirty(core, c);
+		else if (c->state == RR_CONN_HANDOFF && (c->flags & RR_CF_HANDOFF_WAIT))
+			handoff_submit(core, c);
+		conn_maybe_finish(core, c);
+		conn_op_done(core, c);
+		return;
+	}
 	/* release what went out; a partial send leaves the rest queued */
 	size_t left = (size_t)res;
 	c->out_bytes -= (uint64_t)res;
@@ -942,6 +1057,7 @@ void rr_conn_on_op_done(struct rr_core *core, struct rr_conn *c, int kind, int r
 		c->flags |= RR_CF_HANDED_OFF;
 		c->flags &= ~RR_CF_COUNTED;
 		c->ip = NULL;
+		c->tls = NULL;
 		c->state = RR_CONN_HS; /* so conn_kill proceeds */
 		conn_kill(core, c);
 		break;
@@ -970,13 +1086,50 @@ void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
 		io_uring_sqe_set_data64(sqe, 0);
 		atomic_fetch_sub(&core->broker->live_conns, 1);
 		rr_iplimit_release(h->ip);
+		rr_tls_free(h->tls);
 		free(h);
 		return;
 	}
 	c->flags |= RR_CF_COUNTED;
 	c->ip = h->ip;
+	c->tls = h->tls;
 	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept, h->extra, h->extra_len);
 	free(h);
+	if (c->tls)
+		tls_drain(core, c); /* records that arrived with the request */
+}
+
+/* Encrypt every queued frame into as few records as fit (the frames are
+ * released at once: the ciphertext carries them now) and point iov at the
+ * pending ciphertext. Returns the iovec count, 0 when nothing to send. */
+static uint32_t tls_prepare_send(struct rr_core *core, struct rr_conn *c, struct iovec *iov)
+{
+	if (c->out_head && rr_tls_handshake_done(c->tls)) {
+		uint32_t n = 0;
+		struct rr_out *o = c->out_head;
+		while (o) {
+			n = 0;
+			for (; o && n < RR_SEND_IOV_MAX; o = o->next, n++) {
+				iov[n].iov_base = o->f->data + o->off;
+				iov[n].iov_len = o->f->len - o->off;
+			}
+			if (rr_tls_write_iov(c->tls, iov, (int)n) < 0) {
+				conn_kill(core, c);
+				return 0;
+			}
+		}
+		o = c->out_head;
+		while (o) {
+			struct rr_out *next = o->next;
+			rr_frame_unref(o->f);
+			free(o);
+			o = next;
+		}
+		c->out_head = c->out_tail = c->pong = NULL;
+		c->out_bytes = 0;
+	}
+	int n = rr_tls_pending_iov(c->tls, iov, RR_SEND_IOV_MAX);
+	return n > 0 ? (uint32_t)n : 0;
 }
 
 void rr_conn_flush_all(struct rr_core *core)
@@ -989,7 +1142,8 @@ void rr_conn_flush_all(struct rr_core *core)
 		struct rr_conn *next = c->next;
 		c->flags &= ~RR_CF_DIRTY;
 		if (c->state == RR_CONN_DEAD || c->state == RR_CONN_FREE ||
-		    (c->flags & RR_CF_SEND_INFLIGHT) || c->out_head == NULL) {
+		    (c->flags & RR_CF_SEND_INFLIGHT) ||
+		    (c->out_head == NULL && !(c->tls && rr_tls_pending_bytes(c->tls) > 0))) {
 			c = next;
 			continue;
 		}
@@ -1003,6 +1157,14 @@ void rr_conn_flush_all(struct rr_core *core)
 		struct iovec *iov = &core->iovs[core->iovs_used];
 		uint32_t n = 0;
 		size_t bytes = 0;
+		if (c->tls) {
+			n = tls_prepare_send(core, c, iov);
+			if (n == 0) {
+				c = next;
+				continue;
+			}
+			goto submit;
+		}
 		for (struct rr_out *o = c->out_head; o; o = o->next) {
 			iov[n].iov_base = o->f->data + o->off;
 			iov[n].iov_len = o->f->len - o->off;
@@ -1013,6 +1175,7 @@ void rr_conn_flush_all(struct rr_core *core)
 			if (!cork || n == RR_SEND_IOV_MAX || bytes >= RR_SEND_BYTES_MAX)
 				break;
 		}
+	submit:;
 		struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
 		if (n == 1) {
 			io_uring_prep_send(sqe, c->fd, iov[0].iov_base, iov[0].iov_len,
@@ -1053,8 +1216,11 @@ void rr_conn_release_all(struct rr_core *core)
 			continue;
 		c->inflight = 0;
 		if (c->handoff) {
-			rr_iplimit_release(c->handoff->ip);
+			/* the record still owns what it carries */
 			c->ip = NULL;
+			c->tls = NULL;
+			rr_iplimit_release(c->handoff->ip);
+			rr_tls_free(c->handoff->tls);
 		}
 		free(c->handoff);
 		c->handoff = NULL;

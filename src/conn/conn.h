@@ -51,6 +51,7 @@ enum rr_conn_flag {
 	RR_CF_OVER_LIMIT = 1u << 13, /* accepted past --max-connections */
 	RR_CF_MEMBER = 1u << 14,     /* counted as an upgraded member */
 	RR_CF_OVER_IP = 1u << 15,    /* past --max-connections-per-ip */
+	RR_CF_HANDOFF_WAIT = 1u << 16, /* hand-off waits for TLS output to leave */
 };
 
 struct rr_out {
@@ -60,6 +61,7 @@ struct rr_out {
 };
 
 struct rr_handoff;
+struct rr_tls;
 
 struct rr_hs {
 	uint32_t len, cap;
@@ -94,6 +96,7 @@ struct rr_conn {
 	struct rr_hs *hs;
 	struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
 	struct rr_ip_entry *ip;     /* with --max-connections-per-ip */
+	struct rr_tls *tls;         /* NULL on the plain port */
 };
 
 /* Reactor entry points (called by loop.c). */
@@ -101,7 +104,7 @@ void rr_conn_set_core(struct rr_core *core); /* the calling thread's core */
 struct sockaddr;
 /* A new connection in fixed-file slot; peer is NULL when accepted without
  * its address (multishot accept). */
-void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *peer);
+void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *peer, bool tls);
 void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t cqe_flags);
 void rr_conn_on_send(struct rr_core *core, struct rr_conn *c, int res);
 void rr_conn_on_op_done(struct rr_core *core, struct rr_conn *c, int kind, int res);

@@ -25,6 +25,11 @@ struct flag {
 static const struct flag flags[] = {
 	{"port", F_U32, OFF(port), "8080", 1, 65535, "TCP port of the plain listener"},
 	{"bind", F_STR, OFF(bind), "0.0.0.0", 0, 63, "address to listen on (IPv4 or IPv6)"},
+	{"tls-cert", F_STR, OFF(tls_cert), NULL, 0, 255,
+	 "PEM certificate (chain) for wss://; with --tls-key enables the TLS port"},
+	{"tls-key", F_STR, OFF(tls_key), NULL, 0, 255, "PEM private key of --tls-cert"},
+	{"tls-port", F_U32, OFF(tls_port), "8443", 1, 65535, "TCP port of the TLS listener"},
+	{"tls-only", F_BOOL, OFF(tls_only), "off", 0, 1, "serve only the TLS port (no plain port)"},
 	{"cores", F_U32, OFF(cores), NULL, 1, RR_CORES_CEIL,
 	 "reactor threads, one pinned per core"},
 	{"max-connections", F_U32, OFF(max_connections), "65536", 1, RR_MAX_CONNECTIONS_CEIL,
@@ -214,6 +219,7 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 			return rc; /* a bad default is a programmer error, but don't abort a fuzzer */
 	}
 	cfg->cores = online_cpus();
+	cfg->tls_cert[0] = cfg->tls_key[0] = '\0';
 
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -258,6 +264,18 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 		if (rc < 0)
 			return rc;
 	}
+	if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {
+		snprintf(err, err_len, "--tls-cert and --tls-key go together");
+		return -EINVAL;
+	}
+	if (cfg->tls_only && cfg->tls_cert[0] == '\0') {
+		snprintf(err, err_len, "--tls-only needs --tls-cert and --tls-key");
+		return -EINVAL;
+	}
+	if (cfg->tls_cert[0] && cfg->tls_port == cfg->port && !cfg->tls_only) {
+		snprintf(err, err_len, "--tls-port: same as --port (%u)", cfg->port);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -268,7 +286,9 @@ void rr_flags_usage(FILE *out)
 		     "K/KiB, M/MiB, G/GiB (bare numbers are bytes).\n\n");
 	for (size_t i = 0; i < NFLAGS; i++) {
 		char left[64];
-		const char *def = flags[i].def ? flags[i].def : "online CPUs";
+		const char *def = flags[i].def         ? flags[i].def
+				  : flags[i].kind == F_STR ? "none"
+							   : "online CPUs";
 		snprintf(left, sizeof(left), "--%s", flags[i].name);
 		fprintf(out, "  %-26s %s (default: %s)\n", left, flags[i].help, def);
 	}

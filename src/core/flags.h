@@ -17,6 +17,10 @@
 struct rr_config {
 	char bind[64];
 	uint32_t port;
+	char tls_cert[256];
+	char tls_key[256];
+	uint32_t tls_port;
+	bool tls_only;
 	uint32_t cores;
 	uint32_t max_connections;
 	uint32_t max_connections_per_ip;

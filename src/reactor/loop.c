@@ -16,7 +16,9 @@
 #include "core/time.h"
 #include "net/listen.h"
 #include "reactor/ud.h"
+#include "reactor/file.h"
 #include "room/room.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -93,6 +95,7 @@ static int core_init(struct rr_broker *b, struct rr_core *core, unsigned id)
 	core->id = id;
 	core->broker = b;
 	core->listen_fd = -1;
+	core->tls_listen_fd = -1;
 	core->ring_fd = -1;
 	rc = rr_ring_init(&core->ring, RR_SQ_ENTRIES, &b->features);
 	if (rc < 0) {
@@ -137,9 +140,20 @@ static int core_init(struct rr_broker *b, struct rr_core *core, unsigned id)
 		return -ENOMEM;
 	rr_wheel_init(&core->wheel, rr_now_ms());
 
-	core->listen_fd = rr_listen_open(cfg->bind, (uint16_t)cfg->port, 4096);
-	if (core->listen_fd < 0)
-		return core->listen_fd;
+	if (!cfg->tls_only) {
+		core->listen_fd = rr_listen_open(cfg->bind, (uint16_t)cfg->port, 4096);
+		if (core->listen_fd < 0)
+			return core->listen_fd;
+	}
+	if (cfg->tls_cert[0]) {
+		core->tls_listen_fd = rr_listen_open(cfg->bind, (uint16_t)cfg->tls_port, 4096);
+		if (core->tls_listen_fd < 0)
+			return core->tls_listen_fd;
+		core->tls_plain_cap = RR_TLS_RECORD_MAX + 256;
+		core->tls_plain = malloc(core->tls_plain_cap);
+		if (core->tls_plain == NULL)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -161,6 +175,9 @@ static void core_free(struct rr_core *core)
 		munmap(core->br, core->nbufs * sizeof(struct io_uring_buf));
 	if (core->listen_fd >= 0)
 		close(core->listen_fd);
+	if (core->tls_listen_fd >= 0)
+		close(core->tls_listen_fd);
+	free(core->tls_plain);
 	if (core->ring_fd >= 0)
 		io_uring_queue_exit(&core->ring);
 }
@@ -171,59 +188,75 @@ static void core_free(struct rr_core *core)
 struct rr_accept_slot {
 	struct sockaddr_storage ss;
 	socklen_t len;
+	bool tls;
 };
 
 static void arm_accept_slot(struct rr_core *core, struct rr_accept_slot *a)
 {
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
 	a->len = sizeof(a->ss);
-	io_uring_prep_accept(sqe, core->listen_fd, (struct sockaddr *)&a->ss, &a->len, 0);
+	io_uring_prep_accept(sqe, a->tls ? core->tls_listen_fd : core->listen_fd,
+			     (struct sockaddr *)&a->ss, &a->len, 0);
 	/* liburing 2.3's prep_accept_direct can't express ALLOC: set it here */
 	sqe->file_index = IORING_FILE_INDEX_ALLOC;
 	io_uring_sqe_set_data64(sqe, rr_ud_ptr(RR_UD_ACCEPT, a));
 	core->accepts_inflight++;
 }
 
+static void arm_multishot(struct rr_core *core, bool tls)
+{
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	/* no SOCK_CLOEXEC: a direct descriptor is not in the fd table at all */
+	io_uring_prep_multishot_accept_direct(sqe, tls ? core->tls_listen_fd : core->listen_fd,
+					      NULL, NULL, 0);
+	io_uring_sqe_set_data64(sqe, rr_ud_ptr(tls ? RR_UD_ACCEPT_TLS : RR_UD_ACCEPT, NULL));
+	core->accepts_inflight++;
+}
+
 static void arm_accept(struct rr_core *core)
 {
+	core->accept_armed = true;
 	if (core->broker->cfg.max_connections_per_ip) {
 		if (core->accept_slots == NULL) {
-			core->accept_slots = calloc(RR_ACCEPT_SLOTS, sizeof(struct rr_accept_slot));
+			core->accept_slots = calloc(2 * RR_ACCEPT_SLOTS, sizeof(struct rr_accept_slot));
 			if (core->accept_slots == NULL)
 				return;
 		}
-		for (unsigned i = 0; i < RR_ACCEPT_SLOTS; i++)
-			arm_accept_slot(core, &core->accept_slots[i]);
-		core->accept_armed = true;
+		for (unsigned i = 0; i < 2 * RR_ACCEPT_SLOTS; i++) {
+			struct rr_accept_slot *a = &core->accept_slots[i];
+			a->tls = i >= RR_ACCEPT_SLOTS;
+			if ((a->tls ? core->tls_listen_fd : core->listen_fd) >= 0)
+				arm_accept_slot(core, a);
+		}
 		return;
 	}
-	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
-	/* no SOCK_CLOEXEC: a direct descriptor is not in the fd table at all */
-	io_uring_prep_multishot_accept_direct(sqe, core->listen_fd, NULL, NULL, 0);
-	io_uring_sqe_set_data64(sqe, rr_ud_ptr(RR_UD_ACCEPT, NULL));
-	core->accept_armed = true;
-	core->accepts_inflight++;
+	if (core->listen_fd >= 0)
+		arm_multishot(core, false);
+	if (core->tls_listen_fd >= 0)
+		arm_multishot(core, true);
 }
 
 static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
 {
-	struct rr_accept_slot *a = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	struct rr_accept_slot *a = rr_ud_to_ptr(ud);
+	bool tls = a ? a->tls : rr_ud_kind(ud) == RR_UD_ACCEPT_TLS;
+	int lfd = tls ? core->tls_listen_fd : core->listen_fd;
+
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		core->accepts_inflight--; /* until then the listener stays open */
 	if (a) {
 		if (cqe->res >= 0)
-			rr_conn_on_accept(core, cqe->res, (struct sockaddr *)&a->ss);
+			rr_conn_on_accept(core, cqe->res, (struct sockaddr *)&a->ss, tls);
 		else if (cqe->res != -ECANCELED)
 			rr_debug("accept: %s", strerror(-cqe->res));
-		if (!core->stopped && core->listen_fd >= 0 && cqe->res != -EINVAL &&
-		    cqe->res != -EBADF)
+		if (!core->stopped && lfd >= 0 && cqe->res != -EINVAL && cqe->res != -EBADF)
 			arm_accept_slot(core, a);
 		return;
 	}
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		core->accept_armed = false;
+	bool rearm = !(cqe->flags & IORING_CQE_F_MORE);
 	if (cqe->res >= 0) {
-		rr_conn_on_accept(core, cqe->res, NULL);
+		rr_conn_on_accept(core, cqe->res, NULL, tls);
 	} else if (cqe->res == -ENFILE) {
 		static __thread uint64_t last_log;
 		if (core->now_ms - last_log > 1000) {
@@ -232,13 +265,14 @@ static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
 		}
 	} else if (cqe->res == -EINVAL || cqe->res == -EBADF) {
 		/* not transient: re-arming would spin */
-		rr_err("accept: %s; this core stops accepting", strerror(-cqe->res));
-		core->listen_fd = -1;
+		if (lfd >= 0)
+			rr_err("accept: %s; this listener stops accepting", strerror(-cqe->res));
+		rearm = false;
 	} else if (cqe->res != -ECANCELED) {
 		rr_debug("accept: %s", strerror(-cqe->res));
 	}
-	if (!core->accept_armed && !core->stopped && core->listen_fd >= 0)
-		arm_accept(core);
+	if (rearm && !core->stopped && lfd >= 0 && cqe->res != -ECANCELED)
+		arm_multishot(core, tls);
 }
 
 static void dispatch(struct rr_core *core, struct io_uring_cqe *cqe)
@@ -249,6 +283,7 @@ static void dispatch(struct rr_core *core, struct io_uring_cqe *cqe)
 
 	switch (kind) {
 	case RR_UD_ACCEPT:
+	case RR_UD_ACCEPT_TLS:
 		on_accept(core, cqe);
 		return;
 	case RR_UD_RECV:
@@ -281,6 +316,18 @@ static void dispatch(struct rr_core *core, struct io_uring_cqe *cqe)
 	default:
 		return;
 	}
+}
+
+static void close_listener(struct rr_core *core, int *fd)
+{
+	if (*fd < 0)
+		return;
+	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	io_uring_prep_cancel_fd(sqe, *fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, 0);
+	io_uring_submit(&core->ring);
+	close(*fd);
+	*fd = -1;
 }
 
 static void core_start_drain(struct rr_core *core)
@@ -325,17 +372,15 @@ static void *core_main(void *arg)
 
 		if (!core->draining && atomic_load_explicit(&b->draining, memory_order_relaxed))
 			core_start_drain(core);
-		if (core->draining && core->members_live == 0 && core->listen_fd >= 0) {
+		if (core->draining && core->members_live == 0 &&
+		    (core->listen_fd >= 0 || core->tls_listen_fd >= 0)) {
 			/* every member is gone: stop taking connections (the
 			 * other cores' listeners still answer /healthz) */
-			struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
-			io_uring_prep_cancel_fd(sqe, core->listen_fd, IORING_ASYNC_CANCEL_ALL);
-			io_uring_sqe_set_data64(sqe, 0);
-			io_uring_submit(&core->ring);
-			close(core->listen_fd);
-			core->listen_fd = -1;
+			close_listener(core, &core->listen_fd);
+			close_listener(core, &core->tls_listen_fd);
 		}
-		if (core->draining && core->listen_fd < 0 && core->conns_live == 0 &&
+		if (core->draining && core->listen_fd < 0 && core->tls_listen_fd < 0 &&
+		    core->conns_live == 0 &&
 		    core->handoffs_inflight == 0 && core->accepts_inflight == 0)
 			break; /* the last closes have completed */
 
@@ -375,6 +420,7 @@ static void *core_main(void *arg)
 		}
 	}
 	core->stopped = true;
+	rr_tls_thread_exit();
 	rr_info("core stopped");
 	return NULL;
 }
@@ -397,6 +443,9 @@ int rr_broker_init(struct rr_broker *b)
 	b->cores = calloc(b->ncores, sizeof(*b->cores));
 	if (b->cores == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&b->tls_lock, NULL);
+	if (b->cfg.tls_cert[0] && rr_broker_tls_load(b) < 0)
+		return -EINVAL;
 	for (unsigned i = 0; i < b->ncores; i++) {
 		b->cores[i].id = i;
 		b->cores[i].broker = b;
@@ -431,7 +480,10 @@ int rr_broker_start(struct rr_broker *b)
 			pthread_join(b->cores[i].thread, NULL);
 		return failed;
 	}
-	rr_info("listening on %s:%u with %u cores", b->cfg.bind, b->cfg.port, b->ncores);
+	if (!b->cfg.tls_only)
+		rr_info("listening on %s:%u with %u cores", b->cfg.bind, b->cfg.port, b->ncores);
+	if (b->cfg.tls_cert[0])
+		rr_info("listening for TLS on %s:%u", b->cfg.bind, b->cfg.tls_port);
 	return 0;
 }
 
@@ -479,4 +531,57 @@ void rr_broker_free(struct rr_broker *b)
 		core_free(&b->cores[i]);
 	free(b->cores);
 	b->cores = NULL;
+	if (b->tls_ctx)
+		rr_tls_ctx_unref(b->tls_ctx);
+	b->tls_ctx = NULL;
+	rr_tls_thread_exit();
+}
+
+int rr_broker_tls_load(struct rr_broker *b)
+{
+	char *cert = NULL, *key = NULL;
+	size_t cert_len = 0, key_len = 0;
+	char err[256];
+	struct rr_tls_ctx *ctx = NULL;
+	int rc;
+
+	rc = rr_file_read(b->cfg.tls_cert, 1 << 20, &cert, &cert_len);
+	if (rc < 0) {
+		rr_err("--tls-cert %s: %s", b->cfg.tls_cert, strerror(-rc));
+		return rc;
+	}
+	rc = rr_file_read(b->cfg.tls_key, 1 << 20, &key, &key_len);
+	if (rc < 0) {
+		rr_err("--tls-key %s: %s", b->cfg.tls_key, strerror(-rc));
+		free(cert);
+		return rc;
+	}
+	rc = rr_tls_ctx_new(&ctx, cert, cert_len, key, key_len, err, sizeof(err));
+	/* the key's bytes don't linger in freed memory */
+	explicit_bzero(key, key_len);
+	free(key);
+	free(cert);
+	if (rc < 0) {
+		rr_err("TLS certificate/key refused (%s); %s", err,
+		       b->tls_ctx ? "keeping the one in use" : "not starting");
+		return rc;
+	}
+	pthread_mutex_lock(&b->tls_lock);
+	struct rr_tls_ctx *old = b->tls_ctx;
+	b->tls_ctx = ctx;
+	pthread_mutex_unlock(&b->tls_lock);
+	if (old)
+		rr_tls_ctx_unref(old); /* connections keep their own references */
+	rr_info("TLS certificate loaded from %s", b->cfg.tls_cert);
+	return 0;
+}
+
+struct rr_tls_ctx *rr_broker_tls_ctx(struct rr_broker *b)
+{
+	pthread_mutex_lock(&b->tls_lock);
+	struct rr_tls_ctx *ctx = b->tls_ctx;
+	if (ctx)
+		rr_tls_ctx_ref(ctx);
+	pthread_mutex_unlock(&b->tls_lock);
+	return ctx;
 }

@@ -24,6 +24,7 @@
 
 struct rr_conn;
 struct rr_accept_slot;
+struct rr_tls_ctx;
 struct rr_room_table;
 struct rr_broker;
 
@@ -34,6 +35,7 @@ struct rr_core {
 	struct io_uring ring;
 	int ring_fd;
 	int listen_fd;
+	int tls_listen_fd;
 	bool accept_armed;
 	uint32_t accepts_inflight;
 	struct rr_accept_slot *accept_slots; /* with --max-connections-per-ip */
@@ -64,6 +66,10 @@ struct rr_core {
 	struct iovec *iovs;
 	uint32_t msgs_used, iovs_used, msgs_cap, iovs_cap;
 
+	/* decrypted bytes of one TLS read, passed on at once */
+	uint8_t *tls_plain;
+	size_t tls_plain_cap;
+
 	uint64_t now_ms;
 	bool draining;
 	bool stopped;
@@ -81,6 +87,8 @@ struct rr_broker {
 	atomic_uint live_conns;   /* all cores: for --max-connections */
 	atomic_bool draining;
 	atomic_bool abort_start;
+	pthread_mutex_t tls_lock;
+	struct rr_tls_ctx *tls_ctx; /* swapped on SIGHUP; under tls_lock */
 	pthread_barrier_t ready, go;
 	uint64_t start_ms;
 };
@@ -94,6 +102,12 @@ void rr_broker_drain(struct rr_broker *b);
 /* Wait up to timeout_ms for every core to finish; true if all did. */
 bool rr_broker_join(struct rr_broker *b, uint64_t timeout_ms);
 void rr_broker_free(struct rr_broker *b);
+
+/* Load (or reload) the TLS certificate and key named by the flags. On
+ * failure the context in use stays. Returns 0 or -errno (logged). */
+int rr_broker_tls_load(struct rr_broker *b);
+/* The current TLS context with a reference for the caller, or NULL. */
+struct rr_tls_ctx *rr_broker_tls_ctx(struct rr_broker *b);
 
 /* Give a provided buffer back to the ring (published at the end of the batch). */
 void rr_core_return_buffer(struct rr_core *core, uint32_t bid);

@@ -29,6 +29,7 @@ enum rr_ud_kind {
 	RR_UD_CANCEL = 10,  /* result of a cancel */
 	RR_UD_WAKE = 11,    /* a bare wake-up (shutdown, drain) */
 	RR_UD_FILE = 12,    /* pointer: a file read at start-up or reload */
+	RR_UD_ACCEPT_TLS = 13, /* multishot accept on the core's TLS listener */
 };
 
 #define RR_UD_KIND_SHIFT 56

@@ -36,7 +36,9 @@
 	X(closes_4008, counter, "idle connections closed with 4008")                      \
 	X(pings_sent, counter, "server pings sent")                                       \
 	X(recv_enobufs, counter, "receives paused because the buffer ring ran dry")       \
-	X(rooms_open, gauge, "rooms currently in memory on this core")
+	X(rooms_open, gauge, "rooms currently in memory on this core")                    \
+	X(tls_handshakes, counter, "TLS handshakes completed")                            \
+	X(tls_handshake_failures, counter, "TLS handshakes that failed")
 
 struct rr_core_stats {
 #define RR_STAT_FIELD(name, kind, help) uint64_t name;
