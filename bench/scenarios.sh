@@ -53,7 +53,8 @@ start_broker() {
 	"$broker" --port "$port" --cores 2 --log-level warn "$@" >>"$out/broker.log" 2>&1 &
 	server_pid=$!
 	for _ in $(seq 100); do
-		if exec 3<>/dev/tcp/127.0.0.1/$port 2>/dev/null; then
+		# braces: a redirection on a bare exec would apply to the whole shell
+		if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
 			printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
 			local line=
 			read -r -t 1 line <&3

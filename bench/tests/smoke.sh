@@ -46,7 +46,8 @@ healthy() {
 		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null
 		return
 	fi
-	exec 3<>/dev/tcp/127.0.0.1/$port 2>/dev/null || return 1
+	# braces: a redirection on a bare exec would apply to the whole shell
+	{ exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
 	printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
 	local line
 	read -r -t 1 line <&3
