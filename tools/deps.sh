@@ -1,0 +1,18 @@
+# Sourced by tools/run and tools/test: install the Debian 12 packages
+# ringroom needs to build, run and test. Set RINGROOM_SKIP_APT=1 to skip
+# (e.g. when iterating locally with everything already installed).
+RINGROOM_BUILD_PKGS="build-essential meson ninja-build pkg-config liburing-dev libwolfssl-dev librocksdb-dev libjansson-dev"
+RINGROOM_TEST_PKGS="python3 python3-websockets openssl clang libclang-rt-14-dev curl gnuplot-nox"
+
+rr_install() {
+	if [ "${RINGROOM_SKIP_APT:-0}" = 1 ]; then
+		return 0
+	fi
+	local sudo=""
+	if [ "$(id -u)" != 0 ]; then
+		sudo="sudo"
+	fi
+	echo "== installing packages: $*" >&2
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
