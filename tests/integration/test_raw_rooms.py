@@ -214,6 +214,7 @@ async def case_leave(port):
 
 SLOW_MSGS = 320          # x 64 KiB = 20 MiB, far past 1 MiB + kernel buffers
 SLOW_MSG_BYTES = 65536
+WINDOW = 8
 
 
 def read_slow_member(conn):
@@ -244,8 +245,14 @@ async def case_slow_consumer(port):
 
         count = {"sent": 0, "fast": 0}
 
+        progress = asyncio.Condition()
+
         async def send_all():
+            # keep at most WINDOW messages (512 KiB) ahead of the fast member,
+            # which shares this event loop: it must stay well under the cap
             for i in range(SLOW_MSGS):
+                async with progress:
+                    await progress.wait_for(lambda: count["fast"] >= i - WINDOW)
                 await sender.send(i.to_bytes(4, "big") + body)
                 count["sent"] += 1
 
@@ -255,7 +262,9 @@ async def case_slow_consumer(port):
                 if int.from_bytes(m[:4], "big") != i or m[4:] != body:
                     return "fast member: message %d wrong (index %d)" % (
                         i, int.from_bytes(m[:4], "big"))
-                count["fast"] += 1
+                async with progress:
+                    count["fast"] += 1
+                    progress.notify_all()
             return None
         try:
             res = await asyncio.wait_for(asyncio.gather(send_all(), fast_reads()), 40)
