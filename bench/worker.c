@@ -996,7 +996,6 @@ static void phase_drain(struct worker *w)
 
 static int setup(struct worker *w)
 {
-	const struct rr_bench_cfg *cfg = w->cfg;
 	struct io_uring_params p = {0};
 	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	p.cq_entries = CQ_ENTRIES;
@@ -1019,7 +1018,8 @@ static int setup(struct worker *w)
 		fprintf(stderr, "ringroom-bench: out of memory for receive buffers\n");
 		return -ENOMEM;
 	}
-	memset(w->rxbufs, 0, (size_t)RX_BUFS * RX_BUF_SIZE); /* fault in now, not mid-run */
+	/* fault in now, not mid-run (non-zero, or malloc+memset becomes calloc) */
+	memset(w->rxbufs, 0xa5, (size_t)RX_BUFS * RX_BUF_SIZE);
 	w->br = brmem;
 	io_uring_buf_ring_init(w->br);
 	struct io_uring_buf_reg reg = {
@@ -1038,7 +1038,14 @@ static int setup(struct worker *w)
 		return_buf(w, i);
 	io_uring_buf_ring_advance(w->br, (int)w->br_added);
 	w->br_added = 0;
+	return 0;
+}
 
+/* The connection slots: their cost is per connection, so they are allocated
+ * after the fixed-size ring and buffers have been measured. */
+static int setup_conns(struct worker *w)
+{
+	const struct rr_bench_cfg *cfg = w->cfg;
 	/* this worker's connections: every procs-th global index */
 	uint32_t total = rr_bench_cfg_total_conns(cfg);
 	w->nconns = total / cfg->procs + (w->id < total % cfg->procs ? 1 : 0);
@@ -1145,10 +1152,16 @@ int rr_bench_worker_run(const struct rr_bench_cfg *cfg, struct rr_bench_shared *
 			strerror(-err));
 		return 1;
 	}
-	/* measured after the rings and buffers exist, so that the growth while
-	 * connecting is what the connections themselves cost */
+	/* measured after the ring and receive buffers exist, before the slots,
+	 * so that the growth is what the connections themselves cost */
 	w->c.rss_start_kb = rr_bench_rss_kb(0);
 	w->slot->rss_start_kb = w->c.rss_start_kb;
+	err = setup_conns(w);
+	if (err < 0) {
+		fprintf(stderr, "ringroom-bench: worker %u: out of memory for %s\n", id,
+			"connection slots");
+		return 1;
+	}
 	/* bounded by the parent: it moves the phase on or aborts, and a
 	 * worker whose parent is gone exits */
 	for (;;) {
