@@ -36,6 +36,7 @@ MAX_MSG = 256 * 1024
 BROKER_ARGS = ["--max-message-bytes", "256KiB", "--ping-interval", "10m",
                "--idle-timeout", "20m"]
 NORMAL = "normal"  # expect: client closes with 1000 at the end, server echoes
+EOF_ONLY = "eof"   # expect: the server closes TCP (the client sent a FIN)
 READ_TIMEOUT = 5.0  # per frame
 EOF_TIMEOUT = 5.0   # after the server's close frame
 
@@ -49,7 +50,9 @@ class Case:
                                    seconds, before the next step (fail-fast)
          ("client_close",)         marks that the steps sent a close frame
     expect: list of ("msg", opcode, payload) / ("pong", payload), in order.
-    close: NORMAL, or a set of acceptable close codes (None = empty payload).
+         ("shutdown",)             TCP FIN from the client (SHUT_WR)
+    close: NORMAL, or a set of acceptable close codes (None = empty payload),
+    or EOF_ONLY: the server must close TCP (events are not checked then).
     """
 
     def __init__(self, name, steps, expect=(), close=NORMAL, timeout=READ_TIMEOUT):
@@ -239,6 +242,8 @@ def _run(conn, c):
                 time.sleep(st[1])
             elif st[0] == "client_close":
                 client_closed = True
+            elif st[0] == "shutdown":
+                conn.sock.shutdown(socket.SHUT_WR)
             elif st[0] == "await_close":
                 try:
                     rd.until_close(st[1])
@@ -249,6 +254,26 @@ def _run(conn, c):
             send_error = e
             break
 
+    if c.close == EOF_ONLY:
+        # the client half-closed TCP: the server must close too; a close
+        # frame on the way is allowed, its code must be a sendable one
+        deadline = time.monotonic() + EOF_TIMEOUT
+        while not conn.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "TCP not closed within %.0fs of the client's FIN" % EOF_TIMEOUT
+            try:
+                if not rd.step(left) and rd.close is not None:
+                    code = rd.close.close_code()
+                    if len(rd.close.payload) == 1 or code in (1005, 1006, 1015):
+                        return "bad close frame %r" % rd.close
+                    return None if conn.wait_eof(max(0.01, deadline - time.monotonic())) \
+                        else "close frame but TCP not closed within %.0fs" % EOF_TIMEOUT
+            except socket.timeout:
+                continue
+            except OSError:
+                return None
+        return None
     if c.close == NORMAL:
         if send_error is not None:
             return "send failed: %s" % send_error
@@ -628,6 +653,14 @@ def group7():
     for code in INVALID_CODES:
         case("7.9.%d close with invalid code %d" % (n, code), [closef(code), cc], [], 1002)
         n += 1
+    fin = ("shutdown",)
+    case("7.2.1 TCP FIN right after the handshake", [fin], [], EOF_ONLY)
+    case("7.2.2 text, then TCP FIN without a close frame", [text("bye"), fin], [], EOF_ONLY)
+    case("7.2.3 TCP FIN inside a frame header", [text("Hello")[:3], fin], [], EOF_ONLY)
+    case("7.2.4 TCP FIN inside a payload", [binary(rnd(1000, 72))[:500], fin], [], EOF_ONLY)
+    case("7.2.5 TCP FIN inside a fragmented message",
+         [text("frag", fin=False), fin], [], EOF_ONLY)
+    case("7.2.6 close frame then TCP FIN at once", [closef(1000), fin], [], EOF_ONLY)
     case("7.13.1 close 1000, one byte per send", [("chunks", closef(1000, "bye"), 1), cc],
          [], {1000})
     case("7.13.2 close while a ping is answered", [ping("a"), closef(1000), cc],
