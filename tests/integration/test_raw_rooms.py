@@ -212,6 +212,116 @@ async def case_leave(port):
         await close_all(conns)
 
 
+async def case_churn(port):
+    """Members join, send and leave (cleanly or by reset) while a sender
+    broadcasts: two stable members get every message of the stable sender,
+    in order, and nothing breaks."""
+    stable = await connect_many(port, "/raw/churn", 3)
+    sender, r1, r2 = stable
+    try:
+        await asyncio.sleep(SETTLE)
+        stop = asyncio.Event()
+
+        async def churner(k):
+            n = 0
+            while not stop.is_set() and n < 200:
+                c = await ws_connect(port, "/raw/churn")
+                await c.send("churner-%d" % k)
+                if n % 3 == 0:
+                    c.transport.abort()  # TCP reset, no close frame
+                else:
+                    await c.close()
+                n += 1
+            return n
+
+        async def stable_sender():
+            for i in range(300):
+                await sender.send(b"S%05d" % i)
+                if i % 20 == 0:
+                    await asyncio.sleep(0.01)
+
+        async def stable_reader(c):
+            want = 0
+            while want < 300:
+                m = await asyncio.wait_for(c.recv(), 15)
+                if isinstance(m, bytes) and m.startswith(b"S"):
+                    if m != b"S%05d" % want:
+                        return "got %r, expected S%05d" % (m, want)
+                    want += 1
+                elif not (isinstance(m, str) and m.startswith("churner-")):
+                    return "unexpected %r" % m[:30]
+            return None
+        churners = [asyncio.ensure_future(churner(k)) for k in range(4)]
+        try:
+            res = await asyncio.wait_for(asyncio.gather(
+                stable_sender(), stable_reader(r1), stable_reader(r2)), 45)
+        finally:
+            stop.set()
+            done = await asyncio.gather(*churners, return_exceptions=True)
+        bad = [r for r in res[1:] if r]
+        if bad:
+            return "stable member: " + "; ".join(bad)
+        errs = [d for d in done if isinstance(d, Exception)]
+        if errs:
+            return "a churner failed: %s: %s" % (type(errs[0]).__name__, errs[0])
+        if sum(done) < 20:
+            return "only %d churn cycles ran" % sum(done)
+        return None
+    finally:
+        await close_all(stable)
+
+
+async def case_abort_mid_message(port):
+    """Receivers reset their TCP while 1 MiB messages are being written to
+    them; the others still get everything."""
+    conns = await connect_many(port, "/raw/aborts", 12)
+    sender, keep, drop = conns[0], conns[1:4], conns[4:]
+    try:
+        await asyncio.sleep(SETTLE)
+        body = os.urandom(1 << 20)
+
+        async def reader(c):
+            for i in range(6):
+                m = await asyncio.wait_for(c.recv(), 20)
+                if m != body:
+                    return "message %d differs" % i
+            return None
+        readers = [asyncio.ensure_future(reader(c)) for c in keep]
+        for i in range(6):
+            await sender.send(body)
+            if i == 1:
+                for c in drop:
+                    c.transport.abort()
+        bad = [r for r in await asyncio.wait_for(asyncio.gather(*readers), 60) if r]
+        return "; ".join(bad) if bad else None
+    finally:
+        await close_all(conns)
+
+
+async def case_echo_storm(port):
+    """1000 /echo connections at once, each echoes one message."""
+    n = 1000
+
+    async def one(i):
+        c = await ws_connect(port, "/echo")
+        try:
+            await c.send("storm-%d" % i)
+            m = await asyncio.wait_for(c.recv(), 20)
+            return None if m == "storm-%d" % i else "conn %d got %r" % (i, m)
+        finally:
+            await c.close()
+    sem = asyncio.Semaphore(250)
+
+    async def limited(i):
+        async with sem:
+            try:
+                return await one(i)
+            except Exception as e:
+                return "conn %d: %s: %s" % (i, type(e).__name__, e)
+    bad = [b for b in await asyncio.gather(*(limited(i) for i in range(n))) if b]
+    return ("%d of %d failed: %s" % (len(bad), n, "; ".join(bad[:3]))) if bad else None
+
+
 SLOW_MSGS = 320          # x 64 KiB = 20 MiB, far past 1 MiB + kernel buffers
 SLOW_MSG_BYTES = 65536
 WINDOW = 8
@@ -299,6 +409,11 @@ async def run(report, port):
         ("raw: 20 members all send, each gets the 19 others", case_all_to_all(port)),
         ("raw: 500 mixed messages arrive in order", case_order(port)),
         ("raw: members leave (close and reset), room keeps working", case_leave(port)),
+        ("raw: join/leave/reset churn while broadcasting; stable members get all, in order",
+         case_churn(port)),
+        ("raw: receivers reset mid-way through 1 MiB messages; the others get all",
+         case_abort_mid_message(port)),
+        ("echo: 1000 connections (250 at a time) each echo once", case_echo_storm(port)),
     ]
     for size in SIZES:
         for is_text in (False, True):
