@@ -26,6 +26,15 @@ about a minute):
   perip  --max-connections-per-ip 10 (the probe connects from 127.0.0.3)
 /metrics is read from 127.0.0.4 so it never counts against 127.0.0.1.
 
+Memory baselines: right after start each broker is warmed up (data pushed
+through lone /raw/ members until RSS stops growing; Target.warm_up). The
+broker's receive-buffer ring (mmap'd, 1024 x 16 KiB per core by default) is
+faulted in page by page as receives cycle through it and never released, so
+without this any case that moves data "grows" RSS by up to ~32 MiB once.
+HOSTILE_WARMUP=0 skips it (to see that growth). HOSTILE_ONLY=a,b,a runs only
+the named cases, in that order (repeat one to see if a second round grows
+memory again).
+
 RINGROOM_SAN=1 (sanitizer build): RSS figures are printed but not enforced
 (ASan's quarantine and shadow memory keep freed memory resident), the RTT
 bound is doubled, and the brokers' stderr must hold no sanitizer report.
@@ -757,21 +766,39 @@ class Runner:
         self.record(name, "; ".join(problems) if problems else None, extra)
 
 
+def selected_cases():
+    """CASES, or HOSTILE_ONLY=name,name,... (in that order; a name may
+    repeat, to see whether a second round of an attack grows memory again)."""
+    only = os.environ.get("HOSTILE_ONLY")
+    if not only:
+        return CASES
+    by_name = {c[1]: c for c in CASES}
+    out = []
+    for n in only.split(","):
+        if n.strip() not in by_name:
+            raise SystemExit("HOSTILE_ONLY: no case %r (have %s)" % (n, ", ".join(by_name)))
+        out.append(by_name[n.strip()])
+    return out
+
+
 def main():
     binary = rrtest.load_binary_arg("hostile")
+    cases = selected_cases()
     started = time.monotonic()
     runner = Runner()
     targets = {}
     stopped = []
     warmups = {}
     try:
-        for key, name, fn, bound in CASES:
+        for i, (key, name, fn, bound) in enumerate(cases):
             if key not in targets:
                 args, src = BROKERS[key]
                 t = hl.Target(binary, args, "broker-" + key, probe_source=src)
                 try:
                     t.start()
-                    hist = t.warm_up(60 * KIB if key == "small" else 512 * KIB)
+                    hist = [t.rss.now()]
+                    if os.environ.get("HOSTILE_WARMUP", "1") != "0":
+                        hist = t.warm_up(60 * KIB if key == "small" else 512 * KIB)
                     print("# %s warm-up: RSS %s KiB" % (t.broker.name, " -> ".join(
                         str(h) for h in hist)), flush=True)
                     warmups[t.broker.name] = hist
@@ -786,7 +813,7 @@ def main():
                 continue
             runner.run_case(t, name, fn, bound)
             # stop a broker as soon as its last case is done
-            if all(k != key for k, _n, _f, _b in CASES[CASES.index((key, name, fn, bound)) + 1:]):
+            if all(k != key for k, _n, _f, _b in cases[i + 1:]):
                 t.stop_watchers()
                 why = t.broker.stop()
                 runner.record("%s exits 0 on SIGTERM%s" % (
