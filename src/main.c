@@ -5,6 +5,8 @@
 #include "core/flags.h"
 #include "core/log.h"
 #include "net/iplimit.h"
+#include "persist/store.h"
+#include "room/handler.h"
 #include "reactor/loop.h"
 
 #include <errno.h>
@@ -17,6 +19,7 @@
 #define RINGROOM_VERSION "0.1.0"
 
 static struct rr_broker broker;
+static struct rr_store *store;
 
 int main(int argc, char **argv)
 {
@@ -48,10 +51,34 @@ int main(int argc, char **argv)
 
 	if (rr_iplimit_init(broker.cfg.max_connections_per_ip) < 0)
 		return 1;
-	if (rr_broker_init(&broker) < 0)
+	for (uint32_t i = 0; i < broker.cfg.nhandlers; i++)
+		if (rr_handler_load_so(broker.cfg.handlers[i]) < 0)
+			return 2;
+
+	/* Storage first: rooms load from it as soon as cores take members. */
+	struct rr_store_opts so = {
+		.dir = broker.cfg.data_dir,
+		.history_size = broker.cfg.history_size,
+		.history_ttl_ms = broker.cfg.history_ttl_ms,
+		.cores = broker.cfg.cores,
+	};
+	rr_store_durability_parse(broker.cfg.durability, &so.durability);
+	if (rr_store_open(&store, &so, err, sizeof(err)) < 0) {
+		rr_err("storage: %s", err);
 		return 1;
+	}
+	rr_info("storage: %s, durability %s", broker.cfg.data_dir, broker.cfg.durability);
+	rr_handler_cfg.store = store;
+	rr_handler_cfg.session_ttl_ms = broker.cfg.session_ttl_ms;
+	rr_handler_cfg.max_attachment_bytes = (uint32_t)broker.cfg.max_attachment_bytes;
+	rr_handler_cfg.room_idle_evict_ms = broker.cfg.room_idle_evict_ms;
+	if (rr_broker_init(&broker) < 0) {
+		rr_store_close(store);
+		return 1;
+	}
 	if (rr_broker_start(&broker) < 0) {
 		rr_broker_free(&broker);
+		rr_store_close(store);
 		return 1;
 	}
 
@@ -77,6 +104,8 @@ int main(int argc, char **argv)
 		fflush(NULL);
 		_exit(0);
 	}
+	/* cores waited for their storage completions; flush and close */
+	rr_store_close(store);
 	rr_broker_free(&broker);
 	rr_iplimit_free();
 	rr_info("bye");

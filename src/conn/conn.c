@@ -25,6 +25,7 @@
 #include "net/iplimit.h"
 #include "reactor/loop.h"
 #include "reactor/ud.h"
+#include "room/handler.h"
 #include "room/room.h"
 #include "tls/tls.h"
 
@@ -44,8 +45,9 @@ struct rr_handoff {
 	char accept[29];
 	struct rr_ip_entry *ip;
 	struct rr_tls *tls; /* moves with the socket: keys, buffered records */
+	uint32_t query_len;
 	uint32_t extra_len;
-	uint8_t extra[];
+	uint8_t extra[]; /* query bytes, then the bytes after the request */
 };
 
 static void conn_kill(struct rr_core *core, struct rr_conn *c);
@@ -92,6 +94,7 @@ static void conn_release(struct rr_core *core, struct rr_conn *c)
 		free(o);
 		o = next;
 	}
+	rr_handler_conn_free(core, c);
 	rr_ws_rx_free(&c->rx);
 	rr_tls_free(c->tls);
 	c->tls = NULL;
@@ -192,25 +195,50 @@ static void out_drop_unsent(struct rr_conn *c)
 		o = next;
 	}
 	c->pong = NULL;
+	if (c->x) {
+		for (o = c->x->held_head; o; o = o->next)
+			c->out_bytes -= o->f->len;
+		rr_conn_free_list(c->x->held_head);
+		c->x->held_head = c->x->held_tail = NULL;
+		c->x->hold = false;
+	}
+}
+
+static struct rr_out *out_node(struct rr_core *core, struct rr_frame *f)
+{
+	struct rr_out *o = malloc(sizeof(*o));
+	if (o == NULL)
+		return NULL;
+	o->next = NULL;
+	o->f = rr_frame_ref(f);
+	o->off = 0;
+	RR_STAT_INC(core, frames_out);
+	return o;
 }
 
 static int out_push(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 {
-	struct rr_out *o = malloc(sizeof(*o));
+	struct rr_out *o = out_node(core, f);
 	if (o == NULL)
 		return -ENOMEM;
-	o->next = NULL;
-	o->f = rr_frame_ref(f);
-	o->off = 0;
 	if (c->out_tail)
 		c->out_tail->next = o;
 	else
 		c->out_head = o;
 	c->out_tail = o;
 	c->out_bytes += f->len;
-	RR_STAT_INC(core, frames_out);
 	mark_dirty(core, c);
 	return 0;
+}
+
+void rr_conn_free_list(struct rr_out *o)
+{
+	while (o) {
+		struct rr_out *next = o->next;
+		rr_frame_unref(o->f);
+		free(o);
+		o = next;
+	}
 }
 
 static void queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code,
@@ -232,7 +260,7 @@ static void queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code,
 	rr_frame_unref(f);
 }
 
-int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+static int conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f, bool held)
 {
 	if (c->state != RR_CONN_OPEN)
 		return -EPIPE;
@@ -245,6 +273,21 @@ int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 		rr_conn_close(core, c, RR_WS_CLOSE_TRY_LATER, "slow consumer");
 		return -ENOBUFS;
 	}
+	if (held) {
+		/* behind a replay: counted now, sent on release */
+		struct rr_out *o = out_node(core, f);
+		if (o == NULL) {
+			rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
+			return -ENOMEM;
+		}
+		if (c->x->held_tail)
+			c->x->held_tail->next = o;
+		else
+			c->x->held_head = o;
+		c->x->held_tail = o;
+		c->out_bytes += f->len;
+		return 0;
+	}
 	if (out_push(core, c, f) < 0) {
 		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
 		return -ENOMEM;
@@ -252,13 +295,39 @@ int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 	return 0;
 }
 
+int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	return conn_send(core, c, f, c->x && c->x->hold);
+}
+
+int rr_conn_send_now(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	return conn_send(core, c, f, false);
+}
+
+void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c)
+{
+	struct rr_conn_ext *x = c->x;
+	if (x == NULL || x->held_head == NULL)
+		return;
+	if (c->out_tail)
+		c->out_tail->next = x->held_head;
+	else
+		c->out_head = x->held_head;
+	c->out_tail = x->held_tail;
+	x->held_head = x->held_tail = NULL;
+	mark_dirty(core, c);
+}
+
 static void set_deadline(struct rr_core *core, struct rr_conn *c, uint64_t at_ms)
 {
 	rr_timer_set(&core->wheel, &c->timer, at_ms);
 }
 
-static void leave_room(struct rr_core *core, struct rr_conn *c)
+static void leave_room(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean)
 {
+	if (c->room && c->room->rt)
+		rr_handler_leave(core, c, code, clean);
 	rr_room_leave(core, c);
 }
 
@@ -266,7 +335,7 @@ void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const
 {
 	if (c->state != RR_CONN_OPEN)
 		return;
-	leave_room(core, c);
+	leave_room(core, c, code, code == RR_WS_CLOSE_NORMAL || code == RR_WS_CLOSE_GOING_AWAY);
 	c->state = RR_CONN_CLOSING;
 	queue_close(core, c, code, reason);
 	set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
@@ -367,7 +436,9 @@ static void conn_kill(struct rr_core *core, struct rr_conn *c)
 {
 	if (c->state == RR_CONN_DEAD || c->state == RR_CONN_FREE)
 		return;
-	leave_room(core, c);
+	leave_room(core, c, 1006, false);
+	if (c->state == RR_CONN_WAIT)
+		rr_handler_unwait(core, c);
 	member_done(core, c);
 	rr_timer_cancel(&core->wheel, &c->timer);
 	c->state = RR_CONN_DEAD;
@@ -406,6 +477,11 @@ static struct rr_core *core_of(struct rr_conn *c)
 	return tl_core;
 }
 
+struct rr_core *rr_conn_core(void)
+{
+	return tl_core;
+}
+
 static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 {
 	struct rr_conn *c = rr_container_of(t, struct rr_conn, timer);
@@ -414,6 +490,7 @@ static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 
 	switch (c->state) {
 	case RR_CONN_HS:
+	case RR_CONN_WAIT:
 		rr_info("conn %u: no complete request within %llu ms, closing", c->idx,
 			(unsigned long long)cfg->handshake_timeout_ms);
 		RR_STAT_INC(core, handshake_timeouts);
@@ -484,35 +561,14 @@ static int hs_append(struct rr_core *core, struct rr_conn *c, const uint8_t *p, 
 
 static void ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
 
-/* Become a WebSocket on this (the home) core. */
-static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route,
-			  const char *room, size_t room_len, const char accept[29],
-			  uint8_t *extra, size_t extra_len)
+int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29])
 {
-	struct rr_room *r = NULL;
-
-	if (route == RR_ROUTE_RAW) {
-		r = rr_room_get(core, route, room, room_len);
-		if (r == NULL) {
-			reply_and_close(core, c, 503, NULL);
-			return;
-		}
-		int rc = rr_room_join(core, r, c);
-		if (rc < 0) {
-			rr_room_release_if_empty(core, r);
-			rr_info("conn %u: room '%.*s' is full (%u members), answering 503", c->idx,
-				(int)room_len, room, r->count);
-			reply_and_close(core, c, 503, NULL);
-			return;
-		}
-	}
 	struct rr_frame *f = rr_http_switching(accept, NULL);
 	if (f == NULL) {
 		rr_room_leave(core, c);
 		reply_and_close(core, c, 503, NULL);
-		return;
+		return -ENOMEM;
 	}
-	c->route = route;
 	c->state = RR_CONN_OPEN;
 	c->flags |= RR_CF_MEMBER;
 	core->members_live++;
@@ -526,10 +582,51 @@ static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route
 	if (core->now_ms + cfg->idle_timeout_ms < next)
 		next = core->now_ms + cfg->idle_timeout_ms;
 	set_deadline(core, c, next);
+	arm_recv(core, c);
+	return 0;
+}
+
+void rr_conn_reject(struct rr_core *core, struct rr_conn *c, int status)
+{
+	reply_and_close(core, c, status, NULL);
+}
+
+void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
+{
+	if (c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING)
+		ws_feed(core, c, p, n);
+}
+
+/* Become a WebSocket on this (the home) core. */
+static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route,
+			  const char *room, size_t room_len, const char accept[29],
+			  const char *query, size_t query_len, uint8_t *extra, size_t extra_len)
+{
+	c->route = route;
+	if (route != RR_ROUTE_ECHO && route != RR_ROUTE_RAW) {
+		rr_handler_upgrade(core, c, route, room, room_len, accept, NULL, query, query_len,
+				   extra, extra_len);
+		return;
+	}
+	if (route == RR_ROUTE_RAW) {
+		struct rr_room *r = rr_room_get(core, route, room, room_len);
+		if (r == NULL) {
+			reply_and_close(core, c, 503, NULL);
+			return;
+		}
+		int rc = rr_room_join(core, r, c);
+		if (rc < 0) {
+			rr_room_release_if_empty(core, r);
+			rr_info("conn %u: room '%.*s' is full (%u members), answering 503", c->idx,
+				(int)room_len, room, r->count);
+			reply_and_close(core, c, 503, NULL);
+			return;
+		}
+	}
+	if (rr_conn_accept_ws(core, c, accept) < 0)
+		return;
 	if (extra_len)
 		ws_feed(core, c, extra, extra_len);
-	if (c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING)
-		arm_recv(core, c);
 }
 
 static void handoff_submit(struct rr_core *core, struct rr_conn *c)
@@ -552,14 +649,14 @@ static void handoff_submit(struct rr_core *core, struct rr_conn *c)
 }
 
 static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uint8_t route,
-		     struct rr_route *rt, const char accept[29], const uint8_t *extra,
-		     size_t extra_len)
+		     struct rr_route *rt, const char accept[29], struct rr_http_str query,
+		     const uint8_t *extra, size_t extra_len)
 {
 	if (core->handoffs_inflight >= RR_HANDOFF_INFLIGHT_MAX) {
 		reply_and_close(core, c, 503, NULL);
 		return;
 	}
-	struct rr_handoff *h = malloc(sizeof(*h) + extra_len);
+	struct rr_handoff *h = malloc(sizeof(*h) + query.n + extra_len);
 	if (h == NULL) {
 		reply_and_close(core, c, 503, NULL);
 		return;
@@ -572,9 +669,12 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uin
 	memcpy(h->accept, accept, 29);
 	h->ip = c->ip;
 	h->tls = c->tls;
+	h->query_len = (uint32_t)query.n;
+	if (query.n)
+		memcpy(h->extra, query.p, query.n);
 	h->extra_len = (uint32_t)extra_len;
 	if (extra_len)
-		memcpy(h->extra, extra, extra_len);
+		memcpy(h->extra + query.n, extra, extra_len);
 
 	free(c->hs);
 	c->hs = NULL;
@@ -596,6 +696,18 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 			struct rr_http_req *req)
 {
 	struct rr_route rt = rr_http_route(req->path);
+	const char *croom;
+	size_t croom_len;
+	unsigned custom = rr_handler_match_custom(req->path.p, req->path.n, &croom, &croom_len);
+	if (custom) {
+		if (rr_room_name_valid(croom, croom_len)) {
+			rt.kind = (enum rr_route_kind)custom;
+			rt.room.p = croom;
+			rt.room.n = croom_len;
+		} else {
+			rt.kind = RR_ROUTE_BAD_ROOM;
+		}
+	}
 	const struct rr_broker *b = core->broker;
 	bool draining = atomic_load_explicit(&b->draining, memory_order_relaxed);
 
@@ -625,8 +737,12 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 				rr_http_response(200, "text/html; charset=utf-8", rr_index_html,
 						 strlen(rr_index_html)));
 		return;
+	case RR_ROUTE_CHAT:
+		if (rr_handler_for_route(RR_ROUTE_CHAT) != NULL)
+			break;
+		/* a build without the chat handler */
+		__attribute__((fallthrough));
 	case RR_ROUTE_NONE:
-	case RR_ROUTE_CHAT: /* comes with the chat handler */
 		rr_info("conn %u: no route for '%.*s', answering 404", c->idx,
 			(int)(req->path.n > 128 ? 128 : req->path.n), req->path.p);
 		reply_and_close(core, c, 404, NULL);
@@ -637,6 +753,7 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 		return;
 	case RR_ROUTE_ECHO:
 	case RR_ROUTE_RAW:
+	default: /* --handler routes */
 		break;
 	}
 
@@ -669,16 +786,17 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 	uint8_t *extra = c->hs->buf + head_len;
 	size_t extra_len = c->hs->len - head_len;
 	unsigned home = core->id;
-	if (rt.kind == RR_ROUTE_RAW)
+	if (rt.kind != RR_ROUTE_ECHO)
 		home = rr_room_home(b, rt.room.p, rt.room.n);
 	if (home != core->id) {
-		hand_off(core, c, home, (uint8_t)rt.kind, &rt, accept, extra, extra_len);
+		hand_off(core, c, home, (uint8_t)rt.kind, &rt, accept, req->query, extra, extra_len);
 		return;
 	}
 	/* upgrade_local may feed the extra bytes; keep hs until it returns */
 	struct rr_hs *hs = c->hs;
 	c->hs = NULL;
-	upgrade_local(core, c, (uint8_t)rt.kind, rt.room.p, rt.room.n, accept, extra, extra_len);
+	upgrade_local(core, c, (uint8_t)rt.kind, rt.room.p, rt.room.n, accept, req->query.p,
+		      req->query.n, extra, extra_len);
 	free(hs);
 }
 
@@ -725,6 +843,10 @@ static int on_ws_message(void *ctx, uint8_t opcode, uint8_t *p, size_t n)
 	struct rr_conn *c = ctx;
 	struct rr_core *core = core_of(c);
 	RR_STAT_INC(core, messages_in);
+	if (c->room && c->room->rt) {
+		rr_handler_message(core, c, opcode, p, n);
+		return c->state == RR_CONN_OPEN ? 0 : 1;
+	}
 	struct rr_frame *f = rr_frame_ws(opcode, p, n);
 	if (f == NULL) {
 		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
@@ -733,7 +855,7 @@ static int on_ws_message(void *ctx, uint8_t opcode, uint8_t *p, size_t n)
 	if (c->route == RR_ROUTE_ECHO) {
 		rr_conn_send(core, c, f);
 	} else if (c->route == RR_ROUTE_RAW && c->room) {
-		rr_room_broadcast(core, c->room, f, c);
+		rr_room_broadcast_frame(core, c->room, f, c);
 	}
 	rr_frame_unref(f);
 	return c->state == RR_CONN_OPEN ? 0 : 1;
@@ -780,7 +902,7 @@ static int on_ws_close(void *ctx, uint16_t code, const uint8_t *reason, size_t n
 	c->flags |= RR_CF_CLOSE_RCVD | RR_CF_INPUT_DONE;
 	if (c->state == RR_CONN_OPEN) {
 		/* echo the peer's code (RFC 6455 5.5.1) */
-		leave_room(core, c);
+		leave_room(core, c, code == RR_WS_CLOSE_NO_STATUS ? 1005 : code, true);
 		c->state = RR_CONN_CLOSING;
 		queue_close(core, c, code, NULL);
 		set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
@@ -1093,7 +1215,8 @@ void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
 	c->flags |= RR_CF_COUNTED;
 	c->ip = h->ip;
 	c->tls = h->tls;
-	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept, h->extra, h->extra_len);
+	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept, (const char *)h->extra,
+		      h->query_len, h->extra + h->query_len, h->extra_len);
 	free(h);
 	if (c->tls)
 		tls_drain(core, c); /* records that arrived with the request */

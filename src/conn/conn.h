@@ -28,6 +28,7 @@ enum rr_conn_state {
 	RR_CONN_FREE = 0,
 	RR_CONN_HS,      /* reading the HTTP request */
 	RR_CONN_HANDOFF, /* being moved to its room's home core */
+	RR_CONN_WAIT,    /* on the home core, waiting for its room or session */
 	RR_CONN_OPEN,    /* WebSocket */
 	RR_CONN_CLOSING, /* close frame queued or sent; waiting for the peer's */
 	RR_CONN_LINGER,  /* shutdown(SHUT_WR) done; reading until EOF */
@@ -62,6 +63,7 @@ struct rr_out {
 
 struct rr_handoff;
 struct rr_tls;
+struct rr_conn_ext;
 
 struct rr_hs {
 	uint32_t len, cap;
@@ -97,6 +99,7 @@ struct rr_conn {
 	struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
 	struct rr_ip_entry *ip;     /* with --max-connections-per-ip */
 	struct rr_tls *tls;         /* NULL on the plain port */
+	struct rr_conn_ext *x;      /* handler rooms only (room/handler.h) */
 };
 
 /* Reactor entry points (called by loop.c). */
@@ -121,5 +124,18 @@ struct rr_conn *rr_conn_lookup(struct rr_core *core, uint64_t user_data);
 int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
 /* Start a WebSocket close with code (server-initiated). */
 void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const char *reason);
+
+/* For the handler runtime (room/handler.c). */
+struct rr_core *rr_conn_core(void);
+/* Answer an HTTP status before the upgrade and close. */
+void rr_conn_reject(struct rr_core *core, struct rr_conn *c, int status);
+/* Queue the 101, become a member (OPEN), start timers and the receive. */
+int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29]);
+/* Feed received WebSocket bytes (early bytes kept while waiting). */
+void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
+/* Queue past a hold (replays); move the held frames to the output. */
+int rr_conn_send_now(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
+void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c);
+void rr_conn_free_list(struct rr_out *o);
 
 #endif

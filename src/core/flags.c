@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum flag_kind { F_U32, F_SIZE, F_DUR, F_STR, F_BOOL, F_LEVEL };
+enum flag_kind { F_U32, F_SIZE, F_DUR, F_STR, F_BOOL, F_LEVEL, F_LIST };
 
 struct flag {
 	const char *name;
@@ -60,6 +60,24 @@ static const struct flag flags[] = {
 	 "provided receive buffers per core (rounded up to a power of two)"},
 	{"recv-buffer-size", F_SIZE, OFF(recv_buffer_size), "16KiB", 1024,
 	 RR_RECV_BUFFER_SIZE_CEIL, "size of each receive buffer"},
+	{"data-dir", F_STR, OFF(data_dir), "./data", 0, 255,
+	 "RocksDB data folder (created if missing; one broker per folder)"},
+	{"durability", F_STR, OFF(durability), "async", 0, 15,
+	 "when a message is acknowledged: memory, async (WAL) or sync (fsync)"},
+	{"history-size", F_U32, OFF(history_size), "1000", 1, 10000000,
+	 "messages kept per room"},
+	{"history-ttl", F_DUR, OFF(history_ttl_ms), "24h", 1000, 365ull * 24 * 3600 * 1000,
+	 "messages older than this are dropped"},
+	{"session-ttl", F_DUR, OFF(session_ttl_ms), "24h", 1000, 365ull * 24 * 3600 * 1000,
+	 "a session can be resumed this long after it was last saved"},
+	{"max-attachment-bytes", F_SIZE, OFF(max_attachment_bytes), "16KiB", 0, 1u << 20,
+	 "largest per-connection attachment a handler may store"},
+	{"room-idle-evict", F_DUR, OFF(room_idle_evict_ms), "60s", 0, RR_TIMEOUT_MS_CEIL,
+	 "a handler room without members leaves memory after this (0: at once)"},
+	{"chat-rate", F_U32, OFF(chat_rate), "20", 1, 100000,
+	 "chat messages per second per connection (burst: twice this)"},
+	{"handler", F_LIST, OFF(handlers), NULL, 0, 319,
+	 "mount a room handler from a shared object: /prefix/=./libroom.so (repeatable)"},
 	{"no-cork", F_BOOL, OFF(no_cork), "off", 0, 1,
 	 "send each frame on its own instead of one send per connection per iteration"},
 	{"log-level", F_LEVEL, OFF(log_level), "info", 0, 3, "error, warn, info or debug"},
@@ -149,6 +167,20 @@ static int set_flag(struct rr_config *cfg, const struct flag *f, const char *val
 	case F_DUR:
 		rc = rr_parse_duration_ms(val, &v);
 		break;
+	case F_LIST: {
+		uint32_t *count = &cfg->nhandlers;
+		if (*count >= 16) {
+			snprintf(err, err_len, "--%s: at most 16", f->name);
+			return -EINVAL;
+		}
+		if (strlen(val) == 0 || strlen(val) > f->max) {
+			snprintf(err, err_len, "--%s: value must be 1..%" PRIu64 " characters", f->name,
+				 f->max);
+			return -EINVAL;
+		}
+		snprintf(cfg->handlers[(*count)++], f->max + 1, "%s", val);
+		return 0;
+	}
 	case F_STR:
 		if (strlen(val) == 0 || strlen(val) > f->max) {
 			snprintf(err, err_len, "--%s: value must be 1..%" PRIu64 " characters", f->name,
@@ -264,6 +296,12 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 		if (rc < 0)
 			return rc;
 	}
+	if (strcmp(cfg->durability, "memory") != 0 && strcmp(cfg->durability, "async") != 0 &&
+	    strcmp(cfg->durability, "sync") != 0) {
+		snprintf(err, err_len, "--durability: '%s' is not memory, async or sync",
+			 cfg->durability);
+		return -EINVAL;
+	}
 	if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {
 		snprintf(err, err_len, "--tls-cert and --tls-key go together");
 		return -EINVAL;
@@ -287,7 +325,7 @@ void rr_flags_usage(FILE *out)
 	for (size_t i = 0; i < NFLAGS; i++) {
 		char left[64];
 		const char *def = flags[i].def         ? flags[i].def
-				  : flags[i].kind == F_STR ? "none"
+				  : flags[i].kind == F_STR || flags[i].kind == F_LIST ? "none"
 							   : "online CPUs";
 		snprintf(left, sizeof(left), "--%s", flags[i].name);
 		fprintf(out, "  %-26s %s (default: %s)\n", left, flags[i].help, def);

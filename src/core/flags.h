@@ -37,6 +37,16 @@ struct rr_config {
 	uint32_t recv_buffers;
 	uint64_t recv_buffer_size;
 	bool no_cork;
+	char data_dir[256];
+	char durability[16];
+	uint32_t history_size;
+	uint64_t history_ttl_ms;
+	uint64_t session_ttl_ms;
+	uint64_t max_attachment_bytes;
+	uint64_t room_idle_evict_ms;
+	uint32_t chat_rate;
+	char handlers[16][320]; /* --handler, repeatable */
+	uint32_t nhandlers;
 	int log_level;
 	bool help;
 	bool version;

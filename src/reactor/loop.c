@@ -17,6 +17,8 @@
 #include "net/listen.h"
 #include "reactor/ud.h"
 #include "reactor/file.h"
+#include "persist/store.h"
+#include "room/handler.h"
 #include "room/room.h"
 #include "tls/tls.h"
 
@@ -161,7 +163,7 @@ static void core_free(struct rr_core *core)
 {
 	rr_conn_release_all(core);
 	if (core->rooms) {
-		rr_room_table_free(core->rooms);
+		rr_room_table_free(core, core->rooms);
 		free(core->rooms);
 	}
 	free(core->msgs);
@@ -311,6 +313,9 @@ static void dispatch(struct rr_core *core, struct io_uring_cqe *cqe)
 	case RR_UD_HANDOFF_IN:
 		rr_conn_on_handoff_in(core, rr_ud_to_ptr(ud), cqe->res);
 		return;
+	case RR_UD_STORE:
+		rr_handler_store_done(core, rr_ud_to_ptr(ud));
+		return;
 	case RR_UD_WAKE:
 	case RR_UD_NONE:
 	default:
@@ -380,7 +385,7 @@ static void *core_main(void *arg)
 			close_listener(core, &core->tls_listen_fd);
 		}
 		if (core->draining && core->listen_fd < 0 && core->tls_listen_fd < 0 &&
-		    core->conns_live == 0 &&
+		    core->conns_live == 0 && core->store_inflight == 0 &&
 		    core->handoffs_inflight == 0 && core->accepts_inflight == 0)
 			break; /* the last closes have completed */
 

@@ -59,6 +59,7 @@ struct rr_core {
 	struct rr_wheel wheel;
 	struct rr_room_table *rooms;
 	uint32_t handoffs_inflight;
+	uint32_t store_inflight; /* storage requests awaiting their completion */
 
 	/* per-iteration scratch for sendmsg: consumed by the kernel at submit
 	 * (IORING_FEAT_SUBMIT_STABLE), so it is reused after each submit */

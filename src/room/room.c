@@ -3,6 +3,7 @@
 #include "conn/conn.h"
 #include "core/assert.h"
 #include "reactor/loop.h"
+#include "room/handler.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -36,19 +37,21 @@ int rr_room_table_init(struct rr_room_table *t)
 	return t->buckets ? 0 : -ENOMEM;
 }
 
-static void room_free(struct rr_room *r)
+static void room_free(struct rr_core *core, struct rr_room *r)
 {
+	if (r->rt)
+		rr_handler_room_free(core, r->rt, r);
 	free(r->members);
 	free(r);
 }
 
-void rr_room_table_free(struct rr_room_table *t)
+void rr_room_table_free(struct rr_core *core, struct rr_room_table *t)
 {
 	for (uint32_t i = 0; i < t->nbuckets; i++) {
 		struct rr_room *r = t->buckets[i];
 		while (r) {
 			struct rr_room *next = r->next;
-			room_free(r);
+			room_free(core, r);
 			r = next;
 		}
 	}
@@ -112,6 +115,8 @@ void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r)
 	struct rr_room_table *t = core->rooms;
 	if (r->count > 0 || r->busy > 0)
 		return;
+	if (r->rt && !rr_handler_room_empty(core, r))
+		return; /* hibernating or busy with storage */
 	struct rr_room **pp = &t->buckets[r->hash & (t->nbuckets - 1)];
 	while (*pp && *pp != r)
 		pp = &(*pp)->next;
@@ -119,7 +124,7 @@ void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r)
 	*pp = r->next;
 	t->count--;
 	RR_STAT_DEC(core, rooms_open);
-	room_free(r);
+	room_free(core, r);
 }
 
 int rr_room_join(struct rr_core *core, struct rr_room *r, struct rr_conn *c)
@@ -163,8 +168,8 @@ void rr_room_leave(struct rr_core *core, struct rr_conn *c)
 	}
 }
 
-void rr_room_broadcast(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
-		       struct rr_conn *except)
+void rr_room_broadcast_frame(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
+			     struct rr_conn *except)
 {
 	RR_STAT_INC(core, broadcasts);
 	/* Backwards: a member dropped as a slow consumer leaves the room

@@ -15,6 +15,7 @@
 
 struct rr_core;
 struct rr_conn;
+struct rr_room_rt;
 
 #define RR_ROOM_NAME_MAX 128
 
@@ -24,6 +25,7 @@ struct rr_room {
 	struct rr_conn **members;
 	uint32_t count, cap;
 	uint32_t busy; /* > 0 while a broadcast walks the members */
+	struct rr_room_rt *rt; /* handler rooms (room/handler.h); NULL for /raw/ */
 	uint8_t kind; /* rr_route_kind: /raw/ and /chat/ rooms of one name differ */
 	uint8_t name_len;
 	char name[RR_ROOM_NAME_MAX + 1];
@@ -37,7 +39,7 @@ struct rr_room_table {
 uint64_t rr_room_hash(const char *name, size_t n);
 
 int rr_room_table_init(struct rr_room_table *t);
-void rr_room_table_free(struct rr_room_table *t);
+void rr_room_table_free(struct rr_core *core, struct rr_room_table *t);
 
 /* Find or create the room; NULL when out of memory. */
 struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name, size_t n);
@@ -48,7 +50,7 @@ void rr_room_leave(struct rr_core *core, struct rr_conn *c);
 /* Free r if it has no members. */
 void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r);
 /* Queue f on every member but except (may be NULL). */
-void rr_room_broadcast(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
-		       struct rr_conn *except);
+void rr_room_broadcast_frame(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
+			     struct rr_conn *except);
 
 #endif

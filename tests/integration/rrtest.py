@@ -21,6 +21,7 @@ import base64
 import hashlib
 import os
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -96,6 +97,23 @@ def extra_args_from_env():
     return shlex.split(os.environ.get("RINGROOM_EXTRA_ARGS", ""))
 
 
+_help_cache = {}
+
+
+def broker_has_flag(binary, flag):
+    """Whether `binary --help` lists flag (cached per binary)."""
+    if binary.endswith(".py"):
+        return False
+    if binary not in _help_cache:
+        try:
+            out = subprocess.run([binary, "--help"], stdin=subprocess.DEVNULL,
+                                 capture_output=True, timeout=10)
+            _help_cache[binary] = (out.stdout + out.stderr).decode("utf-8", "replace")
+        except (OSError, subprocess.TimeoutExpired):
+            _help_cache[binary] = ""
+    return flag in _help_cache[binary]
+
+
 class Broker:
     """A broker process on 127.0.0.1:<free port>, stderr in a temp file."""
 
@@ -110,6 +128,12 @@ class Broker:
         fd, self.stderr_path = tempfile.mkstemp(prefix="ringroom-%s-" % name,
                                                 suffix=".stderr")
         os.close(fd)
+        # each broker gets its own RocksDB folder (one broker per folder),
+        # when the binary has persistence (--data-dir in its --help)
+        self.data_dir = None
+        if "--data-dir" not in self.args and broker_has_flag(binary, "--data-dir"):
+            self.data_dir = tempfile.mkdtemp(prefix="ringroom-%s-data-" % name)
+            self.args += ["--data-dir", self.data_dir]
 
     def argv(self):
         cmd = [self.binary]
@@ -225,6 +249,8 @@ class Broker:
             os.unlink(self.stderr_path)
         except OSError:
             pass
+        if self.data_dir and not self.running():
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def finish_suite(report, brokers, stop_results=None):
