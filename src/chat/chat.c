@@ -66,11 +66,11 @@
 #define CHAT_BUCKET_ELAPSED_MAX 10000000ull
 
 static struct rr_chat_config chat_cfg = {
-	.rate_per_s = RR_CHAT_RATE_DEFAULT,
-	.rate_burst = RR_CHAT_BURST_DEFAULT,
-	.max_content_bytes = RR_CHAT_CONTENT_DEFAULT,
-	.heartbeat_ms = RR_CHAT_HEARTBEAT_DEFAULT,
-	.initial_messages = RR_CHAT_INITIAL_DEFAULT,
+    .rate_per_s = RR_CHAT_RATE_DEFAULT,
+    .rate_burst = RR_CHAT_BURST_DEFAULT,
+    .max_content_bytes = RR_CHAT_CONTENT_DEFAULT,
+    .heartbeat_ms = RR_CHAT_HEARTBEAT_DEFAULT,
+    .initial_messages = RR_CHAT_INITIAL_DEFAULT,
 };
 
 void rr_chat_configure(const struct rr_chat_config *cfg)
@@ -92,7 +92,7 @@ struct chat_member {
 	uint64_t gen; /* tells this member from a later one with its session */
 	char *user_id, *user_name;
 	bool perm_write;
-	bool live;         /* past its initial_state / replay */
+	bool live;	       /* past its initial_state / replay */
 	uint64_t tokens_milli; /* token bucket, 1000 per frame */
 	uint64_t refill_ms;
 	struct chat_sync *sync; /* the replay holding its output, or NULL */
@@ -107,6 +107,7 @@ struct chat_append {
 	uint64_t id;
 	int res;
 	bool done;
+	bool bad_id; /* numbered otherwise than predicted: never shown */
 	char session[];
 };
 
@@ -121,9 +122,9 @@ struct chat_sync {
 	struct chat_sync *prev, *next; /* the room's list, freed at evict */
 	enum chat_read_kind kind;
 	uint64_t gen;
-	uint64_t after;  /* replay: newest id sent so far */
+	uint64_t after;	 /* replay: newest id sent so far */
 	uint64_t target; /* replay/initial: the hold point */
-	uint32_t limit;  /* history */
+	uint32_t limit;	 /* history */
 	char session[];
 };
 
@@ -274,27 +275,25 @@ static void chat_buf_json(struct chat_buf *b, const json_t *v)
 	free(s);
 }
 
-/* A stored message is a JSON object without its id ({"userId":...}); the
- * message object puts the id first: {"id":N,"userId":...}. */
+/* A stored message is the protocol's message object itself, id first
+ * ({"id":N,"userId":...}, the form src/chat/chat_json.h documents), so
+ * frames built from the log are concatenations: nothing is re-parsed. */
 static bool chat_stored_ok(const void *data, size_t len)
 {
 	const char *s = data;
 	return len > 2 && s[0] == '{' && s[len - 1] == '}';
 }
 
-static void chat_buf_message(struct chat_buf *b, uint64_t id, const void *data, size_t len)
+static void chat_buf_message(struct chat_buf *b, const void *data, size_t len)
 {
-	char head[40];
-	int n = snprintf(head, sizeof(head), "{\"id\":%" PRIu64 ",", id);
-	chat_buf_add(b, head, (size_t)n);
-	chat_buf_add(b, (const char *)data + 1, len - 1);
+	chat_buf_add(b, data, len);
 }
 
 /* {"type":"message","message":{...}} */
-static void chat_buf_message_frame(struct chat_buf *b, uint64_t id, const void *data, size_t len)
+static void chat_buf_message_frame(struct chat_buf *b, const void *data, size_t len)
 {
 	chat_buf_str(b, "{\"type\":\"message\",\"message\":");
-	chat_buf_message(b, id, data, len);
+	chat_buf_message(b, data, len);
 	chat_buf_str(b, "}");
 }
 
@@ -413,13 +412,13 @@ static void chat_member_go_live(struct chat_member *m, uint64_t last_id)
 
 static void chat_send_synced(struct chat_member *m, bool recovered, uint64_t last_id)
 {
-	json_t *o = json_pack("{s:s, s:b, s:I}", "type", "synced", "recovered", recovered,
-			      "lastId", (json_int_t)last_id);
+	json_t *o = json_pack("{s:s, s:b, s:I}", "type", "synced", "recovered", recovered, "lastId",
+			      (json_int_t)last_id);
 	chat_send_obj(m->conn, o, true);
 }
 
-static void chat_read_done(struct rr_room *room, void *arg, int res,
-			   const struct rr_log_entry *e, size_t n, bool more);
+static void chat_read_done(struct rr_room *room, void *arg, int res, const struct rr_log_entry *e,
+			   size_t n, bool more);
 
 /* Read the next page of a replay. Returns 0 or the error of the read call. */
 static int chat_replay_next(struct rr_room *room, struct chat_sync *s)
@@ -430,22 +429,35 @@ static int chat_replay_next(struct rr_room *room, struct chat_sync *s)
 }
 
 static void chat_replay_page(struct rr_room *room, struct chat_room *st, struct chat_sync *s,
-			     struct chat_member *m, int res, const struct rr_log_entry *e,
-			     size_t n, bool more)
+			     struct chat_member *m, int res, const struct rr_log_entry *e, size_t n,
+			     bool more)
 {
 	bool recovered = res == 0;
+	uint64_t before = s->after;
 	for (size_t i = 0; res == 0 && i < n; i++) {
-		if (e[i].id <= s->after || e[i].id > s->target || !chat_stored_ok(e[i].data, e[i].len))
+		if (e[i].id <= s->after)
 			continue;
-		struct chat_buf b = {0};
-		chat_buf_message_frame(&b, e[i].id, e[i].data, e[i].len);
-		if (!b.failed)
-			rr_member_send_now(m->conn, RR_TEXT, b.p, b.len);
-		else
-			recovered = false;
-		free(b.p);
+		if (e[i].id > s->target)
+			break;
 		s->after = e[i].id;
+		if (!chat_stored_ok(e[i].data, e[i].len))
+			continue; /* not a chat message: nothing to show */
+		struct chat_buf b = {0};
+		chat_buf_message_frame(&b, e[i].data, e[i].len);
+		int rc = b.failed ? -ENOMEM : rr_member_send_now(m->conn, RR_TEXT, b.p, b.len);
+		free(b.p);
+		if (rc == -EPIPE || rc == -ENOBUFS) {
+			/* it is being closed (a replay larger than its queue
+			 * cap): it reconnects and replays from where it got */
+			m->sync = NULL;
+			chat_sync_free(st, s);
+			return;
+		}
+		if (rc < 0)
+			recovered = false;
 	}
+	if (s->after == before)
+		more = false; /* no progress: never read the same page twice */
 	/* Everything up to the target is durable (broadcast only once
 	 * stored), so the reads end when they reach it or the log ends. */
 	if (res == 0 && more && n > 0 && s->after < s->target) {
@@ -469,7 +481,7 @@ static void chat_initial_state(struct rr_room *room, struct chat_room *st, struc
 			continue;
 		if (!first)
 			chat_buf_str(&b, ",");
-		chat_buf_message(&b, e[i].id, e[i].data, e[i].len);
+		chat_buf_message(&b, e[i].data, e[i].len);
 		first = false;
 	}
 	chat_buf_str(&b, "],\"onlineUsers\":[");
@@ -489,7 +501,8 @@ static void chat_initial_state(struct rr_room *room, struct chat_room *st, struc
 		listed++;
 	}
 	char tail[64];
-	int tn = snprintf(tail, sizeof(tail), "],\"onlineCount\":%zu}", json_object_size(st->users));
+	int tn =
+	    snprintf(tail, sizeof(tail), "],\"onlineCount\":%zu}", json_object_size(st->users));
 	chat_buf_add(&b, tail, (size_t)tn);
 	if (!b.failed)
 		rr_member_send_now(m->conn, RR_TEXT, b.p, b.len);
@@ -502,8 +515,7 @@ static void chat_history_reply(struct rr_room *room, struct chat_member *m, int 
 			       const struct rr_log_entry *e, size_t n)
 {
 	if (res < 0) {
-		chat_send_error(m->conn, "storage_unavailable", "reading the history failed",
-				NULL);
+		chat_send_error(m->conn, "storage_unavailable", "reading the history failed", NULL);
 		return;
 	}
 	struct chat_buf b = {0};
@@ -514,7 +526,7 @@ static void chat_history_reply(struct rr_room *room, struct chat_member *m, int 
 			continue;
 		if (!first)
 			chat_buf_str(&b, ",");
-		chat_buf_message(&b, e[i].id, e[i].data, e[i].len);
+		chat_buf_message(&b, e[i].data, e[i].len);
 		first = false;
 	}
 	/* older ones remain when the oldest returned is past the first
@@ -526,8 +538,8 @@ static void chat_history_reply(struct rr_room *room, struct chat_member *m, int 
 	free(b.p);
 }
 
-static void chat_read_done(struct rr_room *room, void *arg, int res,
-			   const struct rr_log_entry *e, size_t n, bool more)
+static void chat_read_done(struct rr_room *room, void *arg, int res, const struct rr_log_entry *e,
+			   size_t n, bool more)
 {
 	struct chat_room *st = chat_state(room);
 	struct chat_sync *s = arg;
@@ -605,17 +617,21 @@ static void chat_append_flush(struct rr_room *room, struct chat_room *st)
 		if (st->ap_head == NULL)
 			st->ap_tail = NULL;
 		struct rr_conn *c = rr_room_member_by_session(room, a->session);
+		if (a->res == 0 && a->bad_id)
+			a->res = -EPROTO;
 		if (a->res == 0) {
 			struct chat_buf b = {0};
-			chat_buf_message_frame(&b, a->id, a->stored, a->stored_len);
+			chat_buf_message_frame(&b, a->stored, a->stored_len);
 			if (!b.failed)
 				rr_room_broadcast(room, RR_TEXT, b.p, b.len, NULL);
 			free(b.p);
 			if (a->id > st->last_bcast)
 				st->last_bcast = a->id;
-			if (c && a->request_id) {
-				json_t *o = json_pack("{s:s, s:O, s:I}", "type", "ack", "requestId",
-						      a->request_id, "id", (json_int_t)a->id);
+			if (c) { /* without a requestId the ack still says "durable" */
+				json_t *o =
+				    json_pack("{s:s, s:I}", "type", "ack", "id", (json_int_t)a->id);
+				if (o && a->request_id)
+					json_object_set(o, "requestId", a->request_id);
 				chat_send_obj(c, o, false);
 			}
 		} else if (c) {
@@ -676,22 +692,26 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 		chat_send_error(m->conn, "invalid_format", "content must be a string", rid);
 		return;
 	}
-	if (chat_cfg.max_content_bytes && json_string_length(content) > chat_cfg.max_content_bytes) {
+	if (chat_cfg.max_content_bytes &&
+	    json_string_length(content) > chat_cfg.max_content_bytes) {
 		chat_send_error(m->conn, "too_large", "content is too long", rid);
 		return;
 	}
 	json_t *thread = json_object_get(req, "threadId");
 	if (thread && !json_is_null(thread) && !chat_id_valid(thread, CHAT_THREAD_ID_MAX)) {
 		bool len = json_is_string(thread);
-		chat_send_error(m->conn, len ? "too_large" : "invalid_format",
-				len ? "threadId is too long" : "threadId must be a string or a number",
-				rid);
+		chat_send_error(
+		    m->conn, len ? "too_large" : "invalid_format",
+		    len ? "threadId is too long" : "threadId must be a string or a number", rid);
 		return;
 	}
-	json_t *stored_obj = json_pack("{s:s, s:s, s:O, s:I, s:O}", "userId", m->user_id,
-				       "username", m->user_name, "content", content, "timestamp",
-				       (json_int_t)rr_now_wall_ms(), "threadId",
-				       thread ? thread : json_null());
+	/* rr_log_append() gives the next id, the newest plus one: it goes
+	 * into the stored object so the log holds the message as sent */
+	uint64_t next_id = rr_log_last_id(room) + 1;
+	json_t *stored_obj =
+	    json_pack("{s:I, s:s, s:s, s:O, s:I, s:O}", "id", (json_int_t)next_id, "userId",
+		      m->user_id, "username", m->user_name, "content", content, "timestamp",
+		      (json_int_t)rr_now_wall_ms(), "threadId", thread ? thread : json_null());
 	char *stored = stored_obj ? json_dumps(stored_obj, JSON_COMPACT) : NULL;
 	json_decref(stored_obj);
 	const char *session = rr_member_session(m->conn);
@@ -729,13 +749,17 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 			chat_send_error(m->conn, "rate_limited", "storage is busy: retry later",
 					rid);
 		else
-			chat_send_error(m->conn, "storage_unavailable", "message not stored",
-					rid);
+			chat_send_error(m->conn, "storage_unavailable", "message not stored", rid);
 		chat_append_free(a);
 		return;
 	}
 	if (a->id == 0)
 		a->id = id;
+	if (id != next_id) {
+		/* the runtime numbered it otherwise: the stored copy names the
+		 * wrong id; never show it (the client sees an error) */
+		a->bad_id = true;
+	}
 	chat_append_flush(room, st);
 }
 
@@ -756,8 +780,7 @@ static void chat_on_typing(struct rr_room *room, struct chat_member *m, json_t *
 	chat_broadcast_obj(room, o, m->conn);
 }
 
-static void chat_on_presence(struct rr_room *room, struct chat_member *m, json_t *req,
-			     json_t *rid)
+static void chat_on_presence(struct rr_room *room, struct chat_member *m, json_t *req, json_t *rid)
 {
 	json_t *s = json_object_get(req, "status");
 	if (!json_is_string(s)) {
@@ -867,8 +890,9 @@ static void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, vo
 		chat_send_obj(c, json_pack("{s:s}", "type", "pong"), false);
 	} else if (strcmp(type, "heartbeat") == 0) {
 		/* normally answered by the auto-response before it gets here */
-		chat_send_obj(c, json_pack("{s:s, s:I}", "type", "heartbeat_ack", "timestamp",
-					   (json_int_t)rr_now_wall_ms()),
+		chat_send_obj(c,
+			      json_pack("{s:s, s:I}", "type", "heartbeat_ack", "timestamp",
+					(json_int_t)rr_now_wall_ms()),
 			      false);
 	} else {
 		chat_send_error(c, "unknown_type", "unknown type", rid);
@@ -976,9 +1000,9 @@ static bool chat_attachment_identity(struct rr_conn *c, char **uid, char **uname
 static void chat_attachment_write(struct rr_conn *c, struct chat_member *m, bool perm_read,
 				  json_int_t joined)
 {
-	json_t *o = json_pack("{s:s, s:s, s:o, s:I}", "userId", m->user_id, "username",
-			      m->user_name, "perms", chat_perms_json(perm_read, m->perm_write),
-			      "joinedAt", joined);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:o, s:I}", "userId", m->user_id, "username", m->user_name,
+		      "perms", chat_perms_json(perm_read, m->perm_write), "joinedAt", joined);
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	/* best effort: a session that cannot keep it (-E2BIG under a tiny
@@ -1024,16 +1048,15 @@ static void chat_send_welcome(struct rr_room *room, struct chat_room *st, struct
 	size_t nl;
 	const char *name = rr_room_name(room, &nl);
 	const char *resume = rr_member_resume_token(c);
-	json_t *user = json_pack("{s:s, s:s, s:o, s:I}", "id", m->user_id, "name", m->user_name,
-				 "perms", chat_perms_json(info->perm_read, m->perm_write),
-				 "joinedAt", joined);
+	json_t *user =
+	    json_pack("{s:s, s:s, s:o, s:I}", "id", m->user_id, "name", m->user_name, "perms",
+		      chat_perms_json(info->perm_read, m->perm_write), "joinedAt", joined);
 	/* resume is null on a resumed session: its token stays the same */
 	json_t *o = json_pack("{s:s, s:s%, s:s, s:o, s:b, s:s, s:I, s:o, s:I}", "type", "welcome",
 			      "room", name, nl, "session", rr_member_session(c), "resume",
-			      resume ? json_string(resume) : json_null(), "resumed",
-			      info->resumed, "epoch", rr_log_epoch(room), "lastId",
-			      (json_int_t)st->last_bcast, "user", user, "heartbeatMs",
-			      (json_int_t)chat_cfg.heartbeat_ms);
+			      resume ? json_string(resume) : json_null(), "resumed", info->resumed,
+			      "epoch", rr_log_epoch(room), "lastId", (json_int_t)st->last_bcast,
+			      "user", user, "heartbeatMs", (json_int_t)chat_cfg.heartbeat_ms);
 	chat_send_obj(c, o, true);
 }
 
@@ -1062,8 +1085,8 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 	 * connection's token, the latest word on them. A token naming
 	 * another user cannot take over the session. */
 	json_int_t joined = (json_int_t)rr_now_wall_ms();
-	bool from_att = info->resumed &&
-			chat_attachment_identity(c, &m->user_id, &m->user_name, &joined);
+	bool from_att =
+	    info->resumed && chat_attachment_identity(c, &m->user_id, &m->user_name, &joined);
 	if (from_att && strncmp(info->user_id, "anon-", 5) != 0 &&
 	    strcmp(info->user_id, m->user_id) != 0) {
 		chat_member_free(m);
@@ -1122,9 +1145,8 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 				rc = -ENOMEM;
 			} else {
 				s->target = target;
-				rc = rr_log_read_before(room, target + 1,
-							chat_cfg.initial_messages, chat_read_done,
-							s);
+				rc = rr_log_read_before(room, target + 1, chat_cfg.initial_messages,
+							chat_read_done, s);
 				if (rc < 0)
 					chat_sync_free(st, s);
 				else
@@ -1215,15 +1237,15 @@ static void chat_evict(struct rr_room *room)
 }
 
 static const struct rr_handler chat_handler = {
-	.abi = RR_HANDLER_ABI,
-	.name = "chat",
-	.state_size = sizeof(struct chat_room),
-	.durable = true,
-	.init = chat_init,
-	.evict = chat_evict,
-	.open = chat_open,
-	.message = chat_message,
-	.close = chat_close,
+    .abi = RR_HANDLER_ABI,
+    .name = "chat",
+    .state_size = sizeof(struct chat_room),
+    .durable = true,
+    .init = chat_init,
+    .evict = chat_evict,
+    .open = chat_open,
+    .message = chat_message,
+    .close = chat_close,
 };
 
 const struct rr_handler *rr_chat_handler(void)
