@@ -1,0 +1,147 @@
+"""The example shared-object handler (examples/counter_room.c), loaded with
+--handler, serving rooms: room storage survives a restart, tags route
+targeted sends and can change, attachments are per member, and a bad
+--handler value is refused with exit status 2."""
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+import rrtest  # noqa: E402
+import websockets  # noqa: E402
+
+
+async def recv(ws, t=5):
+    return await asyncio.wait_for(ws.recv(), t)
+
+
+async def quiet(ws, t=0.4):
+    try:
+        m = await asyncio.wait_for(ws.recv(), t)
+        return m
+    except asyncio.TimeoutError:
+        return None
+
+
+async def case_counter(port):
+    url = "ws://127.0.0.1:%d/counter/room1" % port
+    a = await websockets.connect(url)
+    b = await websockets.connect(url)
+    try:
+        await a.send("incr")
+        ra, rb = await recv(a), await recv(b)
+        if ra != rb:
+            return "members saw different counts: %r %r" % (ra, rb)
+        first = int(ra.split()[1])
+        await b.send("incr")
+        ra, rb = await recv(a), await recv(b)
+        if ra != "count %d" % (first + 1) or rb != ra:
+            return "second incr: %r %r" % (ra, rb)
+        await a.send("get")
+        g = await recv(a)
+        if g != "count %d" % (first + 1):
+            return "get after two incr: %r" % g
+        return None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def get_count(port):
+    async with websockets.connect("ws://127.0.0.1:%d/counter/room1" % port) as ws:
+        await ws.send("get")
+        return await recv(ws)
+
+
+async def case_tags(port):
+    url = "ws://127.0.0.1:%d/counter/tagroom" % port
+    ws = [await websockets.connect(url) for _ in range(4)]
+    try:
+        await ws[0].send("tag red blue")
+        await ws[1].send("tag red")
+        await ws[2].send("tag green")
+        for i in range(3):
+            if await recv(ws[i]) != "tagged":
+                return "tag not acknowledged"
+        await ws[3].send("to red hello-red")
+        got = [await quiet(w) for w in ws]
+        if got != ["hello-red", "hello-red", None, None]:
+            return "targeted send to red reached %r" % got
+        await ws[3].send("who red")
+        if await recv(ws[3]) != "members 2":
+            return "who red"
+        # tags change later (unlike Durable Objects)
+        await ws[0].send("tag green")
+        await recv(ws[0])
+        await ws[3].send("to green hello-green")
+        got = [await quiet(w) for w in ws]
+        if got != ["hello-green", None, "hello-green", None]:
+            return "after retagging, send to green reached %r" % got
+        await ws[3].send("tag " + "x" * 257)
+        if await recv(ws[3]) != "bad tags":
+            return "a 257-byte tag was accepted"
+        return None
+    finally:
+        for w in ws:
+            await w.close()
+
+
+async def case_attachment(port):
+    url = "ws://127.0.0.1:%d/counter/noteroom" % port
+    a = await websockets.connect(url)
+    b = await websockets.connect(url)
+    try:
+        await a.send("note alice-was-here")
+        if await recv(a) != "noted":
+            return "note not stored"
+        await b.send("mynote")
+        if await recv(b) != "note ":
+            return "b sees a's attachment"
+        await a.send("mynote")
+        r = await recv(a)
+        return None if r == "note alice-was-here" else "attachment read back as %r" % r
+    finally:
+        await a.close()
+        await b.close()
+
+
+def main():
+    binary = rrtest.load_binary_arg("example_handler")
+    so = sys.argv[2]
+    report = rrtest.Report("example_handler")
+    data = tempfile.mkdtemp(prefix="ringroom-example-data-")
+    args = ["--handler", "/counter/=" + so, "--data-dir", data]
+    b = rrtest.Broker(binary, args, name="example-handler")
+    b2 = None
+    try:
+        b.start()
+        report.run("counter: incr broadcast to members, stored in room storage",
+                   lambda: asyncio.run(case_counter(b.port)))
+        report.run("tags: targeted sends reach exactly the tagged members; tags change",
+                   lambda: asyncio.run(case_tags(b.port)))
+        report.run("attachment: per member", lambda: asyncio.run(case_attachment(b.port)))
+        before = asyncio.run(get_count(b.port))
+        st = b.stop()
+        report.check("example-handler exits 0 on SIGTERM",
+                     st)
+        b = None
+        b2 = rrtest.Broker(binary, args, name="example-handler-restart")
+        b2.start()
+        after = asyncio.run(get_count(b2.port))
+        report.check("room storage survives a restart",
+                     None if after == before and before != "count 0" else
+                     "before %r after %r" % (before, after))
+        bad = subprocess.run([binary, "--handler", "/x/=/nonexistent.so", "--data-dir", data],
+                             capture_output=True, timeout=10)
+        report.check("a missing handler object exits 2 naming it",
+                     None if bad.returncode == 2 and b"/nonexistent.so" in bad.stderr else
+                     "status %d: %r" % (bad.returncode, bad.stderr[-200:]))
+    except Exception as e:
+        report.fail("example handler", "%s: %s" % (type(e).__name__, e))
+    return rrtest.finish_suite(report, [x for x in (b, b2) if x])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
