@@ -53,6 +53,7 @@ struct rr_bench_cfg {
 	int server_pid;		      /* idle: measure this process's RSS and CPU */
 	bool json;
 	bool quiet;
+	uint32_t run_id; /* random per run, in every stamp */
 };
 
 /* Connections the run opens (fanout: rooms x members). */
@@ -80,6 +81,7 @@ struct rr_bench_slot {
 	uint64_t measured;	  /* received with a stamp inside the measured window */
 	uint64_t cycles;	  /* churn: cycles completed inside the window */
 	uint64_t misrouted;	  /* a message from a publisher this receiver must not hear */
+	uint64_t foreign;	  /* stamped by another run: ignored, reported */
 	uint64_t dropped;	  /* discarded on purpose (--drop-every) */
 	uint64_t enobufs;	  /* recv ran out of provided buffers (re-armed) */
 	uint64_t pub_backlog_max; /* fanout: most messages a publisher fell behind */

@@ -79,18 +79,20 @@ static uint64_t get_le(const uint8_t *p, int n)
 void rr_bench_stamp_put(uint8_t out[RR_BENCH_STAMP_LEN], const struct rr_bench_stamp *s)
 {
 	put_le(out, RR_BENCH_STAMP_MAGIC, 4);
-	put_le(out + 4, s->pub, 4);
-	put_le(out + 8, s->seq, 8);
-	put_le(out + 16, s->ts_ns, 8);
+	put_le(out + 4, s->run, 4);
+	put_le(out + 8, s->pub, 4);
+	put_le(out + 12, s->seq, 8);
+	put_le(out + 20, s->ts_ns, 8);
 }
 
 bool rr_bench_stamp_get(const uint8_t in[RR_BENCH_STAMP_LEN], struct rr_bench_stamp *s)
 {
 	if (get_le(in, 4) != RR_BENCH_STAMP_MAGIC)
 		return false;
-	s->pub = (uint32_t)get_le(in + 4, 4);
-	s->seq = get_le(in + 8, 8);
-	s->ts_ns = get_le(in + 16, 8);
+	s->run = (uint32_t)get_le(in + 4, 4);
+	s->pub = (uint32_t)get_le(in + 8, 4);
+	s->seq = get_le(in + 12, 8);
+	s->ts_ns = get_le(in + 20, 8);
 	return true;
 }
 

@@ -53,10 +53,13 @@ size_t rr_bench_frame_encode(uint8_t *out, uint8_t opcode, const uint8_t *payloa
 
 /* ---- the stamp every bench message starts with ------------------------ */
 
-#define RR_BENCH_STAMP_LEN 24
-#define RR_BENCH_STAMP_MAGIC 0x31627272u /* "rrb1" little-endian */
+#define RR_BENCH_STAMP_LEN 28
+#define RR_BENCH_STAMP_MAGIC 0x32627272u /* "rrb2" little-endian */
 
 struct rr_bench_stamp {
+	/* random per bench run: a server may still be delivering an earlier
+	 * run's backlog to a room when the next run's members join it */
+	uint32_t run;
 	uint32_t pub;	/* publisher id, unique across the run */
 	uint64_t seq;	/* 0, 1, 2 ... per publisher */
 	uint64_t ts_ns; /* CLOCK_MONOTONIC when the message was built for sending */

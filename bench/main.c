@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -396,6 +397,7 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 		ADD(seq.dup);
 		ADD(seq.reordered);
 		ADD(seq.late);
+		ADD(seq.tail);
 		ADD(seq.received);
 #undef ADD
 		uint64_t b = __atomic_load_n(&s->pub_backlog_max, __ATOMIC_RELAXED);
@@ -499,6 +501,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	uint32_t total = rr_bench_cfg_total_conns(cfg);
 	static const double pcts[] = {50, 90, 99, 99.9};
 	static const char *const pnames[] = {"p50", "p90", "p99", "p99_9"};
+	/* messages the publishers were asked to send over warm-up and window */
+	double sched =
+	    (double)cfg->rooms * cfg->rate * ((double)(cfg->warmup_ns + cfg->duration_ns) / 1e9);
 	double rate =
 	    cfg->mode == RR_BENCH_CHURN ? (double)s->cycles / dur : (double)s->measured / dur;
 	if (cfg->json) {
@@ -533,7 +538,11 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		       ",\"errors\":%" PRIu64 ",",
 		       s->seq.lost, s->seq.dup, s->seq.reordered, s->seq.late, s->misrouted,
 		       s->dropped, s->peer_closed, s->proto_errors);
-		printf("\"publisher_backlog_max\":%" PRIu64 ",", s->pub_backlog_max);
+		printf("\"undelivered_at_end\":%" PRIu64 ",\"publisher_backlog_max\":%" PRIu64
+		       ",\"foreign\":%" PRIu64 ",",
+		       s->seq.tail, s->pub_backlog_max, s->foreign);
+		if (cfg->mode == RR_BENCH_FANOUT)
+			printf("\"schedule_percent\":%.1f,", 100.0 * (double)s->sent / sched);
 		if (s->opened)
 			printf("\"bench_rss_per_conn_bytes\":%.0f,",
 			       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
@@ -573,7 +582,10 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	printf("  window        %.2f s measured after %.2f s warm-up\n", dur,
 	       (double)cfg->warmup_ns / 1e9);
 	if (cfg->mode == RR_BENCH_ECHO || cfg->mode == RR_BENCH_FANOUT) {
-		printf("  sent          %" PRIu64 " messages (all phases)\n", s->sent);
+		printf("  sent          %" PRIu64 " messages (all phases)", s->sent);
+		if (cfg->mode == RR_BENCH_FANOUT)
+			printf(", %.1f%% of the schedule", 100.0 * (double)s->sent / sched);
+		printf("\n");
 		printf("  %-13s %" PRIu64 " in window, %.0f/s  (%" PRIu64 " received in all)\n",
 		       cfg->mode == RR_BENCH_ECHO ? "echoes" : "deliveries", s->measured, rate,
 		       s->received);
@@ -584,7 +596,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
 		       cfg->mode == RR_BENCH_ECHO ? "round trip" : "latency", v[0], v[1], v[2],
 		       v[3], v[4]);
-		if (cfg->mode == RR_BENCH_FANOUT && s->pub_backlog_max > PUB_BACKLOG_WARN)
+		if (cfg->mode == RR_BENCH_FANOUT &&
+		    (s->pub_backlog_max > PUB_BACKLOG_WARN || (double)s->sent < 0.99 * sched))
 			printf("  WARNING: a publisher fell %" PRIu64
 			       " messages behind its schedule (the bench or server is saturated)\n",
 			       s->pub_backlog_max);
@@ -618,6 +631,11 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 			   : 0.0,
 		       ip->cpu_seconds_window);
 	}
+	if (s->seq.tail)
+		printf("  undelivered   %" PRIu64 " of the lost were still missing when the drain "
+		       "ended (%.1f s): a server backlog shows as latency growing run by run; "
+		       "a longer --drain tells late from lost\n",
+		       s->seq.tail, (double)cfg->drain_ns / 1e9);
 	printf("  checks        lost %" PRIu64 "  dup %" PRIu64 "  reordered %" PRIu64
 	       "  late %" PRIu64 "  misrouted %" PRIu64 "  closed-by-server %" PRIu64
 	       "  errors %" PRIu64,
@@ -627,6 +645,10 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("  (last close code %u)", s->last_close_code);
 	if (s->dropped)
 		printf("  [dropped on purpose %" PRIu64 "]", s->dropped);
+	if (s->foreign)
+		printf("\n  note          %" PRIu64 " messages stamped by another run were ignored "
+		       "(an earlier run's backlog still in the server)",
+		       s->foreign);
 	printf("\n  result        %s\n", failed ? "FAIL" : "ok");
 }
 
@@ -655,6 +677,8 @@ int main(int argc, char **argv)
 {
 	struct rr_bench_cfg cfg;
 	parse_args(argc, argv, &cfg);
+	if (getrandom(&cfg.run_id, sizeof(cfg.run_id), 0) != sizeof(cfg.run_id))
+		cfg.run_id = (uint32_t)(rr_bench_now_ns() ^ ((uint64_t)getpid() << 16));
 
 	uint32_t npubs = rr_bench_cfg_total_pubs(&cfg);
 	size_t slots_sz = sizeof(struct rr_bench_shared) + cfg.procs * sizeof(struct rr_bench_slot);

@@ -48,6 +48,7 @@ uint64_t rr_bench_seq_finish(const struct rr_bench_seq *s, uint64_t sent,
 		return 0;
 	uint64_t tail = sent - s->next;
 	c->lost += tail;
+	c->tail += tail;
 	return tail;
 }
 
@@ -58,4 +59,5 @@ void rr_bench_seq_counts_add(struct rr_bench_seq_counts *dst, const struct rr_be
 	dst->dup += src->dup;
 	dst->reordered += src->reordered;
 	dst->late += src->late;
+	dst->tail += src->tail;
 }

@@ -25,6 +25,7 @@ struct rr_bench_seq_counts {
 	uint64_t dup;	    /* a sequence received twice */
 	uint64_t reordered; /* a sequence received after a later one */
 	uint64_t late;	    /* older than the window: dup or reorder, unknown */
+	uint64_t tail;	    /* of lost: still missing when the run ended */
 };
 
 enum rr_bench_seq_verdict {
@@ -41,7 +42,8 @@ enum rr_bench_seq_verdict rr_bench_seq_check(struct rr_bench_seq *s, uint64_t se
 
 /*
  * At the end of a run: the publisher sent `sent` messages (0 .. sent-1);
- * count those past the last one received as lost. Returns the tail loss.
+ * count those past the last one received as lost (and as tail). Returns
+ * the tail loss.
  */
 uint64_t rr_bench_seq_finish(const struct rr_bench_seq *s, uint64_t sent,
 			     struct rr_bench_seq_counts *c);

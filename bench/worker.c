@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -54,6 +55,8 @@
 /* Upgrade response we accept, headers included. */
 #define HS_MAX 2048
 #define PING_MAX 125
+/* Delivery anomalies printed in detail per worker (all are counted). */
+#define ANOMALIES_SHOWN_MAX 10
 
 enum conn_state {
 	C_FREE,
@@ -137,6 +140,7 @@ struct worker {
 	uint64_t alive;	       /* slots not FREE */
 	bool started, stop_written, finalized;
 	uint64_t last_sweep;
+	uint32_t anomalies_shown;
 
 	/* local copies of the slot's counters, published once per iteration */
 	struct rr_bench_slot c;
@@ -422,6 +426,21 @@ static void conn_echo_next(struct worker *w, struct bconn *c)
 	}
 }
 
+/* The first few delivery anomalies of a worker, in detail, on stderr: the
+ * counts say that something went wrong, these say where to look. */
+static void report_anomaly(struct worker *w, const struct bconn *c, const char *what,
+			   const struct rr_bench_stamp *st, uint64_t expected)
+{
+	if (w->anomalies_shown >= ANOMALIES_SHOWN_MAX)
+		return;
+	w->anomalies_shown++;
+	fprintf(stderr,
+		"ringroom-bench: worker %u: connection %u (room r%u, publisher id %d) got "
+		"publisher %u seq %" PRIu64 ": %s (expected seq %" PRIu64 ", sent %.3f s ago)\n",
+		w->id, c->gid, c->room, c->pub, st->pub, st->seq, what, expected,
+		w->now > st->ts_ns ? (double)(w->now - st->ts_ns) / 1e9 : 0.0);
+}
+
 static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t stamp_len,
 		      uint64_t len)
 {
@@ -431,8 +450,14 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 	struct rr_bench_stamp st;
 	(void)opcode;
 	(void)len;
+	if (w->finalized)
+		return 0; /* the books are closed: stragglers are already counted lost */
 	if (stamp_len < RR_BENCH_STAMP_LEN || !rr_bench_stamp_get(stamp, &st)) {
 		w->c.proto_errors++;
+		return 0;
+	}
+	if (st.run != cfg->run_id) {
+		w->c.foreign++;
 		return 0;
 	}
 	if (cfg->drop_every && ++w->drop_ctr % cfg->drop_every == 0) {
@@ -452,9 +477,15 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 	}
 	if (!s) {
 		w->c.misrouted++;
+		report_anomaly(w, c, "misrouted", &st, 0);
 		return 0;
 	}
-	rr_bench_seq_check(s, st.seq, &w->c.seq);
+	uint64_t expected = s->next;
+	enum rr_bench_seq_verdict v = rr_bench_seq_check(s, st.seq, &w->c.seq);
+	if (v != RR_BENCH_SEQ_OK) {
+		static const char *const what[] = {"ok", "gap", "duplicate", "reordered", "late"};
+		report_anomaly(w, c, what[v], &st, expected);
+	}
 	w->c.received++;
 	if (st.ts_ns >= w->sh->t_warm && st.ts_ns < w->sh->t_end) {
 		w->c.measured++;
@@ -757,6 +788,7 @@ static size_t put_message(struct worker *w, struct bconn *c, uint8_t *out)
 	uint32_t mask = (uint32_t)rng_next(w);
 	size_t h = rr_bench_frame_hdr(out, RR_BENCH_OP_BINARY, w->cfg->size, mask);
 	struct rr_bench_stamp st = {
+	    .run = w->cfg->run_id,
 	    .pub = (uint32_t)c->pub,
 	    .seq = c->sent++,
 	    .ts_ns = w->now,
@@ -780,7 +812,9 @@ static void conn_flush(struct worker *w, struct bconn *c)
 					   (uint32_t)rng_next(w));
 		c->flags &= ~F_PONG;
 	}
-	if (c->state == C_OPEN && !(c->flags & F_CLOSE_SENT)) {
+	if (w->stop_written)
+		c->flags &= ~F_WANT_SEND; /* the run is over: build nothing more */
+	if (c->state == C_OPEN && !(c->flags & F_CLOSE_SENT) && !w->stop_written) {
 		if (c->flags & F_WANT_SEND) {
 			o += put_message(w, c, b + o);
 			c->flags &= ~F_WANT_SEND;
@@ -860,6 +894,7 @@ static void publish_live(struct worker *w)
 	PUB(seq.dup);
 	PUB(seq.reordered);
 	PUB(seq.late);
+	PUB(seq.tail);
 	PUB(seq.received);
 #undef PUB
 }
@@ -917,7 +952,8 @@ static void phase_run(struct worker *w)
 	if (cfg->mode == RR_BENCH_FANOUT) {
 		for (uint32_t i = 0; i < w->npubs; i++) {
 			struct bconn *c = &w->conns[w->pubs[i]];
-			if (c->state == C_OPEN && !(c->flags & F_SEND) && pub_due(w, c) > c->sent)
+			if (c->state == C_OPEN && !(c->flags & F_SEND) && !w->stop_written &&
+			    pub_due(w, c) > c->sent)
 				queue_flush(w, c);
 		}
 	} else if (cfg->mode == RR_BENCH_CHURN && w->now < w->sh->t_end) {
@@ -927,18 +963,14 @@ static void phase_run(struct worker *w)
 				conn_start(w, &w->conns[i]);
 	}
 	if (w->now >= w->sh->t_end && !w->stop_written) {
-		/* stopped once every message built is on the wire (or failed) */
+		/* From here on no message is built (conn_flush checks), so each
+		 * publisher's count is final now, even with a send still in
+		 * flight: what was built and never arrives is lost. Schedule
+		 * not met is a backlog, reported, not a loss. Churn waits for
+		 * its cycles in flight, within the drain time. */
 		bool busy = false;
-		for (uint32_t i = 0; i < w->nconns && !busy; i++) {
-			struct bconn *c = &w->conns[i];
-			if (cfg->mode == RR_BENCH_CHURN)
-				busy = c->state != C_FREE && w->now < w->sh->t_end + cfg->drain_ns;
-			else if (c->state == C_OPEN &&
-				 ((c->flags & (F_SEND | F_WANT_SEND | F_QUEUED)) ||
-				  (cfg->mode == RR_BENCH_FANOUT && c->pub >= 0 &&
-				   pub_due(w, c) > c->sent)))
-				busy = true; /* messages still to be built or sent */
-		}
+		for (uint32_t i = 0; cfg->mode == RR_BENCH_CHURN && i < w->nconns && !busy; i++)
+			busy = w->conns[i].state != C_FREE && w->now < w->sh->t_end + cfg->drain_ns;
 		if (busy)
 			return;
 		if (cfg->mode == RR_BENCH_FANOUT)

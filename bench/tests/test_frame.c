@@ -93,7 +93,8 @@ static void test_encode_roundtrip(void)
 
 static void test_stamp(void)
 {
-	struct rr_bench_stamp in = {.pub = 4000000000u,
+	struct rr_bench_stamp in = {.run = 0xdeadbeef,
+				    .pub = 4000000000u,
 				    .seq = 0x0102030405060708ull,
 				    .ts_ns = 987654321012345ull},
 			      out;
@@ -101,6 +102,7 @@ static void test_stamp(void)
 	rr_bench_stamp_put(b, &in);
 	CHECK(rr_bench_stamp_get(b, &out));
 	CHECK_EQ(out.pub, in.pub);
+	CHECK_EQ(out.run, in.run);
 	CHECK(out.seq == in.seq);
 	CHECK(out.ts_ns == in.ts_ns);
 	b[0] ^= 1;

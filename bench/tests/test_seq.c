@@ -99,6 +99,7 @@ int main(void)
 	CHECK(!rr_bench_seq_complete(&s8, 10));
 	CHECK_EQ(rr_bench_seq_finish(&s8, 10, &c8), 7);
 	CHECK_EQ(c8.lost, 7);
+	CHECK_EQ(c8.tail, 7);
 	/* a receiver that heard nothing from a publisher that sent nothing */
 	struct rr_bench_seq s9 = {0};
 	CHECK(rr_bench_seq_complete(&s9, 0));
