@@ -156,6 +156,114 @@ def rejection_cases(report, port):
       "mixed case")
 
 
+def read_head(s, timeout=5.0):
+    """(head tuple or None, bytes after the head)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    head = rrtest.parse_response_head(data)
+    return head, (head[3] if head else b"")
+
+
+def upgrade_details_cases(report, port):
+    def response_headers():
+        key = rrtest.ws_key()
+        s = rrtest.connect(port)
+        try:
+            s.sendall(upgrade(key=key, headers={
+                "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}))
+            head, _rest = read_head(s)
+            if head is None or head[0] != 101:
+                return "expected 101, got %r" % (head and head[1])
+            h = head[2]
+            if h.get("upgrade", "").lower() != "websocket":
+                return "Upgrade: %r" % h.get("upgrade")
+            if "upgrade" not in h.get("connection", "").lower():
+                return "Connection: %r" % h.get("connection")
+            if h.get("sec-websocket-accept") != rrtest.ws_accept(key):
+                return "Sec-WebSocket-Accept %r" % h.get("sec-websocket-accept")
+            if "sec-websocket-extensions" in h:
+                return "an extension was accepted: %r (no RSV use is allowed then)" % \
+                    h["sec-websocket-extensions"]
+            return None
+        finally:
+            s.close()
+
+    def frame_with_request():
+        """The first frame in the same send as the request is not lost."""
+        s = rrtest.connect(port)
+        try:
+            s.sendall(upgrade() + encode_frame(OP_TEXT, b"early bird"))
+            head, rest = read_head(s)
+            if head is None or head[0] != 101:
+                return "expected 101, got %r" % (head and head[1])
+            want = b"\x81\x0aearly bird"
+            deadline = time.monotonic() + 5
+            while len(rest) < len(want) and time.monotonic() < deadline:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk
+            return None if rest[:len(want)] == want else "after 101: %r" % rest[:40]
+        finally:
+            s.close()
+
+    def request_byte_by_byte():
+        s = rrtest.connect(port)
+        try:
+            for b in upgrade():
+                s.sendall(bytes([b]))
+            head, _rest = read_head(s)
+            return None if head and head[0] == 101 else "got %r" % (head and head[1])
+        finally:
+            s.close()
+
+    def request_bare_lf():
+        raw = upgrade().replace(b"\r\n", b"\n")
+        s = rrtest.connect(port)
+        try:
+            s.sendall(raw)
+            head, _rest = read_head(s)
+            return None if head and head[0] in (101, 400) else "got %r" % (head and head[1])
+        finally:
+            s.close()
+    report.run("101 answer: Upgrade, Connection, Accept; no extension accepted",
+               response_headers)
+    report.run("a frame sent together with the request is echoed after the 101",
+               frame_with_request)
+    report.run("request sent one byte per send is upgraded", request_byte_by_byte)
+    report.run("bare-LF request gets a clean answer (101 or 400)", request_bare_lf)
+
+
+def close_timeout_case(port):
+    """After its 1002, a server facing a client that neither answers the
+    close nor closes TCP drops the connection after --close-timeout (1s)."""
+    c = rrtest.WsConn(port, "/echo")
+    try:
+        c.send(encode_frame(OP_TEXT, b"unmasked", mask=False))
+        t0 = time.monotonic()
+        f = c.read_frame(3.0)
+        if f.opcode != OP_CLOSE or f.close_code() != 1002:
+            return "expected close 1002, got %r" % f
+        if not c.wait_eof(4.0):
+            return "TCP still open 4s after the 1002 (--close-timeout 1s)"
+        dt = time.monotonic() - t0
+        return None if dt <= 3.0 else "TCP closed only after %.1fs" % dt
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        c.close()
+
+
 def endpoint_cases(report, port):
     def healthz():
         st, _h, body, _c = rrtest.http_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -343,6 +451,7 @@ def main():
         ("perip-broker", ["--max-connections-per-ip", "2"]),
         ("handshake-broker", ["--handshake-timeout", "1s"]),
         ("idle-broker", ["--idle-timeout", "2s", "--ping-interval", "1s"]),
+        ("close-timeout-broker", ["--close-timeout", "1s"]),
     ]
     brokers = {}
     try:
@@ -358,6 +467,7 @@ def main():
         if up("http-broker"):
             p = brokers["http-broker"].port
             endpoint_cases(report, p)
+            upgrade_details_cases(report, p)
             rejection_cases(report, p)
         if up("maxconn-broker"):
             report.run("503 + Retry-After at --max-connections 2 (third connection)",
@@ -382,6 +492,9 @@ def main():
                        idle_silent_raw, p)
             report.run("idle timeout 2s: client answering pings stays open 4s",
                        idle_answering_client, p)
+        if up("close-timeout-broker"):
+            report.run("close timeout 1s: client ignoring the server's close is dropped",
+                       close_timeout_case, brokers["close-timeout-broker"].port)
     finally:
         code = rrtest.finish_suite(report, list(brokers.values()))
     return code
