@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #define HS_BUF_INIT 1024
@@ -692,6 +693,31 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uin
 	handoff_submit(core, c);
 }
 
+/* --allow-origin: a comma-separated list; a request without Origin (not a
+ * browser) passes, as browsers always send one. */
+static bool origin_allowed(const struct rr_config *cfg, struct rr_http_str origin)
+{
+	const char *list = cfg->allow_origin;
+	if (list[0] == '\0' || origin.n == 0)
+		return true;
+	while (*list) {
+		const char *end = strchr(list, ',');
+		size_t n = end ? (size_t)(end - list) : strlen(list);
+		while (n && *list == ' ') {
+			list++;
+			n--;
+		}
+		while (n && list[n - 1] == ' ')
+			n--;
+		if (n == origin.n && strncasecmp(list, origin.p, n) == 0)
+			return true;
+		if (end == NULL)
+			break;
+		list = end + 1;
+	}
+	return false;
+}
+
 static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len,
 			struct rr_http_req *req)
 {
@@ -761,6 +787,12 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 	if (status != 0) {
 		rr_info("conn %u: bad upgrade request, answering %d", c->idx, status);
 		reply_and_close(core, c, status, NULL);
+		return;
+	}
+	if (!origin_allowed(&b->cfg, req->origin)) {
+		rr_info("conn %u: Origin '%.*s' not in --allow-origin, answering 403", c->idx,
+			(int)(req->origin.n > 128 ? 128 : req->origin.n), req->origin.p);
+		reply_and_close(core, c, 403, NULL);
 		return;
 	}
 	if (c->flags & RR_CF_OVER_LIMIT) {

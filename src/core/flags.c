@@ -74,6 +74,9 @@ static const struct flag flags[] = {
 	 "largest per-connection attachment a handler may store"},
 	{"room-idle-evict", F_DUR, OFF(room_idle_evict_ms), "60s", 0, RR_TIMEOUT_MS_CEIL,
 	 "a handler room without members leaves memory after this (0: at once)"},
+	{"allow-origin", F_STR, OFF(allow_origin), NULL, 0, 1023,
+	 "comma-separated Origins allowed to upgrade (403 for others; requests without "
+	 "Origin pass)"},
 	{"chat-rate", F_U32, OFF(chat_rate), "20", 1, 100000,
 	 "chat messages per second per connection (burst: twice this)"},
 	{"handler", F_LIST, OFF(handlers), NULL, 0, 319,
@@ -251,7 +254,7 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 			return rc; /* a bad default is a programmer error, but don't abort a fuzzer */
 	}
 	cfg->cores = online_cpus();
-	cfg->tls_cert[0] = cfg->tls_key[0] = '\0';
+	cfg->tls_cert[0] = cfg->tls_key[0] = cfg->allow_origin[0] = '\0';
 
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
