@@ -14,6 +14,7 @@ uses python3-websockets because that library answers pings by itself.
 import asyncio
 import os
 import socket
+import struct
 import sys
 import time
 
@@ -291,8 +292,32 @@ def max_connections_case(port):
         why = rejected(port, upgrade(), 503, "Retry-After", check_good=False)
         if why:
             return "third connection: " + why
+        for i in range(5):  # rejections must not use up slots
+            why = rejected(port, upgrade(), 503, "Retry-After", check_good=False)
+            if why:
+                return "rejection %d: %s" % (i + 2, why)
         held.pop().close()
-        time.sleep(0.5)  # the slot is released once the broker sees the close
+        held.pop().close()
+        # slots come back when connections end (cleanly or by reset): cycle
+        # through the limit several times
+        for rnd in range(5):
+            deadline = time.monotonic() + 3
+            while True:
+                try:
+                    pair = [rrtest.WsConn(port, "/echo"), rrtest.WsConn(port, "/echo")]
+                    break
+                except rrtest.HandshakeError as e:
+                    if time.monotonic() > deadline:
+                        return "round %d: 2 connections refused 3s after the others " \
+                            "closed: %s" % (rnd, e)
+                    time.sleep(0.1)
+            if rnd % 2:
+                for c in pair:  # reset instead of a close handshake
+                    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))
+            for c in pair:
+                c.close()
+        time.sleep(0.5)
         return good_client(port)
     except Exception as e:
         return "%s: %s" % (type(e).__name__, e)
@@ -312,6 +337,17 @@ def max_per_ip_case(port):
         why = good_client(port, source="127.0.0.2")
         if why:
             return "from 127.0.0.2 (another address): " + why
+        held.pop().close()
+        deadline = time.monotonic() + 3
+        while True:
+            try:
+                held.append(rrtest.WsConn(port, "/echo"))
+                break
+            except rrtest.HandshakeError as e:
+                if time.monotonic() > deadline:
+                    return "127.0.0.1 still refused 3s after one of its connections " \
+                        "closed: %s" % e
+                time.sleep(0.1)
         return None
     except Exception as e:
         return "%s: %s" % (type(e).__name__, e)
@@ -332,6 +368,17 @@ def max_room_size_case(port):
             held.append(rrtest.WsConn(port, "/raw/other"))
         except Exception as e:
             return "join of another room: %s" % e
+        # a member leaving frees its place
+        held.pop(0).close()
+        deadline = time.monotonic() + 3
+        while True:
+            try:
+                held.append(rrtest.WsConn(port, "/raw/small"))
+                break
+            except rrtest.HandshakeError as e:
+                if time.monotonic() > deadline:
+                    return "join refused 3s after a member left: %s" % e
+                time.sleep(0.1)
         return None
     except Exception as e:
         return "%s: %s" % (type(e).__name__, e)

@@ -188,6 +188,43 @@ async def case_order(port):
         await close_all(conns)
 
 
+async def case_multi_sender_order(port):
+    """4 senders x 200 messages into a room of 20 (spread over the cores):
+    every receiver gets each sender's messages complete and in order."""
+    conns = await connect_many(port, "/raw/multi", 20)
+    senders = conns[:4]
+    try:
+        await asyncio.sleep(SETTLE)
+
+        async def send(k, c):
+            for i in range(200):
+                await c.send("s%d:%d" % (k, i))
+
+        async def recv(idx, c):
+            me = idx if idx < 4 else None
+            nxt = {k: 0 for k in range(4) if k != me}
+            total = sum(200 for _ in nxt)
+            for _ in range(total):
+                m = await asyncio.wait_for(c.recv(), 15)
+                k, i = m[1:].split(":")
+                k, i = int(k), int(i)
+                if k == me:
+                    return "member %d got its own message %r" % (idx, m)
+                if i != nxt[k]:
+                    return "member %d: from sender %d got #%d, expected #%d" % (
+                        idx, k, i, nxt[k])
+                nxt[k] += 1
+            return None
+        readers = [asyncio.ensure_future(recv(i, c)) for i, c in enumerate(conns)]
+        await asyncio.gather(*(send(k, c) for k, c in enumerate(senders)))
+        bad = [b for b in await asyncio.wait_for(asyncio.gather(*readers,
+                                                                return_exceptions=True), 40)
+               if b]
+        return "; ".join(str(b) for b in bad[:3]) if bad else None
+    finally:
+        await close_all(conns)
+
+
 async def case_leave(port):
     conns = await connect_many(port, "/raw/leavers", 6)
     try:
@@ -408,6 +445,8 @@ async def run(report, port):
          case_room_200(port)),
         ("raw: 20 members all send, each gets the 19 others", case_all_to_all(port)),
         ("raw: 500 mixed messages arrive in order", case_order(port)),
+        ("raw: 4 senders x 200 to 20 members: per-sender order, complete",
+         case_multi_sender_order(port)),
         ("raw: members leave (close and reset), room keeps working", case_leave(port)),
         ("raw: join/leave/reset churn while broadcasting; stable members get all, in order",
          case_churn(port)),
