@@ -208,10 +208,10 @@ static enum rr_chat_err parse_request_id(struct rr_chat_in *in, const json_t *v)
 	}
 	size_t cap = sizeof(in->request_id);
 	size_t n = json_dumpb(v, in->request_id, cap - 1, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (n == 0 || n >= cap - 1)
+	if (n == 0 || n > cap - 1)
 		return fail(in, RR_CHAT_E_TOO_LARGE, "requestId is too long");
 	size_t k = ls_ps_count(in->request_id, 0, n);
-	if (n + 3 * k >= cap) /* cannot happen within the limits; stay safe */
+	if (n + 3 * k > cap - 1) /* cannot happen within the limits; stay safe */
 		return fail(in, RR_CHAT_E_TOO_LARGE, "requestId is too long");
 	ls_ps_expand(in->request_id, 0, n, k);
 	in->request_id_len = n + 3 * k;
@@ -219,8 +219,7 @@ static enum rr_chat_err parse_request_id(struct rr_chat_in *in, const json_t *v)
 	return RR_CHAT_OK;
 }
 
-static enum rr_chat_err parse_message(struct rr_chat_in *in, const json_t *root,
-				      size_t content_max)
+static enum rr_chat_err parse_message(struct rr_chat_in *in, const json_t *root, size_t content_max)
 {
 	const json_t *content = json_object_get(root, "content");
 	if (!json_is_string(content))
@@ -253,7 +252,8 @@ static enum rr_chat_err parse_history(struct rr_chat_in *in, const json_t *root)
 	uint64_t l = RR_CHAT_HISTORY_LIMIT_DEFAULT;
 	if (limit != NULL && !json_is_null(limit) && (!get_u64(limit, &l) || l < 1))
 		return fail(in, RR_CHAT_E_INVALID_FORMAT, "limit must be an integer >= 1");
-	in->history.limit = (uint32_t)(l > RR_CHAT_HISTORY_LIMIT_MAX ? RR_CHAT_HISTORY_LIMIT_MAX : l);
+	in->history.limit =
+	    (uint32_t)(l > RR_CHAT_HISTORY_LIMIT_MAX ? RR_CHAT_HISTORY_LIMIT_MAX : l);
 	return RR_CHAT_OK;
 }
 
@@ -261,10 +261,9 @@ static const struct {
 	const char *name;
 	enum rr_chat_type type;
 } type_names[] = {
-	{"message", RR_CHAT_MESSAGE}, {"typing", RR_CHAT_TYPING},
-	{"presence", RR_CHAT_PRESENCE}, {"sync", RR_CHAT_SYNC},
-	{"history", RR_CHAT_HISTORY}, {"heartbeat", RR_CHAT_HEARTBEAT},
-	{"ping", RR_CHAT_PING},
+    {"message", RR_CHAT_MESSAGE}, {"typing", RR_CHAT_TYPING},	{"presence", RR_CHAT_PRESENCE},
+    {"sync", RR_CHAT_SYNC},	  {"history", RR_CHAT_HISTORY}, {"heartbeat", RR_CHAT_HEARTBEAT},
+    {"ping", RR_CHAT_PING},
 };
 
 enum rr_chat_err rr_chat_parse(struct rr_chat_in *in, const char *text, size_t len,
@@ -307,7 +306,8 @@ enum rr_chat_err rr_chat_parse(struct rr_chat_in *in, const char *text, size_t l
 	case RR_CHAT_TYPING:
 		v = json_object_get(root, "isTyping");
 		if (!json_is_boolean(v))
-			return fail(in, RR_CHAT_E_INVALID_FORMAT, "typing needs a boolean isTyping");
+			return fail(in, RR_CHAT_E_INVALID_FORMAT,
+				    "typing needs a boolean isTyping");
 		in->typing.is_typing = json_is_true(v);
 		return RR_CHAT_OK;
 	case RR_CHAT_PRESENCE:
@@ -357,8 +357,8 @@ static json_t *msg_object(const struct rr_chat_msg *m, json_error_t *e)
 		return NULL;
 	}
 	return json_pack_ex(e, 0, "{s:I,s:s,s:s,s:s,s:I,s:s?}", "id", (json_int_t)m->id, "userId",
-			    m->user_id, "username", m->username, "content", m->content,
-			    "timestamp", (json_int_t)m->timestamp_ms, "threadId", m->thread_id);
+			    m->user_id, "username", m->username, "content", m->content, "timestamp",
+			    (json_int_t)m->timestamp_ms, "threadId", m->thread_id);
 }
 
 static json_t *msg_array(const struct rr_chat_msg *msgs, size_t n, json_error_t *e)
@@ -406,11 +406,11 @@ int rr_chat_encode_welcome(struct rr_chat_buf *b, const struct rr_chat_welcome *
 		buf_reset(b);
 		return -EINVAL;
 	}
-	json_t *j = json_pack_ex(&e, 0, "{s:s,s:s,s:s,s:s,s:s,s:I,s:{s:s,s:s},s:I}", "type",
-				 "welcome", "room", w->room, "session", w->session, "resume",
-				 w->resume, "epoch", w->epoch, "lastId", (json_int_t)w->last_id,
-				 "user", "id", w->user_id, "name", w->user_name, "heartbeatMs",
-				 (json_int_t)w->heartbeat_ms);
+	json_t *j =
+	    json_pack_ex(&e, 0, "{s:s,s:s,s:s,s:s,s:s,s:I,s:{s:s,s:s},s:I}", "type", "welcome",
+			 "room", w->room, "session", w->session, "resume", w->resume, "epoch",
+			 w->epoch, "lastId", (json_int_t)w->last_id, "user", "id", w->user_id,
+			 "name", w->user_name, "heartbeatMs", (json_int_t)w->heartbeat_ms);
 	return emit(b, j, &e);
 }
 
@@ -628,8 +628,7 @@ int rr_chat_encode_history_stored(struct rr_chat_buf *b, const struct rr_chat_st
 }
 
 int rr_chat_encode_initial_state_stored(struct rr_chat_buf *b, const struct rr_chat_stored *msgs,
-					size_t n, const struct rr_chat_user *users,
-					size_t n_users)
+					size_t n, const struct rr_chat_user *users, size_t n_users)
 {
 	rr_assert(b != NULL && (msgs != NULL || n == 0) && (users != NULL || n_users == 0));
 	buf_reset(b);
@@ -664,8 +663,8 @@ int rr_chat_stored_decode(struct rr_chat_stored_msg *out, const char *stored, si
 	json_int_t id = -1, ts = -1;
 	json_t *thread = NULL;
 	/* strict: exactly the six members, of the right types */
-	if (json_unpack_ex(root, &e, JSON_STRICT, "{s:I,s:s,s:s,s:s,s:I,s:o}", "id", &id,
-			   "userId", &out->msg.user_id, "username", &out->msg.username, "content",
+	if (json_unpack_ex(root, &e, JSON_STRICT, "{s:I,s:s,s:s,s:s,s:I,s:o}", "id", &id, "userId",
+			   &out->msg.user_id, "username", &out->msg.username, "content",
 			   &out->msg.content, "timestamp", &ts, "threadId", &thread) != 0 ||
 	    id < 0 || ts < 0 || !(json_is_string(thread) || json_is_null(thread))) {
 		json_decref(root);

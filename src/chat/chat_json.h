@@ -135,7 +135,8 @@ struct rr_chat_in {
  *   RR_CHAT_E_TOO_LARGE       content over content_max, status/threadId/
  *     requestId over their limit, or the whole frame over the pre-parse cap
  * Numbers given where an id or limit is expected may be integers or
- * integral reals (5.0). Whatever it returns, call rr_chat_in_release(in)
+ * integral reals (5.0). *in is overwritten without being released: release
+ * an earlier result first. Whatever it returns, call rr_chat_in_release(in)
  * when done (a no-op after an error).
  */
 enum rr_chat_err rr_chat_parse(struct rr_chat_in *in, const char *text, size_t len,
@@ -208,8 +209,7 @@ int rr_chat_encode_welcome(struct rr_chat_buf *b, const struct rr_chat_welcome *
 int rr_chat_encode_initial_state(struct rr_chat_buf *b, const struct rr_chat_msg *msgs, size_t n,
 				 const struct rr_chat_user *users, size_t n_users);
 int rr_chat_encode_initial_state_stored(struct rr_chat_buf *b, const struct rr_chat_stored *msgs,
-					size_t n, const struct rr_chat_user *users,
-					size_t n_users);
+					size_t n, const struct rr_chat_user *users, size_t n_users);
 
 /* {"type":"message","message":{"id","userId","username","content",
  *  "timestamp","threadId"}} */
