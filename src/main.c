@@ -6,6 +6,8 @@
 #include "core/log.h"
 #include "net/iplimit.h"
 #include "persist/store.h"
+#include "chat/chat.h"
+#include "reactor/file.h"
 #include "room/handler.h"
 #include "reactor/loop.h"
 
@@ -20,6 +22,38 @@
 
 static struct rr_broker broker;
 static struct rr_store *store;
+
+static int load_auth_secret(const struct rr_config *cfg)
+{
+	if (cfg->auth_secret[0]) {
+		size_t n = strlen(cfg->auth_secret);
+		memcpy(rr_handler_cfg.auth_secret, cfg->auth_secret, n);
+		rr_handler_cfg.auth_secret_len = n;
+	} else if (cfg->auth_secret_file[0]) {
+		char *buf = NULL;
+		size_t n = 0;
+		int rc = rr_file_read(cfg->auth_secret_file, sizeof(rr_handler_cfg.auth_secret), &buf,
+				      &n);
+		if (rc < 0) {
+			fprintf(stderr, "ringroom: --auth-secret-file %s: %s\n", cfg->auth_secret_file,
+				strerror(-rc));
+			return -EINVAL;
+		}
+		while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			n--;
+		if (n == 0) {
+			fprintf(stderr, "ringroom: --auth-secret-file %s: empty\n",
+				cfg->auth_secret_file);
+			free(buf);
+			return -EINVAL;
+		}
+		memcpy(rr_handler_cfg.auth_secret, buf, n);
+		rr_handler_cfg.auth_secret_len = n;
+		explicit_bzero(buf, n);
+		free(buf);
+	}
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -51,6 +85,8 @@ int main(int argc, char **argv)
 
 	if (rr_iplimit_init(broker.cfg.max_connections_per_ip) < 0)
 		return 1;
+	if (load_auth_secret(&broker.cfg) < 0)
+		return 2;
 	for (uint32_t i = 0; i < broker.cfg.nhandlers; i++)
 		if (rr_handler_load_so(broker.cfg.handlers[i]) < 0)
 			return 2;
@@ -72,6 +108,14 @@ int main(int argc, char **argv)
 	rr_handler_cfg.session_ttl_ms = broker.cfg.session_ttl_ms;
 	rr_handler_cfg.max_attachment_bytes = (uint32_t)broker.cfg.max_attachment_bytes;
 	rr_handler_cfg.room_idle_evict_ms = broker.cfg.room_idle_evict_ms;
+	struct rr_chat_config chat = {
+		.rate_per_s = broker.cfg.chat_rate,
+		.rate_burst = broker.cfg.chat_rate * 2,
+		.max_content_bytes = RR_CHAT_CONTENT_DEFAULT,
+		.heartbeat_ms = (uint32_t)broker.cfg.ping_interval_ms,
+		.initial_messages = RR_CHAT_INITIAL_DEFAULT,
+	};
+	rr_chat_configure(&chat);
 	if (rr_broker_init(&broker) < 0) {
 		rr_store_close(store);
 		return 1;

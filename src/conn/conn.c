@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "http/http.h"
+#include "auth/jwt.h"
 #include "http/http_reply.h"
 #include "net/iplimit.h"
 #include "reactor/loop.h"
@@ -46,6 +47,9 @@ struct rr_handoff {
 	char accept[29];
 	struct rr_ip_entry *ip;
 	struct rr_tls *tls; /* moves with the socket: keys, buffered records */
+	bool has_id;
+	struct rr_identity id; /* from the token, for handler rooms */
+	char protocol[64];     /* Sec-WebSocket-Protocol to answer, or "" */
 	uint32_t query_len;
 	uint32_t extra_len;
 	uint8_t extra[]; /* query bytes, then the bytes after the request */
@@ -498,6 +502,11 @@ static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 		conn_kill(core, c);
 		return;
 	case RR_CONN_OPEN: {
+		if (c->x && c->x->id.exp_s && rr_wall_ms() / 1000 >= c->x->id.exp_s) {
+			rr_info("conn %u: token expired, closing with 1008", c->idx);
+			rr_conn_close(core, c, RR_WS_CLOSE_POLICY, "token expired");
+			return;
+		}
 		if (now_ms - c->last_rx_ms >= cfg->idle_timeout_ms) {
 			rr_debug("conn %u: idle for %llu ms, closing with 4008", c->idx,
 				 (unsigned long long)(now_ms - c->last_rx_ms));
@@ -519,6 +528,13 @@ static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 		uint64_t next = c->last_ping_ms + cfg->ping_interval_ms;
 		if (c->last_rx_ms + cfg->idle_timeout_ms < next)
 			next = c->last_rx_ms + cfg->idle_timeout_ms;
+		if (c->x && c->x->id.exp_s) {
+			uint64_t wall = rr_wall_ms();
+			uint64_t exp_ms = c->x->id.exp_s * 1000;
+			uint64_t at = exp_ms > wall ? now_ms + (exp_ms - wall) : now_ms;
+			if (at < next)
+				next = at;
+		}
 		set_deadline(core, c, next);
 		return;
 	}
@@ -562,9 +578,10 @@ static int hs_append(struct rr_core *core, struct rr_conn *c, const uint8_t *p, 
 
 static void ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
 
-int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29])
+int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29],
+		      const char *protocol)
 {
-	struct rr_frame *f = rr_http_switching(accept, NULL);
+	struct rr_frame *f = rr_http_switching(accept, protocol && protocol[0] ? protocol : NULL);
 	if (f == NULL) {
 		rr_room_leave(core, c);
 		reply_and_close(core, c, 503, NULL);
@@ -601,12 +618,13 @@ void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
 /* Become a WebSocket on this (the home) core. */
 static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route,
 			  const char *room, size_t room_len, const char accept[29],
-			  const char *query, size_t query_len, uint8_t *extra, size_t extra_len)
+			  const struct rr_identity *id, const char *protocol, const char *query,
+			  size_t query_len, uint8_t *extra, size_t extra_len)
 {
 	c->route = route;
 	if (route != RR_ROUTE_ECHO && route != RR_ROUTE_RAW) {
-		rr_handler_upgrade(core, c, route, room, room_len, accept, NULL, query, query_len,
-				   extra, extra_len);
+		rr_handler_upgrade(core, c, route, room, room_len, accept, id, protocol, query,
+				   query_len, extra, extra_len);
 		return;
 	}
 	if (route == RR_ROUTE_RAW) {
@@ -624,7 +642,7 @@ static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route
 			return;
 		}
 	}
-	if (rr_conn_accept_ws(core, c, accept) < 0)
+	if (rr_conn_accept_ws(core, c, accept, NULL) < 0)
 		return;
 	if (extra_len)
 		ws_feed(core, c, extra, extra_len);
@@ -650,8 +668,9 @@ static void handoff_submit(struct rr_core *core, struct rr_conn *c)
 }
 
 static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uint8_t route,
-		     struct rr_route *rt, const char accept[29], struct rr_http_str query,
-		     const uint8_t *extra, size_t extra_len)
+		     struct rr_route *rt, const char accept[29], const struct rr_identity *id,
+		     const char *protocol, struct rr_http_str query, const uint8_t *extra,
+		     size_t extra_len)
 {
 	if (core->handoffs_inflight >= RR_HANDOFF_INFLIGHT_MAX) {
 		reply_and_close(core, c, 503, NULL);
@@ -670,6 +689,10 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uin
 	memcpy(h->accept, accept, 29);
 	h->ip = c->ip;
 	h->tls = c->tls;
+	h->has_id = id != NULL;
+	if (id)
+		h->id = *id;
+	snprintf(h->protocol, sizeof(h->protocol), "%s", protocol ? protocol : "");
 	h->query_len = (uint32_t)query.n;
 	if (query.n)
 		memcpy(h->extra, query.p, query.n);
@@ -716,6 +739,89 @@ static bool origin_allowed(const struct rr_config *cfg, struct rr_http_str origi
 		list = end + 1;
 	}
 	return false;
+}
+
+/* Find the token: Authorization: Bearer, ?token=, or the subprotocol
+ * "bearer.<token>" (browsers can't set headers on a WebSocket). */
+static bool find_token(const struct rr_http_req *req, char *out, size_t cap, char *protocol,
+		       size_t pcap)
+{
+	const struct rr_http_str *a = &req->authorization;
+	if (a->n > 7 && strncasecmp(a->p, "Bearer ", 7) == 0) {
+		size_t n = a->n - 7;
+		if (n >= cap)
+			return false;
+		memcpy(out, a->p + 7, n);
+		out[n] = '\0';
+		return true;
+	}
+	struct rr_http_str v;
+	if (rr_http_query_get(req->query, "token", &v)) {
+		ssize_t n = rr_http_pct_decode(v, out, cap - 1);
+		if (n < 0)
+			return false;
+		out[n] = '\0';
+		return true;
+	}
+	/* Sec-WebSocket-Protocol: a, bearer.xyz, ... */
+	const char *p = req->ws_protocol.p, *end = p + req->ws_protocol.n;
+	bool found = false, ringroom = false;
+	while (p && p < end) {
+		while (p < end && (*p == ' ' || *p == ','))
+			p++;
+		const char *q = p;
+		while (q < end && *q != ',' && *q != ' ')
+			q++;
+		size_t n = (size_t)(q - p);
+		if (n > 7 && strncmp(p, "bearer.", 7) == 0 && n - 7 < cap && !found) {
+			memcpy(out, p + 7, n - 7);
+			out[n - 7] = '\0';
+			found = true;
+			/* a browser needs one of its offered protocols back */
+			if (!ringroom && n < pcap) {
+				memcpy(protocol, p, n);
+				protocol[n] = '\0';
+			}
+		} else if (n == 8 && strncmp(p, "ringroom", 8) == 0 && pcap > 8) {
+			ringroom = true;
+			memcpy(protocol, "ringroom", 9);
+		}
+		p = q;
+	}
+	return found;
+}
+
+/* Verify the request's token for a handler route: 0, or the status to
+ * answer (401). Without --auth-secret everyone is anonymous. The token is
+ * never logged. */
+static int authenticate(struct rr_core *core, struct rr_conn *c, const struct rr_http_req *req,
+			struct rr_identity *id, bool *has_id, char *protocol, size_t pcap)
+{
+	char token[RR_JWT_TOKEN_MAX + 1];
+	bool have = find_token(req, token, sizeof(token), protocol, pcap);
+	(void)core;
+	if (rr_handler_cfg.auth_secret_len == 0)
+		return 0;
+	if (!have) {
+		rr_info("conn %u: no token, answering 401", c->idx);
+		return 401;
+	}
+	struct rr_jwt_claims cl;
+	int rc = rr_jwt_verify(token, strlen(token), rr_handler_cfg.auth_secret,
+			       rr_handler_cfg.auth_secret_len, rr_wall_ms() / 1000, &cl);
+	explicit_bzero(token, sizeof(token));
+	if (rc < 0) {
+		rr_info("conn %u: token refused (%s), answering 401", c->idx, rr_jwt_strerror(rc));
+		return 401;
+	}
+	memset(id, 0, sizeof(*id));
+	snprintf(id->user_id, sizeof(id->user_id), "%s", cl.sub);
+	snprintf(id->user_name, sizeof(id->user_name), "%s", cl.name);
+	id->perm_read = cl.perm_read;
+	id->perm_write = cl.perm_write;
+	id->exp_s = cl.exp;
+	*has_id = true;
+	return 0;
 }
 
 static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len,
@@ -789,6 +895,16 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 		reply_and_close(core, c, status, NULL);
 		return;
 	}
+	struct rr_identity ident;
+	bool has_id = false;
+	char protocol[64] = "";
+	if (rt.kind != RR_ROUTE_ECHO && rt.kind != RR_ROUTE_RAW) {
+		int st = authenticate(core, c, req, &ident, &has_id, protocol, sizeof(protocol));
+		if (st != 0) {
+			reply_and_close(core, c, st, NULL);
+			return;
+		}
+	}
 	if (!origin_allowed(&b->cfg, req->origin)) {
 		rr_info("conn %u: Origin '%.*s' not in --allow-origin, answering 403", c->idx,
 			(int)(req->origin.n > 128 ? 128 : req->origin.n), req->origin.p);
@@ -821,14 +937,15 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 	if (rt.kind != RR_ROUTE_ECHO)
 		home = rr_room_home(b, rt.room.p, rt.room.n);
 	if (home != core->id) {
-		hand_off(core, c, home, (uint8_t)rt.kind, &rt, accept, req->query, extra, extra_len);
+		hand_off(core, c, home, (uint8_t)rt.kind, &rt, accept, has_id ? &ident : NULL,
+			 protocol, req->query, extra, extra_len);
 		return;
 	}
 	/* upgrade_local may feed the extra bytes; keep hs until it returns */
 	struct rr_hs *hs = c->hs;
 	c->hs = NULL;
-	upgrade_local(core, c, (uint8_t)rt.kind, rt.room.p, rt.room.n, accept, req->query.p,
-		      req->query.n, extra, extra_len);
+	upgrade_local(core, c, (uint8_t)rt.kind, rt.room.p, rt.room.n, accept,
+		      has_id ? &ident : NULL, protocol, req->query.p, req->query.n, extra, extra_len);
 	free(hs);
 }
 
@@ -1247,8 +1364,9 @@ void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
 	c->flags |= RR_CF_COUNTED;
 	c->ip = h->ip;
 	c->tls = h->tls;
-	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept, (const char *)h->extra,
-		      h->query_len, h->extra + h->query_len, h->extra_len);
+	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept,
+		      h->has_id ? &h->id : NULL, h->protocol, (const char *)h->extra, h->query_len,
+		      h->extra + h->query_len, h->extra_len);
 	free(h);
 	if (c->tls)
 		tls_drain(core, c); /* records that arrived with the request */

@@ -130,7 +130,8 @@ struct rr_core *rr_conn_core(void);
 /* Answer an HTTP status before the upgrade and close. */
 void rr_conn_reject(struct rr_core *core, struct rr_conn *c, int status);
 /* Queue the 101, become a member (OPEN), start timers and the receive. */
-int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29]);
+int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29],
+		      const char *protocol);
 /* Feed received WebSocket bytes (early bytes kept while waiting). */
 void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
 /* Queue past a hold (replays); move the held frames to the output. */

@@ -77,6 +77,10 @@ static const struct flag flags[] = {
 	{"allow-origin", F_STR, OFF(allow_origin), NULL, 0, 1023,
 	 "comma-separated Origins allowed to upgrade (403 for others; requests without "
 	 "Origin pass)"},
+	{"auth-secret", F_STR, OFF(auth_secret), NULL, 0, 255,
+	 "HS256 secret: /chat/ and --handler rooms then need a valid token (401)"},
+	{"auth-secret-file", F_STR, OFF(auth_secret_file), NULL, 0, 255,
+	 "read the HS256 secret from this file instead (keeps it out of ps)"},
 	{"chat-rate", F_U32, OFF(chat_rate), "20", 1, 100000,
 	 "chat messages per second per connection (burst: twice this)"},
 	{"handler", F_LIST, OFF(handlers), NULL, 0, 319,
@@ -255,6 +259,7 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 	}
 	cfg->cores = online_cpus();
 	cfg->tls_cert[0] = cfg->tls_key[0] = cfg->allow_origin[0] = '\0';
+	cfg->auth_secret[0] = cfg->auth_secret_file[0] = '\0';
 
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -303,6 +308,10 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 	    strcmp(cfg->durability, "sync") != 0) {
 		snprintf(err, err_len, "--durability: '%s' is not memory, async or sync",
 			 cfg->durability);
+		return -EINVAL;
+	}
+	if (cfg->auth_secret[0] && cfg->auth_secret_file[0]) {
+		snprintf(err, err_len, "--auth-secret and --auth-secret-file: give one");
 		return -EINVAL;
 	}
 	if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {

@@ -45,6 +45,8 @@ struct rr_config {
 	uint64_t max_attachment_bytes;
 	uint64_t room_idle_evict_ms;
 	uint32_t chat_rate;
+	char auth_secret[256];
+	char auth_secret_file[256];
 	char allow_origin[1024]; /* comma-separated; empty: any */
 	char handlers[16][320]; /* --handler, repeatable */
 	uint32_t nhandlers;

@@ -330,7 +330,7 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 		rr_room_release_if_empty(core, r);
 		return;
 	}
-	if (rr_conn_accept_ws(core, c, x->accept) < 0)
+	if (rr_conn_accept_ws(core, c, x->accept, x->protocol) < 0)
 		return;
 	struct rr_open_info info = {
 		.query = x->query,
@@ -417,7 +417,8 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 
 void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 			const char *name, size_t name_len, const char accept[29],
-			const struct rr_identity *id, const char *query, size_t query_len,
+			const struct rr_identity *id, const char *protocol, const char *query,
+			size_t query_len,
 			const uint8_t *extra, size_t extra_len)
 {
 	const struct rr_handler *h = rr_handler_for_route(route);
@@ -432,6 +433,7 @@ void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 	}
 	c->x = x;
 	memcpy(x->accept, accept, 29);
+	snprintf(x->protocol, sizeof(x->protocol), "%s", protocol ? protocol : "");
 	if (id) {
 		x->id = *id;
 	} else {

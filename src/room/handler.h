@@ -54,6 +54,7 @@ struct rr_conn_ext {
 	uint8_t *early;     /* bytes after the request, fed after open() */
 	uint32_t early_len;
 	char accept[29];
+	char protocol[64];
 	uint8_t *attachment;
 	uint32_t attachment_len;
 	char *tags; /* ntags NUL-terminated strings back to back */
@@ -96,6 +97,8 @@ struct rr_handler_config {
 	uint64_t session_ttl_ms;
 	uint32_t max_attachment_bytes;
 	uint64_t room_idle_evict_ms;
+	uint8_t auth_secret[256]; /* HS256; auth_secret_len 0: no auth */
+	size_t auth_secret_len;
 	const struct rr_handler *custom[RR_CUSTOM_HANDLERS_MAX];
 	char custom_prefix[RR_CUSTOM_HANDLERS_MAX][64];
 	unsigned ncustom;
@@ -113,7 +116,8 @@ int rr_handler_load_so(const char *spec);
 /* Connection-side entry points, called by conn.c. */
 void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 			const char *room, size_t room_len, const char accept[29],
-			const struct rr_identity *id, const char *query, size_t query_len,
+			const struct rr_identity *id, const char *protocol, const char *query,
+			size_t query_len,
 			const uint8_t *extra, size_t extra_len);
 void rr_handler_message(struct rr_core *core, struct rr_conn *c, uint8_t opcode, uint8_t *p,
 			size_t n);
