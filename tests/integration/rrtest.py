@@ -172,7 +172,23 @@ class Broker:
             self.kill()
         self.dump_stderr()
         self.proc = None  # reported here; finish_suite skips it
+        why = self.kernel_unsupported()
+        if why:
+            print("SKIP: %s cannot run on this kernel: %s" % (self.name, why), flush=True)
+            sys.exit(77)
         raise RuntimeError("%s: %s" % (self.name, last))
+
+    def kernel_unsupported(self):
+        """The broker's own words when it refused to start for want of a
+        kernel feature (ring.c: "kernel lacks ...", "needs Linux ..."), or
+        io_uring being unavailable (ENOSYS, or EPERM from a sysctl)."""
+        for line in self.stderr_text().splitlines():
+            l = line.lower()
+            if "kernel lacks" in l or "needs linux" in l:
+                return line.strip()
+            if "io_uring" in l and ("not implemented" in l or "not permitted" in l):
+                return line.strip()
+        return None
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
