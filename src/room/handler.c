@@ -176,16 +176,17 @@ static void sreq_done(struct rr_store_req *req);
 static struct sreq *sreq_new(struct rr_core *core, struct rr_room *r, enum rr_store_op op,
 			     uint8_t kind, size_t extra)
 {
-	struct sreq *s = calloc(1, sizeof(*s) + r->name_len + extra);
+	struct rr_room_rt *rt = r->rt;
+	struct sreq *s = calloc(1, sizeof(*s) + rt->store_name_len + extra);
 	if (s == NULL)
 		return NULL;
 	s->req.op = op;
 	s->req.core = core->id;
 	s->req.reply_ring_fd = core->ring_fd;
 	s->req.done = sreq_done;
-	memcpy(s->data, r->name, r->name_len);
+	memcpy(s->data, rt->store_name, rt->store_name_len);
 	s->req.room = (const char *)s->data;
-	s->req.room_len = r->name_len;
+	s->req.room_len = rt->store_name_len;
 	s->room = r;
 	s->kind = kind;
 	return s;
@@ -219,7 +220,7 @@ static void session_put(struct rr_core *core, struct rr_conn *c)
 	struct sreq *s = sreq_new(core, r, RR_STORE_SESSION_PUT, SR_SESSION_PUT, extra);
 	if (s == NULL)
 		return;
-	uint8_t *p = s->data + r->name_len;
+	uint8_t *p = s->data + r->rt->store_name_len;
 	memcpy(p, x->session, RR_SESSION_ID_LEN);
 	s->req.key = p;
 	s->req.key_len = RR_SESSION_ID_LEN;
@@ -379,8 +380,9 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 	       h);
 	free(x->resume_token);
 	x->resume_token = NULL;
-	if (s->req.res == 0 && ss->room_len == r->name_len &&
-	    memcmp(ss->room, r->name, r->name_len) == 0 && ct_equal(h, ss->resume_hash, 32) &&
+	if (s->req.res == 0 && ss->room_len == r->rt->store_name_len &&
+	    memcmp(ss->room, r->rt->store_name, ss->room_len) == 0 &&
+	    ct_equal(h, ss->resume_hash, 32) &&
 	    rr_room_member_by_session(r, x->session) == NULL) {
 		x->resumed = true;
 		x->resumed_last_id = ss->last_id;
@@ -475,6 +477,9 @@ void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 			return;
 		}
 		r->rt->h = h;
+		int n = snprintf(r->rt->store_name, sizeof(r->rt->store_name), "%.64s:%s",
+				 h->name ? h->name : "handler", r->name);
+		r->rt->store_name_len = (uint32_t)n;
 	}
 	struct rr_room_rt *rt = r->rt;
 	rr_timer_cancel(&core->wheel, &rt->idle_timer);
@@ -490,8 +495,8 @@ void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 		x->resume_token = strdup(token);
 		if (s && x->resume_token) {
 			memcpy(x->session, sid, RR_SESSION_ID_LEN + 1);
-			memcpy(s->data + r->name_len, sid, RR_SESSION_ID_LEN);
-			s->req.key = s->data + r->name_len;
+			memcpy(s->data + rt->store_name_len, sid, RR_SESSION_ID_LEN);
+			s->req.key = s->data + rt->store_name_len;
 			s->req.key_len = RR_SESSION_ID_LEN;
 			s->conn = c;
 			s->conn_gen = c->gen;
@@ -1071,8 +1076,8 @@ int rr_log_append(struct rr_room *room, const void *data, size_t len, uint64_t *
 	struct sreq *s = sreq_new(core, room, RR_STORE_APPEND, SR_APPEND, len);
 	if (s == NULL)
 		return -ENOMEM;
-	memcpy(s->data + room->name_len, data, len);
-	s->req.data = s->data + room->name_len;
+	memcpy(s->data + rt->store_name_len, data, len);
+	s->req.data = s->data + rt->store_name_len;
 	s->req.len = (uint32_t)len;
 	s->req.id = rt->last_id + 1;
 	s->req.ts_ms = rr_wall_ms();
@@ -1127,7 +1132,7 @@ static int kv_op(struct rr_room *room, enum rr_store_op op, const void *key, siz
 	struct sreq *s = sreq_new(core, room, op, SR_KV, klen + vlen);
 	if (s == NULL)
 		return -ENOMEM;
-	uint8_t *p = s->data + room->name_len;
+	uint8_t *p = s->data + room->rt->store_name_len;
 	memcpy(p, key, klen);
 	s->req.key = p;
 	s->req.key_len = (uint32_t)klen;
@@ -1169,7 +1174,7 @@ int rr_kv_list(struct rr_room *room, const void *prefix, size_t plen, const void
 	struct sreq *s = sreq_new(core, room, RR_STORE_KV_LIST, SR_KV_LIST, plen + alen);
 	if (s == NULL)
 		return -ENOMEM;
-	uint8_t *p = s->data + room->name_len;
+	uint8_t *p = s->data + room->rt->store_name_len;
 	if (plen)
 		memcpy(p, prefix, plen);
 	s->req.key = p;

@@ -86,6 +86,10 @@ struct rr_room_rt {
 	bool initialised;
 	bool evict_now;
 	struct rr_timer idle_timer; /* hibernation: --room-idle-evict */
+	/* the room's name in storage: "<handler>:<room>", so /chat/x and a
+	 * --handler room x don't share a log */
+	char store_name[200];
+	uint32_t store_name_len;
 	struct rr_room *room;
 };
 
