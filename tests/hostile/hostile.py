@@ -65,7 +65,7 @@ MIB = 1024 * KIB
 
 COMMON = ["--handshake-timeout", "2s", "--close-timeout", "2s",
           "--max-queued-bytes", "1MiB", "--ping-interval", "10m",
-          "--idle-timeout", "20m", "--log-level", "warn"]
+          "--idle-timeout", "20m"]
 BROKERS = {
     "main": (COMMON + ["--max-message-bytes", "1MiB"], ""),
     "small": (COMMON + ["--max-message-bytes", "64KiB"], ""),
@@ -711,6 +711,12 @@ class Runner:
         else:
             self.failed += 1
             print("FAIL %s: %s [%s]" % (name, why, metrics), flush=True)
+            if extra.get("slow_rtts"):
+                print("  # probe round trips over 50 ms (s after case start, ms): %s" % (
+                    extra["slow_rtts"][:10],), flush=True)
+            if extra.get("probe_woke_late"):
+                print("  # the probe process itself woke late (s, ms): %s; load %.2f" % (
+                    extra["probe_woke_late"][:10], extra["loadavg_1m"]), flush=True)
         if os.environ.get("RINGROOM_VERBOSE") == "1" and extra.get("details"):
             print("  # %s" % json.dumps(extra["details"], sort_keys=True), flush=True)
 
@@ -751,7 +757,10 @@ class Runner:
                  "after_rss_kib": after,
                  "rtt_p99_ms": round(p, 1) if p is not None else None,
                  "rtt_max_ms": round(max(rtts), 1) if rtts else None,
-                 "rtt_samples": len(rtts), "seconds": round(t1 - t0, 2)}
+                 "rtt_samples": len(rtts), "seconds": round(t1 - t0, 2),
+                 "slow_rtts": t.probe.slow(t0, t2, 50.0),
+                 "probe_woke_late": t.probe.lateness(t0, t2),
+                 "loadavg_1m": round(os.getloadavg()[0], 2)}
         if details is not None:
             extra["details"] = details
         if after is None:

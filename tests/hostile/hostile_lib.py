@@ -87,6 +87,7 @@ class Probe:
         self.rtts = []      # (t, ms)
         self.errors = []    # (t, text)
         self.connects = []  # (t, ms)
+        self.late = []      # (t, ms) the probe's own wake-up lateness
         self.lock = threading.Lock()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -99,6 +100,8 @@ class Probe:
                 try:
                     if parts[0] == "R":
                         self.rtts.append((float(parts[1]), float(parts[2])))
+                    elif parts[0] == "L":
+                        self.late.append((float(parts[1]), float(parts[2])))
                     elif parts[0] == "C":
                         self.connects.append((float(parts[1]), float(parts[2])))
                     elif parts[0] == "E":
@@ -123,6 +126,17 @@ class Probe:
             rtts = [ms for t, ms in self.rtts if t0 <= t <= t1]
             errs = [e for t, e in self.errors if t0 <= t <= t1]
         return rtts, errs
+
+    def slow(self, t0, t1, over_ms):
+        """[(seconds after t0, ms)] for round trips slower than over_ms."""
+        with self.lock:
+            return [(round(t - t0, 2), ms) for t, ms in self.rtts
+                    if t0 <= t <= t1 and ms > over_ms]
+
+    def lateness(self, t0, t1):
+        """[(seconds after t0, ms)] the probe itself woke late."""
+        with self.lock:
+            return [(round(t - t0, 2), ms) for t, ms in self.late if t0 <= t <= t1]
 
     def stop(self):
         try:

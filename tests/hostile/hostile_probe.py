@@ -12,6 +12,8 @@ clock as time.monotonic() in the parent):
   C <t> <connect_ms>     (re)connected
   R <t> <rtt_ms>         one round trip, started at t
   E <t> <what>           an error (wrong echo, close, timeout); reconnects
+  L <t> <late_ms>        this process woke > 20 ms after its tick was due:
+                         the machine, not the broker, delayed it (diagnostic)
 
 It stops when stdin reaches EOF (the parent closes it), or after 15 minutes
 in case the parent died without doing so.
@@ -50,6 +52,8 @@ def main():
         now = time.monotonic()
         if now < next_t:
             continue
+        if now - next_t > 0.02:
+            out("L %.6f %.3f" % (next_t, (now - next_t) * 1000.0))
         next_t = max(next_t + INTERVAL, now)
         t = now
         try:
