@@ -79,6 +79,7 @@ struct rr_bench_slot {
 	uint64_t sent;		  /* data messages sent */
 	uint64_t received;	  /* data messages received (all phases) */
 	uint64_t measured;	  /* received with a stamp inside the measured window */
+	uint64_t arrived;	  /* received while the measured window was open, any stamp */
 	uint64_t cycles;	  /* churn: cycles completed inside the window */
 	uint64_t misrouted;	  /* a message from a publisher this receiver must not hear */
 	uint64_t foreign;	  /* stamped by another run: ignored, reported */

@@ -49,8 +49,12 @@ stop_broker() {
 }
 trap stop_broker EXIT
 
+data_args=()
+# a broker with persistence needs a data folder of its own
+"$broker" --help 2>/dev/null | grep -q -- --data-dir && data_args=(--data-dir "$out/data")
+
 start_broker() {
-	"$broker" --port "$port" --cores 2 --log-level warn "$@" >>"$out/broker.log" 2>&1 &
+	"$broker" --port "$port" --cores 2 --log-level warn "${data_args[@]}" "$@" >>"$out/broker.log" 2>&1 &
 	server_pid=$!
 	for _ in $(seq 100); do
 		# braces: a redirection on a bare exec would apply to the whole shell

@@ -487,6 +487,8 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 		report_anomaly(w, c, what[v], &st, expected);
 	}
 	w->c.received++;
+	if (w->now >= w->sh->t_warm && w->now < w->sh->t_end)
+		w->c.arrived++;
 	if (st.ts_ns >= w->sh->t_warm && st.ts_ns < w->sh->t_end) {
 		w->c.measured++;
 		rr_bench_hist_record(&w->slot->lat, w->now > st.ts_ns ? w->now - st.ts_ns : 0);
@@ -882,6 +884,7 @@ static void publish_live(struct worker *w)
 	PUB(sent);
 	PUB(received);
 	PUB(measured);
+	PUB(arrived);
 	PUB(cycles);
 	PUB(misrouted);
 	PUB(dropped);

@@ -37,7 +37,10 @@ if [ "$broker" = "--standin" ]; then
 	"$py" "$here/standin_server.py" "$port" >"$tmp/server.log" 2>&1 &
 else
 	[ -x "$broker" ] || { echo "SKIP: no broker binary at $broker"; exit 77; }
-	"$broker" --port "$port" --cores 2 --log-level warn >"$tmp/server.log" 2>&1 &
+	extra=()
+	# a broker with persistence needs a data folder of its own
+	"$broker" --help 2>/dev/null | grep -q -- --data-dir && extra=(--data-dir "$tmp/data")
+	"$broker" --port "$port" --cores 2 --log-level warn "${extra[@]}" >"$tmp/server.log" 2>&1 &
 fi
 server_pid=$!
 
