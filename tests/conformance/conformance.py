@@ -318,7 +318,18 @@ def _run(conn, c):
             conn.send(closef(code if code not in (None, 1005, 1006, 1015) else 1000))
         except OSError:
             pass
-    if not conn.wait_eof(EOF_TIMEOUT):
+    reason = rd.close.payload[2:]
+    try:
+        reason.decode("utf-8")
+    except UnicodeDecodeError:
+        return "server close reason is not UTF-8: %r" % reason[:40]
+    if len(rd.close.payload) > 125:
+        return "server close payload of %d bytes" % len(rd.close.payload)
+    after, closed = rrtest.read_until_eof(conn.sock, EOF_TIMEOUT)
+    after = conn.buf + after
+    if after:
+        return "server sent %d bytes after its close frame: %r" % (len(after), after[:20])
+    if not closed:
         return "close code %s ok but TCP not closed within %.0fs" % (code, EOF_TIMEOUT)
     return None
 
