@@ -10,6 +10,12 @@
  *   "who <tag>"       answer "members <n>" carrying <tag>
  *   "note <text>"     keep <text> as this member's attachment
  *   "mynote"          answer "note <text>" from the attachment
+ *   "alarm <ms> <t>"  in <ms> milliseconds, broadcast "alarm <t>" and record
+ *                     "fired:<t>" in room storage; answers "alarm id <id>".
+ *                     A <t> starting with "flaky" fails its first attempt,
+ *                     so the broker retries it.
+ *   "cancel <id>"     cancel an alarm: "cancelled" or "no such alarm"
+ *   "fired <t>"       answer "fired yes" or "fired no"
  * Anything else is answered with "unknown".
  */
 #include <ringroom/handler.h>
@@ -21,9 +27,10 @@
 struct counter_state {
 	unsigned long long count; /* cached; room storage is the truth */
 	bool loaded;
+	unsigned flaky_failures;
 };
 
-static const char key[] = "count";
+static const char count_key[] = "count";
 
 static void reply(struct rr_conn *c, const char *text)
 {
@@ -45,8 +52,7 @@ static void on_put(struct rr_room *room, void *arg, int res, const void *val, si
 }
 
 /* The first incr of a room reads the stored count, then increments. */
-static void on_load_then_incr(struct rr_room *room, void *arg, int res, const void *val,
-			      size_t len)
+static void on_load_then_incr(struct rr_room *room, void *arg, int res, const void *val, size_t len)
 {
 	struct counter_state *st = rr_room_state(room);
 	(void)arg;
@@ -60,7 +66,7 @@ static void on_load_then_incr(struct rr_room *room, void *arg, int res, const vo
 	st->count++;
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%llu", st->count);
-	if (rr_kv_put(room, key, sizeof(key) - 1, buf, (size_t)n, on_put, NULL) < 0)
+	if (rr_kv_put(room, count_key, sizeof(count_key) - 1, buf, (size_t)n, on_put, NULL) < 0)
 		rr_room_broadcast(room, RR_TEXT, "busy", 4, NULL);
 }
 
@@ -78,12 +84,41 @@ static void on_get(struct rr_room *room, void *arg, int res, const void *val, si
 	else if (res < 0)
 		snprintf(msg, sizeof(msg), "error reading: %d", res);
 	else
-		snprintf(msg, sizeof(msg), "count %.*s", (int)(len < 32 ? len : 32), (const char *)val);
+		snprintf(msg, sizeof(msg), "count %.*s", (int)(len < 32 ? len : 32),
+			 (const char *)val);
 	reply(c, msg);
 }
 
-static void on_message(struct rr_room *room, struct rr_conn *c, int opcode, void *data,
-		       size_t len)
+static void on_fired_get(struct rr_room *room, void *arg, int res, const void *val, size_t len)
+{
+	struct rr_conn *c = rr_room_member_by_session(room, arg);
+	(void)val;
+	(void)len;
+	free(arg);
+	if (c)
+		reply(c, res == 0 ? "fired yes" : "fired no");
+}
+
+static int on_alarm(struct rr_room *room, uint64_t id, const void *payload, size_t len)
+{
+	struct counter_state *st = rr_room_state(room);
+	char key[300], msg[300];
+	(void)id;
+	if (len > 200)
+		len = 200;
+	if (len >= 5 && memcmp(payload, "flaky", 5) == 0 && st->flaky_failures == 0) {
+		st->flaky_failures++;
+		return -11; /* -EAGAIN: the broker retries with back-off */
+	}
+	int n = snprintf(key, sizeof(key), "fired:%.*s", (int)len, (const char *)payload);
+	if (rr_kv_put(room, key, (size_t)n, "1", 1, NULL, NULL) < 0)
+		return -11;
+	n = snprintf(msg, sizeof(msg), "alarm %.*s", (int)len, (const char *)payload);
+	rr_room_broadcast(room, RR_TEXT, msg, (size_t)n, NULL);
+	return 0;
+}
+
+static void on_message(struct rr_room *room, struct rr_conn *c, int opcode, void *data, size_t len)
 {
 	char cmd[512];
 	if (opcode != RR_TEXT || len >= sizeof(cmd)) {
@@ -96,14 +131,16 @@ static void on_message(struct rr_room *room, struct rr_conn *c, int opcode, void
 	if (strcmp(cmd, "incr") == 0) {
 		struct counter_state *st = rr_room_state(room);
 		if (!st->loaded) {
-			if (rr_kv_get(room, key, sizeof(key) - 1, on_load_then_incr, NULL) < 0)
+			if (rr_kv_get(room, count_key, sizeof(count_key) - 1, on_load_then_incr,
+				      NULL) < 0)
 				reply(c, "busy");
 			return;
 		}
 		on_load_then_incr(room, NULL, 1, NULL, 0);
 	} else if (strcmp(cmd, "get") == 0) {
 		char *sid = strdup(rr_member_session(c));
-		if (sid == NULL || rr_kv_get(room, key, sizeof(key) - 1, on_get, sid) < 0) {
+		if (sid == NULL ||
+		    rr_kv_get(room, count_key, sizeof(count_key) - 1, on_get, sid) < 0) {
 			free(sid);
 			reply(c, "busy");
 		}
@@ -134,17 +171,44 @@ static void on_message(struct rr_room *room, struct rr_conn *c, int opcode, void
 		char msg[600];
 		snprintf(msg, sizeof(msg), "note %.*s", (int)n, p ? p : "");
 		reply(c, msg);
+	} else if (strncmp(cmd, "alarm ", 6) == 0) {
+		char *end;
+		unsigned long long ms = strtoull(cmd + 6, &end, 10);
+		if (*end != ' ') {
+			reply(c, "unknown");
+			return;
+		}
+		uint64_t id;
+		char msg[64];
+		if (rr_alarm_set(room, rr_now_wall_ms() + ms, end + 1, strlen(end + 1), &id) < 0) {
+			reply(c, "alarm refused");
+			return;
+		}
+		snprintf(msg, sizeof(msg), "alarm id %llu", (unsigned long long)id);
+		reply(c, msg);
+	} else if (strncmp(cmd, "cancel ", 7) == 0) {
+		uint64_t id = strtoull(cmd + 7, NULL, 10);
+		reply(c, rr_alarm_cancel(room, id) == 0 ? "cancelled" : "no such alarm");
+	} else if (strncmp(cmd, "fired ", 6) == 0) {
+		char key[300];
+		int n = snprintf(key, sizeof(key), "fired:%s", cmd + 6);
+		char *sid = strdup(rr_member_session(c));
+		if (sid == NULL || rr_kv_get(room, key, (size_t)n, on_fired_get, sid) < 0) {
+			free(sid);
+			reply(c, "busy");
+		}
 	} else {
 		reply(c, "unknown");
 	}
 }
 
 static const struct rr_handler counter_handler = {
-	.abi = RR_HANDLER_ABI,
-	.name = "counter",
-	.state_size = sizeof(struct counter_state),
-	.durable = false,
-	.message = on_message,
+    .abi = RR_HANDLER_ABI,
+    .name = "counter",
+    .state_size = sizeof(struct counter_state),
+    .durable = false,
+    .message = on_message,
+    .alarm = on_alarm,
 };
 
 const struct rr_handler *ringroom_handler(void);

@@ -370,6 +370,7 @@ static void *core_main(void *arg)
 
 	core->now_ms = rr_now_ms();
 	arm_accept(core);
+	rr_handler_core_start(core);
 
 	for (;;) {
 		core->now_ms = rr_now_ms();
@@ -425,6 +426,7 @@ static void *core_main(void *arg)
 		}
 	}
 	core->stopped = true;
+	rr_handler_core_stop(core);
 	rr_tls_thread_exit();
 	rr_info("core stopped");
 	return NULL;

@@ -24,6 +24,23 @@
 
 struct rr_handler_config rr_handler_cfg;
 
+#define ALARM_PAYLOAD_MAX 4096
+#define ALARM_BACKOFF_MAX_MS (5 * 60 * 1000)
+#define ALARM_KEY_MAX (8 + 8 + 1 + RR_ROOM_NAME_MAX)
+
+struct alarm {
+	struct rr_timer t;
+	struct alarm *next;
+	uint64_t id, at_ms;
+	uint32_t attempts;
+	uint8_t route;
+	uint8_t name_len;
+	char name[RR_ROOM_NAME_MAX + 1];
+	uint32_t len;
+	uint8_t payload[];
+};
+
+
 /* The chat handler lives in src/chat/; a build without it serves no /chat/. */
 const struct rr_handler *rr_chat_handler(void) __attribute__((weak));
 
@@ -152,6 +169,7 @@ enum sreq_kind {
 	SR_READ,
 	SR_KV,
 	SR_KV_LIST,
+	SR_ALARM_LIST,
 };
 
 struct sreq {
@@ -262,6 +280,8 @@ static void new_session(struct rr_conn_ext *x)
 
 static void member_open(struct rr_core *core, struct rr_conn *c);
 
+static void alarms_room_ready(struct rr_core *core, struct rr_room *r);
+
 static void room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = r->rt;
@@ -285,6 +305,7 @@ static void room_ready(struct rr_core *core, struct rr_room *r)
 			rr_conn_reject(core, w, 503);
 		w = next;
 	}
+	alarms_room_ready(core, r);
 	if (rt->load == RR_LOAD_FAILED)
 		rt->load = RR_LOAD_NONE; /* the next connection tries again */
 }
@@ -417,6 +438,47 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 	}
 }
 
+/* Find or create a handler room with its runtime state. */
+static struct rr_room *room_get_rt(struct rr_core *core, const struct rr_handler *h,
+				   unsigned route, const char *name, size_t name_len)
+{
+	struct rr_room *r = rr_room_get(core, (uint8_t)route, name, name_len);
+	if (r == NULL || r->rt)
+		return r;
+	r->rt = calloc(1, sizeof(*r->rt));
+	if (r->rt)
+		r->rt->state = h->state_size ? calloc(1, h->state_size) : NULL;
+	if (r->rt == NULL || (h->state_size && r->rt->state == NULL)) {
+		free(r->rt);
+		r->rt = NULL;
+		rr_room_release_if_empty(core, r);
+		return NULL;
+	}
+	r->rt->h = h;
+	int n = snprintf(r->rt->store_name, sizeof(r->rt->store_name), "%.64s:%s",
+			 h->name ? h->name : "handler", r->name);
+	r->rt->store_name_len = (uint32_t)n;
+	return r;
+}
+
+/* Make a room ready for work that isn't a connection (an alarm). */
+static void room_wake(struct rr_core *core, struct rr_room *r)
+{
+	struct rr_room_rt *rt = r->rt;
+	rr_timer_cancel(&core->wheel, &rt->idle_timer);
+	if (rt->load != RR_LOAD_NONE)
+		return;
+	if (!rt->h->durable) {
+		room_ready(core, r);
+		return;
+	}
+	rt->load = RR_LOAD_LOADING;
+	if (room_load(core, r, SR_ROOM_LOAD) < 0) {
+		rt->load = RR_LOAD_FAILED;
+		room_ready(core, r);
+	}
+}
+
 void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 			const char *name, size_t name_len, const char accept[29],
 			const struct rr_identity *id, const char *protocol, const char *query,
@@ -459,27 +521,10 @@ void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 			x->early_len = (uint32_t)extra_len;
 		}
 	}
-	struct rr_room *r = rr_room_get(core, (uint8_t)route, name, name_len);
+	struct rr_room *r = room_get_rt(core, h, route, name, name_len);
 	if (r == NULL) {
 		rr_conn_reject(core, c, 503);
 		return;
-	}
-	if (r->rt == NULL) {
-		r->rt = calloc(1, sizeof(*r->rt));
-		if (r->rt)
-			r->rt->state = h->state_size ? calloc(1, h->state_size) : NULL;
-		if (r->rt == NULL || (h->state_size && r->rt->state == NULL)) {
-			if (r->rt)
-				free(r->rt);
-			r->rt = NULL;
-			rr_room_release_if_empty(core, r);
-			rr_conn_reject(core, c, 503);
-			return;
-		}
-		r->rt->h = h;
-		int n = snprintf(r->rt->store_name, sizeof(r->rt->store_name), "%.64s:%s",
-				 h->name ? h->name : "handler", r->name);
-		r->rt->store_name_len = (uint32_t)n;
 	}
 	struct rr_room_rt *rt = r->rt;
 	rr_timer_cancel(&core->wheel, &rt->idle_timer);
@@ -654,12 +699,18 @@ void rr_handler_conn_free(struct rr_core *core, struct rr_conn *c)
 
 bool rr_handler_room_busy(const struct rr_room_rt *rt)
 {
-	return rt->ops_inflight > 0 || rt->waiters != NULL || rt->load == RR_LOAD_LOADING;
+	return rt->ops_inflight > 0 || rt->waiters != NULL || rt->load == RR_LOAD_LOADING ||
+	       rt->pending_alarms != NULL || rt->pinned;
 }
 
 void rr_handler_room_free(struct rr_core *core, struct rr_room_rt *rt, void *room)
 {
 	rr_timer_cancel(&core->wheel, &rt->idle_timer);
+	while (rt->pending_alarms) {
+		struct alarm *a = rt->pending_alarms;
+		rt->pending_alarms = a->next;
+		free(a);
+	}
 	if (rt->initialised && rt->h->evict)
 		rt->h->evict(room);
 	free(rt->state);
@@ -705,6 +756,8 @@ static void log_entries(const struct rr_store_req *req, struct rr_log_entry *out
 		out[i].len = req->out.items[i].val_len;
 	}
 }
+
+static void alarms_listed(struct rr_core *core, struct sreq *s);
 
 static void sreq_done(struct rr_store_req *req)
 {
@@ -773,6 +826,9 @@ static void sreq_done(struct rr_store_req *req)
 	case SR_KV:
 		if (s->cb.kv_done)
 			s->cb.kv_done(r, s->arg, req->res, req->out.val, req->out.val_len);
+		break;
+	case SR_ALARM_LIST:
+		alarms_listed(core, s);
 		break;
 	case SR_KV_LIST: {
 		struct rr_log_entry *e = NULL;
@@ -1190,27 +1246,293 @@ int rr_kv_list(struct rr_room *room, const void *prefix, size_t plen, const void
 	return sreq_submit(core, s);
 }
 
-/* Alarms are not implemented yet: the API is declared so handlers can be
- * written against it, and answers -ENOSYS. */
+uint64_t rr_now_wall_ms(void)
+{
+	return rr_wall_ms();
+}
+
+/* ---- alarms ---------------------------------------------------------------
+ *
+ * DESIGN: every alarm is one key in a broker-wide index kept in room storage
+ * under the pseudo-room "alarms:index": big-endian due time, id, route and
+ * room name, with the payload as the value. Sorting by due time lets a core
+ * that starts list them in order; each core takes the alarms of the rooms
+ * it is home to and arms them on its timer wheel, so an alarm that came due
+ * while the broker was down fires right after the restart. The key is
+ * deleted only after the handler's alarm() returned 0: at least once.
+ */
+
+static __thread struct alarm *tl_alarms; /* armed on this core */
+static __thread struct rr_room *tl_index;
+
+static const struct rr_handler index_handler = {
+	.abi = RR_HANDLER_ABI,
+	.name = "alarms",
+};
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static size_t alarm_key(const struct alarm *a, uint8_t *k)
+{
+	put_be64(k, a->at_ms);
+	put_be64(k + 8, a->id);
+	k[16] = a->route;
+	memcpy(k + 17, a->name, a->name_len);
+	return 17u + a->name_len;
+}
+
+static struct rr_room *index_room(struct rr_core *core)
+{
+	if (tl_index)
+		return tl_index;
+	struct rr_room *r = room_get_rt(core, &index_handler, 0xff, "index", 5);
+	if (r == NULL)
+		return NULL;
+	r->rt->pinned = true;
+	r->rt->load = RR_LOAD_READY;
+	tl_index = r;
+	return r;
+}
+
+static void alarm_fire(struct rr_timer *t, uint64_t now_ms);
+
+static void alarm_arm(struct rr_core *core, struct alarm *a, uint64_t delay_ms)
+{
+	rr_timer_init(&a->t, alarm_fire);
+	rr_timer_set(&core->wheel, &a->t, core->now_ms + delay_ms);
+	a->next = tl_alarms;
+	tl_alarms = a;
+}
+
+static void alarm_unlink(struct alarm *a)
+{
+	struct alarm **pp = &tl_alarms;
+	while (*pp && *pp != a)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = a->next;
+	a->next = NULL;
+}
+
+static void index_delete(struct rr_core *core, const struct alarm *a)
+{
+	uint8_t k[ALARM_KEY_MAX];
+	struct rr_room *ix = index_room(core);
+	if (ix == NULL || kv_op(ix, RR_STORE_KV_DEL, k, alarm_key(a, k), NULL, 0, NULL, NULL) < 0)
+		rr_warn("alarm %llu: index key not deleted (storage busy); it may fire again",
+			(unsigned long long)a->id);
+}
+
+/* Run a due alarm in its (ready) room. */
+static void alarm_run(struct rr_core *core, struct rr_room *r, struct alarm *a)
+{
+	const struct rr_handler *h = r->rt->h;
+	int rc = h->alarm ? h->alarm(r, a->id, a->payload, a->len) : 0;
+	if (rc == 0) {
+		index_delete(core, a);
+		free(a);
+	} else {
+		a->attempts++;
+		uint64_t backoff = 1000ull << (a->attempts < 20 ? a->attempts - 1 : 19);
+		if (backoff > ALARM_BACKOFF_MAX_MS)
+			backoff = ALARM_BACKOFF_MAX_MS;
+		rr_info("room '%s': alarm %llu failed (%d), retry %u in %llu ms", r->name,
+			(unsigned long long)a->id, rc, a->attempts, (unsigned long long)backoff);
+		alarm_arm(core, a, backoff);
+	}
+	if (r->count == 0)
+		rr_room_release_if_empty(core, r);
+}
+
+static void alarm_fire(struct rr_timer *t, uint64_t now_ms)
+{
+	struct alarm *a = (struct alarm *)t;
+	struct rr_core *core = cur();
+	const struct rr_handler *h = rr_handler_for_route(a->route);
+	(void)now_ms;
+	alarm_unlink(a);
+	if (h == NULL) {
+		rr_warn("alarm %llu: no handler serves route %u any more; dropped",
+			(unsigned long long)a->id, a->route);
+		index_delete(core, a);
+		free(a);
+		return;
+	}
+	struct rr_room *r = room_get_rt(core, h, a->route, a->name, a->name_len);
+	if (r == NULL) {
+		alarm_arm(core, a, 1000); /* out of memory: try again soon */
+		return;
+	}
+	if (r->rt->load == RR_LOAD_READY) {
+		alarm_run(core, r, a);
+		return;
+	}
+	a->next = r->rt->pending_alarms;
+	r->rt->pending_alarms = a;
+	room_wake(core, r);
+}
+
+static void alarms_room_ready(struct rr_core *core, struct rr_room *r)
+{
+	struct alarm *a = r->rt->pending_alarms;
+	r->rt->pending_alarms = NULL;
+	while (a) {
+		struct alarm *next = a->next;
+		a->next = NULL;
+		if (r->rt->load == RR_LOAD_READY)
+			alarm_run(core, r, a);
+		else
+			alarm_arm(core, a, 1000); /* the room failed to load: retry */
+		a = next;
+	}
+}
+
 int rr_alarm_set(struct rr_room *room, uint64_t at_ms, const void *payload, size_t len,
 		 uint64_t *id_out)
 {
-	(void)room;
-	(void)at_ms;
-	(void)payload;
-	(void)len;
-	(void)id_out;
-	return -ENOSYS;
+	struct rr_core *core = cur();
+	if (room->rt == NULL || room->kind == 0xff)
+		return -EINVAL;
+	if (len > ALARM_PAYLOAD_MAX)
+		return -E2BIG;
+	struct rr_room *ix = index_room(core);
+	if (ix == NULL || rr_handler_cfg.store == NULL)
+		return -ENOSYS;
+	struct alarm *a = calloc(1, sizeof(*a) + len);
+	if (a == NULL)
+		return -ENOMEM;
+	random_bytes((uint8_t *)&a->id, sizeof(a->id));
+	a->id &= (UINT64_C(1) << 53) - 1; /* exact in a JSON number */
+	a->at_ms = at_ms;
+	a->route = room->kind;
+	a->name_len = room->name_len;
+	memcpy(a->name, room->name, room->name_len);
+	a->len = (uint32_t)len;
+	if (len)
+		memcpy(a->payload, payload, len);
+	uint8_t k[ALARM_KEY_MAX];
+	int rc = kv_op(ix, RR_STORE_KV_PUT, k, alarm_key(a, k), payload, len, NULL, NULL);
+	if (rc < 0) {
+		free(a);
+		return rc;
+	}
+	uint64_t wall = rr_wall_ms();
+	alarm_arm(core, a, at_ms > wall ? at_ms - wall : 0);
+	if (id_out)
+		*id_out = a->id;
+	return 0;
 }
 
 int rr_alarm_cancel(struct rr_room *room, uint64_t id)
 {
-	(void)room;
-	(void)id;
-	return -ENOSYS;
+	struct rr_core *core = cur();
+	struct alarm **lists[2] = {&tl_alarms, room->rt ? &room->rt->pending_alarms : NULL};
+	for (int l = 0; l < 2; l++) {
+		if (lists[l] == NULL)
+			continue;
+		for (struct alarm **pp = lists[l]; *pp; pp = &(*pp)->next) {
+			struct alarm *a = *pp;
+			if (a->id != id || a->name_len != room->name_len ||
+			    memcmp(a->name, room->name, a->name_len) != 0)
+				continue;
+			*pp = a->next;
+			rr_timer_cancel(&core->wheel, &a->t);
+			index_delete(core, a);
+			free(a);
+			return 0;
+		}
+	}
+	return -ENOENT;
 }
 
-uint64_t rr_now_wall_ms(void)
+static int alarms_list_page(struct rr_core *core, const uint8_t *after, size_t alen)
 {
-	return rr_wall_ms();
+	struct rr_room *ix = index_room(core);
+	if (ix == NULL)
+		return -ENOMEM;
+	struct sreq *s = sreq_new(core, ix, RR_STORE_KV_LIST, SR_ALARM_LIST, alen);
+	if (s == NULL)
+		return -ENOMEM;
+	if (alen) {
+		memcpy(s->data + ix->rt->store_name_len, after, alen);
+		s->req.after = s->data + ix->rt->store_name_len;
+		s->req.after_len = (uint32_t)alen;
+	}
+	s->req.key = s->data; /* empty prefix */
+	s->req.key_len = 0;
+	s->req.limit = 1000;
+	return sreq_submit(core, s);
+}
+
+static void alarms_listed(struct rr_core *core, struct sreq *s)
+{
+	const struct rr_store_req *req = &s->req;
+	uint64_t wall = rr_wall_ms();
+	unsigned armed = 0;
+	if (req->res < 0) {
+		rr_err("alarms: listing the index failed: %s", strerror(-req->res));
+		return;
+	}
+	for (uint32_t i = 0; i < req->out.n_items; i++) {
+		const struct rr_store_item *it = &req->out.items[i];
+		if (it->key_len < 18 || it->key_len > ALARM_KEY_MAX ||
+		    it->val_len > ALARM_PAYLOAD_MAX)
+			continue;
+		const char *name = (const char *)it->key + 17;
+		size_t nlen = it->key_len - 17;
+		if (rr_room_home(core->broker, name, nlen) != core->id)
+			continue;
+		struct alarm *a = calloc(1, sizeof(*a) + it->val_len);
+		if (a == NULL)
+			break;
+		a->at_ms = get_be64(it->key);
+		a->id = get_be64(it->key + 8);
+		a->route = it->key[16];
+		a->name_len = (uint8_t)nlen;
+		memcpy(a->name, name, nlen);
+		a->len = it->val_len;
+		memcpy(a->payload, it->val, it->val_len);
+		alarm_arm(core, a, a->at_ms > wall ? a->at_ms - wall : 0);
+		armed++;
+	}
+	if (armed)
+		rr_info("alarms: %u restored from storage", armed);
+	if (req->out.more && req->out.n_items) {
+		const struct rr_store_item *last = &req->out.items[req->out.n_items - 1];
+		alarms_list_page(core, last->key, last->key_len);
+	}
+}
+
+void rr_handler_core_start(struct rr_core *core)
+{
+	if (rr_handler_cfg.store && alarms_list_page(core, NULL, 0) < 0)
+		rr_err("alarms: can't list the index; stored alarms won't fire until restart");
+}
+
+void rr_handler_core_stop(struct rr_core *core)
+{
+	while (tl_alarms) {
+		struct alarm *a = tl_alarms;
+		tl_alarms = a->next;
+		rr_timer_cancel(&core->wheel, &a->t);
+		free(a);
+	}
+	if (tl_index) {
+		tl_index->rt->pinned = false;
+		tl_index = NULL;
+	}
 }

@@ -27,6 +27,7 @@ struct rr_broker;
 struct rr_store;
 struct rr_store_req;
 struct rr_out;
+struct alarm;
 struct rr_room;
 struct rr_conn;
 
@@ -85,6 +86,8 @@ struct rr_room_rt {
 	bool auto_match_type;
 	bool initialised;
 	bool evict_now;
+	bool pinned;                 /* never evicted (the alarm index) */
+	struct alarm *pending_alarms; /* due while the room was loading */
 	struct rr_timer idle_timer; /* hibernation: --room-idle-evict */
 	/* the room's name in storage: "<handler>:<room>", so /chat/x and a
 	 * --handler room x don't share a log */
@@ -138,6 +141,10 @@ void rr_handler_room_free(struct rr_core *core, struct rr_room_rt *rt, void *roo
 /* A handler room has no member: true when it may be freed now, else it
  * hibernates (freed by its idle timer, --room-idle-evict) or is busy. */
 bool rr_handler_room_empty(struct rr_core *core, struct rr_room *r);
+
+/* Per core: restore stored alarms at start; drop them at exit. */
+void rr_handler_core_start(struct rr_core *core);
+void rr_handler_core_stop(struct rr_core *core);
 
 /* A storage completion arrived on this core. */
 void rr_handler_store_done(struct rr_core *core, struct rr_store_req *req);

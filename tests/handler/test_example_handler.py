@@ -107,6 +107,51 @@ async def case_attachment(port):
         await b.close()
 
 
+async def case_alarms(port):
+    url = "ws://127.0.0.1:%d/counter/alarmroom" % port
+    a = await websockets.connect(url)
+    try:
+        ids = []
+        for i in range(5):  # many per room
+            await a.send("alarm %d a%d" % (300 + 100 * i, i))
+            r = await recv(a)
+            if not r.startswith("alarm id "):
+                return "alarm %d not set: %r" % (i, r)
+            ids.append(r.split()[2])
+        await a.send("cancel " + ids[2])
+        if await recv(a) != "cancelled":
+            return "cancel refused"
+        await a.send("alarm 200 flaky1")  # fails once, retried after ~1 s
+        await recv(a)
+        got = []
+        deadline = asyncio.get_event_loop().time() + 6
+        while asyncio.get_event_loop().time() < deadline and len(got) < 5:
+            m = await quiet(a, 0.5)
+            if m:
+                got.append(m)
+        want = ["alarm a0", "alarm a1", "alarm a3", "alarm a4", "alarm flaky1"]
+        if sorted(got) != sorted(want):
+            return "alarms fired %r, expected %r" % (got, want)
+        await a.send("cancel " + ids[0])
+        if await recv(a) != "no such alarm":
+            return "a fired alarm could still be cancelled"
+        return None
+    finally:
+        await a.close()
+
+
+async def set_alarm(port, ms, text):
+    async with websockets.connect("ws://127.0.0.1:%d/counter/restartroom" % port) as ws:
+        await ws.send("alarm %d %s" % (ms, text))
+        return await recv(ws)
+
+
+async def fired(port, text):
+    async with websockets.connect("ws://127.0.0.1:%d/counter/restartroom" % port) as ws:
+        await ws.send("fired " + text)
+        return await recv(ws)
+
+
 def main():
     binary = rrtest.load_binary_arg("example_handler")
     so = sys.argv[2]
@@ -122,14 +167,28 @@ def main():
         report.run("tags: targeted sends reach exactly the tagged members; tags change",
                    lambda: asyncio.run(case_tags(b.port)))
         report.run("attachment: per member", lambda: asyncio.run(case_attachment(b.port)))
+        report.run("alarms: many per room, cancel, retry after a failure",
+                   lambda: asyncio.run(case_alarms(b.port)))
+        r = asyncio.run(set_alarm(b.port, 1500, "while-down"))
+        report.check("alarm for the restart is set", None if r.startswith("alarm id") else r)
         before = asyncio.run(get_count(b.port))
         st = b.stop()
         report.check("example-handler exits 0 on SIGTERM",
                      st)
         b = None
         b2 = rrtest.Broker(binary, args, name="example-handler-restart")
+        import time
+        time.sleep(2.0)  # the alarm comes due while the broker is down
         b2.start()
         after = asyncio.run(get_count(b2.port))
+        ok = False
+        for _ in range(30):
+            if asyncio.run(fired(b2.port, "while-down")) == "fired yes":
+                ok = True
+                break
+            time.sleep(0.2)
+        report.check("an alarm due while the broker was down fires after the restart",
+                     None if ok else "not fired within 6 s of the restart")
         report.check("room storage survives a restart",
                      None if after == before and before != "count 0" else
                      "before %r after %r" % (before, after))
