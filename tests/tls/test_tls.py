@@ -197,6 +197,78 @@ def case_thousand(b, ctx):
     return asyncio.run(go())
 
 
+# ---- record boundaries ---------------------------------------------------------
+
+def _ws_read_plain(m, n):
+    """n bytes of decrypted WebSocket stream from a MemTls."""
+    got = b""
+    deadline = time.monotonic() + 10 * SLOW
+    while len(got) < n:
+        try:
+            got += m.obj.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        m._pump_in(deadline)
+    return got
+
+
+def case_finished_with_data(b, ctx):
+    """The client's Finished, the upgrade request and a first frame in one
+    TCP write: the broker must take all three from one read."""
+    m = tlslib.MemTls(b.tls_port, ctx)
+    try:
+        fin = m.handshake(hold_last=True)
+        req, _key = rrtest.upgrade_request("/echo", host="localhost")
+        frame = rrtest.encode_frame(rrtest.OP_TEXT, "first words")
+        m.sock.sendall(fin + m.encrypt(req) + m.encrypt(frame))
+        head = m.read_until(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            return "upgrade: %r" % head[:60]
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        want = rrtest.encode_frame(rrtest.OP_TEXT, "first words", mask=False)
+        got = rest + _ws_read_plain(m, len(want) - len(rest)) if len(rest) < len(want) else rest
+        if got[:len(want)] != want:
+            return "echo %r, want %r" % (got[:40], want)
+        return None
+    finally:
+        m.close()
+
+
+def case_record_bytewise(b, ctx):
+    """Records cut into 1-byte TCP writes (headers and tags split everywhere)
+    and many frames packed into one record, then a message spread over
+    several records: every echo arrives intact and in order."""
+    m = tlslib.MemTls(b.tls_port, ctx)
+    try:
+        m.handshake()
+        req, _key = rrtest.upgrade_request("/echo", host="localhost")
+        m.sock.sendall(m.encrypt(req))
+        head = m.read_until(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            return "upgrade: %r" % head[:60]
+        buf = head.split(b"\r\n\r\n", 1)[1]
+        msgs = [("bytewise %d" % i).encode() for i in range(5)]
+        rec = m.encrypt(b"".join(rrtest.encode_frame(rrtest.OP_BINARY, p) for p in msgs))
+        for i in range(len(rec)):
+            m.sock.sendall(rec[i:i + 1])
+        big = os.urandom(40000)  # > 2 records of 16 KiB
+        frame = rrtest.encode_frame(rrtest.OP_BINARY, big)
+        # encrypt in 3 pieces: 3+ records, sent in uneven TCP writes
+        wire = b"".join(m.encrypt(frame[i:i + 15000]) for i in range(0, len(frame), 15000))
+        for i in range(0, len(wire), 7001):
+            m.sock.sendall(wire[i:i + 7001])
+        want = b"".join(rrtest.encode_frame(rrtest.OP_BINARY, p, mask=False)
+                        for p in msgs + [big])
+        if len(buf) < len(want):
+            buf += _ws_read_plain(m, len(want) - len(buf))
+        if buf[:len(want)] != want:
+            return "echoes differ from what was sent (%d B got, %d B want)" % (len(buf), len(want))
+        return None
+    finally:
+        m.close()
+
+
 # ---- openssl s_client -----------------------------------------------------------
 
 def s_client(port, ca, extra, request=True, timeout=15):
@@ -673,6 +745,10 @@ def main():
                    case_rooms_mixed, main_b, ctx)
         report.run("1000 wss connections held at once, each gets one broadcast",
                    case_thousand, main_b, ctx)
+        report.run("client Finished + upgrade request + first frame in one TCP write",
+                   case_finished_with_data, main_b, ctx)
+        report.run("records cut into 1-byte writes, frames packed in a record, a "
+                   "message over several records", case_record_bytewise, main_b, ctx)
 
         # openssl s_client
         for b, label in ((main_b, "EC"), (rsa_b, "RSA")):

@@ -172,6 +172,11 @@ class TlsBroker(rrtest.Broker):
             self.kill()
         self.dump_stderr()
         self.proc = None
+        unsupported = getattr(self, "kernel_unsupported", None)  # newer rrtest
+        why = unsupported() if unsupported else None
+        if why:
+            print("SKIP: %s cannot run on this kernel: %s" % (self.name, why), flush=True)
+            sys.exit(77)
         raise RuntimeError("%s: %s" % (self.name, last))
 
     def pid(self):
@@ -355,13 +360,19 @@ class MemTls:
             raise ConnectionError("peer closed")
         self.inc.write(chunk)
 
-    def handshake(self):
+    def handshake(self, hold_last=False):
+        """Complete the handshake. With hold_last the client's last flight
+        (its Finished) is returned instead of sent, for the caller to send
+        together with application data."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 self.obj.do_handshake()
-                self.sock.sendall(self.out.read())
-                return
+                last = self.out.read()
+                if hold_last:
+                    return last
+                self.sock.sendall(last)
+                return b""
             except ssl.SSLWantReadError:
                 pending = self.out.read()
                 if pending:
