@@ -49,10 +49,10 @@ struct rr_handoff {
 	struct rr_tls *tls; /* moves with the socket: keys, buffered records */
 	bool has_id;
 	struct rr_identity id; /* from the token, for handler rooms */
-	char protocol[64];     /* Sec-WebSocket-Protocol to answer, or "" */
+	uint32_t protocol_len; /* Sec-WebSocket-Protocol to answer */
 	uint32_t query_len;
 	uint32_t extra_len;
-	uint8_t extra[]; /* query bytes, then the bytes after the request */
+	uint8_t extra[]; /* query, protocol, then the bytes after the request */
 };
 
 static void conn_kill(struct rr_core *core, struct rr_conn *c);
@@ -487,6 +487,24 @@ struct rr_core *rr_conn_core(void)
 	return tl_core;
 }
 
+/* The next time an open connection needs attention: a ping, the idle
+ * timeout, or its token's expiry. */
+static uint64_t open_deadline(struct rr_core *core, struct rr_conn *c)
+{
+	const struct rr_config *cfg = &core->broker->cfg;
+	uint64_t next = c->last_ping_ms + cfg->ping_interval_ms;
+	if (c->last_rx_ms + cfg->idle_timeout_ms < next)
+		next = c->last_rx_ms + cfg->idle_timeout_ms;
+	if (c->x && c->x->id.exp_s) {
+		uint64_t wall = rr_wall_ms();
+		uint64_t exp_ms = c->x->id.exp_s * 1000;
+		uint64_t at = exp_ms > wall ? core->now_ms + (exp_ms - wall) : core->now_ms;
+		if (at < next)
+			next = at;
+	}
+	return next;
+}
+
 static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 {
 	struct rr_conn *c = rr_container_of(t, struct rr_conn, timer);
@@ -525,17 +543,7 @@ static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 			if (c->state != RR_CONN_OPEN)
 				return;
 		}
-		uint64_t next = c->last_ping_ms + cfg->ping_interval_ms;
-		if (c->last_rx_ms + cfg->idle_timeout_ms < next)
-			next = c->last_rx_ms + cfg->idle_timeout_ms;
-		if (c->x && c->x->id.exp_s) {
-			uint64_t wall = rr_wall_ms();
-			uint64_t exp_ms = c->x->id.exp_s * 1000;
-			uint64_t at = exp_ms > wall ? now_ms + (exp_ms - wall) : now_ms;
-			if (at < next)
-				next = at;
-		}
-		set_deadline(core, c, next);
+		set_deadline(core, c, open_deadline(core, c));
 		return;
 	}
 	case RR_CONN_CLOSING:
@@ -595,11 +603,7 @@ int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept
 	rr_frame_unref(f);
 	c->last_rx_ms = core->now_ms;
 	c->last_ping_ms = core->now_ms;
-	const struct rr_config *cfg = &core->broker->cfg;
-	uint64_t next = core->now_ms + cfg->ping_interval_ms;
-	if (core->now_ms + cfg->idle_timeout_ms < next)
-		next = core->now_ms + cfg->idle_timeout_ms;
-	set_deadline(core, c, next);
+	set_deadline(core, c, open_deadline(core, c));
 	arm_recv(core, c);
 	return 0;
 }
@@ -676,7 +680,8 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uin
 		reply_and_close(core, c, 503, NULL);
 		return;
 	}
-	struct rr_handoff *h = malloc(sizeof(*h) + query.n + extra_len);
+	size_t plen = protocol ? strlen(protocol) : 0;
+	struct rr_handoff *h = malloc(sizeof(*h) + query.n + plen + 1 + extra_len);
 	if (h == NULL) {
 		reply_and_close(core, c, 503, NULL);
 		return;
@@ -692,13 +697,16 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home, uin
 	h->has_id = id != NULL;
 	if (id)
 		h->id = *id;
-	snprintf(h->protocol, sizeof(h->protocol), "%s", protocol ? protocol : "");
 	h->query_len = (uint32_t)query.n;
 	if (query.n)
 		memcpy(h->extra, query.p, query.n);
+	h->protocol_len = (uint32_t)plen;
+	if (plen)
+		memcpy(h->extra + query.n, protocol, plen);
+	h->extra[query.n + plen] = '\0';
 	h->extra_len = (uint32_t)extra_len;
 	if (extra_len)
-		memcpy(h->extra + query.n, extra, extra_len);
+		memcpy(h->extra + query.n + plen + 1, extra, extra_len);
 
 	free(c->hs);
 	c->hs = NULL;
@@ -897,7 +905,7 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 	}
 	struct rr_identity ident;
 	bool has_id = false;
-	char protocol[64] = "";
+	char protocol[RR_JWT_TOKEN_MAX + 16] = "";
 	if (rt.kind != RR_ROUTE_ECHO && rt.kind != RR_ROUTE_RAW) {
 		int st = authenticate(core, c, req, &ident, &has_id, protocol, sizeof(protocol));
 		if (st != 0) {
@@ -1364,9 +1372,10 @@ void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
 	c->flags |= RR_CF_COUNTED;
 	c->ip = h->ip;
 	c->tls = h->tls;
+	uint8_t *proto = h->extra + h->query_len;
 	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept,
-		      h->has_id ? &h->id : NULL, h->protocol, (const char *)h->extra, h->query_len,
-		      h->extra + h->query_len, h->extra_len);
+		      h->has_id ? &h->id : NULL, (const char *)proto, (const char *)h->extra,
+		      h->query_len, proto + h->protocol_len + 1, h->extra_len);
 	free(h);
 	if (c->tls)
 		tls_drain(core, c); /* records that arrived with the request */

@@ -63,7 +63,7 @@ struct rr_frame *rr_http_response(int status, const char *content_type, const vo
 
 struct rr_frame *rr_http_switching(const char accept[29], const char *protocol)
 {
-	char head[256];
+	char head[256 + 8300]; /* a bearer.<token> protocol can be a long JWT */
 	int n;
 	if (protocol)
 		n = snprintf(head, sizeof(head),

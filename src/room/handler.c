@@ -352,7 +352,10 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 		rr_room_release_if_empty(core, r);
 		return;
 	}
-	if (rr_conn_accept_ws(core, c, x->accept, x->protocol) < 0)
+	int arc = rr_conn_accept_ws(core, c, x->accept, x->protocol);
+	free(x->protocol);
+	x->protocol = NULL;
+	if (arc < 0)
 		return;
 	struct rr_open_info info = {
 		.query = x->query,
@@ -497,7 +500,8 @@ void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 	}
 	c->x = x;
 	memcpy(x->accept, accept, 29);
-	snprintf(x->protocol, sizeof(x->protocol), "%s", protocol ? protocol : "");
+	if (protocol && protocol[0])
+		x->protocol = strdup(protocol);
 	if (id) {
 		x->id = *id;
 	} else {
@@ -687,6 +691,7 @@ void rr_handler_conn_free(struct rr_core *core, struct rr_conn *c)
 	rr_handler_unwait(core, c);
 	free(x->resume_token);
 	free(x->query);
+	free(x->protocol);
 	free(x->early);
 	free(x->attachment);
 	free(x->tags);

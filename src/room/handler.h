@@ -55,7 +55,7 @@ struct rr_conn_ext {
 	uint8_t *early;     /* bytes after the request, fed after open() */
 	uint32_t early_len;
 	char accept[29];
-	char protocol[64];
+	char *protocol; /* Sec-WebSocket-Protocol to answer, until open */
 	uint8_t *attachment;
 	uint32_t attachment_len;
 	char *tags; /* ntags NUL-terminated strings back to back */

@@ -1,0 +1,140 @@
+"""Auth and origin checks before the upgrade (issue #4): HS256 tokens from
+the Authorization header, ?token= and the bearer.<token> subprotocol; each
+401 cause; 403 for an Origin outside --allow-origin; a token that expires on
+a live connection closes it with 1008; tokens never appear in the log."""
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+import rrtest  # noqa: E402
+import websockets  # noqa: E402
+
+SECRET = b"test-secret-for-ringroom"
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mint(sub="u1", name="alice", perms=("read", "write"), exp=None, secret=SECRET,
+         alg="HS256"):
+    header = b64u(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    claims = {"sub": sub, "name": name, "perms": list(perms)}
+    if exp is not None:
+        claims["exp"] = exp
+    payload = b64u(json.dumps(claims).encode())
+    sig = hmac.new(secret, (header + "." + payload).encode(), hashlib.sha256).digest()
+    return header + "." + payload + "." + b64u(sig)
+
+
+def upgrade_status(port, path, headers=b""):
+    req, _ = rrtest.upgrade_request(path)
+    req = req.replace(b"\r\n\r\n", b"\r\n" + headers + b"\r\n", 1) if headers else req
+    st, _h, _b, closed = rrtest.http_request(port, req, wait_close=3)
+    return st, closed
+
+
+async def welcome(url, **kw):
+    async with websockets.connect(url, **kw) as ws:
+        w = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        return w, ws.subprotocol
+
+
+def main():
+    binary = rrtest.load_binary_arg("auth")
+    report = rrtest.Report("auth")
+    b = rrtest.Broker(binary, ["--auth-secret", SECRET.decode(),
+                               "--allow-origin", "https://good.example"], name="auth")
+    try:
+        b.start()
+        p = b.port
+        now = int(time.time())
+        good = mint(exp=now + 3600)
+
+        def status_case(path, headers, want):
+            st, closed = upgrade_status(p, path, headers)
+            if st != want:
+                return "status %s, expected %s" % (st, want)
+            return None if closed else "TCP left open after %s" % st
+
+        report.run("401: no token", status_case, "/chat/a", b"", 401)
+        report.run("401: malformed token", status_case, "/chat/a",
+                   b"Authorization: Bearer not.a-token\r\n", 401)
+        report.run("401: bad signature", status_case, "/chat/a",
+                   b"Authorization: Bearer " + mint(secret=b"other").encode() + b"\r\n", 401)
+        report.run("401: expired", status_case, "/chat/a",
+                   b"Authorization: Bearer " + mint(exp=now - 10).encode() + b"\r\n", 401)
+        report.run("401: alg none", status_case, "/chat/a",
+                   b"Authorization: Bearer " + mint(alg="none").encode() + b"\r\n", 401)
+        report.run("403: Origin not allowed", status_case, "/chat/a",
+                   b"Authorization: Bearer " + good.encode() +
+                   b"\r\nOrigin: https://evil.example\r\n", 403)
+        def raw_ok():
+            st, _closed = upgrade_status(p, "/raw/a")
+            return None if st == 101 else "status %s" % st
+        report.run("raw rooms need no token", raw_ok)
+
+        def header_ok():
+            w, _ = asyncio.run(welcome("ws://127.0.0.1:%d/chat/a" % p,
+                                       extra_headers={"Authorization": "Bearer " + good,
+                                                      "Origin": "https://good.example"}))
+            return None if w["user"]["id"] == "u1" and w["user"]["name"] == "alice" else \
+                "welcome user %r" % w["user"]
+        report.run("Authorization: Bearer gives the token's identity", header_ok)
+
+        def query_ok():
+            w, _ = asyncio.run(welcome("ws://127.0.0.1:%d/chat/a?token=%s" % (p, good)))
+            return None if w["user"]["id"] == "u1" else "welcome user %r" % w["user"]
+        report.run("?token= works", query_ok)
+
+        def subprotocol_ok():
+            w, proto = asyncio.run(welcome("ws://127.0.0.1:%d/chat/a" % p,
+                                           subprotocols=["bearer." + good]))
+            if w["user"]["id"] != "u1":
+                return "welcome user %r" % w["user"]
+            return None if proto == "bearer." + good else "subprotocol answered %r" % proto
+        report.run("bearer.<token> subprotocol works and is answered", subprotocol_ok)
+
+        async def expiry():
+            tok = mint(exp=int(time.time()) + 2)
+            async with websockets.connect("ws://127.0.0.1:%d/chat/a?token=%s" % (p, tok)) as ws:
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 6)
+                except websockets.ConnectionClosed as e:
+                    code = e.rcvd.code if e.rcvd else None
+                    return None if code == 1008 else "closed with %r" % code
+                except asyncio.TimeoutError:
+                    return "still open 6 s after a 2 s token"
+        report.run("a token expiring on a live connection closes it with 1008",
+                   lambda: asyncio.run(expiry()))
+
+        async def read_only():
+            tok = mint(sub="r1", perms=["read"], exp=now + 3600)
+            async with websockets.connect("ws://127.0.0.1:%d/chat/ro?token=%s" % (p, tok)) as ws:
+                await ws.recv()
+                await ws.recv()
+                await ws.send(json.dumps({"type": "message", "content": "x"}))
+                m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                return None if m.get("type") == "error" and m.get("code") == "no_permission" \
+                    else "got %r" % m
+        report.run("perms without write: message gets no_permission",
+                   lambda: asyncio.run(read_only()))
+
+        log = open(b.stderr_path, "rb").read()
+        report.check("tokens never appear in the log",
+                     None if good.encode() not in log and good.split(".")[2].encode() not in log
+                     else "a token was logged")
+    except Exception as e:
+        report.fail("auth suite", "%s: %s" % (type(e).__name__, e))
+    return rrtest.finish_suite(report, [b])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
