@@ -1,0 +1,101 @@
+"""Durable rooms (issue #3) beyond the chat suite: hibernation (a room
+without members leaves memory after --room-idle-evict and its next
+connection rebuilds it from RocksDB with the same epoch and log), the data
+dir lock (a second broker on the same --data-dir is refused with a clear
+message), and --durability values."""
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+import rrtest  # noqa: E402
+import websockets  # noqa: E402
+
+
+def rooms_open(port):
+    st, _h, body, _c = rrtest.http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    if st != 200:
+        raise RuntimeError("metrics status %s" % st)
+    return sum(int(v) for v in re.findall(rb"^ringroom_rooms_open\{[^}]*\} (\d+)", body, re.M))
+
+
+async def chat_round(port, room, n):
+    async with websockets.connect("ws://127.0.0.1:%d/chat/%s" % (port, room)) as ws:
+        w = json.loads(await ws.recv())
+        await ws.recv()  # initial_state
+        for i in range(n):
+            await ws.send(json.dumps({"type": "message", "content": "m%d" % i,
+                                      "requestId": str(i)}))
+        acks = 0
+        while acks < n:
+            m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            acks += m.get("type") == "ack"
+        return w
+
+
+async def initial(port, room):
+    async with websockets.connect("ws://127.0.0.1:%d/chat/%s" % (port, room)) as ws:
+        w = json.loads(await ws.recv())
+        s = json.loads(await ws.recv())
+        return w, s
+
+
+def main():
+    binary = rrtest.load_binary_arg("durable")
+    report = rrtest.Report("durable")
+    data = tempfile.mkdtemp(prefix="ringroom-durable-")
+    b = rrtest.Broker(binary, ["--data-dir", data, "--room-idle-evict", "500ms"],
+                      name="durable")
+    try:
+        b.start()
+        p = b.port
+        base = rooms_open(p)
+        w1 = asyncio.run(chat_round(p, "sleepy", 5))
+        during = None
+        time.sleep(0.1)
+        during = rooms_open(p)
+        time.sleep(1.5)
+        after = rooms_open(p)
+        report.check("hibernation: an empty room stays a moment, then leaves memory",
+                     None if during == base + 1 and after == base else
+                     "rooms_open base %d, right after leaving %s, 1.5 s later %d" %
+                     (base, during, after))
+        w2, s2 = asyncio.run(initial(p, "sleepy"))
+        msgs = [m["content"] for m in s2["messages"]]
+        report.check("hibernation: the next connection rebuilds the room from RocksDB",
+                     None if w2["epoch"] == w1["epoch"] and w2["lastId"] == 5 and
+                     msgs == ["m%d" % i for i in range(5)] else
+                     "epoch %r->%r lastId %r messages %r" % (w1["epoch"], w2["epoch"],
+                                                           w2["lastId"], msgs))
+        second = subprocess.run([binary, "--port", str(rrtest.free_port()), "--data-dir", data],
+                                capture_output=True, timeout=20)
+        report.check("a second broker on the same data dir is refused",
+                     None if second.returncode != 0 and b"in use" in second.stderr else
+                     "status %d: %r" % (second.returncode, second.stderr[-300:]))
+        bad = subprocess.run([binary, "--durability", "fast"], capture_output=True, timeout=10)
+        report.check("--durability fast exits 2 naming the flag",
+                     None if bad.returncode == 2 and b"--durability" in bad.stderr else
+                     "status %d: %r" % (bad.returncode, bad.stderr))
+        fresh = tempfile.mkdtemp(prefix="ringroom-durable-fresh-")
+        os.rmdir(fresh)
+        b2 = rrtest.Broker(binary, ["--data-dir", os.path.join(fresh, "a", "b")],
+                           name="durable-mkdir")
+        try:
+            b2.start()
+            report.check("a missing data dir is created", None if os.path.isdir(
+                os.path.join(fresh, "a", "b")) else "not created")
+        finally:
+            err = b2.stop()
+            report.check("durable-mkdir exits 0 on SIGTERM", err)
+    except Exception as e:
+        report.fail("durable suite", "%s: %s" % (type(e).__name__, e))
+    return rrtest.finish_suite(report, [b])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
