@@ -71,7 +71,8 @@ struct rr_jwt_claims {
  *              signature not 32 bytes)
  *   -ETIME     signature and claims fine but not valid at now_s: expired
  *              (exp <= now_s) or not yet valid (nbf > now_s)
- *   -ENOMEM    out of memory (jansson)
+ *   -ENOMEM    out of memory
+ *   -EIO       wolfCrypt's HMAC failed (not expected)
  * On any error *out is zeroed. The secret and token are only read.
  */
 int rr_jwt_verify(const char *token, size_t len, const uint8_t *secret, size_t secret_len,
@@ -88,8 +89,9 @@ const char *rr_jwt_strerror(int rc);
  * exp (if non-zero), nbf (if non-zero). sub must be 1..RR_JWT_SUB_MAX bytes.
  * Writes the NUL-terminated token into out[0..out_size).
  * Returns the token length (excluding the NUL), or -EINVAL (empty sub,
- * invalid UTF-8, secret_len == 0), -EMSGSIZE (out_size too small or token
- * over RR_JWT_TOKEN_MAX), -ENOMEM.
+ * invalid UTF-8, exp or nbf over INT64_MAX, secret_len == 0), -EMSGSIZE
+ * (out_size too small or token over RR_JWT_TOKEN_MAX), -ENOMEM, -EIO.
+ * tools/mint-token is the command-line equivalent (Python, independent).
  */
 int rr_jwt_sign(const struct rr_jwt_claims *claims, const uint8_t *secret, size_t secret_len,
 		char *out, size_t out_size);
