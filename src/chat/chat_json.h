@@ -125,7 +125,9 @@ struct rr_chat_in {
 
 /*
  * Parse one client text frame text[0..len) (need not be NUL-terminated).
- * content_max: longest message content in bytes; 0 → the default.
+ * content_max: longest message content in bytes; 0 → the default
+ * (RR_CHAT_CONTENT_MAX_DEFAULT); SIZE_MAX → no limit of its own (the
+ * WebSocket layer's --max-message-bytes still bounds the frame).
  * Returns RR_CHAT_OK with *in filled, or an error with in->why set:
  *   RR_CHAT_E_INVALID_FORMAT  not JSON (incl. invalid UTF-8, \u0000 in a
  *     string, duplicate member names, trailing bytes), not an object, `type`

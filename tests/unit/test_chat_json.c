@@ -289,6 +289,20 @@ static void test_parse_sizes(void)
 	big[n + RR_CHAT_CONTENT_MAX_DEFAULT + 2] = '\0';
 	CHECK_EQ(parse(big), RR_CHAT_OK);
 	CHECK_EQ(in.message.content_len, RR_CHAT_CONTENT_MAX_DEFAULT);
+	/* SIZE_MAX: no limit of its own */
+	{
+		size_t cl = 100000;
+		char *f = malloc(cl + 64);
+		int k = snprintf(f, 64, "{\"type\":\"message\",\"content\":\"");
+		memset(f + k, 'y', cl);
+		memcpy(f + k + cl, "\"}", 3);
+		rr_chat_in_release(&in);
+		CHECK_EQ(rr_chat_parse(&in, f, strlen(f), SIZE_MAX), RR_CHAT_OK);
+		CHECK_EQ(in.message.content_len, cl);
+		rr_chat_in_release(&in);
+		CHECK_EQ(rr_chat_parse(&in, f, strlen(f), 0), RR_CHAT_E_TOO_LARGE);
+		free(f);
+	}
 
 	/* threadId over its limit */
 	char tframe[400];
