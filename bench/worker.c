@@ -669,12 +669,20 @@ static void on_recv(struct worker *w, struct bconn *c, int res, unsigned flags)
 		c->flags &= ~F_RECV;
 	if (res > 0) {
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		assert(flags & IORING_CQE_F_BUFFER); /* data comes only in ring buffers */
 		if (c->state != C_DEAD && c->state != C_FREE)
 			conn_rx(w, c, w->rxbufs + (size_t)bid * RX_BUF_SIZE, (size_t)res);
 		return_buf(w, bid);
 		if (!more && c->state != C_DEAD && c->state != C_FREE)
 			arm_recv(w, c);
-	} else if (res == -ENOBUFS) {
+		conn_maybe_release(w, c);
+		return;
+	}
+	/* the kernel hands a buffer over with an empty completion only when
+	 * it flags it; handing back one it kept would list it twice */
+	if (flags & IORING_CQE_F_BUFFER)
+		return_buf(w, flags >> IORING_CQE_BUFFER_SHIFT);
+	if (res == -ENOBUFS) {
 		w->c.enobufs++;
 		if (!more && c->state != C_DEAD && !(c->flags & F_REARM)) {
 			c->flags |= F_REARM;
@@ -930,6 +938,8 @@ static void sweep_timeouts(struct worker *w)
 static void phase_connect(struct worker *w)
 {
 	uint32_t limit = w->cfg->connect_concurrency;
+	if (w->cfg->mode == RR_BENCH_CHURN)
+		w->resolved = w->next_connect = w->nconns; /* churn connects in the run */
 	for (uint32_t i = 0; w->next_connect < w->nconns && w->in_handshake < limit && i < limit;
 	     i++)
 		conn_start(w, &w->conns[w->next_connect++]);
