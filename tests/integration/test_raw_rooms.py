@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rrtest  # noqa: E402
 
 import websockets  # noqa: E402  (python3-websockets, Debian)
+import websockets.exceptions  # noqa: E402
 
 SIZES = [0, 125, 126, 65535, 65536, 1 << 20]
 CLIENT_MAX = 2 << 20
@@ -147,6 +148,33 @@ async def case_room_size(port, size, is_text):
                 return "member %d got %s, sent %s of %d" % (i, show(m), kind, size)
         bad = await expect_nothing([conns[0]], QUIET)
         return ("sender got its own message back: " + bad[0]) if bad else None
+    finally:
+        await close_all(conns)
+
+
+async def case_room_too_big(port):
+    """1 MiB + 1 (default --max-message-bytes 1MiB) closes the sender with
+    1009; the others receive nothing of it and stay connected."""
+    conns = await connect_many(port, "/raw/too-big", 3)
+    try:
+        await asyncio.sleep(SETTLE)
+        try:
+            await conns[0].send(os.urandom((1 << 20) + 1))
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        try:
+            m = await asyncio.wait_for(conns[0].recv(), 10)
+            return "sender got a message instead of close 1009: %s" % show(m)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        if conns[0].close_code != 1009:
+            return "sender closed with %s, expected 1009" % conns[0].close_code
+        bad = await expect_nothing(conns[1:], QUIET)
+        if bad:
+            return "others received: %s" % bad[0]
+        await conns[1].send("still fine")
+        m = await asyncio.wait_for(conns[2].recv(), 10)
+        return None if m == "still fine" else "room broken: %r" % m
     finally:
         await close_all(conns)
 
@@ -453,6 +481,8 @@ async def run(report, port):
         ("raw: receivers reset mid-way through 1 MiB messages; the others get all",
          case_abort_mid_message(port)),
         ("echo: 1000 connections (250 at a time) each echo once", case_echo_storm(port)),
+        ("raw: 1 MiB + 1 closes the sender with 1009, others get nothing",
+         case_room_too_big(port)),
     ]
     for size in SIZES:
         for is_text in (False, True):
