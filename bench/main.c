@@ -480,7 +480,9 @@ static void live_line(const struct rr_bench_cfg *cfg, const struct rr_bench_shar
 	uint64_t rx = t->s.received, cy = t->s.opened;
 	fprintf(stderr, "[%6.1fs %-7s] conns %" PRIu64 "/%u", (double)(now - t0) / 1e9,
 		phase_label(phase, now, sh), t->s.connected, rr_bench_cfg_total_conns(cfg));
-	if (cfg->mode == RR_BENCH_CHURN)
+	if (phase == RR_BENCH_PH_CONNECT)
+		; /* only the connection count means something yet */
+	else if (cfg->mode == RR_BENCH_CHURN)
 		fprintf(stderr, "  upgrades/s %" PRIu64, cy - *prev_cycles);
 	else if (cfg->mode != RR_BENCH_IDLE)
 		fprintf(stderr, "  deliveries/s %" PRIu64 "  p99 %s", rx - *prev_rx, p99);

@@ -40,7 +40,10 @@ else
 	extra=()
 	# a broker with persistence needs a data folder of its own
 	"$broker" --help 2>/dev/null | grep -q -- --data-dir && extra=(--data-dir "$tmp/data")
-	"$broker" --port "$port" --cores 2 --log-level warn "${extra[@]}" >"$tmp/server.log" 2>&1 &
+	# frequent pings and a short idle timeout: a bench that did not answer
+	# pings would see its receive-only connections closed with 4008
+	"$broker" --port "$port" --cores 2 --log-level warn --ping-interval 500ms \
+		--idle-timeout 2s "${extra[@]}" >"$tmp/server.log" 2>&1 &
 fi
 server_pid=$!
 
@@ -115,7 +118,7 @@ if run fanout 0 fanout --rooms 2 --members 20 --rate 100 --procs 2 "${common[@]}
 	# 2 rooms x 100 msg/s x 19 receivers for 2 s: about 7600 in the window
 	expect fanout 'r["measured"] > 3000 and r["lost"] == 0 and r["dup"] == 0 and r["reordered"] == 0 and r["received"] == r["sent"] * 19'
 fi
-if run idle 0 idle --conns 100 --server-pid "$server_pid" "${common[@]}" "$url/echo"; then
+if run idle 0 idle --conns 100 --server-pid "$server_pid" --warmup 500ms --duration 3s --quiet --json "$url/echo"; then
 	expect idle 'r["opened"] == 100 and "server_rss_per_conn_bytes" in r and "server_cpu_percent" in r'
 fi
 if run churn 0 churn --conns 10 "${common[@]}" "$url/echo"; then
