@@ -715,8 +715,11 @@ class Runner:
                 print("  # probe round trips over 50 ms (s after case start, ms): %s" % (
                     extra["slow_rtts"][:10],), flush=True)
             if extra.get("probe_woke_late"):
-                print("  # the probe process itself woke late (s, ms): %s; load %.2f" % (
-                    extra["probe_woke_late"][:10], extra["loadavg_1m"]), flush=True)
+                print("  # the probe process itself woke late (s, ms): %s" % (
+                    extra["probe_woke_late"][:10],), flush=True)
+            print("  # broker CPU over the case %s ms in %s s; load average %.2f" % (
+                extra.get("broker_cpu_ms"), extra.get("seconds"), extra.get("loadavg_1m", 0)),
+                flush=True)
         if os.environ.get("RINGROOM_VERBOSE") == "1" and extra.get("details"):
             print("  # %s" % json.dumps(extra["details"], sort_keys=True), flush=True)
 
@@ -760,6 +763,7 @@ class Runner:
                  "rtt_samples": len(rtts), "seconds": round(t1 - t0, 2),
                  "slow_rtts": t.probe.slow(t0, t2, 50.0),
                  "probe_woke_late": t.probe.lateness(t0, t2),
+                 "broker_cpu_ms": t.rss.cpu_ms(t0, t2),
                  "loadavg_1m": round(os.getloadavg()[0], 2)}
         if details is not None:
             extra["details"] = details

@@ -40,24 +40,40 @@ def read_rss_kib(pid):
     return None
 
 
+def read_cpu_ms(pid):
+    """utime + stime of pid (all threads) in ms, or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class RssSampler(threading.Thread):
-    """Samples VmRSS every `period` seconds into (t, kib) pairs."""
+    """Samples VmRSS every `period` seconds into (t, kib) pairs, and the
+    broker's CPU time into (t, ms) pairs (to tell a broker that is busy from
+    a machine that is)."""
 
     def __init__(self, pid, period=0.05):
         super().__init__(daemon=True)
         self.pid = pid
         self.period = period
         self.samples = []
+        self.cpu = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
     def run(self):
         while not self.stopping.is_set():
             kib = read_rss_kib(self.pid)
-            if kib is None:
+            cpu = read_cpu_ms(self.pid)
+            if kib is None or cpu is None:
                 return
+            t = time.monotonic()
             with self.lock:
-                self.samples.append((time.monotonic(), kib))
+                self.samples.append((t, kib))
+                self.cpu.append((t, cpu))
             self.stopping.wait(self.period)
 
     def now(self):
@@ -66,6 +82,12 @@ class RssSampler(threading.Thread):
             with self.lock:
                 self.samples.append((time.monotonic(), kib))
         return kib
+
+    def cpu_ms(self, t0, t1):
+        """Broker CPU time spent between the samples nearest t0 and t1."""
+        with self.lock:
+            inside = [c for t, c in self.cpu if t0 <= t <= t1]
+        return round(inside[-1] - inside[0], 1) if len(inside) >= 2 else None
 
     def peak(self, t0, t1):
         with self.lock:

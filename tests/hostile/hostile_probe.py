@@ -12,8 +12,9 @@ clock as time.monotonic() in the parent):
   C <t> <connect_ms>     (re)connected
   R <t> <rtt_ms>         one round trip, started at t
   E <t> <what>           an error (wrong echo, close, timeout); reconnects
-  L <t> <late_ms>        this process woke > 20 ms after its tick was due:
-                         the machine, not the broker, delayed it (diagnostic)
+  L <t> <late_ms>        its timer (select) returned > 20 ms after it was due:
+                         the machine, not the broker, delayed this process
+                         (diagnostic only)
 
 It stops when stdin reaches EOF (the parent closes it), or after 15 minutes
 in case the parent died without doing so.
@@ -45,15 +46,16 @@ def main():
     end = time.monotonic() + LIFETIME
     next_t = time.monotonic()
     while time.monotonic() < end:
-        wait = max(0.0, next_t - time.monotonic())
+        before = time.monotonic()
+        wait = max(0.0, next_t - before)
         ready, _w, _x = select.select([sys.stdin], [], [], wait)
         if ready and not os.read(sys.stdin.fileno(), 4096):
             break  # the parent is done with us
         now = time.monotonic()
         if now < next_t:
             continue
-        if now - next_t > 0.02:
-            out("L %.6f %.3f" % (next_t, (now - next_t) * 1000.0))
+        if wait > 0 and now - (before + wait) > 0.02:  # overslept its timer
+            out("L %.6f %.3f" % (before + wait, (now - before - wait) * 1000.0))
         next_t = max(next_t + INTERVAL, now)
         t = now
         try:
