@@ -497,7 +497,7 @@ static void live_line(const struct rr_bench_cfg *cfg, const struct rr_bench_shar
 }
 
 static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
-			 const struct idle_probe *ip, bool failed)
+			 const struct idle_probe *ip, bool failed, bool partial)
 {
 	const struct rr_bench_slot *s = &t->s;
 	double dur = (double)cfg->duration_ns / 1e9;
@@ -563,7 +563,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 				? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
 				      ip->cpu_seconds_window
 				: 0.0);
-		printf("\"ok\":%s}\n", failed ? "false" : "true");
+		printf("\"partial\":%s,\"ok\":%s}\n", partial ? "true" : "false",
+		       failed ? "false" : "true");
 		return;
 	}
 	printf("ringroom-bench %s  ws://%s:%u%s  procs %u\n", mode_name(cfg->mode), cfg->url.host,
@@ -605,7 +606,7 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
 		       cfg->mode == RR_BENCH_ECHO ? "round trip" : "latency", v[0], v[1], v[2],
 		       v[3], v[4]);
-		if (cfg->mode == RR_BENCH_FANOUT && s->opened &&
+		if (cfg->mode == RR_BENCH_FANOUT && s->opened && !partial &&
 		    (s->pub_backlog_max > PUB_BACKLOG_WARN ||
 		     /* each publisher may be one message short of the schedule by rounding */
 		     (double)s->sent < 0.99 * sched - (double)rr_bench_cfg_total_pubs(cfg)))
@@ -660,6 +661,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("\n  note          %" PRIu64 " messages stamped by another run were ignored "
 		       "(an earlier run's backlog still in the server)",
 		       s->foreign);
+	if (partial)
+		printf("\n  note          the run did not complete: partial figures");
 	printf("\n  result        %s\n", failed ? "FAIL" : "ok");
 }
 
@@ -860,7 +863,8 @@ int main(int argc, char **argv)
 		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) || s->peer_closed ||
 		      s->proto_errors || s->misrouted || s->seq.lost || s->seq.dup ||
 		      s->seq.reordered || s->seq.late;
-	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, failed);
+	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, failed,
+		     interrupted || timed_out || worker_died);
 	if (s->seq.lost || s->seq.dup || s->seq.reordered || s->seq.late)
 		fprintf(stderr,
 			"ringroom-bench: DELIVERY CHECK FAILED: %" PRIu64 " lost, %" PRIu64
