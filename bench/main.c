@@ -9,6 +9,8 @@
 #include "bench.h"
 #include "frame.h"
 
+#include "core/flags.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -76,7 +78,7 @@ static void usage(FILE *f)
 	    "  --members M            fanout: members per room (100)\n"
 	    "  --publishers P         fanout: publishers per room, among the members (1)\n"
 	    "  --rate MSGS            fanout: messages per second per room (100)\n"
-	    "  --size BYTES           message size, >= %d (64)\n"
+	    "  --size SIZE            message size, >= %d (64)\n"
 	    "  --warmup DUR           not measured (1s)\n"
 	    "  --duration DUR         measured (10s)\n"
 	    "  --drain DUR            after the run, wait this long for messages in flight (2s)\n"
@@ -91,52 +93,31 @@ static void usage(FILE *f)
 	    "  --quiet                no live line on stderr\n"
 	    "  --help\n"
 	    "\n"
-	    "DUR: number + ms|s|m (bare number = seconds). Exit status: 0 clean run,\n"
+	    "DUR: whole number + ms|s|m|h (bare = seconds); SIZE: bytes or KiB/MiB.\n"
+	    "Exit status: 0 clean run,\n"
 	    "1 loss/duplicates/reordering/errors detected, 2 bad usage.\n",
 	    RR_BENCH_STAMP_LEN);
 }
 
+/* DUR as the broker reads it (core/flags.c), in nanoseconds. */
 static int parse_dur(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
+	uint64_t ms;
+	if (rr_parse_duration_ms(s, &ms) < 0 || ms > UINT64_MAX / 1000000)
 		return -EINVAL;
-	double mul = 1e9;
-	if (strcmp(end, "ms") == 0)
-		mul = 1e6;
-	else if (strcmp(end, "s") == 0 || *end == '\0')
-		mul = 1e9;
-	else if (strcmp(end, "m") == 0)
-		mul = 60e9;
-	else if (strcmp(end, "h") == 0)
-		mul = 3600e9;
-	else
-		return -EINVAL;
-	if (v * mul > 1e18)
-		return -ERANGE;
-	*out = (uint64_t)(v * mul);
+	*out = ms * 1000000;
 	return 0;
 }
 
+/* A count in [min, max]. */
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
+	if (errno || end == s || *s == '-' || *end != '\0' || v < min || v > max)
 		return -EINVAL;
-	uint64_t mul = 1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1024, end++;
-	else if (*end == 'M')
-		mul = 1024 * 1024, end++;
-	if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
-		end += strlen(end);
-	if (*end != '\0' || v > max / mul || v * mul < min)
-		return -EINVAL;
-	*out = v * mul;
+	*out = v;
 	return 0;
 }
 
@@ -237,7 +218,8 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 			break;
 		}
 		case O_SIZE:
-			if (parse_u64(optarg, RR_BENCH_STAMP_LEN, 16 * 1024 * 1024, &v))
+			if (rr_parse_size(optarg, &v) < 0 || v < RR_BENCH_STAMP_LEN ||
+			    v > 16 * 1024 * 1024)
 				die_flag("size", optarg);
 			cfg->size = (uint32_t)v;
 			break;
