@@ -3,6 +3,8 @@
  */
 #include "frame.h"
 
+#include "ws/ws.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -96,36 +98,14 @@ bool rr_bench_stamp_get(const uint8_t in[RR_BENCH_STAMP_LEN], struct rr_bench_st
 	return true;
 }
 
-/* Header length once hdr[0..have) holds at least 2 bytes. */
-static size_t hdr_need(const uint8_t *h)
-{
-	uint8_t l = h[1] & 0x7f;
-	size_t need = 2 + ((h[1] & 0x80) ? 4 : 0);
-	if (l == 126)
-		need += 2;
-	else if (l == 127)
-		need += 8;
-	return need;
-}
-
 /* Validate a complete header and set up the frame. */
-static int rx_start_frame(struct rr_bench_rx *rx)
+static int rx_start_frame(struct rr_bench_rx *rx, const struct rr_ws_hdr *h)
 {
-	const uint8_t *h = rx->hdr;
-	uint8_t op = h[0] & 0x0f;
-	bool fin = (h[0] & 0x80) != 0;
-	if ((h[0] & 0x70) || (h[1] & 0x80))
+	uint8_t op = h->opcode;
+	bool fin = h->fin;
+	uint64_t len = h->len;
+	if (h->rsv || h->masked)
 		return -EPROTO; /* RSV without an extension, or a masked server frame */
-	uint64_t len = h[1] & 0x7f;
-	if (len == 126) {
-		len = ((uint64_t)h[2] << 8) | h[3];
-	} else if (len == 127) {
-		len = 0;
-		for (int i = 0; i < 8; i++)
-			len = (len << 8) | h[2 + i];
-		if (len >> 63)
-			return -EPROTO;
-	}
 	if (op >= 0x8) {
 		if (op > RR_BENCH_OP_PONG || !fin || len > 125)
 			return -EPROTO;
@@ -183,21 +163,25 @@ ssize_t rr_bench_rx_feed(struct rr_bench_rx *rx, const uint8_t *p, size_t n,
 	/* each pass consumes header bytes or payload bytes, or ends a frame */
 	while (i < n || (rx->in_payload && rx->left == 0)) {
 		if (!rx->in_payload) {
-			if (rx->hdr_have < 2) {
-				rx->hdr[rx->hdr_have++] = p[i++];
-				if (rx->hdr_have < 2)
-					continue;
-			}
-			size_t need = hdr_need(rx->hdr);
-			size_t take = need - rx->hdr_have;
+			/* stash what may be header (at most 14 bytes) and let the
+			 * codec's parser say how much of it is */
+			size_t take = RR_WS_HDR_MAX - rx->hdr_have;
 			if (take > n - i)
 				take = n - i;
 			memcpy(rx->hdr + rx->hdr_have, p + i, take);
-			rx->hdr_have = (uint8_t)(rx->hdr_have + take);
-			i += take;
-			if (rx->hdr_have < need)
-				return (ssize_t)i;
-			int err = rx_start_frame(rx);
+			struct rr_ws_hdr h;
+			int hl = rr_ws_hdr_parse(rx->hdr, rx->hdr_have + take, &h);
+			if (hl == -EAGAIN) {
+				assert(take == n - i); /* 14 bytes always hold a header */
+				rx->hdr_have = (uint8_t)(rx->hdr_have + take);
+				return (ssize_t)n; /* all of it went into the stash */
+			}
+			if (hl < 0)
+				return -EPROTO;
+			assert((size_t)hl > rx->hdr_have && (size_t)hl <= rx->hdr_have + take);
+			i += (size_t)hl - rx->hdr_have;
+			rx->hdr_have = 0;
+			int err = rx_start_frame(rx, &h);
 			if (err)
 				return err;
 			continue;

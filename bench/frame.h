@@ -2,9 +2,11 @@
  * Client side of RFC 6455 framing for ringroom-bench, and the bench's
  * message stamp.
  *
- * ringroom's codec (src/ws) is written for a server: it expects masked
- * frames in and writes unmasked frames out. A client does the opposite, so
- * the bench carries its own small encoder (masked) and reader (unmasked).
+ * ringroom's codec (src/ws) is written for a server: its reader expects
+ * masked frames and its encoder writes unmasked ones. A client does the
+ * opposite, so the bench carries a small encoder (masked) and reader
+ * (unmasked, keeping only what the bench needs); frame headers are parsed by
+ * the codec's rr_ws_hdr_parse, which is direction-neutral.
  *
  * DESIGN: the reader never copies a data payload. The bench only needs the
  * stamp in the first RR_BENCH_STAMP_LEN bytes of each message, so it keeps

@@ -254,6 +254,9 @@ static void test_reader_errors(void)
 	CHECK_EQ(feed_bytes(newdata, sizeof(newdata)), -EPROTO);
 	const uint8_t toplen[] = {0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0};
 	CHECK_EQ(feed_bytes(toplen, sizeof(toplen)), -EPROTO);
+	/* a length not in its minimal encoding (RFC 6455 5.2) */
+	const uint8_t longform[] = {0x82, 0x7e, 0x00, 0x05, 1, 2, 3, 4, 5};
+	CHECK_EQ(feed_bytes(longform, sizeof(longform)), -EPROTO);
 	/* an incomplete header is not an error */
 	const uint8_t part[] = {0x82, 0x7f, 0x00};
 	CHECK_EQ(feed_bytes(part, sizeof(part)), 3);
