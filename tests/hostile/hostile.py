@@ -12,7 +12,10 @@ Each case attacks a live broker and checks three things:
      chosen per case (what the attack may legitimately cost, with margin);
   3. a well-behaved /echo client, connected throughout in its own process
      (hostile_probe.py), keeps working: no error and p99 round trip under
-     200 ms over the case.
+     200 ms over the case. The machine alone sometimes exceeds that (an idle
+     broker's probe saw p99 228 ms over 60 s here under other engineers'
+     load), so a case that fails on latency only runs once more and must
+     pass then; the JSON report keeps the first attempt's figures.
 One line per case: `ok name peak_rss_kib=… after_rss_kib=… rtt_p99_ms=…` or
 `FAIL name: why`; then `hostile: N passed, M failed`. Exit 0 only if all
 passed. HOSTILE_REPORT=<path> also writes a JSON summary there.
@@ -43,6 +46,7 @@ bound is doubled, and the brokers' stderr must hold no sanitizer report.
 import concurrent.futures
 import json
 import os
+import selectors
 import socket
 import struct
 import sys
@@ -221,36 +225,46 @@ def case_slowloris(t):
     nth = threading.Thread(target=normal_client, daemon=True)
     nth.start()
     deadline = socks[-1][1] + HANDSHAKE_S + 3.0
+    # epoll tells which sockets the broker answered or closed, so the
+    # attacker's own CPU goes to one send per socket per round only.
+    sel = selectors.DefaultSelector()
+    for e in socks:
+        sel.register(e[0], selectors.EVENT_READ, e)
     open_left = n
+
+    def gone(e):
+        nonlocal open_left
+        e[3] = time.monotonic()
+        open_left -= 1
+        sel.unregister(e[0])
+        e[0].close()
+
     while open_left and time.monotonic() < deadline:
         round_start = time.monotonic()
         for idx in range(0, n, 100):  # 10 slices over ~100 ms
-            for e in socks[idx:idx + 100]:
-                if e[3] is not None:
-                    continue
-                s = e[0]
+            for key, _ev in sel.select(timeout=0):
+                e = key.data
                 try:
-                    d = s.recv(4096)
-                    if not d:
-                        e[3] = time.monotonic()
-                    else:
-                        e[4] += d
+                    d = e[0].recv(4096)
                 except BlockingIOError:
-                    pass
+                    continue
                 except OSError:
-                    e[3] = time.monotonic()
+                    d = b""
+                if d:
+                    e[4] += d
+                else:
+                    gone(e)
+            for e in socks[idx:idx + 100]:
                 if e[3] is None and e[2] < len(req) - 1:  # never completes it
                     try:
-                        s.send(req[e[2]:e[2] + 1])
+                        e[0].send(req[e[2]:e[2] + 1])
                         e[2] += 1
                     except BlockingIOError:
                         pass
                     except OSError:
-                        e[3] = time.monotonic()
-                if e[3] is not None:
-                    open_left -= 1
-                    s.close()
+                        gone(e)
             time.sleep(max(0.0, round_start + (idx / 100 + 1) * 0.01 - time.monotonic()))
+    sel.close()
     nth.join(timeout=10)
     still = [e for e in socks if e[3] is None]
     for e in still:
@@ -724,6 +738,13 @@ class Runner:
             print("  # %s" % json.dumps(extra["details"], sort_keys=True), flush=True)
 
     def run_case(self, t, name, fn, peak_bound_kib):
+        first = self.run_once(t, name, fn, peak_bound_kib, 1, None)
+        if first is not None:
+            self.run_once(t, name, fn, peak_bound_kib, 2, first)
+
+    def run_once(self, t, name, fn, peak_bound_kib, attempt, first):
+        """Run and record one case; returns the figures instead of recording
+        when the first attempt failed on the probe's latency alone."""
         settle = t.wait_connections(t.base_conns, 10.0)
         base = t.rss.now()
         t0 = time.monotonic()
@@ -780,8 +801,22 @@ class Runner:
         if not rtts:
             problems.append("probe client got no round trip during the case")
         elif p > RTT_P99_MS:
+            slow_only = not problems
             problems.append("probe p99 RTT %.1f ms > %.0f" % (p, RTT_P99_MS))
+            if slow_only and attempt == 1:
+                # This shared 2-core machine alone puts an idle broker's
+                # echo over 200 ms now and then (seen: p99 228 ms, max 376
+                # ms over 60 s with no attack at all). A case whose only
+                # fault is latency runs once more; a broker that stalls under
+                # the attack fails both times. Both attempts are reported.
+                print("# %s: probe p99 %.1f ms > %.0f (slow round trips %s), "
+                      "running it once more" % (name, p, RTT_P99_MS, extra["slow_rtts"][:5]),
+                      flush=True)
+                return extra
+        if attempt > 1:
+            extra["first_attempt"] = first
         self.record(name, "; ".join(problems) if problems else None, extra)
+        return None
 
 
 def selected_cases():
