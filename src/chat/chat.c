@@ -852,18 +852,20 @@ static void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, vo
 	struct chat_member *m = chat_member_find(st, c);
 	if (m == NULL)
 		return; /* open() refused it; it is being closed */
-	if (!chat_bucket_take(m, rr_now_wall_ms())) {
-		chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
-		return;
-	}
 	if (opcode != RR_TEXT) {
-		chat_send_error(c, "invalid_format", "chat frames are JSON text", NULL);
+		if (!chat_bucket_take(m, rr_now_wall_ms()))
+			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+		else
+			chat_send_error(c, "invalid_format", "chat frames are JSON text", NULL);
 		return;
 	}
 	json_error_t jerr;
 	json_t *req = json_loadb(data, len, 0, &jerr);
 	if (!json_is_object(req)) {
-		chat_send_error(c, "invalid_format", "not a JSON object", NULL);
+		if (!chat_bucket_take(m, rr_now_wall_ms()))
+			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+		else
+			chat_send_error(c, "invalid_format", "not a JSON object", NULL);
 		json_decref(req);
 		return;
 	}
@@ -871,7 +873,14 @@ static void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, vo
 	if (rid && !chat_id_valid(rid, CHAT_REQUEST_ID_MAX))
 		rid = NULL; /* not echoed; a message with it is refused below */
 	const char *type = json_string_value(json_object_get(req, "type"));
-	if (type == NULL) {
+	/* charged after parsing only so the error can carry the requestId:
+	 * the parse is cheap next to what the frame would fan out to. A ping
+	 * is free, like the heartbeat the auto-response answers: it costs one
+	 * small frame to its sender only. */
+	bool is_ping = type && strcmp(type, "ping") == 0;
+	if (!is_ping && !chat_bucket_take(m, rr_now_wall_ms())) {
+		chat_send_error(c, "rate_limited", "too many messages: slow down", rid);
+	} else if (type == NULL) {
 		chat_send_error(c, "invalid_format", "type must be a string", rid);
 	} else if (json_object_get(req, "requestId") && rid == NULL) {
 		chat_send_error(c, "invalid_format", "requestId must be a short string or a number",

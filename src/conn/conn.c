@@ -19,6 +19,7 @@
 #include "core/assert.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/tsan.h"
 #include "core/time.h"
 #include "http/http.h"
 #include "auth/jwt.h"
@@ -659,6 +660,7 @@ static void handoff_submit(struct rr_core *core, struct rr_conn *c)
 
 	/* IORING_MSG_SEND_FD: install our fixed file in the home core's table
 	 * (any free slot) and post a CQE there carrying the record. */
+	RR_HB_RELEASE(h);
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
 	io_uring_prep_rw(IORING_OP_MSG_RING, sqe, dst->ring_fd, NULL, 0,
 			 rr_ud_ptr(RR_UD_HANDOFF_IN, h));
@@ -1350,6 +1352,7 @@ void rr_conn_on_op_done(struct rr_core *core, struct rr_conn *c, int kind, int r
 void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
 {
 	struct rr_handoff *h = record;
+	RR_HB_ACQUIRE(h); /* published by the source core through MSG_RING */
 	if (res < 0) {
 		/* not expected: the fd is only sent when a slot was allocated */
 		rr_warn("hand-off arrived without a file: %s", strerror(-res));

@@ -1516,6 +1516,8 @@ static void post_all(struct rr_store *s, struct rr_store_req **reqs, uint32_t n)
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		io_uring_sqe_set_data(sqe, req);
 		pending++;
+		/* after our last touch of req: once submitted, its core owns it */
+		RR_HB_RELEASE(req);
 	}
 	if (pending > 0)
 		io_uring_submit(&s->post);

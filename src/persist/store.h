@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/tsan.h"
 #include "reactor/ud.h"
 
 /* ---- limits (default, ceiling, why) ---- */
@@ -284,6 +285,7 @@ int rr_store_submit(struct rr_store *s, struct rr_store_req *req);
  */
 static inline void rr_store_complete(struct rr_store_req *req)
 {
+	RR_HB_ACQUIRE(req); /* published by the worker through MSG_RING */
 	req->done(req);
 }
 
