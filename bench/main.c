@@ -435,6 +435,80 @@ static int read_cpu_ticks(int pid, uint64_t *ticks)
 	return 0;
 }
 
+/*
+ * Machine-wide context for a run: the load average, TCP retransmissions
+ * (/proc/net/snmp) and packets dropped by the per-CPU backlog that loopback
+ * traffic goes through (/proc/net/softnet_stat, second column). On a shared
+ * machine these explain latency outliers that are nobody's code.
+ */
+struct machine {
+	double load1;
+	uint64_t retrans0, retrans1;
+	uint64_t drops0, drops1;
+	bool ok;
+};
+
+static uint64_t tcp_retrans(void)
+{
+	char line[1024], names[1024] = "";
+	FILE *f = fopen("/proc/net/snmp", "r");
+	if (!f)
+		return 0;
+	uint64_t v = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Tcp:", 4) != 0)
+			continue;
+		if (!names[0]) {
+			snprintf(names, sizeof(names), "%s", line);
+			continue;
+		}
+		/* the value line: find RetransSegs' column in the name line */
+		char *ns, *vs, *n = strtok_r(names, " \n", &ns), *val = strtok_r(line, " \n", &vs);
+		for (int i = 0; n && val && i < 64; i++) {
+			if (strcmp(n, "RetransSegs") == 0) {
+				v = strtoull(val, NULL, 10);
+				break;
+			}
+			n = strtok_r(NULL, " \n", &ns);
+			val = strtok_r(NULL, " \n", &vs);
+		}
+		break;
+	}
+	fclose(f);
+	return v;
+}
+
+static uint64_t softnet_drops(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/net/softnet_stat", "r");
+	if (!f)
+		return 0;
+	uint64_t v = 0;
+	for (int cpu = 0; cpu < 4096 && fgets(line, sizeof(line), f); cpu++) {
+		char *end;
+		strtoul(line, &end, 16);
+		v += strtoul(end, NULL, 16);
+	}
+	fclose(f);
+	return v;
+}
+
+static void machine_start(struct machine *m)
+{
+	double l[1];
+	m->load1 = getloadavg(l, 1) == 1 ? l[0] : -1;
+	m->retrans0 = tcp_retrans();
+	m->drops0 = softnet_drops();
+}
+
+static void machine_end(struct machine *m)
+{
+	m->retrans1 = tcp_retrans();
+	m->drops1 = softnet_drops();
+	m->ok = true;
+}
+
 struct idle_probe {
 	bool ok;
 	uint64_t rss_before_kb, rss_after_kb;
@@ -479,7 +553,8 @@ static void live_line(const struct rr_bench_cfg *cfg, const struct rr_bench_shar
 }
 
 static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
-			 const struct idle_probe *ip, bool failed, bool partial)
+			 const struct idle_probe *ip, const struct machine *m, bool failed,
+			 bool partial)
 {
 	const struct rr_bench_slot *s = &t->s;
 	double dur = (double)cfg->duration_ns / 1e9;
@@ -545,6 +620,10 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 				? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
 				      ip->cpu_seconds_window
 				: 0.0);
+		if (m->ok)
+			printf("\"load1\":%.2f,\"tcp_retransmits\":%" PRIu64
+			       ",\"backlog_drops\":%" PRIu64 ",",
+			       m->load1, m->retrans1 - m->retrans0, m->drops1 - m->drops0);
 		printf("\"partial\":%s,\"ok\":%s}\n", partial ? "true" : "false",
 		       failed ? "false" : "true");
 		return;
@@ -606,8 +685,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		fmt_ns(c, sizeof(c), s->hs.max);
 		printf("  upgrade       p50 %s  p99 %s  max %s  (connect start to 101)\n", a, b, c);
 	}
-	/* below a thousand connections allocator noise swamps the figure */
-	if (s->opened >= 1000 && t->rss_open_kb > t->rss_start_kb)
+	/* the upgrade buffers in flight (~256 KiB a worker) swamp the figure
+	 * below ten thousand connections */
+	if (s->opened >= 10000 && t->rss_open_kb > t->rss_start_kb)
 		printf("  bench memory  %.0f B per connection (RSS growth while connecting)\n",
 		       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
 			   (double)s->opened);
@@ -643,6 +723,11 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("\n  note          %" PRIu64 " messages stamped by another run were ignored "
 		       "(an earlier run's backlog still in the server)",
 		       s->foreign);
+	if (m->ok)
+		printf(
+		    "\n  machine       load %.2f at start; during the run, machine-wide: %" PRIu64
+		    " TCP retransmits, %" PRIu64 " packets dropped by the loopback backlog",
+		    m->load1, m->retrans1 - m->retrans0, m->drops1 - m->drops0);
 	if (partial)
 		printf("\n  note          the run did not complete: partial figures");
 	printf("\n  result        %s\n", failed ? "FAIL" : "ok");
@@ -697,6 +782,7 @@ int main(int argc, char **argv)
 	}
 
 	struct idle_probe ip = {0};
+	struct machine mach = {0};
 	if (cfg.server_pid) {
 		ip.rss_before_kb = rr_bench_rss_kb(cfg.server_pid);
 		if (!ip.rss_before_kb)
@@ -780,6 +866,7 @@ int main(int argc, char **argv)
 					timed_out = true;
 					break;
 				}
+				machine_start(&mach);
 				sh->t_start = now + 50000000ull;
 				sh->t_warm = sh->t_start + cfg.warmup_ns;
 				sh->t_end = sh->t_warm + cfg.duration_ns;
@@ -816,6 +903,7 @@ int main(int argc, char **argv)
 			}
 		} else if (phase == RR_BENCH_PH_DRAIN) {
 			if (all_set(sh, offsetof(struct rr_bench_slot, done))) {
+				machine_end(&mach);
 				phase = RR_BENCH_PH_EXIT;
 				RR_STORE(sh->phase, phase);
 			} else if (now > sh->t_drain_end + 10 * NS_PER_S) {
@@ -845,8 +933,8 @@ int main(int argc, char **argv)
 		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) || s->peer_closed ||
 		      s->proto_errors || s->misrouted || s->seq.lost || s->seq.dup ||
 		      s->seq.reordered || s->seq.late;
-	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, failed,
-		     interrupted || timed_out || worker_died);
+	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, &mach,
+		     failed, interrupted || timed_out || worker_died);
 	if (s->seq.lost || s->seq.dup || s->seq.reordered || s->seq.late)
 		fprintf(stderr,
 			"ringroom-bench: DELIVERY CHECK FAILED: %" PRIu64 " lost, %" PRIu64
