@@ -532,13 +532,17 @@ class WsConn:
         except ConnectionResetError:
             return b""
 
+    SEND_TIMEOUT = 10.0  # reads leave their own (short) timeout on the socket
+
     def send(self, data):
+        self.sock.settimeout(self.SEND_TIMEOUT)
         self.sock.sendall(data)
 
     def send_frame(self, opcode, payload=b"", **kw):
-        self.sock.sendall(encode_frame(opcode, payload, **kw))
+        self.send(encode_frame(opcode, payload, **kw))
 
     def send_chunked(self, data, chunk, pause=0.0):
+        self.sock.settimeout(self.SEND_TIMEOUT)
         for i in range(0, len(data), chunk):
             self.sock.sendall(data[i:i + chunk])
             if pause:
