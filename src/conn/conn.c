@@ -1231,6 +1231,7 @@ void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t 
 		conn_kill(core, c);
 	} else if (!more && res == -ENOBUFS) {
 		RR_STAT_INC(core, recv_enobufs);
+		core->bufs_short = true;
 		if ((reading_state(c) || c->state == RR_CONN_HS) && !(c->flags & RR_CF_REARM)) {
 			/* the buffers come back at the end of this batch */
 			c->flags |= RR_CF_REARM;

@@ -57,7 +57,7 @@ static const struct flag flags[] = {
 	{"drain-timeout", F_DUR, OFF(drain_timeout_ms), "10s", 10, RR_TIMEOUT_MS_CEIL,
 	 "on SIGTERM/SIGINT, exit within this"},
 	{"recv-buffers", F_U32, OFF(recv_buffers), "1024", 16, RR_RECV_BUFFERS_CEIL,
-	 "provided receive buffers per core (rounded up to a power of two)"},
+	 "most receive buffers per core (power of two; provided 64 at a time as needed)"},
 	{"recv-buffer-size", F_SIZE, OFF(recv_buffer_size), "16KiB", 1024,
 	 RR_RECV_BUFFER_SIZE_CEIL, "size of each receive buffer"},
 	{"data-dir", F_STR, OFF(data_dir), "./data", 0, 255,

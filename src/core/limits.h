@@ -46,6 +46,7 @@
  * decoded. */
 #define RR_RECV_BUFFERS_DEFAULT 1024
 #define RR_RECV_BUFFERS_CEIL 32768
+#define RR_RECV_BUFFERS_STEP 64 /* provided at start, and added per shortage */
 #define RR_RECV_BUFFER_SIZE_DEFAULT 16384
 #define RR_RECV_BUFFER_SIZE_CEIL (1u << 20)
 

@@ -43,6 +43,8 @@ static uint32_t pow2_at_least(uint32_t n)
 	return p;
 }
 
+static void provide_buffers(struct rr_core *core, uint32_t n);
+
 static int setup_buffers(struct rr_core *core, const struct rr_config *cfg)
 {
 	struct io_uring_buf_reg reg;
@@ -73,12 +75,32 @@ static int setup_buffers(struct rr_core *core, const struct rr_config *cfg)
 	rc = io_uring_register_buf_ring(&core->ring, &reg, 0);
 	if (rc < 0)
 		return rc;
-	int mask = io_uring_buf_ring_mask(core->nbufs);
-	for (uint32_t i = 0; i < core->nbufs; i++)
-		io_uring_buf_ring_add(core->br, core->bufs + (size_t)i * core->buf_size,
-				      core->buf_size, (unsigned short)i, mask, (int)i);
-	io_uring_buf_ring_advance(core->br, (int)core->nbufs);
+	/* Start with a few buffers and add more only when receives run dry:
+	 * the ring is FIFO, so every buffer ever provided keeps cycling and
+	 * stays resident. A light load keeps a small working set. */
+	core->bufs_provided = 0;
+	provide_buffers(core, RR_RECV_BUFFERS_STEP);
 	return 0;
+}
+
+static void provide_buffers(struct rr_core *core, uint32_t n)
+{
+	int mask = io_uring_buf_ring_mask(core->nbufs);
+	if (n > core->nbufs - core->bufs_provided)
+		n = core->nbufs - core->bufs_provided;
+	/* after the returns already staged this batch */
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t bid = core->bufs_provided + i;
+		io_uring_buf_ring_add(core->br, core->bufs + (size_t)bid * core->buf_size,
+				      core->buf_size, (unsigned short)bid, mask,
+				      (int)(core->bufs_to_return + i));
+	}
+	core->bufs_to_return += n;
+	core->bufs_provided += n;
+	if (core->bufs_to_return) {
+		io_uring_buf_ring_advance(core->br, (int)core->bufs_to_return);
+		core->bufs_to_return = 0;
+	}
 }
 
 void rr_core_return_buffer(struct rr_core *core, uint32_t bid)
@@ -420,6 +442,12 @@ static void *core_main(void *arg)
 				break;
 		}
 		io_uring_cq_advance(&core->ring, n);
+		if (core->bufs_short && core->bufs_provided < core->nbufs) {
+			provide_buffers(core, RR_RECV_BUFFERS_STEP); /* publishes returns too */
+			rr_debug("receive buffers: %u of %u provided", core->bufs_provided,
+				 core->nbufs);
+		}
+		core->bufs_short = false;
 		if (core->bufs_to_return) {
 			io_uring_buf_ring_advance(core->br, (int)core->bufs_to_return);
 			core->bufs_to_return = 0;

@@ -44,7 +44,9 @@ struct rr_core {
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
 	uint32_t nbufs, buf_size;
+	uint32_t bufs_provided; /* grows by RR_RECV_BUFFERS_STEP on -ENOBUFS */
 	uint32_t bufs_to_return;
+	bool bufs_short;
 
 	/* connection slots: mmap'd, touched only as used */
 	struct rr_conn *conns;
