@@ -35,6 +35,28 @@
  * Users, not connections, join and leave: user_joined goes out when a
  * user's first connection opens, user_disconnected when its last closes;
  * onlineUsers lists each user once.
+ *
+ * Choices where protocol.md leaves room (extensions, nothing removed):
+ *  - welcome also carries "resumed" and user.perms/joinedAt; on a resumed
+ *    session "resume" is null (the client keeps the token it has), and the
+ *    identity comes from the attachment (an anonymous user stays the same
+ *    user), permissions from this connection's token. A token naming
+ *    another user cannot resume the session (1008). A token without "read"
+ *    is refused (1008).
+ *  - synced.recovered is false when the epoch differs (nothing replayed:
+ *    the ids name other messages), when since is ahead of the log (nothing
+ *    to replay), or when ids after since are gone (retention): then what is
+ *    still stored is replayed. lastId is where the live stream starts.
+ *  - A message that cannot be stored gets {"type":"error","code":
+ *    "storage_unavailable"} (a sixth code) and is neither broadcast nor
+ *    acknowledged; a full storage queue answers rate_limited (retry later).
+ *    Errors carry the request's requestId when it had a valid one.
+ *  - ack is sent for every stored message, with requestId when given.
+ *  - Every client frame but ping costs a token of the per-connection
+ *    bucket (message, typing, presence, sync and history all fan out or
+ *    read storage); typing needs write permission, like message.
+ *  - history answers also carry "hasMore"; initial_state "onlineCount"
+ *    (onlineUsers is capped at CHAT_ONLINE_MAX).
  */
 #include "chat/chat.h"
 
@@ -125,6 +147,7 @@ struct chat_sync {
 	uint64_t after;	 /* replay: newest id sent so far */
 	uint64_t target; /* replay/initial: the hold point */
 	uint32_t limit;	 /* history */
+	bool gap;	 /* replay: some ids after `since` are gone */
 	char session[];
 };
 
@@ -439,6 +462,10 @@ static void chat_replay_page(struct rr_room *room, struct chat_room *st, struct 
 			continue;
 		if (e[i].id > s->target)
 			break;
+		/* trimmed by retention (rr_log_first_id() is only a hint: it
+		 * can lag behind the trimming) */
+		if (e[i].id != s->after + 1)
+			s->gap = true;
 		s->after = e[i].id;
 		if (!chat_stored_ok(e[i].data, e[i].len))
 			continue; /* not a chat message: nothing to show */
@@ -465,6 +492,9 @@ static void chat_replay_page(struct rr_room *room, struct chat_room *st, struct 
 			return;
 		recovered = false;
 	}
+	/* the log ended before the target: the newest ones are gone too */
+	if (s->after < s->target || s->gap)
+		recovered = false;
 	chat_send_synced(m, recovered, s->target);
 	chat_member_go_live(m, s->target);
 	chat_sync_free(st, s);
@@ -512,7 +542,7 @@ static void chat_initial_state(struct rr_room *room, struct chat_room *st, struc
 }
 
 static void chat_history_reply(struct rr_room *room, struct chat_member *m, int res,
-			       const struct rr_log_entry *e, size_t n)
+			       const struct rr_log_entry *e, size_t n, uint32_t limit)
 {
 	if (res < 0) {
 		chat_send_error(m->conn, "storage_unavailable", "reading the history failed", NULL);
@@ -529,9 +559,9 @@ static void chat_history_reply(struct rr_room *room, struct chat_member *m, int 
 		chat_buf_message(&b, e[i].data, e[i].len);
 		first = false;
 	}
-	/* older ones remain when the oldest returned is past the first
-	 * retained id */
-	bool older = n > 0 && e[0].id > rr_log_first_id(room);
+	/* older ones may remain when the page is full and its oldest is past
+	 * the first retained id */
+	bool older = n == limit && e[0].id > rr_log_first_id(room);
 	chat_buf_str(&b, older ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
 	if (!b.failed)
 		rr_member_send(m->conn, RR_TEXT, b.p, b.len);
@@ -556,7 +586,7 @@ static void chat_read_done(struct rr_room *room, void *arg, int res, const struc
 		chat_initial_state(room, st, m, res == 0 ? e : NULL, res == 0 ? n : 0, s->target);
 		break;
 	case CHAT_READ_HISTORY:
-		chat_history_reply(room, m, res, e, n);
+		chat_history_reply(room, m, res, e, n, s->limit);
 		break;
 	}
 	chat_sync_free(st, s);
@@ -573,11 +603,11 @@ static int chat_replay_start(struct rr_room *room, struct chat_room *st, struct 
 			     uint64_t after)
 {
 	uint64_t target = st->last_bcast;
-	/* older than retention, or ahead of the log (which was reset under
-	 * the same epoch): nothing is sent, the client reloads with history */
-	bool recovered = !(after + 1 < rr_log_first_id(room) || after > target);
-	if (!recovered || after == target) {
-		chat_send_synced(m, recovered, target);
+	/* ahead of the log (it was reset under the same epoch): nothing to
+	 * send. Older than retention: what is still stored is sent, and
+	 * synced says recovered:false (the client knows it has a gap). */
+	if (after >= target) {
+		chat_send_synced(m, after == target, target);
 		chat_member_go_live(m, target);
 		return 0;
 	}
@@ -586,6 +616,7 @@ static int chat_replay_start(struct rr_room *room, struct chat_room *st, struct 
 		return -ENOMEM;
 	s->after = after;
 	s->target = target;
+	s->gap = after + 1 < rr_log_first_id(room);
 	int rc = chat_replay_next(room, s);
 	if (rc < 0) {
 		chat_sync_free(st, s);

@@ -9,8 +9,8 @@ when all passed (77 when nothing can run here).
 
 Environment (besides rrtest.py's RINGROOM_EXTRA_ARGS / RINGROOM_SAN /
 RINGROOM_VERBOSE):
-  CHAT_ONLY=name,name   run only these groups: session errors auth replay
-                        crash resume diskfull
+  CHAT_ONLY=name,name   run only these groups: session errors auth recovery
+                        replay crash resume diskfull
   CHAT_HANDLER_SO=path  mount the chat handler from a shared object
                         (--handler /chat/=path) instead of the built-in one
   CHAT_CRASH_KILLS=n    SIGKILLs per durability mode (default 20)
@@ -609,6 +609,86 @@ async def case_auth(report):
     await ro.close()
 
 
+# ---- cases: recovered:false, since without epoch, room eviction ---------------------
+
+async def read_until_synced(c, timeout=5.0):
+    """(message ids before synced, the synced frame)."""
+    ids = []
+    while True:
+        f = await c.next(timeout)
+        if f["type"] == "message":
+            ids.append(f["message"]["id"])
+        elif f["type"] == "synced":
+            return ids, f
+
+
+async def case_recovery(report):
+    # rooms leave memory as soon as the last member goes: every reconnect
+    # below rebuilds the room from storage
+    b = new_broker("recovery", ["--room-idle-evict", "0"])
+    room = room_name("recovery")
+    a = await Chat.open(b.port, room)
+    await a.take("initial_state")
+    epoch = a.welcome["epoch"]
+    ids = await publish_many([a], 5, "ev")
+    await a.close()
+    await asyncio.sleep(0.3)
+    c = await Chat.open(b.port, room)
+    ist = await c.take("initial_state")
+    f = await publish(c, "after eviction", "ev-after")
+    why = None
+    if ids != [1, 2, 3, 4, 5] or [m["id"] for m in ist["messages"]] != [1, 2, 3, 4, 5]:
+        why = "before eviction ids %s, initial_state after it %s" % (
+            ids, [m["id"] for m in ist["messages"]])
+    elif c.welcome["epoch"] != epoch or c.welcome["lastId"] != 5:
+        why = "rebuilt room: epoch %s lastId %s, want %s and 5" % (
+            c.welcome["epoch"], c.welcome["lastId"], epoch)
+    elif f.get("id") != 6:
+        why = "first message after the rebuild: %s, want id 6" % f
+    report.check("recovery: a room evicted from memory comes back with its log; ids go on", why)
+    await c.close()
+    await asyncio.sleep(0.3)
+
+    x = await Chat.open(b.port, room, {"since": 3})
+    got, syn = await read_until_synced(x)
+    why = None
+    if got != [4, 5, 6] or syn["recovered"] is not True or syn["lastId"] != 6:
+        why = "since=3 without epoch: ids %s, %s" % (got, syn)
+    report.check("recovery: since without epoch replays from the current epoch", why)
+
+    y = await Chat.open(b.port, room, {"since": 2, "epoch": "0123456789abcdef"})
+    got, syn = await read_until_synced(y)
+    why = None
+    if epoch == "0123456789abcdef":
+        why = "test epoch collides with the room's"
+    elif got or syn["recovered"] is not False or syn["lastId"] != 6:
+        why = "another epoch: ids %s, %s (want none, recovered false, lastId 6)" % (got, syn)
+    else:
+        f = await publish(x, "live after", "ep-live")
+        m = await y.take("message")
+        if m["message"]["id"] != f.get("id") or f.get("id") != 7:
+            why = "live stream after recovered:false: %s (ack %s)" % (m, f)
+    report.check("recovery: another epoch -> nothing replayed, recovered:false, then live", why)
+
+    z = await Chat.open(b.port, room, {"since": 500, "epoch": epoch})
+    got, syn = await read_until_synced(z)
+    why = None
+    if got or syn["recovered"] is not False or syn["lastId"] != 7:
+        why = "since ahead of the log: ids %s, %s" % (got, syn)
+    report.check("recovery: since ahead of the log -> recovered:false, nothing replayed", why)
+
+    q = await Chat.open(b.port, room, {"since": "seven"})
+    f = await q.next()
+    g = await q.next()
+    why = None
+    if f.get("type") != "error" or f.get("code") != "invalid_format" or \
+            g.get("type") != "initial_state":
+        why = "since=seven: %s then %s" % (f, g)
+    report.check("recovery: a malformed since -> invalid_format, then initial_state", why)
+    for w in (x, y, z, q):
+        await w.close()
+
+
 # ---- cases: replay at many disconnect points ----------------------------------------
 
 async def case_replay(report, port):
@@ -1052,6 +1132,8 @@ async def main(report):
         await run_case(report, "errors", case_errors(report, main_broker.port), 60)
     if want("auth"):
         await run_case(report, "auth", case_auth(report), 60)
+    if want("recovery"):
+        await run_case(report, "recovery", case_recovery(report), 60)
     if want("replay"):
         await run_case(report, "replay", case_replay(report, main_broker.port), 120)
     if want("crash"):
