@@ -15,7 +15,8 @@
 #             delivered) falls behind; "arrived/s" is what the server
 #             delivered while the window was open.
 #   rooms     100 rooms x 10 members, 4 publishers each
-#   idle      30000 connections over 2 processes: server bytes/connection, CPU
+#   idle      30000 connections over 2 processes, 30 s: server bytes per
+#             connection, CPU while idle (one round of the default 25 s pings)
 #   churn     50 concurrent connect/upgrade/close loops: cycles/s
 set -u
 quick=
@@ -33,7 +34,11 @@ results="$out/results.jsonl"
 dur=10s
 warm=2s
 ramp="1000 2000 3000 5000 10000"
+# longer than the broker's default --ping-interval (25 s), so that the idle
+# CPU figure includes one round of pings
+idle_dur=30s
 if [ -n "$quick" ]; then
+	idle_dur=3s
 	dur=3s
 	warm=1s
 	ramp="500 2000"
@@ -99,7 +104,7 @@ scenario rooms-100x10-p4 fanout --rooms 100 --members 10 --publishers 4 --rate 1
 start_broker
 echo "== idle-30000" >&2
 "$bench" idle --conns 30000 --procs 2 --rooms 300 --server-pid "$server_pid" --warmup 5s \
-	--duration $dur --connect-timeout 30s --json --quiet "$url/raw/{room}" \
+	--duration $idle_dur --connect-timeout 30s --json --quiet "$url/raw/{room}" \
 	>"$out/idle-30000.json" 2>"$out/idle-30000.err"
 "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); r["scenario"]="idle-30000"; print(json.dumps(r))' \
 	"$out/idle-30000.json" >>"$results" 2>/dev/null || echo '{"scenario":"idle-30000","ok":false}' >>"$results"
