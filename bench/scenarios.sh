@@ -26,7 +26,7 @@ if [ "${1:-}" = "-q" ]; then
 fi
 broker=${1:?usage: scenarios.sh [-q] BROKER BENCH [OUTDIR]}
 bench=${2:?usage: scenarios.sh [-q] BROKER BENCH [OUTDIR]}
-out=${3:-bench-results-$(date -u +%Y%m%dT%H%M%SZ)}
+out=${3:-$(dirname "$0")/results/$(date -u +%Y%m%dT%H%M%SZ)} # bench/results/ is git-ignored
 py=/usr/bin/python3
 mkdir -p "$out"
 results="$out/results.jsonl"
