@@ -124,6 +124,11 @@ def rejection_cases(report, port):
       upgrade(headers={"X-Big": "b" * 9000}), 431)
     R("431 request line over 8 KiB", rejected, port,
       upgrade("/echo?" + "q" * 9000), 431)
+    # the answer must reach a client still sending (no RST from unread data)
+    R("431 headers of 200 KiB: the 431 still arrives", rejected, port,
+      upgrade(headers={"X-Big": "b" * 200000}), 431)
+    R("405 POST with a 100 KB body: the 405 still arrives", rejected, port,
+      upgrade(method="POST", headers={"Content-Length": "100000"}) + b"x" * 100000, 405)
     pads = {"X-Pad-%03d" % i: "v" for i in range(96)}  # + 5 = 101 headers
     R("431 101 headers", rejected, port, upgrade(headers=pads), 431)
 
