@@ -188,13 +188,46 @@ def idle_broker_exits(report, binary):
     return b
 
 
+def half_open_http_only(report, binary):
+    """Connections that never became members (a partial upgrade request, a
+    silent TCP connection) do not hold the exit: the process exits once
+    members are gone, and here there are none."""
+    b = rrtest.Broker(binary, [], name="half-open-broker")
+    try:
+        b.start()
+    except Exception as e:
+        report.fail("half-open-broker starts", str(e))
+        return b
+    partial = rrtest.connect(b.port)
+    partial.sendall(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    silent = rrtest.connect(b.port)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    b.signal(signal.SIGTERM)
+    st = b.wait(12.0)
+    dt = time.monotonic() - t0
+    why = None
+    if st is None:
+        why = "still running 12s after SIGTERM"
+    elif st != 0:
+        why = "exit status %d" % st
+    elif dt > 3.0:
+        why = ("exited %.1fs after SIGTERM with no members (waited for connections "
+               "still in the handshake: --handshake-timeout/--drain-timeout are 10s)" % dt)
+    report.check("SIGTERM with only half-open HTTP connections (no members): exits 0 "
+                 "within 3s", why)
+    partial.close()
+    silent.close()
+    return b
+
+
 def main():
     binary = rrtest.load_binary_arg("drain")
     report = rrtest.Report("drain")
     brokers = []
     try:
         for fn in (drain_with_slow_member, drain_timeout_silent_member, sigint_drain,
-                   idle_broker_exits):
+                   idle_broker_exits, half_open_http_only):
             try:
                 brokers.append(fn(report, binary))
             except Exception as e:
