@@ -83,6 +83,9 @@
 #define CHAT_REQUEST_ID_MAX 256
 #define CHAT_THREAD_ID_MAX 256
 #define CHAT_STATUS_MAX 128
+/* Bytes of a message frame besides its escaped content (as chat_json.h's
+ * RR_CHAT_FRAME_SLACK). */
+#define CHAT_FRAME_SLACK 2048
 /* Refill at most this much elapsed time at once (overflow guard; a bucket
  * is full long before). */
 #define CHAT_BUCKET_ELAPSED_MAX 10000000ull
@@ -888,6 +891,17 @@ static void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, vo
 			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
 		else
 			chat_send_error(c, "invalid_format", "chat frames are JSON text", NULL);
+		return;
+	}
+	/* Longer than the longest legal frame (content escaped at 6 bytes a
+	 * byte, plus the other fields): refused unparsed, so one frame of
+	 * --max-message-bytes cannot cost a large parse. */
+	if (chat_cfg.max_content_bytes &&
+	    len > 6 * (size_t)chat_cfg.max_content_bytes + CHAT_FRAME_SLACK) {
+		if (!chat_bucket_take(m, rr_now_wall_ms()))
+			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+		else
+			chat_send_error(c, "too_large", "frame too large", NULL);
 		return;
 	}
 	json_error_t jerr;

@@ -538,6 +538,9 @@ async def case_errors(report, port):
     if why is None:
         why = await expect_error(c, {"type": "message", "content": "\u00e9" * 2049,
                                      "requestId": "big2"}, "too_large", "big2")
+    if why is None:  # far over: refused before parsing (no requestId then)
+        why = await expect_error(c, json.dumps({"type": "message", "content": "z" * 40000,
+                                                "requestId": "huge"}), "too_large")
     if why is None:
         f = await publish(c, "x" * 4096, "fits")
         if f["type"] != "ack":
