@@ -156,6 +156,10 @@ def rejection_cases(report, port):
       "7 KiB")
     R("101 room name of 128 bytes, all allowed characters", accepted,
       upgrade("/raw/" + ("AZaz09._~-" * 13)[:128]), "128-byte room")
+    R("101 /echo with a query string", accepted, upgrade("/echo?x=1&y"), "/echo?x=1&y")
+    R("101 /raw/room with a query string (not part of the room name)", accepted,
+      upgrade("/raw/room?since=5"), "/raw/room?since=5")
+    R("404 /echo/ (no trailing-slash folding)", rejected, port, upgrade("/echo/"), 404)
     R("101 header names case-insensitive, Connection list", accepted,
       upgrade(drop=("Upgrade", "Connection"),
               extra=b"upgrade: WebSocket\r\nconnection: keep-alive, Upgrade\r\n"),
