@@ -108,43 +108,21 @@ static int parse_u64(const char *s, uint64_t *out, const char **end)
 	return 0;
 }
 
-int rr_parse_duration_ms(const char *s, uint64_t *out)
+struct unit {
+	const char *name;
+	uint64_t mul;
+};
+
+/* A number followed by one of the units (the unit "" is the bare number). */
+static int parse_with_units(const char *s, const struct unit *units, size_t n, uint64_t *out)
 {
-	static const struct {
-		const char *unit;
-		uint64_t ms;
-	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
 	const char *end;
 	uint64_t v;
 
 	if (parse_u64(s, &v, &end) < 0)
 		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit) == 0) {
-			if (v > UINT64_MAX / units[i].ms)
-				return -EINVAL;
-			*out = v * units[i].ms;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-int rr_parse_size(const char *s, uint64_t *out)
-{
-	static const struct {
-		const char *unit;
-		uint64_t mul;
-	} units[] = {{"", 1},          {"B", 1},          {"K", 1024},
-		     {"KiB", 1024},    {"M", 1u << 20},   {"MiB", 1u << 20},
-		     {"G", 1u << 30},  {"GiB", 1u << 30}};
-	const char *end;
-	uint64_t v;
-
-	if (parse_u64(s, &v, &end) < 0)
-		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit) == 0) {
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(end, units[i].name) == 0) {
 			if (v > UINT64_MAX / units[i].mul)
 				return -EINVAL;
 			*out = v * units[i].mul;
@@ -152,6 +130,21 @@ int rr_parse_size(const char *s, uint64_t *out)
 		}
 	}
 	return -EINVAL;
+}
+
+int rr_parse_duration_ms(const char *s, uint64_t *out)
+{
+	static const struct unit units[] = {
+		{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
+	return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), out);
+}
+
+int rr_parse_size(const char *s, uint64_t *out)
+{
+	static const struct unit units[] = {{"", 1},         {"B", 1},         {"K", 1024},
+					    {"KiB", 1024},   {"M", 1u << 20},  {"MiB", 1u << 20},
+					    {"G", 1u << 30}, {"GiB", 1u << 30}};
+	return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), out);
 }
 
 static int set_flag(struct rr_config *cfg, const struct flag *f, const char *val, char *err,
