@@ -181,6 +181,46 @@ async def case_room_too_big(port):
         await close_all(conns)
 
 
+def raw_offender(port, frame):
+    """A raw member sends a bad frame: its close code, or a string."""
+    c = rrtest.WsConn(port, "/raw/offended")
+    try:
+        c.send(frame)
+        while True:
+            f = c.read_frame(5.0)
+            if f.opcode == rrtest.OP_CLOSE:
+                code = f.close_code()
+                c.send(rrtest.encode_frame(rrtest.OP_CLOSE, rrtest.close_payload(code)))
+                return code if c.wait_eof(5.0) else "TCP not closed after close %s" % code
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        c.close()
+
+
+async def case_room_protocol_errors(port):
+    """Protocol errors on /raw close only the offender, with the same codes
+    as /echo, and nothing of the bad frame reaches the room."""
+    conns = await connect_many(port, "/raw/offended", 2)
+    try:
+        await asyncio.sleep(SETTLE)
+        for name, frame, want in (
+                ("invalid UTF-8 text", rrtest.encode_frame(rrtest.OP_TEXT, b"ok \xed\xa0\x80"), 1007),
+                ("unmasked binary", rrtest.encode_frame(rrtest.OP_BINARY, b"x", mask=False), 1002),
+                ("RSV1 text", rrtest.encode_frame(rrtest.OP_TEXT, b"x", rsv=4), 1002)):
+            got = await asyncio.to_thread(raw_offender, port, frame)
+            if got != want:
+                return "%s: got %r, expected close %d" % (name, got, want)
+        bad = await expect_nothing(conns, QUIET)
+        if bad:
+            return "members received: %s" % bad[0]
+        await conns[0].send("room still fine")
+        m = await asyncio.wait_for(conns[1].recv(), 10)
+        return None if m == "room still fine" else "room broken: %r" % m
+    finally:
+        await close_all(conns)
+
+
 async def case_echo_size(port, size, is_text):
     c = await ws_connect(port, "/echo")
     try:
@@ -489,6 +529,8 @@ async def run(report, port):
         ("echo: 1000 connections (250 at a time) each echo once", case_echo_storm(port)),
         ("raw: 1 MiB + 1 closes the sender with 1009, others get nothing",
          case_room_too_big(port)),
+        ("raw: 1007/1002 close only the offending member; nothing reaches the room",
+         case_room_protocol_errors(port)),
     ]
     for size in SIZES:
         for is_text in (False, True):
