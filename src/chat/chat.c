@@ -26,11 +26,12 @@
  *
  * Per-member state (identity, permissions, token bucket, the replay in
  * flight) lives in a small hash table in the room state keyed by the
- * connection pointer (valid from open() to close()). Completions find their
- * member again by session id plus a generation number, so a member that left
- * (or a resumed session's new connection) is never confused with the one
- * that asked. The attachment (userId, username, perms, joinedAt) is written
- * once per new session: attachment writes are persisted, the bucket is not.
+ * connection pointer (valid from open() to close()). Appends and reads in
+ * flight hold a reference to it, so a completion finds its member in O(1)
+ * (no scan of the room by session id) and sees whether it left; a member
+ * that left is freed by its last completion. The attachment (userId,
+ * username, perms, joinedAt) is written once per new session: attachment
+ * writes are persisted, the bucket is not.
  *
  * Users, not connections, join and leave: user_joined goes out when a
  * user's first connection opens, user_disconnected when its last closes;
@@ -113,9 +114,12 @@ struct chat_sync;
 
 struct chat_member {
 	struct chat_member *next; /* hash chain */
-	struct rr_conn *conn;
-	uint64_t gen; /* tells this member from a later one with its session */
+	struct rr_conn *conn;	  /* NULL once it left */
 	char *user_id, *user_name;
+	/* appends and reads in flight for it: it is freed when it has left
+	 * and the last of them completed */
+	uint32_t refs;
+	bool gone;
 	bool perm_write;
 	bool live;	       /* past its initial_state / replay */
 	uint64_t tokens_milli; /* token bucket, 1000 per frame */
@@ -129,6 +133,7 @@ struct chat_append {
 	char *stored; /* the stored JSON object */
 	size_t stored_len;
 	json_t *request_id; /* NULL when the client gave none */
+	struct chat_member *m;
 	uint64_t id;
 	int res;
 	bool done;
@@ -146,18 +151,16 @@ enum chat_read_kind {
 struct chat_sync {
 	struct chat_sync *prev, *next; /* the room's list, freed at evict */
 	enum chat_read_kind kind;
-	uint64_t gen;
+	struct chat_member *m;
 	uint64_t after;	 /* replay: newest id sent so far */
 	uint64_t target; /* replay/initial: the hold point */
 	uint32_t limit;	 /* history */
 	bool gap;	 /* replay: some ids after `since` are gone */
-	char session[];
 };
 
 struct chat_room {
 	struct chat_member **buckets;
 	size_t nbuckets, nmembers;
-	uint64_t next_gen;
 	json_t *users; /* userId -> {"username": s, "conns": n} */
 	struct chat_append *ap_head, *ap_tail;
 	bool appending; /* inside rr_log_append(): completions wait */
@@ -243,15 +246,22 @@ static void chat_member_free(struct chat_member *m)
 	free(m);
 }
 
-/* The member a completion belongs to, if it is still here. */
-static struct chat_member *chat_member_by_session(struct rr_room *room, const char *session,
-						  uint64_t gen)
+/* m leaves the table; it is freed now or by its last completion. */
+static void chat_member_leave(struct chat_room *st, struct chat_member *m)
 {
-	struct rr_conn *c = rr_room_member_by_session(room, session);
-	if (c == NULL)
-		return NULL;
-	struct chat_member *m = chat_member_find(chat_state(room), c);
-	return m && m->gen == gen ? m : NULL;
+	chat_member_unlink(st, m);
+	m->gone = true;
+	m->conn = NULL;
+	m->sync = NULL;
+	if (m->refs == 0)
+		chat_member_free(m);
+}
+
+/* A completion is done with m (taken with m->refs++). */
+static void chat_member_put(struct chat_member *m)
+{
+	if (--m->refs == 0 && m->gone)
+		chat_member_free(m);
 }
 
 /* ---- JSON out ------------------------------------------------------------- */
@@ -397,17 +407,15 @@ static bool chat_bucket_take(struct chat_member *m, uint64_t now_ms)
 
 /* ---- log reads --------------------------------------------------------------- */
 
-static struct chat_sync *chat_sync_new(struct chat_room *st, struct rr_conn *c,
-				       struct chat_member *m, enum chat_read_kind kind)
+static struct chat_sync *chat_sync_new(struct chat_room *st, struct chat_member *m,
+				       enum chat_read_kind kind)
 {
-	const char *session = rr_member_session(c);
-	size_t sl = strlen(session);
-	struct chat_sync *s = calloc(1, sizeof(*s) + sl + 1);
+	struct chat_sync *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	memcpy(s->session, session, sl + 1);
 	s->kind = kind;
-	s->gen = m->gen;
+	s->m = m;
+	m->refs++;
 	s->next = st->reads;
 	if (st->reads)
 		st->reads->prev = s;
@@ -423,6 +431,7 @@ static void chat_sync_free(struct chat_room *st, struct chat_sync *s)
 		st->reads = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	chat_member_put(s->m);
 	free(s);
 }
 
@@ -576,8 +585,8 @@ static void chat_read_done(struct rr_room *room, void *arg, int res, const struc
 {
 	struct chat_room *st = chat_state(room);
 	struct chat_sync *s = arg;
-	struct chat_member *m = chat_member_by_session(room, s->session, s->gen);
-	if (m == NULL) { /* it left meanwhile */
+	struct chat_member *m = s->m;
+	if (m->gone) { /* it left meanwhile */
 		chat_sync_free(st, s);
 		return;
 	}
@@ -614,7 +623,7 @@ static int chat_replay_start(struct rr_room *room, struct chat_room *st, struct 
 		chat_member_go_live(m, target);
 		return 0;
 	}
-	struct chat_sync *s = chat_sync_new(st, m->conn, m, CHAT_READ_REPLAY);
+	struct chat_sync *s = chat_sync_new(st, m, CHAT_READ_REPLAY);
 	if (s == NULL)
 		return -ENOMEM;
 	s->after = after;
@@ -634,6 +643,7 @@ static int chat_replay_start(struct rr_room *room, struct chat_room *st, struct 
 
 static void chat_append_free(struct chat_append *a)
 {
+	chat_member_put(a->m);
 	free(a->stored);
 	if (a->request_id)
 		json_decref(a->request_id);
@@ -650,7 +660,9 @@ static void chat_append_flush(struct rr_room *room, struct chat_room *st)
 		st->ap_head = a->next;
 		if (st->ap_head == NULL)
 			st->ap_tail = NULL;
-		struct rr_conn *c = rr_room_member_by_session(room, a->session);
+		/* the sender, or (rarely) its session resumed on a new connection */
+		struct rr_conn *c =
+		    !a->m->gone ? a->m->conn : rr_room_member_by_session(room, a->session);
 		if (a->res == 0 && a->bad_id)
 			a->res = -EPROTO;
 		if (a->res == 0) {
@@ -760,6 +772,8 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 	a->stored = stored;
 	a->stored_len = strlen(stored);
 	a->request_id = rid ? json_incref(rid) : NULL;
+	a->m = m;
+	m->refs++;
 	/* queued before the call: a completion inside it finds it */
 	if (st->ap_tail)
 		st->ap_tail->next = a;
@@ -867,7 +881,7 @@ static void chat_on_history(struct rr_room *room, struct chat_room *st, struct c
 	 * run yet is not visible anywhere */
 	if (before == 0 || before > st->last_bcast + 1)
 		before = st->last_bcast + 1;
-	struct chat_sync *s = chat_sync_new(st, m->conn, m, CHAT_READ_HISTORY);
+	struct chat_sync *s = chat_sync_new(st, m, CHAT_READ_HISTORY);
 	if (s == NULL) {
 		chat_send_error(m->conn, "storage_unavailable", "out of memory", rid);
 		return;
@@ -1129,7 +1143,6 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 	if (m == NULL)
 		return 1011;
 	m->conn = c;
-	m->gen = ++st->next_gen;
 	m->perm_write = info->perm_write;
 	m->tokens_milli = (uint64_t)chat_cfg.rate_burst * 1000;
 	m->refill_ms = rr_now_wall_ms();
@@ -1194,7 +1207,7 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 		struct chat_sync *s = NULL;
 		uint64_t target = st->last_bcast;
 		if (target >= rr_log_first_id(room) && chat_cfg.initial_messages > 0) {
-			s = chat_sync_new(st, c, m, CHAT_READ_INITIAL);
+			s = chat_sync_new(st, m, CHAT_READ_INITIAL);
 			if (s == NULL) {
 				rc = -ENOMEM;
 			} else {
@@ -1214,8 +1227,7 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 		rr_member_release(c);
 		/* storage busy: reconnect and replay (this undoes the join) */
 		chat_user_remove(st, m);
-		chat_member_unlink(st, m);
-		chat_member_free(m);
+		chat_member_leave(st, m);
 		return 1013;
 	}
 	if (first_conn) {
@@ -1237,14 +1249,13 @@ static void chat_close(struct rr_room *room, struct rr_conn *c, uint16_t code, b
 	 * the point of its last replay */
 	if (m->live && code != 1013)
 		rr_member_set_last_id(c, st->last_bcast);
-	chat_member_unlink(st, m);
 	if (chat_user_remove(st, m)) {
 		json_t *o = json_pack("{s:s, s:s, s:s}", "type", "user_disconnected", "userId",
 				      m->user_id, "username", m->user_name);
 		chat_broadcast_obj(room, o, c);
 	}
-	/* a replay in flight finds no member and frees itself */
-	chat_member_free(m);
+	/* a replay in flight sees it gone and stops */
+	chat_member_leave(st, m);
 }
 
 /* ---- room lifecycle ----------------------------------------------------------------- */
@@ -1270,6 +1281,14 @@ static int chat_init(struct rr_room *room)
 static void chat_evict(struct rr_room *room)
 {
 	struct chat_room *st = chat_state(room);
+	/* completions first: they release members that already left */
+	while (st->ap_head) {
+		struct chat_append *a = st->ap_head;
+		st->ap_head = a->next;
+		chat_append_free(a);
+	}
+	while (st->reads)
+		chat_sync_free(st, st->reads);
 	for (size_t i = 0; i < st->nbuckets; i++) {
 		struct chat_member *m = st->buckets[i];
 		while (m) {
@@ -1279,13 +1298,6 @@ static void chat_evict(struct rr_room *room)
 		}
 	}
 	free(st->buckets);
-	while (st->ap_head) {
-		struct chat_append *a = st->ap_head;
-		st->ap_head = a->next;
-		chat_append_free(a);
-	}
-	while (st->reads)
-		chat_sync_free(st, st->reads);
 	json_decref(st->users);
 	memset(st, 0, sizeof(*st));
 }

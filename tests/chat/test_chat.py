@@ -688,6 +688,26 @@ async def case_recovery(report):
             g.get("type") != "initial_state":
         why = "since=seven: %s then %s" % (f, g)
     report.check("recovery: a malformed since -> invalid_format, then initial_state", why)
+
+    # a sender that resets its connection right after 30 messages: they
+    # are still stored and broadcast (their completions outlive it)
+    s_ = await Chat.open(b.port, room)
+    await s_.take("initial_state")
+    await q.take("user_joined")
+    await asyncio.gather(*(s_.send({"type": "message", "content": "gone %d" % i,
+                                    "requestId": "g%d" % i}) for i in range(30)))
+    s_.abort()
+    got = []
+    why = None
+    try:
+        for _ in range(30):
+            got.append((await q.take("message", 5))["message"]["content"])
+    except Exception as e:
+        why = "saw %d of 30 messages of a sender that left: %s" % (len(got), e)
+    if why is None and got != ["gone %d" % i for i in range(30)]:
+        why = "messages of a sender that left: %s" % got[:5]
+    report.check("recovery: messages of a sender that resets at once are stored and broadcast",
+                 why)
     for w in (x, y, z, q):
         await w.close()
 
