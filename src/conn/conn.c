@@ -1493,6 +1493,17 @@ void rr_conn_drain(struct rr_core *core)
 	}
 }
 
+void rr_conn_drop_handshakes(struct rr_core *core)
+{
+	/* The drain is over for this core: a request still arriving can only
+	 * be refused, and its client will retry elsewhere. */
+	for (uint32_t i = 0; i < core->conns_used; i++) {
+		struct rr_conn *c = &core->conns[i];
+		if (c->state == RR_CONN_HS || c->state == RR_CONN_WAIT)
+			conn_kill(core, c);
+	}
+}
+
 void rr_conn_release_all(struct rr_core *core)
 {
 	/* At exit, after the ring is gone: free what each slot holds. */

@@ -115,6 +115,7 @@ void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res);
 void rr_conn_flush_all(struct rr_core *core);
 void rr_conn_rearm_all(struct rr_core *core);
 void rr_conn_drain(struct rr_core *core);
+void rr_conn_drop_handshakes(struct rr_core *core);
 void rr_conn_release_all(struct rr_core *core);
 struct rr_conn *rr_conn_lookup(struct rr_core *core, uint64_t user_data);
 

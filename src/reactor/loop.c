@@ -406,6 +406,7 @@ static void *core_main(void *arg)
 			 * other cores' listeners still answer /healthz) */
 			close_listener(core, &core->listen_fd);
 			close_listener(core, &core->tls_listen_fd);
+			rr_conn_drop_handshakes(core);
 		}
 		if (core->draining && core->listen_fd < 0 && core->tls_listen_fd < 0 &&
 		    core->conns_live == 0 && core->store_inflight == 0 &&
