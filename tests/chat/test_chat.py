@@ -15,8 +15,9 @@ RINGROOM_VERBOSE):
                         (--handler /chat/=path) instead of the built-in one
   CHAT_CRASH_KILLS=n    SIGKILLs per durability mode (default 20)
 
-Tokens for the auth cases are HS256 JWTs minted here (claims sub, name,
-perms, exp) with the secret the broker gets as --auth-secret.
+Tokens for the auth cases are HS256 JWTs (claims sub, name, perms, exp) made
+by tools/mint-token, or minted here when the tool is missing, with the secret
+the broker gets as --auth-secret.
 
 Rate limits: every case runs under the default --chat-rate (20/s, burst 40
 per connection), so publishers pace themselves or retry after rate_limited.
@@ -135,7 +136,28 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+MINT_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                         "mint-token")
+
+
 def mint_token(secret, sub, name, perms, exp_in_s=3600):
+    """tools/mint-token when it is there (an implementation independent of
+    the broker's), else the same HS256 JWT minted here."""
+    if os.path.exists(MINT_TOOL):
+        d = tmpdir("secret")
+        path = os.path.join(d, "secret")
+        with open(path, "w") as f:
+            f.write(secret)
+        r = subprocess.run(["/usr/bin/python3", MINT_TOOL, "--secret-file", path, "--sub", sub,
+                            "--name", name, "--perms", ",".join(perms),
+                            "--ttl", str(exp_in_s)], capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise RuntimeError("tools/mint-token failed: %s" % r.stderr.strip())
+        return r.stdout.strip()
+    return mint_token_here(secret, sub, name, perms, exp_in_s)
+
+
+def mint_token_here(secret, sub, name, perms, exp_in_s=3600):
     header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     claims = {"sub": sub, "name": name, "perms": perms,
               "exp": int(time.time()) + exp_in_s}
@@ -608,8 +630,38 @@ async def case_auth(report):
             why = "writer's message: ack %s, reader saw %s" % (f, m)
     report.check("auth: no_permission for a read-only token (message, typing); it still reads",
                  why)
+    sess, res = w.welcome["session"], w.welcome["resume"]
     await w.close()
     await ro.close()
+    await asyncio.sleep(0.3)
+
+    # another user's token with u-w's session and resume secret: refused
+    why = None
+    try:
+        x = await Chat.open(b.port, room, {"token": mint_token(secret, "u-r", "reader",
+                                                               ["read", "write"]),
+                                           "session": sess, "resume": res})
+        if x.welcome["user"]["id"] == "u-w":
+            why = "took over u-w's session: %s" % x.welcome
+        else:
+            await x.take(lambda f: False, 2)  # wait for a close
+    except Closed:
+        pass  # refused after the upgrade (1008), before any welcome
+    except asyncio.TimeoutError:
+        if x.welcome["session"] == sess:
+            why = "u-r resumed u-w's session and stayed: %s" % x.welcome
+    except websockets.exceptions.InvalidStatusCode as e:
+        why = None if e.status_code in (401, 403) else "status %s" % e.status_code
+    # the rightful user resumes with its own token
+    if why is None:
+        y = await Chat.open(b.port, room, {"token": mint_token(secret, "u-w", "writer",
+                                                               ["read", "write"]),
+                                           "session": sess, "resume": res})
+        if y.welcome["session"] != sess or y.welcome["user"]["id"] != "u-w" or \
+                y.welcome.get("resumed") is not True:
+            why = "u-w's own resume: %s" % y.welcome
+        await y.close()
+    report.check("auth: a token of another user cannot resume a session; its own user can", why)
 
 
 # ---- cases: recovered:false, since without epoch, room eviction ---------------------
