@@ -417,6 +417,27 @@ async def case_session(report, port):
         why = "heartbeat_ack %s (now %d)" % (hb, t0)
     report.check("session: heartbeat -> heartbeat_ack with the time, ping -> pong", why)
 
+    # answered by the auto-response, not the handler: 100 at once are not
+    # charged to the rate limit (burst 40)
+    hx = await Chat.open(port, room)
+    await hx.take("initial_state")
+    for x in (a, b, c):
+        await x.take("user_joined")
+    await asyncio.gather(*(hx.send({"type": "heartbeat"}) for _ in range(100)))
+    why = None
+    try:
+        for i in range(100):
+            await hx.take("heartbeat_ack", 5)
+    except Exception as e:
+        why = "%d heartbeat_acks of 100 (%s), pending %s" % (i, e, short(hx.frames))
+    if why is None and hx.pending("error"):
+        why = "errors among heartbeats: %s" % hx.pending("error")[:2]
+    report.check("session: 100 heartbeats at once all answered (auto-response, no rate limit)",
+                 why)
+    await hx.close()
+    for x in (a, b, c):
+        await x.take("user_disconnected")
+
     # history paging over 150 more messages (ids 5..154), from 5 publishers
     pubs = [await Chat.open(port, room) for _ in range(5)]
     for p in pubs:
