@@ -60,6 +60,7 @@
  *    (onlineUsers is capped at CHAT_ONLINE_MAX).
  */
 #include "chat/chat.h"
+#include "chat/chat_json.h" /* the protocol's limits, shared with the JSON layer */
 
 #include "ringroom/handler.h"
 
@@ -74,19 +75,18 @@
 /* Replay page: rr_log_read_after() takes up to 1000; 256 frames per
  * completion keeps one callback short. */
 #define CHAT_REPLAY_PAGE 256
-#define CHAT_HISTORY_DEFAULT 50
-#define CHAT_HISTORY_MAX 100
+#define CHAT_HISTORY_DEFAULT RR_CHAT_HISTORY_LIMIT_DEFAULT
+#define CHAT_HISTORY_MAX RR_CHAT_HISTORY_LIMIT_MAX
 /* initial_state lists at most this many users (and says how many are
  * online): joining a room of 10,000 must not cost 10,000 objects each. */
 #define CHAT_ONLINE_MAX 1000
 /* Client-chosen strings echoed to others: bounded so one frame cannot make
- * every member's copy large. */
-#define CHAT_REQUEST_ID_MAX 256
-#define CHAT_THREAD_ID_MAX 256
-#define CHAT_STATUS_MAX 128
-/* Bytes of a message frame besides its escaped content (as chat_json.h's
- * RR_CHAT_FRAME_SLACK). */
-#define CHAT_FRAME_SLACK 2048
+ * every member's copy large (the limits of chat_json.h). */
+#define CHAT_REQUEST_ID_MAX RR_CHAT_REQUEST_ID_MAX
+#define CHAT_THREAD_ID_MAX RR_CHAT_THREAD_ID_MAX
+#define CHAT_STATUS_MAX RR_CHAT_STATUS_MAX
+/* Bytes of a message frame besides its escaped content. */
+#define CHAT_FRAME_SLACK RR_CHAT_FRAME_SLACK
 /* Refill at most this much elapsed time at once (overflow guard; a bucket
  * is full long before). */
 #define CHAT_BUCKET_ELAPSED_MAX 10000000ull
@@ -744,11 +744,12 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 		return;
 	}
 	json_t *thread = json_object_get(req, "threadId");
-	if (thread && !json_is_null(thread) && !chat_id_valid(thread, CHAT_THREAD_ID_MAX)) {
-		bool len = json_is_string(thread);
-		chat_send_error(
-		    m->conn, len ? "too_large" : "invalid_format",
-		    len ? "threadId is too long" : "threadId must be a string or a number", rid);
+	if (thread && !json_is_null(thread) && !json_is_string(thread)) {
+		chat_send_error(m->conn, "invalid_format", "threadId must be a string", rid);
+		return;
+	}
+	if (thread && json_is_string(thread) && json_string_length(thread) > CHAT_THREAD_ID_MAX) {
+		chat_send_error(m->conn, "too_large", "threadId is too long", rid);
 		return;
 	}
 	/* rr_log_append() gives the next id, the newest plus one: it goes
@@ -929,8 +930,13 @@ static void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, vo
 		return;
 	}
 	json_t *rid = json_object_get(req, "requestId");
-	if (rid && !chat_id_valid(rid, CHAT_REQUEST_ID_MAX))
-		rid = NULL; /* not echoed; a message with it is refused below */
+	const char *rid_bad = NULL; /* why it is refused (it is not echoed) */
+	if (rid && json_is_null(rid)) {
+		rid = NULL; /* as if absent */
+	} else if (rid && !chat_id_valid(rid, CHAT_REQUEST_ID_MAX)) {
+		rid_bad = json_is_string(rid) ? "too_large" : "invalid_format";
+		rid = NULL;
+	}
 	const char *type = json_string_value(json_object_get(req, "type"));
 	/* charged after parsing only so the error can carry the requestId:
 	 * the parse is cheap next to what the frame would fan out to. A ping
@@ -941,9 +947,8 @@ static void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, vo
 		chat_send_error(c, "rate_limited", "too many messages: slow down", rid);
 	} else if (type == NULL) {
 		chat_send_error(c, "invalid_format", "type must be a string", rid);
-	} else if (json_object_get(req, "requestId") && rid == NULL) {
-		chat_send_error(c, "invalid_format", "requestId must be a short string or a number",
-				NULL);
+	} else if (rid_bad) {
+		chat_send_error(c, rid_bad, "requestId must be a short string or a number", NULL);
 	} else if (strcmp(type, "message") == 0) {
 		chat_on_message(room, st, m, req, rid);
 	} else if (strcmp(type, "typing") == 0) {

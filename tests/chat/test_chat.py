@@ -570,7 +570,12 @@ async def case_errors(report, port):
                         ("a binary frame", b"\x01\x02"),
                         ("content not a string", {"type": "message", "content": 5}),
                         ("isTyping not a bool", {"type": "typing", "isTyping": "yes"}),
-                        ("history limit a string", {"type": "history", "limit": "x"})):
+                        ("history limit a string", {"type": "history", "limit": "x"}),
+                        ("threadId a number", {"type": "message", "content": "x",
+                                               "threadId": 5}),
+                        ("requestId an object", {"type": "message", "content": "x",
+                                                 "requestId": {"a": 1}}),
+                        ("afterMessageId negative", {"type": "sync", "afterMessageId": -1})):
         report.check("errors: invalid_format for %s, connection stays usable" % label,
                      await expect_error(c, send, "invalid_format"))
     report.check("errors: unknown_type",
@@ -584,12 +589,25 @@ async def case_errors(report, port):
     if why is None:  # far over: refused before parsing (no requestId then)
         why = await expect_error(c, json.dumps({"type": "message", "content": "z" * 40000,
                                                 "requestId": "huge"}), "too_large")
+    for label, send in (("a requestId over 64 bytes", {"type": "message", "content": "x",
+                                                       "requestId": "r" * 65}),
+                        ("a threadId over 128 bytes", {"type": "message", "content": "x",
+                                                       "threadId": "t" * 129}),
+                        ("a status over 64 bytes", {"type": "presence", "status": "s" * 65})):
+        if why is None:
+            why = await expect_error(c, send, "too_large")
+            why = why and "%s: %s" % (label, why)
+    if why is None:
+        await c.send({"type": "message", "content": "null rid", "requestId": None})
+        f = await c.take("ack")
+        if "requestId" in f and f["requestId"] is not None:
+            why = "requestId null: ack %s" % f
     if why is None:
         f = await publish(c, "x" * 4096, "fits")
         if f["type"] != "ack":
             why = "4096 bytes of content refused: %s" % f
-    report.check("errors: too_large over 4 KiB of content (bytes, not characters); 4096 fits",
-                 why)
+    report.check("errors: too_large over 4 KiB of content (bytes, not characters), for long "
+                 "requestId/threadId/status; 4096 fits; requestId null is no requestId", why)
 
     # rate limit: 100 at once on a fresh connection (burst 40 at 20/s)
     r = await Chat.open(port, room)
