@@ -51,6 +51,7 @@ struct rr_bench_cfg {
 	uint32_t connect_concurrency; /* handshakes in flight per worker */
 	uint64_t drop_every;	      /* test hook: discard every Nth received message */
 	int server_pid;		      /* idle: measure this process's RSS and CPU */
+	double slow_pct;	      /* fanout: % of each room's receivers that stop reading */
 	bool json;
 	bool quiet;
 	uint32_t run_id; /* random per run, in every stamp */
@@ -58,6 +59,9 @@ struct rr_bench_cfg {
 
 /* Connections the run opens (fanout: rooms x members). */
 uint32_t rr_bench_cfg_total_conns(const struct rr_bench_cfg *cfg);
+/* Slow readers per room (fanout with --slow-readers): the room's last
+ * members, never a publisher. */
+uint32_t rr_bench_cfg_slow_per_room(const struct rr_bench_cfg *cfg);
 /* Publishers (fanout: rooms x publishers; echo: one per connection). */
 uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg);
 
@@ -91,6 +95,8 @@ struct rr_bench_slot {
 	int last_status;	  /* last non-101 HTTP status seen */
 	int last_errno;		  /* last connect/socket error */
 	uint16_t last_close_code; /* last close code the server sent */
+	uint64_t slow_1013;	  /* slow readers the server closed with 1013 */
+	uint64_t slow_other;	  /* slow readers closed otherwise (other code, FIN, reset) */
 	struct rr_bench_seq_counts seq;
 	int ready, stopped, done;
 	struct rr_bench_hist lat; /* message latency, ns (echo: round trip) */

@@ -47,6 +47,17 @@ uint32_t rr_bench_cfg_total_conns(const struct rr_bench_cfg *cfg)
 	return cfg->conns;
 }
 
+uint32_t rr_bench_cfg_slow_per_room(const struct rr_bench_cfg *cfg)
+{
+	if (cfg->mode != RR_BENCH_FANOUT || !(cfg->slow_pct > 0))
+		return 0;
+	uint32_t receivers = cfg->members - cfg->publishers;
+	uint32_t n = (uint32_t)((double)cfg->members * cfg->slow_pct / 100.0 + 0.5);
+	if (n == 0)
+		n = 1; /* asked for some: at least one */
+	return n < receivers ? n : receivers;
+}
+
 uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg)
 {
 	if (cfg->mode == RR_BENCH_FANOUT)
@@ -88,6 +99,8 @@ static void usage(FILE *f)
 	    "  --connect-concurrency N  upgrades in flight per worker (64)\n"
 	    "  --connect-timeout DUR  per connection, connect + upgrade (10s)\n"
 	    "  --server-pid PID       idle: report the server's RSS per connection and CPU\n"
+	    "  --slow-readers PCT     fanout: this %% of each room's members stop reading after\n"
+	    "                         the warm-up; the server should close them with 1013\n"
 	    "  --drop-every N         test hook: discard every Nth received message\n"
 	    "  --json                 print the result as JSON on stdout instead of a table\n"
 	    "  --quiet                no live line on stderr\n"
@@ -143,6 +156,7 @@ enum {
 	O_CTIMEOUT,
 	O_SERVER_PID,
 	O_DROP,
+	O_SLOW,
 	O_JSON,
 	O_QUIET,
 	O_HELP,
@@ -166,6 +180,7 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 	    {"connect-timeout", required_argument, 0, O_CTIMEOUT},
 	    {"server-pid", required_argument, 0, O_SERVER_PID},
 	    {"drop-every", required_argument, 0, O_DROP},
+	    {"slow-readers", required_argument, 0, O_SLOW},
 	    {"json", no_argument, 0, O_JSON},
 	    {"quiet", no_argument, 0, O_QUIET},
 	    {"help", no_argument, 0, O_HELP},
@@ -265,6 +280,14 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 				die_flag("drop-every", optarg);
 			cfg->drop_every = v;
 			break;
+		case O_SLOW: {
+			char *end;
+			double r = strtod(optarg, &end);
+			if (end == optarg || *end || !(r > 0) || r > 50)
+				die_flag("slow-readers", optarg);
+			cfg->slow_pct = r;
+			break;
+		}
 		case O_JSON:
 			cfg->json = true;
 			break;
@@ -311,6 +334,10 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 			err == -EPROTONOSUPPORT ? "only ws:// is supported"
 			: err == -EHOSTUNREACH	? "host must be an IPv4 address or localhost"
 						: strerror(-err));
+		exit(2);
+	}
+	if (cfg->slow_pct > 0 && cfg->mode != RR_BENCH_FANOUT) {
+		fprintf(stderr, "ringroom-bench: --slow-readers is for fanout\n");
 		exit(2);
 	}
 	if (cfg->mode == RR_BENCH_FANOUT) {
@@ -376,6 +403,8 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 		ADD(misrouted);
 		ADD(dropped);
 		ADD(enobufs);
+		ADD(slow_1013);
+		ADD(slow_other);
 		ADD(seq.lost);
 		ADD(seq.dup);
 		ADD(seq.reordered);
@@ -561,6 +590,7 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	uint32_t total = rr_bench_cfg_total_conns(cfg);
 	static const double pcts[] = {50, 90, 99, 99.9};
 	static const char *const pnames[] = {"p50", "p90", "p99", "p99_9"};
+	uint32_t nslow = rr_bench_cfg_slow_per_room(cfg) * cfg->rooms;
 	/* messages the publishers were asked to send over warm-up and window */
 	double sched =
 	    (double)cfg->rooms * cfg->rate * ((double)(cfg->warmup_ns + cfg->duration_ns) / 1e9);
@@ -604,6 +634,11 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		       s->seq.tail, s->pub_backlog_max, s->foreign);
 		if (cfg->mode == RR_BENCH_FANOUT)
 			printf("\"schedule_percent\":%.1f,", 100.0 * (double)s->sent / sched);
+		if (nslow)
+			printf("\"slow_readers\":%u,\"slow_closed_1013\":%" PRIu64
+			       ",\"slow_closed_other\":%" PRIu64 ",\"slow_not_closed\":%" PRIu64 ",",
+			       nslow, s->slow_1013, s->slow_other,
+			       nslow - s->slow_1013 - s->slow_other);
 		if (s->opened)
 			printf("\"bench_rss_per_conn_bytes\":%.0f,",
 			       ((double)t->rss_open_kb - (double)t->rss_start_kb) * 1024.0 /
@@ -705,6 +740,11 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 			   : 0.0,
 		       ip->cpu_seconds_window);
 	}
+	if (nslow)
+		printf("  slow readers  %u stopped reading after the warm-up: %" PRIu64
+		       " closed by the server with 1013, %" PRIu64 " closed otherwise, %" PRIu64
+		       " not closed (the figures above are the other receivers')\n",
+		       nslow, s->slow_1013, s->slow_other, nslow - s->slow_1013 - s->slow_other);
 	if (s->seq.tail)
 		printf("  undelivered   %" PRIu64 " of the lost were still missing when the drain "
 		       "ended (%.1f s): a server backlog shows as latency growing run by run; "

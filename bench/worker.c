@@ -57,6 +57,8 @@
 #define PING_MAX 125
 /* Delivery anomalies printed in detail per worker (all are counted). */
 #define ANOMALIES_SHOWN_MAX 10
+/* Receive buffer a slow reader asks for (the kernel doubles it). */
+#define SLOW_RCVBUF 8192
 
 enum conn_state {
 	C_FREE,
@@ -79,7 +81,12 @@ enum {
 	F_REARM = 1 << 8,	/* on the re-arm list */
 	F_PEER_CLOSED = 1 << 9, /* the server sent a close frame */
 	F_FAILED = 1 << 10,
+	F_SLOW = 1 << 11,   /* --slow-readers: stops reading after the warm-up */
+	F_PAUSED = 1 << 12, /* a slow reader not reading now (recv cancelled) */
+	F_SLOW_SEEN = 1 << 13, /* its close (1013 or otherwise) is counted */
 };
+/* Flags that belong to the slot, not to one connection's life. */
+#define F_SLOT_KEEP (F_QUEUED | F_REARM | F_SLOW)
 
 enum op_kind {
 	OP_CONNECT = 1,
@@ -139,6 +146,7 @@ struct worker {
 	uint32_t resolved;     /* connect phase: slots opened or failed */
 	uint64_t alive;	       /* slots not FREE */
 	bool started, stop_written, finalized;
+	bool slow_paused, slow_resumed;
 	uint64_t last_sweep;
 	uint32_t anomalies_shown;
 
@@ -272,7 +280,7 @@ static void conn_maybe_release(struct worker *w, struct bconn *c)
 	rr_bench_rx_free(&c->rx);
 	memset(&c->rx, 0, sizeof(c->rx));
 	c->state = C_FREE;
-	c->flags &= F_QUEUED | F_REARM; /* list membership is cleared by the lists */
+	c->flags &= F_SLOT_KEEP; /* list membership is cleared by the lists */
 	c->gen++;
 	w->alive--;
 }
@@ -318,7 +326,7 @@ static void conn_start(struct worker *w, struct bconn *c)
 	assert(c->state == C_FREE);
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	c->t_cycle = c->t_state = w->now;
-	c->flags = c->flags & (F_QUEUED | F_REARM);
+	c->flags = c->flags & F_SLOT_KEEP;
 	c->sent = 0;
 	c->hs_len = 0;
 	w->alive++;
@@ -331,6 +339,13 @@ static void conn_start(struct worker *w, struct bconn *c)
 	}
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (c->flags & F_SLOW) {
+		/* a small window, as on a slow mobile link: the server's queue,
+		 * not the kernel's buffers, must then absorb what it cannot send,
+		 * so the 1013 comes within seconds */
+		int rcvbuf = SLOW_RCVBUF;
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	}
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(cfg->url.port)};
 	sa.sin_addr = cfg->url.addr;
 	if ((ntohl(cfg->url.addr.s_addr) >> 24) == 127 && cfg->src_ips > 0) {
@@ -460,6 +475,8 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 		w->c.foreign++;
 		return 0;
 	}
+	if (c->flags & F_SLOW)
+		return 0; /* not part of the figures: the others' latency is */
 	if (cfg->drop_every && ++w->drop_ctr % cfg->drop_every == 0) {
 		w->c.dropped++;
 		if (cfg->mode == RR_BENCH_ECHO)
@@ -498,6 +515,19 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 	return 0;
 }
 
+/* A slow reader's connection ended on the server's side: code 1013 is what
+ * --slow-readers expects; anything else (0: no close frame) is counted apart. */
+static void slow_closed(struct worker *w, struct bconn *c, uint16_t code)
+{
+	if (c->flags & F_SLOW_SEEN)
+		return;
+	c->flags |= F_SLOW_SEEN;
+	if (code == 1013)
+		w->c.slow_1013++;
+	else
+		w->c.slow_other++;
+}
+
 static int on_control(void *ctx, uint8_t opcode, const uint8_t *p, size_t n)
 {
 	struct worker *w = W;
@@ -513,12 +543,17 @@ static int on_control(void *ctx, uint8_t opcode, const uint8_t *p, size_t n)
 		queue_flush(w, c);
 	} else if (opcode == RR_BENCH_OP_CLOSE) {
 		c->flags |= F_PEER_CLOSED;
-		if (n >= 2)
-			w->c.last_close_code = (uint16_t)((p[0] << 8) | p[1]);
+		uint16_t code = n >= 2 ? (uint16_t)((p[0] << 8) | p[1]) : 0;
+		if (c->flags & F_SLOW) {
+			/* expected: counted apart, not as an error */
+			slow_closed(w, c, code);
+		} else if (code) {
+			w->c.last_close_code = code;
+		}
 		if (!(c->flags & F_CLOSE_SENT)) {
 			/* the server started the close: unexpected unless the run
 			 * is over */
-			if (w->sh->phase < RR_BENCH_PH_EXIT)
+			if (w->sh->phase < RR_BENCH_PH_EXIT && !(c->flags & F_SLOW))
 				w->c.peer_closed++;
 			c->flags |= F_CLOSE_TX;
 			queue_flush(w, c);
@@ -673,7 +708,7 @@ static void on_recv(struct worker *w, struct bconn *c, int res, unsigned flags)
 		if (c->state != C_DEAD && c->state != C_FREE)
 			conn_rx(w, c, w->rxbufs + (size_t)bid * RX_BUF_SIZE, (size_t)res);
 		return_buf(w, bid);
-		if (!more && c->state != C_DEAD && c->state != C_FREE)
+		if (!more && c->state != C_DEAD && c->state != C_FREE && !(c->flags & F_PAUSED))
 			arm_recv(w, c);
 		conn_maybe_release(w, c);
 		return;
@@ -682,9 +717,11 @@ static void on_recv(struct worker *w, struct bconn *c, int res, unsigned flags)
 	 * it flags it; handing back one it kept would list it twice */
 	if (flags & IORING_CQE_F_BUFFER)
 		return_buf(w, flags >> IORING_CQE_BUFFER_SHIFT);
-	if (res == -ENOBUFS) {
+	if (res == -ECANCELED && (c->flags & F_PAUSED)) {
+		/* a slow reader stopped reading: its data waits in the socket */
+	} else if (res == -ENOBUFS) {
 		w->c.enobufs++;
-		if (!more && c->state != C_DEAD && !(c->flags & F_REARM)) {
+		if (!more && c->state != C_DEAD && !(c->flags & (F_REARM | F_PAUSED))) {
 			c->flags |= F_REARM;
 			w->rearmq[w->nrearm++] = (uint32_t)(c - w->conns);
 		}
@@ -696,7 +733,9 @@ static void on_recv(struct worker *w, struct bconn *c, int res, unsigned flags)
 		} else if (c->state == C_HANDSHAKE) {
 			conn_fail(w, c, true);
 		} else if (c->state == C_OPEN) {
-			if (w->sh->phase < RR_BENCH_PH_EXIT)
+			if (c->flags & F_SLOW)
+				slow_closed(w, c, 0);
+			else if (w->sh->phase < RR_BENCH_PH_EXIT)
 				w->c.peer_closed++;
 			conn_kill(w, c);
 		}
@@ -704,6 +743,10 @@ static void on_recv(struct worker *w, struct bconn *c, int res, unsigned flags)
 		if (c->state == C_HANDSHAKE) {
 			w->c.last_errno = -res;
 			conn_fail(w, c, true);
+		} else if (c->state == C_OPEN && (c->flags & F_SLOW)) {
+			/* reset by a server that gave up on it */
+			slow_closed(w, c, 0);
+			conn_kill(w, c);
 		} else if (c->state == C_OPEN) {
 			w->c.last_errno = -res;
 			conn_fail(w, c, false);
@@ -721,6 +764,11 @@ static void on_send(struct worker *w, struct bconn *c, int res)
 	c->flags &= ~F_SEND;
 	if (c->state == C_DEAD || c->state == C_FREE) {
 		conn_maybe_release(w, c);
+		return;
+	}
+	if (res <= 0 && (c->flags & F_SLOW) && c->state != C_HANDSHAKE) {
+		slow_closed(w, c, 0); /* the server dropped it */
+		conn_kill(w, c);
 		return;
 	}
 	if (res <= 0) {
@@ -870,7 +918,8 @@ static void flush_all(struct worker *w)
 	for (uint32_t i = 0; i < w->nrearm; i++) {
 		struct bconn *c = &w->conns[w->rearmq[i]];
 		c->flags &= ~F_REARM;
-		if (c->state != C_DEAD && c->state != C_FREE && !(c->flags & F_RECV))
+		if (c->state != C_DEAD && c->state != C_FREE &&
+		    !(c->flags & (F_RECV | F_PAUSED)))
 			arm_recv(w, c);
 		conn_maybe_release(w, c);
 	}
@@ -901,6 +950,8 @@ static void publish_live(struct worker *w)
 	PUB(last_status);
 	PUB(last_errno);
 	PUB(last_close_code);
+	PUB(slow_1013);
+	PUB(slow_other);
 	PUB(seq.lost);
 	PUB(seq.dup);
 	PUB(seq.reordered);
@@ -951,6 +1002,39 @@ static void phase_connect(struct worker *w)
 	}
 }
 
+/* --slow-readers: at the end of the warm-up the slow readers stop reading
+ * (their multishot recv is cancelled, so data piles up in the socket and
+ * then in the server's queue); when the window ends they read again, to find
+ * the close frame the server sent them. */
+static void slow_readers_step(struct worker *w)
+{
+	if (!w->slow_paused && w->now >= w->sh->t_warm) {
+		w->slow_paused = true;
+		for (uint32_t i = 0; i < w->nconns; i++) {
+			struct bconn *c = &w->conns[i];
+			if (!(c->flags & F_SLOW) || c->state != C_OPEN)
+				continue;
+			c->flags |= F_PAUSED;
+			if (c->flags & F_RECV) {
+				struct io_uring_sqe *sqe = get_sqe(w);
+				io_uring_prep_cancel64(sqe, ud_make(i, c->gen, OP_RECV), 0);
+				io_uring_sqe_set_data64(sqe, ud_make(0, 0, OP_IGNORE));
+			}
+		}
+	}
+	if (!w->slow_resumed && w->now >= w->sh->t_end) {
+		w->slow_resumed = true;
+		for (uint32_t i = 0; i < w->nconns; i++) {
+			struct bconn *c = &w->conns[i];
+			if (!(c->flags & F_PAUSED))
+				continue;
+			c->flags &= ~F_PAUSED;
+			if (c->state != C_DEAD && c->state != C_FREE && !(c->flags & F_RECV))
+				arm_recv(w, c);
+		}
+	}
+}
+
 static void phase_run(struct worker *w)
 {
 	const struct rr_bench_cfg *cfg = w->cfg;
@@ -962,6 +1046,8 @@ static void phase_run(struct worker *w)
 			for (uint32_t i = 0; i < w->nconns; i++)
 				conn_echo_next(w, &w->conns[i]);
 	}
+	if (cfg->slow_pct > 0)
+		slow_readers_step(w);
 	if (cfg->mode == RR_BENCH_FANOUT) {
 		for (uint32_t i = 0; i < w->npubs; i++) {
 			struct bconn *c = &w->conns[w->pubs[i]];
@@ -1016,7 +1102,11 @@ static void phase_drain(struct worker *w)
 	if (cfg->mode == RR_BENCH_ECHO || cfg->mode == RR_BENCH_FANOUT) {
 		for (uint32_t i = 0; i < w->nconns && complete; i++) {
 			struct bconn *c = &w->conns[i];
-			if (c->state != C_OPEN || !c->seq)
+			if ((c->flags & F_SLOW) && c->state == C_OPEN) {
+				complete = false; /* its close has not been read yet */
+				continue;
+			}
+			if (c->state != C_OPEN || !c->seq || (c->flags & F_SLOW))
 				continue;
 			for (uint32_t p = 0; p < w->seqs_per_conn && complete; p++)
 				complete =
@@ -1029,7 +1119,7 @@ static void phase_drain(struct worker *w)
 	 * as a connection error, not as loss */
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct bconn *c = &w->conns[i];
-		if (c->state != C_OPEN || !c->seq)
+		if (c->state != C_OPEN || !c->seq || (c->flags & F_SLOW))
 			continue;
 		for (uint32_t p = 0; p < w->seqs_per_conn; p++)
 			rr_bench_seq_finish(&c->seq[p], conn_expected(w, c, p), &w->c.seq);
@@ -1119,6 +1209,8 @@ static int setup_conns(struct worker *w)
 			if (m < cfg->publishers) {
 				c->pub = (int32_t)(c->room * cfg->publishers + m);
 				w->pubs[w->npubs++] = i;
+			} else if (m >= cfg->members - rr_bench_cfg_slow_per_room(cfg)) {
+				c->flags |= F_SLOW;
 			}
 		} else {
 			/* a {room} URL spreads the connections over --rooms rooms */
