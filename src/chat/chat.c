@@ -154,7 +154,7 @@ struct chat_sync {
 	struct chat_member *m;
 	uint64_t after;	 /* replay: newest id sent so far */
 	uint64_t target; /* replay/initial: the hold point */
-	uint32_t limit;	 /* history */
+	uint32_t limit;	 /* history; replay: the page asked for */
 	bool gap;	 /* replay: some ids after `since` are gone */
 };
 
@@ -459,8 +459,8 @@ static void chat_read_done(struct rr_room *room, void *arg, int res, const struc
 static int chat_replay_next(struct rr_room *room, struct chat_sync *s)
 {
 	uint64_t left = s->target - s->after;
-	uint32_t limit = left < CHAT_REPLAY_PAGE ? (uint32_t)left : CHAT_REPLAY_PAGE;
-	return rr_log_read_after(room, s->after, limit, chat_read_done, s);
+	s->limit = left < CHAT_REPLAY_PAGE ? (uint32_t)left : CHAT_REPLAY_PAGE;
+	return rr_log_read_after(room, s->after, s->limit, chat_read_done, s);
 }
 
 static void chat_replay_page(struct rr_room *room, struct chat_room *st, struct chat_sync *s,
@@ -493,8 +493,11 @@ static void chat_replay_page(struct rr_room *room, struct chat_room *st, struct 
 			return;
 		}
 		if (rc < 0)
-			recovered = false;
+			s->gap = true; /* one not sent (out of memory) */
 	}
+	/* a full page: read on even if `more` said otherwise */
+	if (n >= s->limit)
+		more = true;
 	if (s->after == before)
 		more = false; /* no progress: never read the same page twice */
 	/* Everything up to the target is durable (broadcast only once
