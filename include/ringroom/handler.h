@@ -198,7 +198,10 @@ int rr_room_set_auto_response(struct rr_room *room, const char *request, const c
 /* The room's epoch (NUL-terminated) and the id of its newest message. */
 const char *rr_log_epoch(const struct rr_room *room);
 uint64_t rr_log_last_id(const struct rr_room *room);
-/* Oldest id still retained (last id + 1 when the log is empty). */
+/* Oldest id retained when the room was loaded (last id + 1 when the log was
+ * empty). Retention trims in the background, so older reads may still come
+ * back shorter than this promises: a reader that needs exactness checks the
+ * first id it gets. */
 uint64_t rr_log_first_id(const struct rr_room *room);
 
 /*
