@@ -877,7 +877,7 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 	case RR_ROUTE_INDEX:
 		reply_and_close(core, c, 200,
 				rr_http_response(200, "text/html; charset=utf-8", rr_index_html,
-						 strlen(rr_index_html)));
+						 rr_index_html_len));
 		return;
 	case RR_ROUTE_CHAT:
 		if (rr_handler_for_route(RR_ROUTE_CHAT) != NULL)

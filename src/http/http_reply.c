@@ -87,10 +87,3 @@ struct rr_frame *rr_http_switching(const char accept[29], const char *protocol)
 		memcpy(f->data, head, (size_t)n);
 	return f;
 }
-
-const char rr_index_html[] =
-	"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ringroom</title></head>\n"
-	"<body><h1>ringroom</h1>\n"
-	"<p>WebSocket broker. Endpoints: <code>/echo</code>, <code>/raw/{room}</code>, "
-	"<code>/healthz</code>, <code>/metrics</code>.</p>\n"
-	"</body></html>\n";

@@ -21,7 +21,8 @@ struct rr_frame *rr_http_switching(const char accept[29], const char *protocol);
 
 const char *rr_http_reason(int status);
 
-/* The page served at GET /. */
+/* The page served at GET / (src/http/index.html, embedded at build time). */
 extern const char rr_index_html[];
+extern const unsigned long rr_index_html_len;
 
 #endif
