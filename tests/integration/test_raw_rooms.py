@@ -154,6 +154,38 @@ async def case_room_size(port, size, is_text):
         await close_all(conns)
 
 
+async def case_many_rooms(port):
+    """300 rooms of 2 (the registry grows), then all emptied and joined
+    again (rooms freed and re-created): each message stays in its room."""
+    n = 300
+    for rnd in range(2):
+        names = ["many-%d-%s" % (i, "x" * (i % 97)) for i in range(n)]
+        pairs = []
+        try:
+            for i in range(0, n, 50):
+                pairs += await asyncio.gather(*(connect_many(port, "/raw/" + nm, 2)
+                                                for nm in names[i:i + 50]))
+            await asyncio.sleep(SETTLE)
+            await asyncio.gather(*(a.send(nm) for (a, _b), nm in zip(pairs, names)))
+
+            async def check(i):
+                try:
+                    m = await asyncio.wait_for(pairs[i][1].recv(), 10)
+                except asyncio.TimeoutError:
+                    return "room %d got nothing" % i
+                return None if m == names[i] else "room %d got %r" % (i, m[:30])
+            bad = [b for b in await asyncio.gather(*(check(i) for i in range(n))) if b]
+            if bad:
+                return "round %d: %d rooms wrong: %s" % (rnd, len(bad), "; ".join(bad[:3]))
+            bad = await expect_nothing([c for p in pairs for c in p], QUIET)
+            if bad:
+                return "round %d: cross-room delivery: %s" % (rnd, bad[0])
+        finally:
+            await close_all([c for p in pairs for c in p])
+        await asyncio.sleep(SETTLE)
+    return None
+
+
 async def case_room_too_big(port):
     """1 MiB + 1 (default --max-message-bytes 1MiB) closes the sender with
     1009; the others receive nothing of it and stay connected."""
@@ -527,6 +559,8 @@ async def run(report, port):
         ("raw: receivers reset mid-way through 1 MiB messages; the others get all",
          case_abort_mid_message(port)),
         ("echo: 1000 connections (250 at a time) each echo once", case_echo_storm(port)),
+        ("raw: 300 rooms of 2, emptied and re-created: no cross-room delivery",
+         case_many_rooms(port)),
         ("raw: 1 MiB + 1 closes the sender with 1009, others get nothing",
          case_room_too_big(port)),
         ("raw: 1007/1002 close only the offending member; nothing reaches the room",
