@@ -188,6 +188,49 @@ def idle_broker_exits(report, binary):
     return b
 
 
+def drain_many_members(report, binary):
+    """100 websockets members (rooms and /echo, spread over the cores) all
+    get 1001; they answer by themselves, so the exit follows at once."""
+    import asyncio
+    import websockets
+    b = rrtest.Broker(binary, [], name="drain-many-broker")
+    try:
+        b.start()
+    except Exception as e:
+        report.fail("drain-many-broker starts", str(e))
+        return b
+
+    async def go():
+        paths = ["/raw/r%d" % (i % 7) if i % 4 else "/echo" for i in range(100)]
+        conns = await asyncio.gather(*(websockets.connect(
+            "ws://127.0.0.1:%d%s" % (b.port, p), compression=None, ping_interval=None,
+            max_queue=None, open_timeout=10) for p in paths))
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        b.signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*(c.wait_closed() for c in conns)), 10)
+        codes = sorted({c.close_code for c in conns})
+        st = await asyncio.to_thread(b.wait, 5.0)
+        return codes, st, time.monotonic() - t0
+    try:
+        codes, st, dt = asyncio.run(go())
+    except Exception as e:
+        report.fail("SIGTERM with 100 members: all get 1001, exit 0 promptly",
+                    "%s: %s" % (type(e).__name__, e))
+        return b
+    why = None
+    if codes != [1001]:
+        why = "close codes %r" % codes
+    elif st is None:
+        why = "still running 5s after every member closed"
+    elif st != 0:
+        why = "exit status %d" % st
+    elif dt > 3.0:
+        why = "exit %.1fs after SIGTERM" % dt
+    report.check("SIGTERM with 100 members: all get 1001, exit 0 promptly", why)
+    return b
+
+
 def half_open_http_only(report, binary):
     """Connections that never became members (a partial upgrade request, a
     silent TCP connection) do not hold the exit: the process exits once
@@ -227,7 +270,7 @@ def main():
     brokers = []
     try:
         for fn in (drain_with_slow_member, drain_timeout_silent_member, sigint_drain,
-                   idle_broker_exits, half_open_http_only):
+                   idle_broker_exits, half_open_http_only, drain_many_members):
             try:
                 brokers.append(fn(report, binary))
             except Exception as e:
