@@ -31,7 +31,14 @@ enum rr_bench_mode {
 	RR_BENCH_FANOUT,
 	RR_BENCH_IDLE,
 	RR_BENCH_CHURN,
+	RR_BENCH_CHAT, /* fanout's shape over ringroom's /chat/{room} JSON protocol */
 };
+
+/* fanout and chat share the rooms/members/publishers shape and pacing. */
+static inline bool rr_bench_mode_rooms(enum rr_bench_mode m)
+{
+	return m == RR_BENCH_FANOUT || m == RR_BENCH_CHAT;
+}
 
 struct rr_bench_cfg {
 	enum rr_bench_mode mode;
@@ -97,10 +104,15 @@ struct rr_bench_slot {
 	uint16_t last_close_code; /* last close code the server sent */
 	uint64_t slow_1013;	  /* slow readers the server closed with 1013 */
 	uint64_t slow_other;	  /* slow readers closed otherwise (other code, FIN, reset) */
+	uint64_t acks;		  /* chat: acks received by publishers */
+	uint64_t unacked;	  /* chat: messages never acknowledged by the drain's end */
+	uint64_t chat_ready;	  /* chat: connections past welcome + initial_state */
+	uint64_t chat_errors;	  /* chat: "error" frames from the server */
 	struct rr_bench_seq_counts seq;
 	int ready, stopped, done;
 	struct rr_bench_hist lat; /* message latency, ns (echo: round trip) */
 	struct rr_bench_hist hs;  /* connect start -> 101 received, ns */
+	struct rr_bench_hist ack; /* chat: publisher's send -> its ack, ns */
 };
 
 struct rr_bench_shared {

@@ -118,6 +118,7 @@ static int rx_start_frame(struct rr_bench_rx *rx, const struct rr_ws_hdr *h)
 		rx->msg_opcode = op;
 		rx->msg_len = 0;
 		rx->stamp_have = 0;
+		rx->keep_have = 0;
 	} else {
 		return -EPROTO;
 	}
@@ -151,7 +152,9 @@ static int rx_end_frame(struct rr_bench_rx *rx, const uint8_t *ctrl_inplace,
 		return 0;
 	uint8_t op = rx->msg_opcode;
 	rx->msg_opcode = 0;
-	if (ops->message)
+	if (ops->message && rx->keep_cap)
+		stop = ops->message(ctx, op, rx->keep, rx->keep_have, rx->msg_len);
+	else if (ops->message)
 		stop = ops->message(ctx, op, rx->stamp, rx->stamp_have, rx->msg_len);
 	return stop;
 }
@@ -199,7 +202,15 @@ ssize_t rr_bench_rx_feed(struct rr_bench_rx *rx, const uint8_t *p, size_t n,
 				rx->ctrl_have = (uint8_t)(rx->ctrl_have + take);
 			}
 		} else {
-			if (rx->stamp_have < RR_BENCH_STAMP_LEN) {
+			if (rx->keep_cap && rx->keep_have < rx->keep_cap && take > 0) {
+				if (!rx->keep && !(rx->keep = malloc(rx->keep_cap)))
+					return -ENOMEM;
+				size_t s = (size_t)(rx->keep_cap - rx->keep_have);
+				if (s > take)
+					s = take;
+				memcpy(rx->keep + rx->keep_have, p + i, s);
+				rx->keep_have = (uint16_t)(rx->keep_have + s);
+			} else if (!rx->keep_cap && rx->stamp_have < RR_BENCH_STAMP_LEN) {
 				size_t s = RR_BENCH_STAMP_LEN - rx->stamp_have;
 				if (s > take)
 					s = take;
@@ -222,4 +233,7 @@ void rr_bench_rx_free(struct rr_bench_rx *rx)
 {
 	free(rx->ctrl);
 	rx->ctrl = NULL;
+	free(rx->keep);
+	rx->keep = NULL;
+	rx->keep_have = 0;
 }

@@ -86,10 +86,17 @@ struct rr_bench_rx {
 	uint64_t left;	  /* payload bytes left in the current frame */
 	uint64_t msg_len; /* data message bytes so far */
 	uint8_t *ctrl;	  /* split control payload, NULL otherwise */
+	/* keep_cap > 0: keep the first keep_cap bytes of each data message in
+	 * keep (allocated on first use) and hand those to ->message instead of
+	 * the stamp; chat messages carry their stamp inside JSON, past a
+	 * prefix of varying length */
+	uint8_t *keep;
+	uint16_t keep_cap, keep_have;
 };
 
 struct rr_bench_rx_ops {
-	/* A complete data message: its first min(len, STAMP_LEN) bytes. */
+	/* A complete data message: its first min(len, STAMP_LEN) bytes (or
+	 * keep_cap bytes when set). */
 	int (*message)(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t stamp_len,
 		       uint64_t len);
 	/* A complete control frame (CLOSE, PING, PONG) and its payload. */

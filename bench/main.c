@@ -42,7 +42,7 @@ static void on_signal(int sig)
 
 uint32_t rr_bench_cfg_total_conns(const struct rr_bench_cfg *cfg)
 {
-	if (cfg->mode == RR_BENCH_FANOUT)
+	if (rr_bench_mode_rooms(cfg->mode))
 		return cfg->rooms * cfg->members;
 	return cfg->conns;
 }
@@ -60,7 +60,7 @@ uint32_t rr_bench_cfg_slow_per_room(const struct rr_bench_cfg *cfg)
 
 uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg)
 {
-	if (cfg->mode == RR_BENCH_FANOUT)
+	if (rr_bench_mode_rooms(cfg->mode))
 		return cfg->rooms * cfg->publishers;
 	if (cfg->mode == RR_BENCH_ECHO)
 		return cfg->conns;
@@ -69,7 +69,7 @@ uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg)
 
 static const char *mode_name(enum rr_bench_mode m)
 {
-	static const char *const names[] = {"echo", "fanout", "idle", "churn"};
+	static const char *const names[] = {"echo", "fanout", "idle", "churn", "chat"};
 	return names[m];
 }
 
@@ -79,10 +79,12 @@ static void usage(FILE *f)
 	    f,
 	    "usage: ringroom-bench MODE [options] [URL]\n"
 	    "\n"
-	    "MODE: echo | fanout | idle | churn\n"
+	    "MODE: echo | fanout | idle | churn | chat\n"
 	    "URL:  ws://host:port/path; every {room} is replaced by r0, r1, ...\n"
 	    "      (default ws://127.0.0.1:8080/echo for echo, idle and churn,\n"
-	    "       ws://127.0.0.1:8080/raw/{room} for fanout)\n"
+	    "       ws://127.0.0.1:8080/raw/{room} for fanout,\n"
+	    "       ws://127.0.0.1:8080/chat/{room} for chat: fanout's shape with\n"
+	    "       ringroom chat messages, acks timed)\n"
 	    "\n"
 	    "  --conns N              echo/idle: connections; churn: concurrent cycles (100)\n"
 	    "  --rooms R              rooms (1); echo/idle/churn: connection g joins r<g mod R>\n"
@@ -316,12 +318,15 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 		cfg->mode = RR_BENCH_IDLE;
 	else if (strcmp(m, "churn") == 0)
 		cfg->mode = RR_BENCH_CHURN;
+	else if (strcmp(m, "chat") == 0)
+		cfg->mode = RR_BENCH_CHAT;
 	else {
 		fprintf(stderr, "ringroom-bench: unknown mode '%s'\n", m);
 		exit(2);
 	}
 	const char *url = cfg->mode == RR_BENCH_FANOUT ? "ws://127.0.0.1:8080/raw/{room}"
-						       : "ws://127.0.0.1:8080/echo";
+			  : cfg->mode == RR_BENCH_CHAT	 ? "ws://127.0.0.1:8080/chat/{room}"
+							 : "ws://127.0.0.1:8080/echo";
 	if (optind < argc)
 		url = argv[optind++];
 	if (optind < argc) {
@@ -340,7 +345,7 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 		fprintf(stderr, "ringroom-bench: --slow-readers is for fanout\n");
 		exit(2);
 	}
-	if (cfg->mode == RR_BENCH_FANOUT) {
+	if (rr_bench_mode_rooms(cfg->mode)) {
 		if (cfg->publishers > cfg->members) {
 			fprintf(stderr, "ringroom-bench: --publishers must not exceed --members\n");
 			exit(2);
@@ -386,6 +391,7 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 	memset(t, 0, sizeof(*t));
 	rr_bench_hist_init(&t->s.lat);
 	rr_bench_hist_init(&t->s.hs);
+	rr_bench_hist_init(&t->s.ack);
 	for (uint32_t i = 0; i < sh->nslots; i++) {
 		const struct rr_bench_slot *s = &sh->slots[i];
 #define ADD(f) t->s.f += __atomic_load_n(&s->f, __ATOMIC_RELAXED)
@@ -405,6 +411,10 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 		ADD(enobufs);
 		ADD(slow_1013);
 		ADD(slow_other);
+		ADD(acks);
+		ADD(unacked);
+		ADD(chat_ready);
+		ADD(chat_errors);
 		ADD(seq.lost);
 		ADD(seq.dup);
 		ADD(seq.reordered);
@@ -426,6 +436,7 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 		if (with_hist) {
 			rr_bench_hist_merge(&t->s.lat, &s->lat);
 			rr_bench_hist_merge(&t->s.hs, &s->hs);
+			rr_bench_hist_merge(&t->s.ack, &s->ack);
 		}
 	}
 }
@@ -602,7 +613,7 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		       cfg->procs);
 		printf("\"connections\":%u,\"opened\":%" PRIu64 ",\"failed\":%" PRIu64 ",", total,
 		       s->opened, s->conn_failed);
-		if (cfg->mode == RR_BENCH_FANOUT)
+		if (rr_bench_mode_rooms(cfg->mode))
 			printf("\"rooms\":%u,\"members\":%u,\"publishers\":%u,\"rate\":%g,",
 			       cfg->rooms, cfg->members, cfg->publishers, cfg->rate);
 		printf("\"size\":%u,\"warmup_s\":%g,\"duration_s\":%g,", cfg->size,
@@ -632,8 +643,18 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("\"undelivered_at_end\":%" PRIu64 ",\"publisher_backlog_max\":%" PRIu64
 		       ",\"foreign\":%" PRIu64 ",",
 		       s->seq.tail, s->pub_backlog_max, s->foreign);
-		if (cfg->mode == RR_BENCH_FANOUT)
+		if (rr_bench_mode_rooms(cfg->mode))
 			printf("\"schedule_percent\":%.1f,", 100.0 * (double)s->sent / sched);
+		if (cfg->mode == RR_BENCH_CHAT) {
+			printf("\"acks\":%" PRIu64 ",\"unacked\":%" PRIu64 ",\"chat_errors\":%" PRIu64
+			       ",\"ack_ns\":{",
+			       s->acks, s->unacked, s->chat_errors);
+			for (int i = 0; i < 4; i++)
+				printf("\"%s\":%" PRIu64 ",", pnames[i],
+				       rr_bench_hist_percentile(&s->ack, pcts[i]));
+			printf("\"max\":%" PRIu64 ",\"count\":%" PRIu64 "},", s->ack.max,
+			       s->ack.count);
+		}
 		if (nslow)
 			printf("\"slow_readers\":%u,\"slow_closed_1013\":%" PRIu64
 			       ",\"slow_closed_other\":%" PRIu64 ",\"slow_not_closed\":%" PRIu64 ",",
@@ -674,7 +695,7 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	if (s->hs_timeouts)
 		printf(" (%" PRIu64 " got no upgrade response in time)", s->hs_timeouts);
 	printf("\n");
-	if (cfg->mode == RR_BENCH_FANOUT)
+	if (rr_bench_mode_rooms(cfg->mode))
 		printf(
 		    "  rooms         %u x %u members, %u publisher(s)/room, %g msg/s/room, %u B\n",
 		    cfg->rooms, cfg->members, cfg->publishers, cfg->rate, cfg->size);
@@ -682,9 +703,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("  messages      %u B, one in flight per connection\n", cfg->size);
 	printf("  window        %.2f s measured after %.2f s warm-up\n", dur,
 	       (double)cfg->warmup_ns / 1e9);
-	if (cfg->mode == RR_BENCH_ECHO || cfg->mode == RR_BENCH_FANOUT) {
+	if (cfg->mode == RR_BENCH_ECHO || rr_bench_mode_rooms(cfg->mode)) {
 		printf("  sent          %" PRIu64 " messages (all phases)", s->sent);
-		if (cfg->mode == RR_BENCH_FANOUT)
+		if (rr_bench_mode_rooms(cfg->mode))
 			printf(", %.1f%% of the schedule", 100.0 * (double)s->sent / sched);
 		printf("\n");
 		printf("  %-13s %" PRIu64 " stamped in window, %.0f/s  (%" PRIu64
@@ -702,7 +723,19 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
 		       cfg->mode == RR_BENCH_ECHO ? "round trip" : "latency", v[0], v[1], v[2],
 		       v[3], v[4]);
-		if (cfg->mode == RR_BENCH_FANOUT && s->opened && !partial &&
+		if (cfg->mode == RR_BENCH_CHAT) {
+			char a[5][32];
+			for (int i = 0; i < 4; i++)
+				fmt_ns(a[i], sizeof(a[i]), rr_bench_hist_percentile(&s->ack, pcts[i]));
+			fmt_ns(a[4], sizeof(a[4]), s->ack.max);
+			printf("  ack           p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (send to "
+			       "ack, %" PRIu64 " acks, %" PRIu64 " never came)\n",
+			       a[0], a[1], a[2], a[3], a[4], s->acks, s->unacked);
+			if (s->chat_errors)
+				printf("  CHAT ERRORS   %" PRIu64 " error frames from the server\n",
+				       s->chat_errors);
+		}
+		if (rr_bench_mode_rooms(cfg->mode) && s->opened && !partial &&
 		    (s->pub_backlog_max > PUB_BACKLOG_WARN ||
 		     /* each publisher may be one message short of the schedule by rounding */
 		     (double)s->sent < 0.99 * sched - (double)rr_bench_cfg_total_pubs(cfg)))
@@ -800,6 +833,8 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &cfg);
 	if (getrandom(&cfg.run_id, sizeof(cfg.run_id), 0) != sizeof(cfg.run_id))
 		cfg.run_id = (uint32_t)(rr_bench_now_ns() ^ ((uint64_t)getpid() << 16));
+	if (!cfg.run_id)
+		cfg.run_id = 1; /* chat reads 0 as "no stamp" */
 
 	uint32_t npubs = rr_bench_cfg_total_pubs(&cfg);
 	size_t slots_sz = sizeof(struct rr_bench_shared) + cfg.procs * sizeof(struct rr_bench_slot);
@@ -819,6 +854,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < cfg.procs; i++) {
 		rr_bench_hist_init(&sh->slots[i].lat);
 		rr_bench_hist_init(&sh->slots[i].hs);
+		rr_bench_hist_init(&sh->slots[i].ack);
 	}
 
 	struct idle_probe ip = {0};
@@ -972,6 +1008,7 @@ int main(int argc, char **argv)
 	bool failed = worker_died || timed_out || interrupted || s->conn_failed ||
 		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) || s->peer_closed ||
 		      s->proto_errors || s->misrouted || s->seq.lost || s->seq.dup ||
+		      s->unacked || s->chat_errors ||
 		      s->seq.reordered || s->seq.late;
 	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, &mach,
 		     failed, interrupted || timed_out || worker_died);

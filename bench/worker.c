@@ -21,6 +21,7 @@
  * g) and hears only itself.
  */
 #include "bench.h"
+#include "chat.h"
 #include "frame.h"
 
 #include <arpa/inet.h>
@@ -57,6 +58,9 @@
 #define PING_MAX 125
 /* Delivery anomalies printed in detail per worker (all are counted). */
 #define ANOMALIES_SHOWN_MAX 10
+/* chat: bytes of each server message kept for parsing; the content (and the
+ * stamp in it) comes after the id, user id and user name. */
+#define CHAT_KEEP 512
 /* Receive buffer a slow reader asks for (the kernel doubles it). */
 #define SLOW_RCVBUF 8192
 
@@ -84,6 +88,7 @@ enum {
 	F_SLOW = 1 << 11,   /* --slow-readers: stops reading after the warm-up */
 	F_PAUSED = 1 << 12, /* a slow reader not reading now (recv cancelled) */
 	F_SLOW_SEEN = 1 << 13, /* its close (1013 or otherwise) is counted */
+	F_CHAT_READY = 1 << 14, /* chat: initial_state received, a member now */
 };
 /* Flags that belong to the slot, not to one connection's life. */
 #define F_SLOT_KEEP (F_QUEUED | F_REARM | F_SLOW)
@@ -107,6 +112,7 @@ struct bconn {
 	uint16_t hs_len; /* upgrade response bytes in aux */
 	uint32_t tx_off, tx_len;
 	uint64_t sent;		  /* messages built for sending */
+	uint64_t acked;		  /* chat: acks this publisher received */
 	uint64_t t_state;	  /* when the current state began */
 	uint64_t t_cycle;	  /* when the connect began */
 	uint8_t *tx;		  /* in-flight send buffer */
@@ -137,6 +143,8 @@ struct worker {
 	uint32_t ntxfree, txcap;
 	size_t txsz;
 	uint8_t *msg_tmpl; /* a message's payload (stamp zeroed + padding) */
+	char *chat_tmp;	   /* chat: one message's JSON before masking */
+	size_t chat_max;   /* chat: longest JSON payload the bench sends */
 
 	uint64_t now;
 	uint64_t rng;
@@ -328,7 +336,10 @@ static void conn_start(struct worker *w, struct bconn *c)
 	c->t_cycle = c->t_state = w->now;
 	c->flags = c->flags & F_SLOT_KEEP;
 	c->sent = 0;
+	c->acked = 0;
 	c->hs_len = 0;
+	if (cfg->mode == RR_BENCH_CHAT)
+		c->rx.keep_cap = CHAT_KEEP;
 	w->alive++;
 	w->in_handshake++;
 	c->state = C_CONNECTING;
@@ -456,6 +467,60 @@ static void report_anomaly(struct worker *w, const struct bconn *c, const char *
 		w->now > st->ts_ns ? (double)(w->now - st->ts_ns) / 1e9 : 0.0);
 }
 
+/*
+ * One chat frame from the server (its first CHAT_KEEP bytes). A message
+ * fills *st (st->run stays 0 for anything else, which is handled here): an
+ * ack is timed against the send time in its requestId, initial_state makes
+ * the connection a member, an error is counted and shown. Returns -1 for a
+ * frame that is not chat JSON.
+ */
+static int chat_frame(struct worker *w, struct bconn *c, const uint8_t *p, size_t n,
+		      struct rr_bench_stamp *st)
+{
+	struct rr_bench_chat_frame f;
+	memset(st, 0, sizeof(*st));
+	switch (rr_bench_chat_parse(p, n, &f)) {
+	case RR_BENCH_CHAT_BAD:
+		return -1;
+	case RR_BENCH_CHAT_MESSAGE:
+		*st = f.stamp;
+		if (st->run == 0)
+			st->run = ~0u; /* 0 means "not a message" to the caller */
+		break;
+	case RR_BENCH_CHAT_FOREIGN:
+		w->c.foreign++; /* not a bench message */
+		break;
+	case RR_BENCH_CHAT_ACK:
+		if (f.ack_run != w->cfg->run_id) {
+			w->c.foreign++;
+			break;
+		}
+		c->acked++;
+		w->c.acks++;
+		if (f.ack_ts >= w->sh->t_warm && f.ack_ts < w->sh->t_end)
+			rr_bench_hist_record(&w->slot->ack,
+					     w->now > f.ack_ts ? w->now - f.ack_ts : 0);
+		break;
+	case RR_BENCH_CHAT_INITIAL:
+		if (!(c->flags & F_CHAT_READY)) {
+			c->flags |= F_CHAT_READY;
+			w->c.chat_ready++;
+		}
+		break;
+	case RR_BENCH_CHAT_ERROR:
+		w->c.chat_errors++;
+		if (w->anomalies_shown < ANOMALIES_SHOWN_MAX) {
+			w->anomalies_shown++;
+			fprintf(stderr, "ringroom-bench: worker %u: connection %u: chat error: %.*s\n",
+				w->id, c->gid, (int)(n < 200 ? n : 200), (const char *)p);
+		}
+		break;
+	case RR_BENCH_CHAT_OTHER:
+		break; /* welcome, user_joined, presence ...: not measured */
+	}
+	return 0;
+}
+
 static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t stamp_len,
 		      uint64_t len)
 {
@@ -463,11 +528,17 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 	struct bconn *c = ctx;
 	const struct rr_bench_cfg *cfg = w->cfg;
 	struct rr_bench_stamp st;
-	(void)opcode;
 	(void)len;
 	if (w->finalized)
 		return 0; /* the books are closed: stragglers are already counted lost */
-	if (stamp_len < RR_BENCH_STAMP_LEN || !rr_bench_stamp_get(stamp, &st)) {
+	if (cfg->mode == RR_BENCH_CHAT) {
+		if (opcode != RR_BENCH_OP_TEXT || chat_frame(w, c, stamp, stamp_len, &st) < 0) {
+			w->c.proto_errors++;
+			return 0;
+		}
+		if (st.run == 0)
+			return 0; /* not a message: handled */
+	} else if (stamp_len < RR_BENCH_STAMP_LEN || !rr_bench_stamp_get(stamp, &st)) {
 		w->c.proto_errors++;
 		return 0;
 	}
@@ -490,6 +561,10 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 	} else if (cfg->mode == RR_BENCH_FANOUT) {
 		uint32_t room = st.pub / cfg->publishers;
 		if (room == c->room && (int32_t)st.pub != c->pub)
+			s = &c->seq[st.pub % cfg->publishers];
+	} else if (cfg->mode == RR_BENCH_CHAT) {
+		/* chat broadcasts to every member, the sender included */
+		if (st.pub / cfg->publishers == c->room)
 			s = &c->seq[st.pub % cfg->publishers];
 	}
 	if (!s) {
@@ -837,12 +912,31 @@ static bool conn_has_output(const struct worker *w, const struct bconn *c)
 {
 	if (c->flags & (F_PONG | F_CLOSE_TX | F_WANT_SEND))
 		return true;
-	return w->cfg->mode == RR_BENCH_FANOUT && c->pub >= 0 && c->state == C_OPEN &&
+	return rr_bench_mode_rooms(w->cfg->mode) && c->pub >= 0 && c->state == C_OPEN &&
 	       pub_due(w, c) > c->sent;
+}
+
+/* A chat message (chat.h): the stamp travels in the content, the send time
+ * in the requestId. */
+static size_t put_chat_message(struct worker *w, struct bconn *c, uint8_t *out)
+{
+	struct rr_bench_stamp st = {
+	    .run = w->cfg->run_id,
+	    .pub = (uint32_t)c->pub,
+	    .seq = c->sent++,
+	    .ts_ns = w->now,
+	};
+	size_t n = rr_bench_chat_encode(w->chat_tmp, &st, w->cfg->size);
+	assert(n <= w->chat_max);
+	w->c.sent++;
+	return rr_bench_frame_encode(out, RR_BENCH_OP_TEXT, (const uint8_t *)w->chat_tmp, n,
+				     (uint32_t)rng_next(w));
 }
 
 static size_t put_message(struct worker *w, struct bconn *c, uint8_t *out)
 {
+	if (w->cfg->mode == RR_BENCH_CHAT)
+		return put_chat_message(w, c, out);
 	uint32_t mask = (uint32_t)rng_next(w);
 	size_t h = rr_bench_frame_hdr(out, RR_BENCH_OP_BINARY, w->cfg->size, mask);
 	struct rr_bench_stamp st = {
@@ -864,7 +958,8 @@ static void conn_flush(struct worker *w, struct bconn *c)
 		return;
 	uint8_t *b = tx_get(w);
 	size_t o = 0;
-	size_t frame = rr_bench_frame_len(w->cfg->size);
+	size_t frame = w->cfg->mode == RR_BENCH_CHAT ? rr_bench_frame_len(w->chat_max)
+						      : rr_bench_frame_len(w->cfg->size);
 	if (c->flags & F_PONG) {
 		o += rr_bench_frame_encode(b + o, RR_BENCH_OP_PONG, c->aux, c->aux_len,
 					   (uint32_t)rng_next(w));
@@ -876,7 +971,7 @@ static void conn_flush(struct worker *w, struct bconn *c)
 		if (c->flags & F_WANT_SEND) {
 			o += put_message(w, c, b + o);
 			c->flags &= ~F_WANT_SEND;
-		} else if (w->cfg->mode == RR_BENCH_FANOUT && c->pub >= 0) {
+		} else if (rr_bench_mode_rooms(w->cfg->mode) && c->pub >= 0) {
 			uint64_t due = pub_due(w, c);
 			if (due > c->sent && due - c->sent > w->c.pub_backlog_max)
 				w->c.pub_backlog_max = due - c->sent;
@@ -952,6 +1047,10 @@ static void publish_live(struct worker *w)
 	PUB(last_close_code);
 	PUB(slow_1013);
 	PUB(slow_other);
+	PUB(acks);
+	PUB(unacked);
+	PUB(chat_ready);
+	PUB(chat_errors);
 	PUB(seq.lost);
 	PUB(seq.dup);
 	PUB(seq.reordered);
@@ -994,7 +1093,10 @@ static void phase_connect(struct worker *w)
 	for (uint32_t i = 0; w->next_connect < w->nconns && w->in_handshake < limit && i < limit;
 	     i++)
 		conn_start(w, &w->conns[w->next_connect++]);
-	if (!w->slot->ready && w->resolved >= w->nconns) {
+	/* a chat connection counts once it is a member (initial_state), so
+	 * that no receiver misses the first messages */
+	bool members = w->cfg->mode != RR_BENCH_CHAT || w->c.chat_ready >= w->c.connected;
+	if (!w->slot->ready && w->resolved >= w->nconns && members) {
 		w->c.rss_open_kb = rr_bench_rss_kb(0);
 		w->slot->rss_open_kb = w->c.rss_open_kb;
 		publish_live(w);
@@ -1048,7 +1150,7 @@ static void phase_run(struct worker *w)
 	}
 	if (cfg->slow_pct > 0)
 		slow_readers_step(w);
-	if (cfg->mode == RR_BENCH_FANOUT) {
+	if (rr_bench_mode_rooms(cfg->mode)) {
 		for (uint32_t i = 0; i < w->npubs; i++) {
 			struct bconn *c = &w->conns[w->pubs[i]];
 			if (c->state == C_OPEN && !(c->flags & F_SEND) && !w->stop_written &&
@@ -1072,7 +1174,7 @@ static void phase_run(struct worker *w)
 			busy = w->conns[i].state != C_FREE && w->now < w->sh->t_end + cfg->drain_ns;
 		if (busy)
 			return;
-		if (cfg->mode == RR_BENCH_FANOUT)
+		if (rr_bench_mode_rooms(cfg->mode))
 			for (uint32_t i = 0; i < w->npubs; i++) {
 				struct bconn *c = &w->conns[w->pubs[i]];
 				w->sh->pub_sent[c->pub] = c->sent;
@@ -1088,8 +1190,8 @@ static uint64_t conn_expected(const struct worker *w, const struct bconn *c, uin
 	if (w->cfg->mode == RR_BENCH_ECHO)
 		return c->sent;
 	uint32_t pub = c->room * w->cfg->publishers + p;
-	if ((int32_t)pub == c->pub)
-		return 0;
+	if ((int32_t)pub == c->pub && w->cfg->mode != RR_BENCH_CHAT)
+		return 0; /* /raw does not echo a publisher's own messages */
 	return w->sh->pub_sent[pub];
 }
 
@@ -1099,11 +1201,16 @@ static void phase_drain(struct worker *w)
 		return;
 	const struct rr_bench_cfg *cfg = w->cfg;
 	bool complete = true;
-	if (cfg->mode == RR_BENCH_ECHO || cfg->mode == RR_BENCH_FANOUT) {
+	if (cfg->mode == RR_BENCH_ECHO || rr_bench_mode_rooms(cfg->mode)) {
 		for (uint32_t i = 0; i < w->nconns && complete; i++) {
 			struct bconn *c = &w->conns[i];
 			if ((c->flags & F_SLOW) && c->state == C_OPEN) {
 				complete = false; /* its close has not been read yet */
+				continue;
+			}
+			if (cfg->mode == RR_BENCH_CHAT && c->pub >= 0 && c->state == C_OPEN &&
+			    c->acked < c->sent) {
+				complete = false; /* acks still to come */
 				continue;
 			}
 			if (c->state != C_OPEN || !c->seq || (c->flags & F_SLOW))
@@ -1121,6 +1228,8 @@ static void phase_drain(struct worker *w)
 		struct bconn *c = &w->conns[i];
 		if (c->state != C_OPEN || !c->seq || (c->flags & F_SLOW))
 			continue;
+		if (cfg->mode == RR_BENCH_CHAT && c->pub >= 0 && c->acked < c->sent)
+			w->c.unacked += c->sent - c->acked;
 		for (uint32_t p = 0; p < w->seqs_per_conn; p++)
 			rr_bench_seq_finish(&c->seq[p], conn_expected(w, c, p), &w->c.seq);
 	}
@@ -1190,7 +1299,7 @@ static int setup_conns(struct worker *w)
 	w->pubs = calloc(w->nconns ? w->nconns : 1, sizeof(uint32_t));
 	if (cfg->mode == RR_BENCH_ECHO)
 		w->seqs_per_conn = 1;
-	else if (cfg->mode == RR_BENCH_FANOUT)
+	else if (rr_bench_mode_rooms(cfg->mode))
 		w->seqs_per_conn = cfg->publishers;
 	if (w->seqs_per_conn)
 		w->seqs = calloc((size_t)w->nconns * w->seqs_per_conn + 1, sizeof(*w->seqs));
@@ -1203,7 +1312,7 @@ static int setup_conns(struct worker *w)
 		c->pub = -1;
 		if (w->seqs)
 			c->seq = &w->seqs[(size_t)i * w->seqs_per_conn];
-		if (cfg->mode == RR_BENCH_FANOUT) {
+		if (rr_bench_mode_rooms(cfg->mode)) {
 			c->room = c->gid / cfg->members;
 			uint32_t m = c->gid % cfg->members;
 			if (m < cfg->publishers) {
@@ -1219,8 +1328,14 @@ static int setup_conns(struct worker *w)
 				c->pub = (int32_t)c->gid;
 		}
 	}
-	size_t frame = rr_bench_frame_len(cfg->size);
-	size_t batch = cfg->mode == RR_BENCH_FANOUT ? PUB_BATCH_MAX : 1;
+	if (cfg->mode == RR_BENCH_CHAT) {
+		w->chat_max = rr_bench_chat_max(cfg->size);
+		w->chat_tmp = malloc(w->chat_max + 1);
+		if (!w->chat_tmp)
+			return -ENOMEM;
+	}
+	size_t frame = rr_bench_frame_len(cfg->mode == RR_BENCH_CHAT ? w->chat_max : cfg->size);
+	size_t batch = rr_bench_mode_rooms(cfg->mode) ? PUB_BATCH_MAX : 1;
 	if (batch > 1 && frame * batch > 256 * 1024)
 		batch = (256 * 1024) / frame ? (256 * 1024) / frame : 1;
 	/* room for a batch of messages, a pong, a close and, first, the request */
@@ -1319,7 +1434,7 @@ int rr_bench_worker_run(const struct rr_bench_cfg *cfg, struct rr_bench_shared *
 
 		/* fanout publishers are paced by the clock: wake often */
 		long wait_ns =
-		    (cfg->mode == RR_BENCH_FANOUT && phase == RR_BENCH_PH_RUN) ? 500000 : 10000000;
+		    (rr_bench_mode_rooms(cfg->mode) && phase == RR_BENCH_PH_RUN) ? 500000 : 10000000;
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = wait_ns};
 		struct io_uring_cqe *cqe;
 		int r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);

@@ -42,8 +42,10 @@ else
 	"$broker" --help 2>/dev/null | grep -q -- --data-dir && extra=(--data-dir "$tmp/data")
 	# frequent pings and a short idle timeout: a bench that did not answer
 	# pings would see its receive-only connections closed with 4008
+	# a small output queue limit: the slow-reader case needs the 1013 soon
 	"$broker" --port "$port" --cores 2 --log-level warn --ping-interval 500ms \
-		--idle-timeout 2s "${extra[@]}" >"$tmp/server.log" 2>&1 &
+		--idle-timeout 2s --max-queued-bytes 256KiB --chat-rate 100000 \
+		"${extra[@]}" >"$tmp/server.log" 2>&1 &
 fi
 server_pid=$!
 
@@ -131,6 +133,18 @@ if run fanout_drop 1 fanout --rooms 2 --members 20 --rate 100 --drop-every 50 "$
 fi
 if run echo_drop 1 echo --conns 20 --drop-every 25 "${common[@]}" "$url/echo"; then
 	expect echo_drop 'r["dropped_on_purpose"] > 0 and r["lost"] == r["dropped_on_purpose"]'
+fi
+if [ "$broker" != "--standin" ]; then
+	# chat: the fanout shape over /chat/ JSON; every member (the sender
+	# too) gets each message, and every message is acknowledged
+	if run chat 0 chat --rooms 2 --members 10 --rate 50 --procs 2 "${common[@]}" "$url/chat/{room}"; then
+		expect chat 'r["measured"] > 500 and r["lost"] == 0 and r["received"] == r["sent"] * 10 and r["acks"] == r["sent"] and r["unacked"] == 0 and r["ack_ns"]["p99"] > 0'
+	fi
+	# slow readers: the broker closes them with 1013 and that is not an
+	# error; the other receivers lose nothing
+	if run slow 0 fanout --rooms 1 --members 20 --rate 400 --size 16KiB --slow-readers 10 "${common[@]}" "$url/raw/{room}"; then
+		expect slow 'r["slow_readers"] == 2 and r["slow_closed_1013"] == 2 and r["lost"] == 0 and r["peer_closed"] == 0'
+	fi
 fi
 # bad usage is status 2
 "$bench" fanout --rooms 0 "$url/raw/{room}" >/dev/null 2>&1
