@@ -59,6 +59,8 @@ struct rr_bench_cfg {
 	uint64_t drop_every;	      /* test hook: discard every Nth received message */
 	int server_pid;		      /* idle: measure this process's RSS and CPU */
 	double slow_pct;	      /* fanout: % of each room's receivers that stop reading */
+	bool insecure;		      /* wss://: do not check the server's certificate */
+	const char *ca_file;	      /* wss://: CA the server's chain must verify against */
 	bool json;
 	bool quiet;
 	uint32_t run_id; /* random per run, in every stamp */

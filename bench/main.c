@@ -80,7 +80,7 @@ static void usage(FILE *f)
 	    "usage: ringroom-bench MODE [options] [URL]\n"
 	    "\n"
 	    "MODE: echo | fanout | idle | churn | chat\n"
-	    "URL:  ws://host:port/path; every {room} is replaced by r0, r1, ...\n"
+	    "URL:  ws://host:port/path or wss://...; every {room} is replaced by r0, r1, ...\n"
 	    "      (default ws://127.0.0.1:8080/echo for echo, idle and churn,\n"
 	    "       ws://127.0.0.1:8080/raw/{room} for fanout,\n"
 	    "       ws://127.0.0.1:8080/chat/{room} for chat: fanout's shape with\n"
@@ -104,6 +104,9 @@ static void usage(FILE *f)
 	    "  --slow-readers PCT     fanout: this %% of each room's members stop reading after\n"
 	    "                         the warm-up; the server should close them with 1013\n"
 	    "  --drop-every N         test hook: discard every Nth received message\n"
+	    "  --insecure             wss://: do not check the server's certificate\n"
+	    "  --ca FILE              wss://: the server's chain must verify against FILE\n"
+	    "                         (PEM; the host name is not checked)\n"
 	    "  --json                 print the result as JSON on stdout instead of a table\n"
 	    "  --quiet                no live line on stderr\n"
 	    "  --help\n"
@@ -159,6 +162,8 @@ enum {
 	O_SERVER_PID,
 	O_DROP,
 	O_SLOW,
+	O_INSECURE,
+	O_CA,
 	O_JSON,
 	O_QUIET,
 	O_HELP,
@@ -183,6 +188,8 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 	    {"server-pid", required_argument, 0, O_SERVER_PID},
 	    {"drop-every", required_argument, 0, O_DROP},
 	    {"slow-readers", required_argument, 0, O_SLOW},
+	    {"insecure", no_argument, 0, O_INSECURE},
+	    {"ca", required_argument, 0, O_CA},
 	    {"json", no_argument, 0, O_JSON},
 	    {"quiet", no_argument, 0, O_QUIET},
 	    {"help", no_argument, 0, O_HELP},
@@ -290,6 +297,14 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 			cfg->slow_pct = r;
 			break;
 		}
+		case O_INSECURE:
+			cfg->insecure = true;
+			break;
+		case O_CA:
+			if (access(optarg, R_OK) != 0)
+				die_flag("ca", optarg);
+			cfg->ca_file = optarg;
+			break;
 		case O_JSON:
 			cfg->json = true;
 			break;
@@ -336,9 +351,13 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 	int err = rr_bench_url_parse(url, &cfg->url);
 	if (err) {
 		fprintf(stderr, "ringroom-bench: bad URL '%s': %s\n", url,
-			err == -EPROTONOSUPPORT ? "only ws:// is supported"
+			err == -EPROTONOSUPPORT ? "only ws:// and wss:// are supported"
 			: err == -EHOSTUNREACH	? "host must be an IPv4 address or localhost"
 						: strerror(-err));
+		exit(2);
+	}
+	if (cfg->url.tls && !cfg->insecure && !cfg->ca_file) {
+		fprintf(stderr, "ringroom-bench: wss:// needs --ca FILE or --insecure\n");
 		exit(2);
 	}
 	if (cfg->slow_pct > 0 && cfg->mode != RR_BENCH_FANOUT) {
@@ -608,9 +627,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	double rate =
 	    cfg->mode == RR_BENCH_CHURN ? (double)s->cycles / dur : (double)s->measured / dur;
 	if (cfg->json) {
-		printf("{\"mode\":\"%s\",\"url\":\"ws://%s:%u%s\",\"procs\":%u,",
-		       mode_name(cfg->mode), cfg->url.host, cfg->url.port, cfg->url.path,
-		       cfg->procs);
+		printf("{\"mode\":\"%s\",\"url\":\"%s://%s:%u%s\",\"tls\":%s,\"procs\":%u,",
+		       mode_name(cfg->mode), cfg->url.tls ? "wss" : "ws", cfg->url.host,
+		       cfg->url.port, cfg->url.path, cfg->url.tls ? "true" : "false", cfg->procs);
 		printf("\"connections\":%u,\"opened\":%" PRIu64 ",\"failed\":%" PRIu64 ",", total,
 		       s->opened, s->conn_failed);
 		if (rr_bench_mode_rooms(cfg->mode))
@@ -684,8 +703,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		       failed ? "false" : "true");
 		return;
 	}
-	printf("ringroom-bench %s  ws://%s:%u%s  procs %u\n", mode_name(cfg->mode), cfg->url.host,
-	       cfg->url.port, cfg->url.path, cfg->procs);
+	printf("ringroom-bench %s  %s://%s:%u%s  procs %u\n", mode_name(cfg->mode),
+	       cfg->url.tls ? "wss" : "ws", cfg->url.host, cfg->url.port, cfg->url.path,
+	       cfg->procs);
 	printf("  connections   %u asked, %" PRIu64 " opened, %" PRIu64 " failed", total, s->opened,
 	       s->conn_failed);
 	if (s->last_status)

@@ -12,9 +12,15 @@
 int rr_bench_url_parse(const char *s, struct rr_bench_url *u)
 {
 	memset(u, 0, sizeof(*u));
-	if (strncasecmp(s, "ws://", 5) != 0)
+	const char *h;
+	if (strncasecmp(s, "ws://", 5) == 0) {
+		h = s + 5;
+	} else if (strncasecmp(s, "wss://", 6) == 0) {
+		h = s + 6;
+		u->tls = true;
+	} else {
 		return strstr(s, "://") ? -EPROTONOSUPPORT : -EINVAL;
-	const char *h = s + 5;
+	}
 	size_t hl = strcspn(h, ":/?#");
 	if (hl == 0)
 		return -EINVAL;
@@ -23,7 +29,7 @@ int rr_bench_url_parse(const char *s, struct rr_bench_url *u)
 	memcpy(u->host, h, hl);
 	u->host[hl] = '\0';
 	const char *p = h + hl;
-	u->port = 80;
+	u->port = u->tls ? 443 : 80;
 	if (*p == ':') {
 		p++;
 		size_t dl = strspn(p, "0123456789");

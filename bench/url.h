@@ -1,9 +1,9 @@
 /*
- * ws:// URL templates for ringroom-bench.
+ * ws:// and wss:// URL templates for ringroom-bench.
  *
  * The bench targets any RFC 6455 server, so the room is spliced into the
  * path the user gives: every "{room}" in the template is replaced by the
- * room's name (r0, r1, ...). Only plain ws:// is understood; the host is an
+ * room's name (r0, r1, ...). The host is an
  * IPv4 literal or "localhost" (the bench generates load on loopback only).
  */
 #ifndef RR_BENCH_URL_H
@@ -22,12 +22,13 @@ struct rr_bench_url {
 	uint16_t port;
 	char path[RR_BENCH_URL_PATH_MAX]; /* template, starts with '/' */
 	bool has_room;			  /* path contains "{room}" */
+	bool tls;			  /* wss:// */
 	struct in_addr addr;		  /* resolved host */
 };
 
 /*
- * Parse "ws://host[:port][/path]". Returns 0, -EPROTONOSUPPORT for another
- * scheme (wss:// included), -EINVAL for a malformed URL or port,
+ * Parse "ws://host[:port][/path]" or "wss://..." (port 80 or 443 by
+ * default). Returns 0, -EPROTONOSUPPORT for another scheme, -EINVAL for a malformed URL or port,
  * -ENAMETOOLONG for an over-long host or path, -EHOSTUNREACH for a host that
  * is neither an IPv4 literal nor "localhost".
  */

@@ -23,6 +23,7 @@
 #include "bench.h"
 #include "chat.h"
 #include "frame.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -67,7 +68,8 @@
 enum conn_state {
 	C_FREE,
 	C_CONNECTING,
-	C_HANDSHAKE,
+	C_TLS,	     /* wss://: TLS handshake in progress */
+	C_HANDSHAKE, /* upgrade request sent, waiting for the 101 */
 	C_OPEN,
 	C_CLOSING, /* close frame sent or received: waiting for the server's FIN */
 	C_DEAD,	   /* failed or finished: waiting for in-flight ops, then released */
@@ -115,7 +117,8 @@ struct bconn {
 	uint64_t acked;		  /* chat: acks this publisher received */
 	uint64_t t_state;	  /* when the current state began */
 	uint64_t t_cycle;	  /* when the connect began */
-	uint8_t *tx;		  /* in-flight send buffer */
+	uint8_t *tx;		  /* in-flight send buffer (cleartext connections) */
+	struct rr_bench_tls *tls; /* wss://: TLS state, ciphertext buffers */
 	uint8_t *aux;		  /* upgrade response while upgrading, then a pong payload */
 	struct rr_bench_seq *seq; /* per publisher heard (fanout: P; echo: 1) */
 	struct rr_bench_rx rx;
@@ -144,6 +147,8 @@ struct worker {
 	size_t txsz;
 	uint8_t *msg_tmpl; /* a message's payload (stamp zeroed + padding) */
 	char *chat_tmp;	   /* chat: one message's JSON before masking */
+	struct rr_bench_tls_ctx *tls_ctx; /* wss:// */
+	uint8_t *plain;			  /* wss://: decrypted bytes, one read at a time */
 	size_t chat_max;   /* chat: longest JSON payload the bench sends */
 
 	uint64_t now;
@@ -155,6 +160,7 @@ struct worker {
 	uint64_t alive;	       /* slots not FREE */
 	bool started, stop_written, finalized;
 	bool slow_paused, slow_resumed;
+	bool tls_errors_shown;
 	uint64_t last_sweep;
 	uint32_t anomalies_shown;
 
@@ -283,6 +289,8 @@ static void conn_maybe_release(struct worker *w, struct bconn *c)
 	if (c->tx)
 		tx_put(w, c->tx);
 	c->tx = NULL;
+	rr_bench_tls_free(c->tls);
+	c->tls = NULL;
 	free(c->aux);
 	c->aux = NULL;
 	rr_bench_rx_free(&c->rx);
@@ -403,9 +411,77 @@ static void upgrade_key(const struct bconn *c, uint32_t worker, char out[25])
 static void send_buf(struct worker *w, struct bconn *c)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
-	io_uring_prep_send(sqe, c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, MSG_NOSIGNAL);
+	const uint8_t *base = c->tls ? rr_bench_tls_inflight(c->tls) : c->tx;
+	io_uring_prep_send(sqe, c->fd, base + c->tx_off, c->tx_len - c->tx_off, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_make((uint32_t)(c - w->conns), c->gen, OP_SEND));
 	c->flags |= F_SEND;
+}
+
+/* wss://: send the ciphertext wolfSSL has produced, unless a send is in
+ * flight (its completion calls this again). */
+static void tls_kick(struct worker *w, struct bconn *c)
+{
+	size_t len;
+	if (!c->tls || (c->flags & F_SEND) || c->state == C_DEAD || c->state == C_FREE)
+		return;
+	if (!rr_bench_tls_take(c->tls, &len))
+		return;
+	c->tx_off = 0;
+	c->tx_len = (uint32_t)len;
+	send_buf(w, c);
+}
+
+static void tls_failed(struct worker *w, struct bconn *c)
+{
+	bool upgrading = c->state == C_TLS || c->state == C_HANDSHAKE;
+	if (!w->tls_errors_shown) {
+		w->tls_errors_shown = true;
+		fprintf(stderr, "ringroom-bench: worker %u: connection %u: TLS: %s\n", w->id,
+			c->gid, rr_bench_tls_error(c->tls));
+	}
+	w->c.last_errno = EPROTO;
+	conn_fail(w, c, upgrading);
+}
+
+/* Hand plaintext b[0..n) (a tx_get buffer) to the socket: as is, or through
+ * TLS (the buffer goes back to the pool once encrypted). */
+static void send_plain(struct worker *w, struct bconn *c, uint8_t *b, size_t n)
+{
+	if (!c->tls) {
+		c->tx = b;
+		c->tx_off = 0;
+		c->tx_len = (uint32_t)n;
+		send_buf(w, c);
+		return;
+	}
+	int err = n ? rr_bench_tls_write(c->tls, b, n) : 0;
+	tx_put(w, b);
+	if (err < 0) {
+		tls_failed(w, c);
+		return;
+	}
+	tls_kick(w, c);
+}
+
+static void send_upgrade(struct worker *w, struct bconn *c)
+{
+	char room[16], target[RR_BENCH_URL_PATH_MAX + 32], key[25];
+	room_name(c->room, room, sizeof(room));
+	if (rr_bench_url_target(&w->cfg->url, room, target, sizeof(target)) < 0) {
+		conn_fail(w, c, true);
+		return;
+	}
+	upgrade_key(c, w->id, key);
+	uint8_t *b = tx_get(w);
+	int n = snprintf((char *)b, w->txsz,
+			 "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+			 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+			 "Sec-WebSocket-Version: 13\r\nUser-Agent: ringroom-bench\r\n\r\n",
+			 target, w->cfg->url.host, w->cfg->url.port, key);
+	assert(n > 0 && (size_t)n < w->txsz);
+	c->state = C_HANDSHAKE;
+	c->t_state = w->now;
+	send_plain(w, c, b, (size_t)n);
 }
 
 static void on_connect(struct worker *w, struct bconn *c, int res)
@@ -420,25 +496,25 @@ static void on_connect(struct worker *w, struct bconn *c, int res)
 		conn_fail(w, c, true);
 		return;
 	}
-	char room[16], target[RR_BENCH_URL_PATH_MAX + 32], key[25];
-	room_name(c->room, room, sizeof(room));
-	if (rr_bench_url_target(&w->cfg->url, room, target, sizeof(target)) < 0) {
-		conn_fail(w, c, true);
+	if (w->tls_ctx) {
+		/* wss://: the ClientHello first; the upgrade follows the handshake */
+		c->tls = rr_bench_tls_new(w->tls_ctx);
+		if (!c->tls) {
+			w->c.last_errno = ENOMEM;
+			conn_fail(w, c, true);
+			return;
+		}
+		c->state = C_TLS;
+		c->t_state = w->now;
+		if (rr_bench_tls_connect(c->tls) < 0) {
+			tls_failed(w, c);
+			return;
+		}
+		tls_kick(w, c);
+		arm_recv(w, c);
 		return;
 	}
-	upgrade_key(c, w->id, key);
-	c->tx = tx_get(w);
-	int n = snprintf((char *)c->tx, w->txsz,
-			 "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
-			 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-			 "Sec-WebSocket-Version: 13\r\nUser-Agent: ringroom-bench\r\n\r\n",
-			 target, w->cfg->url.host, w->cfg->url.port, key);
-	assert(n > 0 && (size_t)n < w->txsz);
-	c->tx_off = 0;
-	c->tx_len = (uint32_t)n;
-	c->state = C_HANDSHAKE;
-	c->t_state = w->now;
-	send_buf(w, c);
+	send_upgrade(w, c);
 	arm_recv(w, c);
 }
 
@@ -710,7 +786,7 @@ static void conn_opened(struct worker *w, struct bconn *c)
 	}
 }
 
-static void conn_rx(struct worker *w, struct bconn *c, uint8_t *p, size_t n)
+static void conn_rx_plain(struct worker *w, struct bconn *c, uint8_t *p, size_t n)
 {
 	if (c->state == C_HANDSHAKE) {
 		if (!c->aux && !(c->aux = malloc(HS_MAX))) {
@@ -749,6 +825,47 @@ static void conn_rx(struct worker *w, struct bconn *c, uint8_t *p, size_t n)
 		conn_fail(w, c, false);
 		return;
 	}
+}
+
+/* Bytes from the socket: cleartext, or TLS records to decrypt (the
+ * handshake first, then the upgrade and frames as plaintext). */
+static void conn_rx(struct worker *w, struct bconn *c, uint8_t *p, size_t n)
+{
+	if (!c->tls) {
+		conn_rx_plain(w, c, p, n);
+		return;
+	}
+	rr_bench_tls_input(c->tls, p, n);
+	if (c->state == C_TLS) {
+		int r = rr_bench_tls_connect(c->tls);
+		if (r < 0) {
+			tls_failed(w, c);
+			return;
+		}
+		if (r == 1)
+			send_upgrade(w, c);
+		else
+			tls_kick(w, c);
+	}
+	/* bounded: each read consumes input, and the input is one buffer */
+	for (int i = 0; i < 1024 && c->state != C_TLS && c->state != C_DEAD && c->state != C_FREE;
+	     i++) {
+		ssize_t k = rr_bench_tls_read(c->tls, w->plain, RX_BUF_SIZE * 4);
+		if (k == 0)
+			break;
+		if (k == -EPIPE) {
+			/* close_notify: the TCP FIN follows and ends the connection */
+			break;
+		}
+		if (k < 0) {
+			tls_failed(w, c);
+			return;
+		}
+		conn_rx_plain(w, c, w->plain, (size_t)k);
+	}
+	if (c->tls)
+		rr_bench_tls_input(c->tls, NULL, 0);
+	tls_kick(w, c); /* a key update or alert may want out */
 }
 
 /* ---- completions ------------------------------------------------------ */
@@ -805,7 +922,7 @@ static void on_recv(struct worker *w, struct bconn *c, int res, unsigned flags)
 		if (c->state == C_CLOSING) {
 			conn_finished_cycle(w, c);
 			conn_kill(w, c);
-		} else if (c->state == C_HANDSHAKE) {
+		} else if (c->state == C_HANDSHAKE || c->state == C_TLS) {
 			conn_fail(w, c, true);
 		} else if (c->state == C_OPEN) {
 			if (c->flags & F_SLOW)
@@ -815,7 +932,7 @@ static void on_recv(struct worker *w, struct bconn *c, int res, unsigned flags)
 			conn_kill(w, c);
 		}
 	} else {
-		if (c->state == C_HANDSHAKE) {
+		if (c->state == C_HANDSHAKE || c->state == C_TLS) {
 			w->c.last_errno = -res;
 			conn_fail(w, c, true);
 		} else if (c->state == C_OPEN && (c->flags & F_SLOW)) {
@@ -841,14 +958,15 @@ static void on_send(struct worker *w, struct bconn *c, int res)
 		conn_maybe_release(w, c);
 		return;
 	}
-	if (res <= 0 && (c->flags & F_SLOW) && c->state != C_HANDSHAKE) {
+	bool upgrading = c->state == C_HANDSHAKE || c->state == C_TLS;
+	if (res <= 0 && (c->flags & F_SLOW) && !upgrading) {
 		slow_closed(w, c, 0); /* the server dropped it */
 		conn_kill(w, c);
 		return;
 	}
 	if (res <= 0) {
 		w->c.last_errno = res < 0 ? -res : EPIPE;
-		conn_fail(w, c, c->state == C_HANDSHAKE);
+		conn_fail(w, c, upgrading);
 		return;
 	}
 	c->tx_off += (uint32_t)res;
@@ -856,8 +974,13 @@ static void on_send(struct worker *w, struct bconn *c, int res)
 		send_buf(w, c); /* the socket took part of it: send the rest */
 		return;
 	}
-	tx_put(w, c->tx);
-	c->tx = NULL;
+	if (c->tls) {
+		rr_bench_tls_sent(c->tls);
+		tls_kick(w, c);
+	} else {
+		tx_put(w, c->tx);
+		c->tx = NULL;
+	}
 	if (conn_has_output(w, c))
 		queue_flush(w, c);
 }
@@ -993,13 +1116,11 @@ static void conn_flush(struct worker *w, struct bconn *c)
 	c->flags &= ~F_CLOSE_TX;
 	if (o == 0) {
 		tx_put(w, b);
+		tls_kick(w, c);
 		return;
 	}
 	assert(o <= w->txsz);
-	c->tx = b;
-	c->tx_off = 0;
-	c->tx_len = (uint32_t)o;
-	send_buf(w, c);
+	send_plain(w, c, b, o);
 }
 
 static void flush_all(struct worker *w)
@@ -1069,9 +1190,9 @@ static void sweep_timeouts(struct worker *w)
 	uint64_t close_limit = 2000000000ull;
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct bconn *c = &w->conns[i];
-		if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE) &&
+		if ((c->state == C_CONNECTING || c->state == C_TLS || c->state == C_HANDSHAKE) &&
 		    w->now - c->t_state > w->cfg->connect_timeout_ns) {
-			if (c->state == C_HANDSHAKE)
+			if (c->state == C_HANDSHAKE || c->state == C_TLS)
 				w->c.hs_timeouts++;
 			else
 				w->c.last_errno = ETIMEDOUT;
@@ -1277,6 +1398,18 @@ static int setup(struct worker *w)
 			"ringroom-bench: provided buffer rings (kernel 5.19+) unavailable: %s\n",
 			strerror(-err));
 		return err;
+	}
+	if (w->cfg->url.tls) {
+		char why[160];
+		int e = rr_bench_tls_ctx_new(&w->tls_ctx, w->cfg->insecure ? NULL : w->cfg->ca_file,
+					     why, sizeof(why));
+		if (e < 0) {
+			fprintf(stderr, "ringroom-bench: %s\n", why);
+			return e;
+		}
+		w->plain = malloc(RX_BUF_SIZE * 4);
+		if (!w->plain)
+			return -ENOMEM;
 	}
 	for (unsigned i = 0; i < RX_BUFS; i++)
 		return_buf(w, i);

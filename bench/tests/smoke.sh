@@ -40,6 +40,15 @@ else
 	extra=()
 	# a broker with persistence needs a data folder of its own
 	"$broker" --help 2>/dev/null | grep -q -- --data-dir && extra=(--data-dir "$tmp/data")
+	# and wss:// when it has TLS (a throwaway self-signed certificate)
+	tls_port=
+	if "$broker" --help 2>/dev/null | grep -q -- --tls-cert &&
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-keyout "$tmp/key.pem" -out "$tmp/cert.pem" -days 1 -subj /CN=localhost \
+			>/dev/null 2>&1; then
+		tls_port=$((port + 1))
+		extra+=(--tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --tls-port "$tls_port")
+	fi
 	# frequent pings and a short idle timeout: a bench that did not answer
 	# pings would see its receive-only connections closed with 4008
 	# a small output queue limit: the slow-reader case needs the 1013 soon
@@ -145,6 +154,25 @@ if [ "$broker" != "--standin" ]; then
 	if run slow 0 fanout --rooms 1 --members 20 --rate 400 --size 16KiB --slow-readers 10 "${common[@]}" "$url/raw/{room}"; then
 		expect slow 'r["slow_readers"] == 2 and r["slow_closed_1013"] == 2 and r["lost"] == 0 and r["peer_closed"] == 0'
 	fi
+fi
+if [ -n "${tls_port:-}" ]; then
+	# wss://: the same checks through the bench's TLS client, certificate
+	# verified against the one the broker serves
+	wss="wss://127.0.0.1:$tls_port"
+	if run wss_echo 0 echo --conns 10 --size 512 --ca "$tmp/cert.pem" "${common[@]}" "$wss/echo"; then
+		expect wss_echo 'r["tls"] and r["measured"] > 100 and r["lost"] == 0 and r["opened"] == 10'
+	fi
+	if run wss_fanout 0 fanout --rooms 2 --members 20 --rate 100 --procs 2 --insecure "${common[@]}" "$wss/raw/{room}"; then
+		expect wss_fanout 'r["measured"] > 3000 and r["lost"] == 0 and r["received"] == r["sent"] * 19'
+	fi
+	# a CA that did not sign the server's certificate: no connection opens
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$tmp/other.key" -out "$tmp/other.pem" -days 1 -subj /CN=other >/dev/null 2>&1
+	if run wss_badca 1 echo --conns 2 --ca "$tmp/other.pem" "${common[@]}" --connect-timeout 2s "$wss/echo"; then
+		expect wss_badca 'r["opened"] == 0'
+	fi
+	"$bench" echo "$wss/echo" >/dev/null 2>&1
+	[ $? = 2 ] || { echo "FAIL: wss:// without --ca or --insecure did not exit 2"; fails=$((fails + 1)); }
 fi
 # bad usage is status 2
 "$bench" fanout --rooms 0 "$url/raw/{room}" >/dev/null 2>&1

@@ -1,5 +1,5 @@
 /*
- * URL template tests: parsing ws:// URLs and filling {room}.
+ * URL template tests: parsing ws:// and wss:// URLs and filling {room}.
  */
 #include "../url.c"
 
@@ -48,7 +48,16 @@ int main(void)
 	CHECK_EQ(rr_bench_url_target(&u, "ab", out, 7), -ENAMETOOLONG);
 
 	/* refusals */
-	CHECK_EQ(rr_bench_url_parse("wss://127.0.0.1/echo", &u), -EPROTONOSUPPORT);
+	/* wss://: TLS, port 443 by default */
+	CHECK_EQ(rr_bench_url_parse("wss://127.0.0.1/echo", &u), 0);
+	CHECK(u.tls);
+	CHECK_EQ(u.port, 443);
+	CHECK_EQ(rr_bench_url_parse("WSS://localhost:8443/raw/{room}", &u), 0);
+	CHECK(u.tls && u.has_room);
+	CHECK_EQ(u.port, 8443);
+	CHECK_EQ(rr_bench_url_parse("ws://127.0.0.1/echo", &u), 0);
+	CHECK(!u.tls);
+	CHECK_EQ(rr_bench_url_parse("wss:/127.0.0.1/echo", &u), -EINVAL);
 	CHECK_EQ(rr_bench_url_parse("http://127.0.0.1/echo", &u), -EPROTONOSUPPORT);
 	CHECK_EQ(rr_bench_url_parse("127.0.0.1:8080/echo", &u), -EINVAL);
 	CHECK_EQ(rr_bench_url_parse("ws://", &u), -EINVAL);
