@@ -1,7 +1,9 @@
 /* Prometheus text for /metrics: see metrics.h. */
 #include "room/metrics.h"
 #include "core/time.h"
+#include "persist/store.h"
 #include "reactor/loop.h"
+#include "room/handler.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,5 +51,25 @@ size_t rr_metrics_render(const struct rr_broker *b, char *buf, size_t cap)
 							    __ATOMIC_RELAXED));
 	RR_STATS(RR_STAT_RENDER)
 #undef RR_STAT_RENDER
+	if (rr_handler_cfg.store) {
+		struct rr_store_stats st;
+		rr_store_stats_get(rr_handler_cfg.store, &st);
+#define STORE_STAT(name, kind, help, v)                                                    \
+	n = put(buf, cap, n,                                                               \
+		"# HELP ringroom_store_" name " " help "\n# TYPE ringroom_store_" name " " kind \
+		"\nringroom_store_" name " %llu\n",                                            \
+		(unsigned long long)(v))
+		STORE_STAT("submitted", "counter", "storage requests accepted", st.submitted);
+		STORE_STAT("rejected", "counter", "storage requests refused: queue full",
+			   st.rejected);
+		STORE_STAT("batches", "counter", "group commits (one WriteBatch each)", st.batches);
+		STORE_STAT("batch_writes", "counter", "writes carried by those group commits",
+			   st.batch_writes);
+		STORE_STAT("batch_failures", "counter", "group commits that failed (disk)",
+			   st.batch_failures);
+		STORE_STAT("trimmed", "counter", "messages removed by retention", st.trimmed);
+		STORE_STAT("queued", "gauge", "storage requests waiting now", st.queued);
+#undef STORE_STAT
+	}
 	return n;
 }
