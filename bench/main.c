@@ -403,6 +403,7 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 struct totals {
 	struct rr_bench_slot s; /* summed counters, merged histograms */
 	uint64_t rss_start_kb, rss_open_kb;
+	double bench_cpu_percent; /* the workers' CPU over the window, % of one core */
 };
 
 static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_hist)
@@ -568,6 +569,20 @@ static void machine_end(struct machine *m)
 	m->ok = true;
 }
 
+/* utime + stime of the worker processes, summed. */
+static int workers_ticks(const pid_t *pids, uint32_t n, uint64_t *out)
+{
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t v;
+		if (pids[i] <= 0 || read_cpu_ticks(pids[i], &v) < 0)
+			return -1;
+		sum += v;
+	}
+	*out = sum;
+	return 0;
+}
+
 struct idle_probe {
 	bool ok;
 	uint64_t rss_before_kb, rss_after_kb;
@@ -695,6 +710,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 				? 100.0 * (double)ip->cpu_ticks / (double)sysconf(_SC_CLK_TCK) /
 				      ip->cpu_seconds_window
 				: 0.0);
+		if (t->bench_cpu_percent >= 0)
+			printf("\"bench_cpu_percent\":%.1f,", t->bench_cpu_percent);
 		if (m->ok)
 			printf("\"load1\":%.2f,\"tcp_retransmits\":%" PRIu64
 			       ",\"backlog_drops\":%" PRIu64 ",",
@@ -816,6 +833,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("\n  note          %" PRIu64 " messages stamped by another run were ignored "
 		       "(an earlier run's backlog still in the server)",
 		       s->foreign);
+	if (t->bench_cpu_percent >= 0)
+		printf("\n  bench CPU     %.0f%% of one core over the window (all workers)",
+		       t->bench_cpu_percent);
 	if (m->ok)
 		printf(
 		    "\n  machine       load %.2f at start; during the run, machine-wide: %" PRIu64
@@ -916,6 +936,11 @@ int main(int argc, char **argv)
 	    t0 + cfg.connect_timeout_ns +
 	    (uint64_t)rr_bench_cfg_total_conns(&cfg) * 2000000ull / cfg.procs + 5 * NS_PER_S;
 	uint64_t ticks0 = 0;
+	/* the bench's own CPU over the measured window: on a shared two-core
+	 * machine it is part of what the figures mean */
+	uint64_t wticks0 = 0, wticks1 = 0;
+	bool wticks_ok = false;
+	double wwindow = 0;
 	bool worker_died = false, timed_out = false;
 	struct totals t;
 	int phase = RR_BENCH_PH_CONNECT;
@@ -970,6 +995,10 @@ int main(int argc, char **argv)
 				RR_STORE(sh->phase, phase);
 			}
 		} else if (phase == RR_BENCH_PH_RUN) {
+			if (!wticks_ok && now >= sh->t_warm) {
+				wticks_ok = workers_ticks(pids, cfg.procs, &wticks0) == 0;
+				wwindow = (double)now;
+			}
 			if (cfg.server_pid && !ip.ok && now >= sh->t_warm) {
 				/* the warm-up lets the server settle before RSS is read */
 				ip.rss_after_kb = rr_bench_rss_kb(cfg.server_pid);
@@ -988,6 +1017,10 @@ int main(int argc, char **argv)
 						ip.ok = false;
 					}
 				}
+				if (wticks_ok && workers_ticks(pids, cfg.procs, &wticks1) == 0)
+					wwindow = ((double)now - wwindow) / 1e9;
+				else
+					wticks_ok = false;
 				sh->t_drain_end = now + cfg.drain_ns;
 				phase = RR_BENCH_PH_DRAIN;
 				RR_STORE(sh->phase, phase);
@@ -1024,6 +1057,10 @@ int main(int argc, char **argv)
 			worker_died = true;
 	}
 	merge(sh, &t, true);
+	t.bench_cpu_percent = wticks_ok && wwindow > 0 && wticks1 >= wticks0
+				  ? 100.0 * (double)(wticks1 - wticks0) /
+					(double)sysconf(_SC_CLK_TCK) / wwindow
+				  : -1;
 	const struct rr_bench_slot *s = &t.s;
 	bool failed = worker_died || timed_out || interrupted || s->conn_failed ||
 		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) || s->peer_closed ||
