@@ -4,6 +4,7 @@
  */
 #include "core/flags.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "net/iplimit.h"
 #include "persist/store.h"
 #include "chat/chat.h"
@@ -143,7 +144,14 @@ int main(int argc, char **argv)
 	rr_info("%s: draining (at most %llu ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
 		(unsigned long long)broker.cfg.drain_timeout_ms);
 	rr_broker_drain(&broker);
-	if (!rr_broker_join(&broker, broker.cfg.drain_timeout_ms)) {
+	uint64_t start = rr_now_ms(), limit = broker.cfg.drain_timeout_ms;
+	while (!rr_broker_drained(&broker) && rr_now_ms() - start < limit) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	rr_broker_stop(&broker);
+	uint64_t spent = rr_now_ms() - start;
+	if (!rr_broker_join(&broker, spent < limit ? limit - spent : 1)) {
 		rr_warn("drain timeout passed with members still connected: exiting");
 		fflush(NULL);
 		_exit(0);

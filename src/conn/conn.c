@@ -434,7 +434,11 @@ static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c)
 	submit_shutdown(core, c, SHUT_WR);
 	if (!(c->flags & RR_CF_RECV_ARMED))
 		arm_recv(core, c);
-	set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
+	uint64_t linger = core->broker->cfg.close_timeout_ms;
+	if (atomic_load_explicit(&core->broker->stopping, memory_order_relaxed) &&
+	    linger > RR_STOP_LINGER_MS)
+		linger = RR_STOP_LINGER_MS; /* stopping: don't wait on idle peers */
+	set_deadline(core, c, core->now_ms + linger);
 }
 
 /* Hard stop: the socket goes as soon as nothing is in flight on it. */
@@ -1495,12 +1499,19 @@ void rr_conn_drain(struct rr_core *core)
 
 void rr_conn_drop_handshakes(struct rr_core *core)
 {
-	/* The drain is over for this core: a request still arriving can only
-	 * be refused, and its client will retry elsewhere. */
+	/* The broker is stopping: a request still arriving can only be
+	 * refused; answer it now rather than wait for the rest of it (the
+	 * lingering close reads and drops what it still sends). */
 	for (uint32_t i = 0; i < core->conns_used; i++) {
 		struct rr_conn *c = &core->conns[i];
-		if (c->state == RR_CONN_HS || c->state == RR_CONN_WAIT)
-			conn_kill(core, c);
+		if (c->state == RR_CONN_WAIT)
+			rr_handler_unwait(core, c);
+		if (c->state == RR_CONN_HS || c->state == RR_CONN_WAIT) {
+			if (c->tls && !rr_tls_handshake_done(c->tls))
+				conn_kill(core, c); /* nothing to answer with */
+			else
+				reply_and_close(core, c, 503, NULL);
+		}
 	}
 }
 

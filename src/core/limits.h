@@ -39,6 +39,9 @@
 #define RR_IDLE_TIMEOUT_MS_DEFAULT 60000
 #define RR_CLOSE_TIMEOUT_MS_DEFAULT 5000
 #define RR_DRAIN_TIMEOUT_MS_DEFAULT 10000
+/* Lingering close while the broker stops: long enough for a peer to read
+ * our last bytes on a LAN, short enough not to hold the exit. */
+#define RR_STOP_LINGER_MS 300
 #define RR_TIMEOUT_MS_CEIL (24u * 3600 * 1000)
 
 /* Provided receive buffers per core: receives in flight at once. An idle

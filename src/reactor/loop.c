@@ -400,10 +400,16 @@ static void *core_main(void *arg)
 
 		if (!core->draining && atomic_load_explicit(&b->draining, memory_order_relaxed))
 			core_start_drain(core);
-		if (core->draining && core->members_live == 0 &&
+		if (core->draining && !core->drained && core->members_live == 0 &&
+		    core->handoffs_inflight == 0) {
+			core->drained = true; /* keeps answering /healthz with 503 */
+			atomic_fetch_add(&b->cores_drained, 1);
+		}
+		if (atomic_load_explicit(&b->stopping, memory_order_relaxed) &&
 		    (core->listen_fd >= 0 || core->tls_listen_fd >= 0)) {
-			/* every member is gone: stop taking connections (the
-			 * other cores' listeners still answer /healthz) */
+			/* every core is drained (or the drain timed out): close the
+			 * listeners together, so no connection waits in the backlog
+			 * of a closed one, and answer requests still arriving */
 			close_listener(core, &core->listen_fd);
 			close_listener(core, &core->tls_listen_fd);
 			rr_conn_drop_handshakes(core);
@@ -523,11 +529,29 @@ int rr_broker_start(struct rr_broker *b)
 	return 0;
 }
 
+static void wake_cores(struct rr_broker *b);
+
 void rr_broker_drain(struct rr_broker *b)
+{
+	atomic_store(&b->draining, true);
+	wake_cores(b);
+}
+
+bool rr_broker_drained(struct rr_broker *b)
+{
+	return atomic_load(&b->cores_drained) >= b->ncores;
+}
+
+void rr_broker_stop(struct rr_broker *b)
+{
+	atomic_store(&b->stopping, true);
+	wake_cores(b);
+}
+
+static void wake_cores(struct rr_broker *b)
 {
 	struct io_uring ring;
 
-	atomic_store(&b->draining, true);
 	/* Wake every core: a MSG_RING CQE ends its wait at once. */
 	if (io_uring_queue_init(8, &ring, 0) < 0)
 		return; /* cores notice within their next timer wake-up */

@@ -75,6 +75,7 @@ struct rr_core {
 
 	uint64_t now_ms;
 	bool draining;
+	bool drained;
 	bool stopped;
 	bool started;
 	int init_rc;
@@ -89,6 +90,8 @@ struct rr_broker {
 	struct rr_core *cores;
 	atomic_uint live_conns;   /* all cores: for --max-connections */
 	atomic_bool draining;
+	atomic_bool stopping;       /* after the drain: close listeners and exit */
+	atomic_uint cores_drained;  /* cores whose members are all gone */
 	atomic_bool abort_start;
 	pthread_mutex_t tls_lock;
 	struct rr_tls_ctx *tls_ctx; /* swapped on SIGHUP; under tls_lock */
@@ -100,8 +103,14 @@ struct rr_broker {
 int rr_broker_init(struct rr_broker *b);
 /* Start one pinned thread per core. */
 int rr_broker_start(struct rr_broker *b);
-/* Begin the drain on every core (called from the signal-handling thread). */
+/* Begin the drain on every core (called from the signal-handling thread):
+ * /healthz and upgrades answer 503, members get close 1001. */
 void rr_broker_drain(struct rr_broker *b);
+/* True once every core's members are gone. */
+bool rr_broker_drained(struct rr_broker *b);
+/* End: every core closes its listeners, answers requests still arriving
+ * with 503, and exits once its last connections are closed. */
+void rr_broker_stop(struct rr_broker *b);
 /* Wait up to timeout_ms for every core to finish; true if all did. */
 bool rr_broker_join(struct rr_broker *b, uint64_t timeout_ms);
 void rr_broker_free(struct rr_broker *b);
