@@ -98,6 +98,32 @@ bool rr_bench_stamp_get(const uint8_t in[RR_BENCH_STAMP_LEN], struct rr_bench_st
 	return true;
 }
 
+void rr_bench_stamp_put_short(uint8_t out[RR_BENCH_STAMP_SHORT_LEN],
+			      const struct rr_bench_stamp *s)
+{
+	put_le(out, RR_BENCH_STAMP_SHORT_MAGIC, 2);
+	put_le(out + 2, s->run & 0xffff, 2);
+	put_le(out + 4, s->pub, 4);
+	put_le(out + 8, s->seq & 0xffffffffu, 4);
+	put_le(out + 12, s->ts_ns, 8);
+}
+
+bool rr_bench_stamp_get_any(const uint8_t *in, size_t len, struct rr_bench_stamp *s,
+			    bool *is_short)
+{
+	*is_short = false;
+	if (len >= RR_BENCH_STAMP_LEN && rr_bench_stamp_get(in, s))
+		return true;
+	if (len < RR_BENCH_STAMP_SHORT_LEN || get_le(in, 2) != RR_BENCH_STAMP_SHORT_MAGIC)
+		return false;
+	s->run = (uint32_t)get_le(in + 2, 2);
+	s->pub = (uint32_t)get_le(in + 4, 4);
+	s->seq = get_le(in + 8, 4);
+	s->ts_ns = get_le(in + 12, 8);
+	*is_short = true;
+	return true;
+}
+
 /* Validate a complete header and set up the frame. */
 static int rx_start_frame(struct rr_bench_rx *rx, const struct rr_ws_hdr *h)
 {

@@ -91,7 +91,7 @@ static void usage(FILE *f)
 	    "  --members M            fanout: members per room (100)\n"
 	    "  --publishers P         fanout: publishers per room, among the members (1)\n"
 	    "  --rate MSGS            fanout: messages per second per room (100)\n"
-	    "  --size SIZE            message size, >= %d (64)\n"
+	    "  --size SIZE            message size, >= %d (64); under %d B the stamp is short\n"
 	    "  --warmup DUR           not measured (1s)\n"
 	    "  --duration DUR         measured (10s)\n"
 	    "  --drain DUR            after the run, wait this long for messages in flight (2s)\n"
@@ -114,7 +114,7 @@ static void usage(FILE *f)
 	    "DUR: whole number + ms|s|m|h (bare = seconds); SIZE: bytes or KiB/MiB.\n"
 	    "Exit status: 0 clean run,\n"
 	    "1 loss/duplicates/reordering/errors detected, 2 bad usage.\n",
-	    RR_BENCH_STAMP_LEN);
+	    RR_BENCH_STAMP_SHORT_LEN, RR_BENCH_STAMP_LEN);
 }
 
 /* DUR as the broker reads it (core/flags.c), in nanoseconds. */
@@ -242,7 +242,7 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 			break;
 		}
 		case O_SIZE:
-			if (rr_parse_size(optarg, &v) < 0 || v < RR_BENCH_STAMP_LEN ||
+			if (rr_parse_size(optarg, &v) < 0 || v < RR_BENCH_STAMP_SHORT_LEN ||
 			    v > 16 * 1024 * 1024)
 				die_flag("size", optarg);
 			cfg->size = (uint32_t)v;

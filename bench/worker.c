@@ -614,9 +614,14 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 		}
 		if (st.run == 0)
 			return 0; /* not a message: handled */
-	} else if (stamp_len < RR_BENCH_STAMP_LEN || !rr_bench_stamp_get(stamp, &st)) {
-		w->c.proto_errors++;
-		return 0;
+	} else {
+		bool is_short;
+		if (!rr_bench_stamp_get_any(stamp, stamp_len, &st, &is_short)) {
+			w->c.proto_errors++;
+			return 0;
+		}
+		if (is_short && st.run == (cfg->run_id & 0xffff))
+			st.run = cfg->run_id; /* the short stamp's 16 bits match */
 	}
 	if (st.run != cfg->run_id) {
 		w->c.foreign++;
@@ -1069,7 +1074,10 @@ static size_t put_message(struct worker *w, struct bconn *c, uint8_t *out)
 	    .ts_ns = w->now,
 	};
 	memcpy(out + h, w->msg_tmpl, w->cfg->size);
-	rr_bench_stamp_put(out + h, &st);
+	if (w->cfg->size < RR_BENCH_STAMP_LEN)
+		rr_bench_stamp_put_short(out + h, &st);
+	else
+		rr_bench_stamp_put(out + h, &st);
 	rr_bench_mask(out + h, w->cfg->size, mask);
 	w->c.sent++;
 	return h + w->cfg->size;

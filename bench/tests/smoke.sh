@@ -46,7 +46,11 @@ else
 		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 			-keyout "$tmp/key.pem" -out "$tmp/cert.pem" -days 1 -subj /CN=localhost \
 			>/dev/null 2>&1; then
-		tls_port=$((port + 1))
+		for _ in $(seq 50); do
+			tls_port=$((20000 + RANDOM % 20000))
+			[ "$tls_port" != "$port" ] || continue
+			(exec 3<>/dev/tcp/127.0.0.1/$tls_port) 2>/dev/null || break
+		done
 		extra+=(--tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --tls-port "$tls_port")
 	fi
 	# frequent pings and a short idle timeout: a bench that did not answer
@@ -124,6 +128,10 @@ expect() {
 
 if run echo 0 echo --conns 20 "${common[@]}" "$url/echo"; then
 	expect echo 'r["measured"] > 100 and r["lost"] == 0 and r["opened"] == 20 and r["latency_ns"]["p99"] > 0'
+fi
+# 20-byte messages carry the short stamp
+if run echo20 0 echo --conns 20 --size 20 "${common[@]}" "$url/echo"; then
+	expect echo20 'r["size"] == 20 and r["measured"] > 100 and r["lost"] == 0 and r["errors"] == 0 and r["foreign"] == 0'
 fi
 if run fanout 0 fanout --rooms 2 --members 20 --rate 100 --procs 2 "${common[@]}" "$url/raw/{room}"; then
 	# 2 rooms x 100 msg/s x 19 receivers for 2 s: about 7600 in the window

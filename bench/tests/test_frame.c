@@ -107,6 +107,28 @@ static void test_stamp(void)
 	CHECK(out.ts_ns == in.ts_ns);
 	b[0] ^= 1;
 	CHECK(!rr_bench_stamp_get(b, &out));
+
+	/* either form by length: a full stamp in 28 bytes or more, a short
+	 * one in 20 to 27 (run: low 16 bits, seq: low 32 bits) */
+	bool is_short = true;
+	rr_bench_stamp_put(b, &in);
+	CHECK(rr_bench_stamp_get_any(b, sizeof(b), &out, &is_short));
+	CHECK(!is_short && out.run == in.run && out.seq == in.seq);
+	CHECK(!rr_bench_stamp_get_any(b, RR_BENCH_STAMP_LEN - 1, &out, &is_short));
+	uint8_t sb[RR_BENCH_STAMP_LEN];
+	memset(sb, 'x', sizeof(sb));
+	rr_bench_stamp_put_short(sb, &in);
+	for (size_t len = RR_BENCH_STAMP_SHORT_LEN; len <= RR_BENCH_STAMP_LEN; len++) {
+		CHECK(rr_bench_stamp_get_any(sb, len, &out, &is_short));
+		CHECK(is_short);
+		CHECK_EQ(out.run, in.run & 0xffff);
+		CHECK_EQ(out.pub, in.pub);
+		CHECK(out.seq == (in.seq & 0xffffffffu));
+		CHECK(out.ts_ns == in.ts_ns);
+	}
+	CHECK(!rr_bench_stamp_get_any(sb, RR_BENCH_STAMP_SHORT_LEN - 1, &out, &is_short));
+	sb[1] ^= 1;
+	CHECK(!rr_bench_stamp_get_any(sb, sizeof(sb), &out, &is_short));
 }
 
 /* A stream of server frames: ping, a stamped binary message, a fragmented
