@@ -926,7 +926,8 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 		return;
 	}
 	if (c->flags & RR_CF_OVER_LIMIT) {
-		rr_info("conn %u: --max-connections reached, answering 503", c->idx);
+		rr_info("conn %u: --max-connections or the fixed-file table reached, answering 503",
+			c->idx);
 		reply_and_close(core, c, 503, NULL);
 		return;
 	}
@@ -1108,7 +1109,9 @@ void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *pe
 	}
 	unsigned live = atomic_fetch_add(&b->live_conns, 1) + 1;
 	c->flags |= RR_CF_COUNTED;
-	if (live > b->cfg.max_connections)
+	/* past --max-connections, or this core's fixed-file table nearly full
+	 * (the rest is kept for connections handed over by other cores) */
+	if (live > b->cfg.max_connections || core->conns_live + RR_SLOTS_RESERVE > core->slots)
 		c->flags |= RR_CF_OVER_LIMIT;
 	if (peer) {
 		bool over = false;

@@ -68,6 +68,10 @@
 #define RR_SEND_IOV_MAX 256
 #define RR_SEND_BYTES_MAX (1u << 20)
 
+/* Fixed-file slots a core keeps free for connections other cores hand to
+ * it: a new connection past slots - reserve is answered 503. */
+#define RR_SLOTS_RESERVE 64
+
 /* Hand-offs a core may have in flight to other cores. */
 #define RR_HANDOFF_INFLIGHT_MAX 4096
 

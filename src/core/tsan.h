@@ -9,7 +9,12 @@
 #ifndef RR_CORE_TSAN_H
 #define RR_CORE_TSAN_H
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RR_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(RR_TSAN)
 #include <sanitizer/tsan_interface.h>
 #define RR_HB_RELEASE(p) __tsan_release((void *)(p))
 #define RR_HB_ACQUIRE(p) __tsan_acquire((void *)(p))

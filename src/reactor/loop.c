@@ -141,6 +141,7 @@ static int core_init(struct rr_broker *b, struct rr_core *core, unsigned id)
 	}
 	/* Connection slots: +25 % for connections handed to this core. The
 	 * mapping is lazily backed, so unused slots cost no memory. */
+	core->slots = slots;
 	core->conns_cap = slots + slots / 4;
 	core->conns = mmap(NULL, (size_t)core->conns_cap * sizeof(struct rr_conn),
 			   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -260,6 +261,17 @@ static void arm_accept(struct rr_core *core)
 		arm_multishot(core, true);
 }
 
+static void arm_multishot(struct rr_core *core, bool tls);
+
+static void accept_retry_fn(struct rr_timer *t, uint64_t now_ms)
+{
+	struct rr_core *core = rr_container_of(t, struct rr_core, accept_retry);
+	(void)now_ms;
+	int lfd = core->accept_retry_tls ? core->tls_listen_fd : core->listen_fd;
+	if (!core->stopped && lfd >= 0)
+		arm_multishot(core, core->accept_retry_tls);
+}
+
 static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -282,11 +294,20 @@ static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
 	if (cqe->res >= 0) {
 		rr_conn_on_accept(core, cqe->res, NULL, tls);
 	} else if (cqe->res == -ENFILE) {
+		/* The table is full (the kernel dropped that connection): stop
+		 * accepting for a moment, so the next ones wait in the backlog
+		 * or go to another core's listener instead of being dropped. */
 		static __thread uint64_t last_log;
 		if (core->now_ms - last_log > 1000) {
-			rr_warn("fixed-file table full: new connections wait for a free slot");
+			rr_warn("fixed-file table full (%u slots): pausing accepts", core->slots);
 			last_log = core->now_ms;
 		}
+		if (rearm && !rr_timer_armed(&core->accept_retry)) {
+			rr_timer_init(&core->accept_retry, accept_retry_fn);
+			rr_timer_set(&core->wheel, &core->accept_retry, core->now_ms + 50);
+			core->accept_retry_tls = tls;
+		}
+		rearm = false;
 	} else if (cqe->res == -EINVAL || cqe->res == -EBADF) {
 		/* not transient: re-arming would spin */
 		if (lfd >= 0)

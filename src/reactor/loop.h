@@ -51,6 +51,9 @@ struct rr_core {
 	/* connection slots: mmap'd, touched only as used */
 	struct rr_conn *conns;
 	uint32_t conns_cap, conns_used, conns_live;
+	uint32_t slots; /* fixed-file table size */
+	struct rr_timer accept_retry;
+	bool accept_retry_tls;
 	uint32_t members_live; /* upgraded connections */
 	struct rr_conn *free_conns;
 
