@@ -382,6 +382,15 @@ static void reply_and_close(struct rr_core *core, struct rr_conn *c, int status,
 	}
 	if (f == NULL)
 		f = rr_http_response(status, NULL, NULL, 0);
+	if (f && (c->flags & RR_CF_HEAD)) {
+		/* HEAD: the same head (Content-Length included), no body */
+		for (uint32_t i = 0; i + 3 < f->len; i++) {
+			if (memcmp(f->data + i, "\r\n\r\n", 4) == 0) {
+				f->len = i + 4;
+				break;
+			}
+		}
+	}
 	free(c->hs);
 	c->hs = NULL;
 	c->state = RR_CONN_CLOSING;
@@ -856,6 +865,19 @@ static void hs_complete(struct rr_core *core, struct rr_conn *c, size_t head_len
 	}
 	const struct rr_broker *b = core->broker;
 	bool draining = atomic_load_explicit(&b->draining, memory_order_relaxed);
+
+	bool plain = rt.kind == RR_ROUTE_HEALTHZ || rt.kind == RR_ROUTE_METRICS ||
+		     rt.kind == RR_ROUTE_INDEX;
+	if (plain) {
+		bool get = req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0;
+		bool head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+		if (!get && !head) {
+			reply_and_close(core, c, 405, NULL);
+			return;
+		}
+		if (head)
+			c->flags |= RR_CF_HEAD; /* the answer goes out without its body */
+	}
 
 	switch (rt.kind) {
 	case RR_ROUTE_HEALTHZ:

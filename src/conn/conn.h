@@ -53,6 +53,7 @@ enum rr_conn_flag {
 	RR_CF_MEMBER = 1u << 14,     /* counted as an upgraded member */
 	RR_CF_OVER_IP = 1u << 15,    /* past --max-connections-per-ip */
 	RR_CF_HANDOFF_WAIT = 1u << 16, /* hand-off waits for TLS output to leave */
+	RR_CF_HEAD = 1u << 17,         /* a HEAD request: answer without the body */
 };
 
 struct rr_out {
