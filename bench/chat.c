@@ -33,8 +33,7 @@ size_t rr_bench_chat_encode(char *out, const struct rr_bench_stamp *st, uint32_t
 
 /* The string value of "key":"..." in p[0..n); NULL if absent. A value cut
  * off by the end of the bytes kept runs to that end, *cut set. */
-static const char *json_str(const uint8_t *p, size_t n, const char *key, size_t *vlen,
-			    int *cut)
+static const char *json_str(const uint8_t *p, size_t n, const char *key, size_t *vlen, int *cut)
 {
 	char pat[32];
 	int kl = snprintf(pat, sizeof(pat), "\"%s\":\"", key);

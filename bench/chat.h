@@ -29,13 +29,13 @@ size_t rr_bench_chat_max(uint32_t size);
 size_t rr_bench_chat_encode(char *out, const struct rr_bench_stamp *st, uint32_t size);
 
 enum rr_bench_chat_kind {
-	RR_BENCH_CHAT_BAD = -1,	   /* not a chat JSON object */
-	RR_BENCH_CHAT_OTHER = 0,   /* welcome, user_joined, presence ...: not measured */
-	RR_BENCH_CHAT_MESSAGE,	   /* a message carrying a bench stamp: in .stamp */
-	RR_BENCH_CHAT_FOREIGN,	   /* a message without a bench stamp (or cut off) */
-	RR_BENCH_CHAT_ACK,	   /* .ack_run, .ack_ts from the requestId */
-	RR_BENCH_CHAT_INITIAL,	   /* initial_state: the connection is a member */
-	RR_BENCH_CHAT_ERROR,	   /* an error frame */
+	RR_BENCH_CHAT_BAD = -1,	 /* not a chat JSON object */
+	RR_BENCH_CHAT_OTHER = 0, /* welcome, user_joined, presence ...: not measured */
+	RR_BENCH_CHAT_MESSAGE,	 /* a message carrying a bench stamp: in .stamp */
+	RR_BENCH_CHAT_FOREIGN,	 /* a message without a bench stamp (or cut off) */
+	RR_BENCH_CHAT_ACK,	 /* .ack_run, .ack_ts from the requestId */
+	RR_BENCH_CHAT_INITIAL,	 /* initial_state: the connection is a member */
+	RR_BENCH_CHAT_ERROR,	 /* an error frame */
 };
 
 struct rr_bench_chat_frame {

@@ -98,8 +98,7 @@ bool rr_bench_stamp_get(const uint8_t in[RR_BENCH_STAMP_LEN], struct rr_bench_st
 	return true;
 }
 
-void rr_bench_stamp_put_short(uint8_t out[RR_BENCH_STAMP_SHORT_LEN],
-			      const struct rr_bench_stamp *s)
+void rr_bench_stamp_put_short(uint8_t out[RR_BENCH_STAMP_SHORT_LEN], const struct rr_bench_stamp *s)
 {
 	put_le(out, RR_BENCH_STAMP_SHORT_MAGIC, 2);
 	put_le(out + 2, s->run & 0xffff, 2);
@@ -108,8 +107,7 @@ void rr_bench_stamp_put_short(uint8_t out[RR_BENCH_STAMP_SHORT_LEN],
 	put_le(out + 12, s->ts_ns, 8);
 }
 
-bool rr_bench_stamp_get_any(const uint8_t *in, size_t len, struct rr_bench_stamp *s,
-			    bool *is_short)
+bool rr_bench_stamp_get_any(const uint8_t *in, size_t len, struct rr_bench_stamp *s, bool *is_short)
 {
 	*is_short = false;
 	if (len >= RR_BENCH_STAMP_LEN && rr_bench_stamp_get(in, s))

@@ -340,8 +340,8 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 		exit(2);
 	}
 	const char *url = cfg->mode == RR_BENCH_FANOUT ? "ws://127.0.0.1:8080/raw/{room}"
-			  : cfg->mode == RR_BENCH_CHAT	 ? "ws://127.0.0.1:8080/chat/{room}"
-							 : "ws://127.0.0.1:8080/echo";
+			  : cfg->mode == RR_BENCH_CHAT ? "ws://127.0.0.1:8080/chat/{room}"
+						       : "ws://127.0.0.1:8080/echo";
 	if (optind < argc)
 		url = argv[optind++];
 	if (optind < argc) {
@@ -680,8 +680,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		if (rr_bench_mode_rooms(cfg->mode))
 			printf("\"schedule_percent\":%.1f,", 100.0 * (double)s->sent / sched);
 		if (cfg->mode == RR_BENCH_CHAT) {
-			printf("\"acks\":%" PRIu64 ",\"unacked\":%" PRIu64 ",\"chat_errors\":%" PRIu64
-			       ",\"ack_ns\":{",
+			printf("\"acks\":%" PRIu64 ",\"unacked\":%" PRIu64
+			       ",\"chat_errors\":%" PRIu64 ",\"ack_ns\":{",
 			       s->acks, s->unacked, s->chat_errors);
 			for (int i = 0; i < 4; i++)
 				printf("\"%s\":%" PRIu64 ",", pnames[i],
@@ -691,7 +691,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		}
 		if (nslow)
 			printf("\"slow_readers\":%u,\"slow_closed_1013\":%" PRIu64
-			       ",\"slow_closed_other\":%" PRIu64 ",\"slow_not_closed\":%" PRIu64 ",",
+			       ",\"slow_closed_other\":%" PRIu64 ",\"slow_not_closed\":%" PRIu64
+			       ",",
 			       nslow, s->slow_1013, s->slow_other,
 			       nslow - s->slow_1013 - s->slow_other);
 		if (s->opened)
@@ -763,7 +764,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		if (cfg->mode == RR_BENCH_CHAT) {
 			char a[5][32];
 			for (int i = 0; i < 4; i++)
-				fmt_ns(a[i], sizeof(a[i]), rr_bench_hist_percentile(&s->ack, pcts[i]));
+				fmt_ns(a[i], sizeof(a[i]),
+				       rr_bench_hist_percentile(&s->ack, pcts[i]));
 			fmt_ns(a[4], sizeof(a[4]), s->ack.max);
 			printf("  ack           p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (send to "
 			       "ack, %" PRIu64 " acks, %" PRIu64 " never came)\n",
@@ -1057,16 +1059,15 @@ int main(int argc, char **argv)
 			worker_died = true;
 	}
 	merge(sh, &t, true);
-	t.bench_cpu_percent = wticks_ok && wwindow > 0 && wticks1 >= wticks0
-				  ? 100.0 * (double)(wticks1 - wticks0) /
-					(double)sysconf(_SC_CLK_TCK) / wwindow
-				  : -1;
+	t.bench_cpu_percent =
+	    wticks_ok && wwindow > 0 && wticks1 >= wticks0
+		? 100.0 * (double)(wticks1 - wticks0) / (double)sysconf(_SC_CLK_TCK) / wwindow
+		: -1;
 	const struct rr_bench_slot *s = &t.s;
 	bool failed = worker_died || timed_out || interrupted || s->conn_failed ||
 		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) || s->peer_closed ||
-		      s->proto_errors || s->misrouted || s->seq.lost || s->seq.dup ||
-		      s->unacked || s->chat_errors ||
-		      s->seq.reordered || s->seq.late;
+		      s->proto_errors || s->misrouted || s->seq.lost || s->seq.dup || s->unacked ||
+		      s->chat_errors || s->seq.reordered || s->seq.late;
 	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, &mach,
 		     failed, interrupted || timed_out || worker_died);
 	if (s->seq.lost || s->seq.dup || s->seq.reordered || s->seq.late)

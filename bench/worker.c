@@ -87,9 +87,9 @@ enum {
 	F_REARM = 1 << 8,	/* on the re-arm list */
 	F_PEER_CLOSED = 1 << 9, /* the server sent a close frame */
 	F_FAILED = 1 << 10,
-	F_SLOW = 1 << 11,   /* --slow-readers: stops reading after the warm-up */
-	F_PAUSED = 1 << 12, /* a slow reader not reading now (recv cancelled) */
-	F_SLOW_SEEN = 1 << 13, /* its close (1013 or otherwise) is counted */
+	F_SLOW = 1 << 11,	/* --slow-readers: stops reading after the warm-up */
+	F_PAUSED = 1 << 12,	/* a slow reader not reading now (recv cancelled) */
+	F_SLOW_SEEN = 1 << 13,	/* its close (1013 or otherwise) is counted */
 	F_CHAT_READY = 1 << 14, /* chat: initial_state received, a member now */
 };
 /* Flags that belong to the slot, not to one connection's life. */
@@ -145,11 +145,11 @@ struct worker {
 	void **txfree;
 	uint32_t ntxfree, txcap;
 	size_t txsz;
-	uint8_t *msg_tmpl; /* a message's payload (stamp zeroed + padding) */
-	char *chat_tmp;	   /* chat: one message's JSON before masking */
+	uint8_t *msg_tmpl;		  /* a message's payload (stamp zeroed + padding) */
+	char *chat_tmp;			  /* chat: one message's JSON before masking */
 	struct rr_bench_tls_ctx *tls_ctx; /* wss:// */
 	uint8_t *plain;			  /* wss://: decrypted bytes, one read at a time */
-	size_t chat_max;   /* chat: longest JSON payload the bench sends */
+	size_t chat_max;		  /* chat: longest JSON payload the bench sends */
 
 	uint64_t now;
 	uint64_t rng;
@@ -587,7 +587,8 @@ static int chat_frame(struct worker *w, struct bconn *c, const uint8_t *p, size_
 		w->c.chat_errors++;
 		if (w->anomalies_shown < ANOMALIES_SHOWN_MAX) {
 			w->anomalies_shown++;
-			fprintf(stderr, "ringroom-bench: worker %u: connection %u: chat error: %.*s\n",
+			fprintf(stderr,
+				"ringroom-bench: worker %u: connection %u: chat error: %.*s\n",
 				w->id, c->gid, (int)(n < 200 ? n : 200), (const char *)p);
 		}
 		break;
@@ -1090,7 +1091,7 @@ static void conn_flush(struct worker *w, struct bconn *c)
 	uint8_t *b = tx_get(w);
 	size_t o = 0;
 	size_t frame = w->cfg->mode == RR_BENCH_CHAT ? rr_bench_frame_len(w->chat_max)
-						      : rr_bench_frame_len(w->cfg->size);
+						     : rr_bench_frame_len(w->cfg->size);
 	if (c->flags & F_PONG) {
 		o += rr_bench_frame_encode(b + o, RR_BENCH_OP_PONG, c->aux, c->aux_len,
 					   (uint32_t)rng_next(w));
@@ -1142,8 +1143,7 @@ static void flush_all(struct worker *w)
 	for (uint32_t i = 0; i < w->nrearm; i++) {
 		struct bconn *c = &w->conns[w->rearmq[i]];
 		c->flags &= ~F_REARM;
-		if (c->state != C_DEAD && c->state != C_FREE &&
-		    !(c->flags & (F_RECV | F_PAUSED)))
+		if (c->state != C_DEAD && c->state != C_FREE && !(c->flags & (F_RECV | F_PAUSED)))
 			arm_recv(w, c);
 		conn_maybe_release(w, c);
 	}
@@ -1574,8 +1574,9 @@ int rr_bench_worker_run(const struct rr_bench_cfg *cfg, struct rr_bench_shared *
 		flush_all(w);
 
 		/* fanout publishers are paced by the clock: wake often */
-		long wait_ns =
-		    (rr_bench_mode_rooms(cfg->mode) && phase == RR_BENCH_PH_RUN) ? 500000 : 10000000;
+		long wait_ns = (rr_bench_mode_rooms(cfg->mode) && phase == RR_BENCH_PH_RUN)
+				   ? 500000
+				   : 10000000;
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = wait_ns};
 		struct io_uring_cqe *cqe;
 		int r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);

@@ -21,19 +21,20 @@ static size_t broadcast(char *dst, const char *sent, size_t sent_len, const char
 	c += 11;
 	const char *e = memchr(c, '"', (size_t)(sent + sent_len - c));
 	CHECK(e != NULL);
-	return (size_t)sprintf(dst,
-			       "{\"type\":\"message\",\"message\":{\"id\":12345,\"userId\":\"%s\","
-			       "\"username\":\"%s\",\"content\":\"%.*s\",\"timestamp\":1795461665581,"
-			       "\"threadId\":null}}",
-			       user, user, (int)(e - c), c);
+	return (size_t)sprintf(
+	    dst,
+	    "{\"type\":\"message\",\"message\":{\"id\":12345,\"userId\":\"%s\","
+	    "\"username\":\"%s\",\"content\":\"%.*s\",\"timestamp\":1795461665581,"
+	    "\"threadId\":null}}",
+	    user, user, (int)(e - c), c);
 }
 
 static void test_roundtrip(void)
 {
 	static const uint32_t sizes[] = {28, 56, 57, 100, 1000};
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-		struct rr_bench_stamp st = {.run = 0xdeadbeef, .pub = 42, .seq = 7 + k,
-					    .ts_ns = 123456789012345ull};
+		struct rr_bench_stamp st = {
+		    .run = 0xdeadbeef, .pub = 42, .seq = 7 + k, .ts_ns = 123456789012345ull};
 		size_t n = rr_bench_chat_encode(out, &st, sizes[k]);
 		CHECK(n <= rr_bench_chat_max(sizes[k]));
 		CHECK(memcmp(out, "{\"type\":\"message\",\"content\":\"", 29) == 0);
@@ -53,8 +54,9 @@ static void test_roundtrip(void)
 		const char *r = memmem(out, n, "\"requestId\":\"", 13);
 		CHECK(r != NULL);
 		char ack[200];
-		size_t an = (size_t)sprintf(ack, "{\"type\":\"ack\",\"id\":12345,\"requestId\":\"%.*s}",
-					    (int)(out + n - (r + 13) - 1), r + 13);
+		size_t an =
+		    (size_t)sprintf(ack, "{\"type\":\"ack\",\"id\":12345,\"requestId\":\"%.*s}",
+				    (int)(out + n - (r + 13) - 1), r + 13);
 		CHECK_EQ(rr_bench_chat_parse((const uint8_t *)ack, an, &f), RR_BENCH_CHAT_ACK);
 		CHECK_EQ(f.ack_run, st.run);
 		CHECK_EQ(f.ack_ts, st.ts_ns);
@@ -150,7 +152,8 @@ static void test_reader_keeps(void)
 		rx.keep_cap = 512;
 		struct kept k = {0};
 		CHECK_EQ(rr_bench_rx_feed(&rx, frame, cut, &ops, &k), (ssize_t)cut);
-		CHECK_EQ(rr_bench_rx_feed(&rx, frame + cut, fl - cut, &ops, &k), (ssize_t)(fl - cut));
+		CHECK_EQ(rr_bench_rx_feed(&rx, frame + cut, fl - cut, &ops, &k),
+			 (ssize_t)(fl - cut));
 		CHECK_EQ(k.messages, 1);
 		CHECK_EQ(k.len, (size_t)512);
 		CHECK(memcmp(k.first, b, 512) == 0);
