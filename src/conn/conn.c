@@ -184,9 +184,13 @@ static void mark_dirty(struct rr_core *core, struct rr_conn *c)
 
 static void out_drop_unsent(struct rr_conn *c)
 {
-	/* Keep the nodes of the send in flight; drop the rest. */
+	/* Keep the nodes of the send in flight, and a head already partly
+	 * sent (its tail must follow, or the stream is corrupt); drop the rest. */
 	struct rr_out **pp = &c->out_head, *last = NULL;
-	for (uint32_t i = 0; i < c->send_nodes && *pp; i++) {
+	uint32_t keep = c->send_nodes;
+	if (keep == 0 && c->out_head && c->out_head->off > 0)
+		keep = 1;
+	for (uint32_t i = 0; i < keep && *pp; i++) {
 		last = *pp;
 		pp = &(*pp)->next;
 	}
@@ -458,6 +462,13 @@ static void conn_kill(struct rr_core *core, struct rr_conn *c)
 	leave_room(core, c, 1006, false);
 	if (c->state == RR_CONN_WAIT)
 		rr_handler_unwait(core, c);
+	if (c->state == RR_CONN_HANDOFF && (c->flags & RR_CF_HANDOFF_WAIT)) {
+		/* never submitted: the record is ours (its tls and ip are c's) */
+		free(c->handoff);
+		c->handoff = NULL;
+		c->flags &= ~RR_CF_HANDOFF_WAIT;
+		core->handoffs_inflight--;
+	}
 	member_done(core, c);
 	rr_timer_cancel(&core->wheel, &c->timer);
 	c->state = RR_CONN_DEAD;
@@ -603,6 +614,12 @@ static void ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t 
 int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29],
 		      const char *protocol)
 {
+	if (core->draining) {
+		/* it waited (room load, hand-off) across the start of the drain */
+		rr_room_leave(core, c);
+		reply_and_close(core, c, 503, NULL);
+		return -ESHUTDOWN;
+	}
 	struct rr_frame *f = rr_http_switching(accept, protocol && protocol[0] ? protocol : NULL);
 	if (f == NULL) {
 		rr_room_leave(core, c);
@@ -653,9 +670,9 @@ static void upgrade_local(struct rr_core *core, struct rr_conn *c, uint8_t route
 		}
 		int rc = rr_room_join(core, r, c);
 		if (rc < 0) {
-			rr_room_release_if_empty(core, r);
 			rr_info("conn %u: room '%.*s' is full (%u members), answering 503", c->idx,
 				(int)room_len, room, r->count);
+			rr_room_release_if_empty(core, r);
 			reply_and_close(core, c, 503, NULL);
 			return;
 		}
@@ -1065,7 +1082,9 @@ static int on_ws_ping(void *ctx, uint8_t *p, size_t n)
 		c->out_bytes += f->len;
 		return 0;
 	}
-	if (rr_conn_send(core, c, f) == 0)
+	/* a control frame may pass a replay's hold: it answers the peer, not
+	 * the room, and c->pong must name a node of the output queue */
+	if (rr_conn_send_now(core, c, f) == 0)
 		c->pong = c->out_tail;
 	rr_frame_unref(f);
 	return c->state == RR_CONN_OPEN ? 0 : 1;
@@ -1168,6 +1187,14 @@ static void plain_on_data(struct rr_core *core, struct rr_conn *c, uint8_t *p, s
 
 /* Decrypt what the TLS layer holds and pass the plaintext on. Stops when a
  * hand-off starts: the rest stays in the TLS object and moves with it. */
+static void tls_drain(struct rr_core *core, struct rr_conn *c);
+
+void rr_conn_after_open(struct rr_core *core, struct rr_conn *c)
+{
+	if (c->tls && c->state == RR_CONN_OPEN)
+		tls_drain(core, c); /* records that arrived while it waited */
+}
+
 static void tls_drain(struct rr_core *core, struct rr_conn *c)
 {
 	for (int guard = 0; guard < 1024; guard++) {
@@ -1405,6 +1432,8 @@ void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res)
 	c->flags |= RR_CF_COUNTED;
 	c->ip = h->ip;
 	c->tls = h->tls;
+	/* bounded like any handshake: a room load or session lookup may wait */
+	set_deadline(core, c, core->now_ms + core->broker->cfg.handshake_timeout_ms);
 	uint8_t *proto = h->extra + h->query_len;
 	upgrade_local(core, c, h->route, h->room, h->room_len, h->accept,
 		      h->has_id ? &h->id : NULL, (const char *)proto, (const char *)h->extra,
@@ -1436,12 +1465,12 @@ static uint32_t tls_prepare_send(struct rr_core *core, struct rr_conn *c, struct
 		o = c->out_head;
 		while (o) {
 			struct rr_out *next = o->next;
+			c->out_bytes -= o->f->len - o->off; /* held frames stay counted */
 			rr_frame_unref(o->f);
 			free(o);
 			o = next;
 		}
 		c->out_head = c->out_tail = c->pong = NULL;
-		c->out_bytes = 0;
 	}
 	int n = rr_tls_pending_iov(c->tls, iov, RR_SEND_IOV_MAX);
 	return n > 0 ? (uint32_t)n : 0;
@@ -1506,7 +1535,7 @@ void rr_conn_flush_all(struct rr_core *core)
 		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_SEND, c->gen, c->idx));
 		c->flags |= RR_CF_SEND_INFLIGHT;
-		c->send_nodes = n;
+		c->send_nodes = c->tls ? 0 : n; /* TLS: ciphertext, no frame in flight */
 		c->inflight++;
 		RR_STAT_INC(core, sends);
 		c = next;

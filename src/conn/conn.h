@@ -140,5 +140,7 @@ void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
 int rr_conn_send_now(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
 void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c);
 void rr_conn_free_list(struct rr_out *o);
+/* A waiting member just opened: pass on TLS records that arrived meanwhile. */
+void rr_conn_after_open(struct rr_core *core, struct rr_conn *c);
 
 #endif

@@ -263,13 +263,23 @@ static void arm_accept(struct rr_core *core)
 
 static void arm_multishot(struct rr_core *core, bool tls);
 
-static void accept_retry_fn(struct rr_timer *t, uint64_t now_ms)
+static void accept_retry_fn(struct rr_timer *t, uint64_t now_ms, bool tls, struct rr_core *core)
 {
-	struct rr_core *core = rr_container_of(t, struct rr_core, accept_retry);
+	(void)t;
 	(void)now_ms;
-	int lfd = core->accept_retry_tls ? core->tls_listen_fd : core->listen_fd;
+	int lfd = tls ? core->tls_listen_fd : core->listen_fd;
 	if (!core->stopped && lfd >= 0)
-		arm_multishot(core, core->accept_retry_tls);
+		arm_multishot(core, tls);
+}
+
+static void accept_retry_plain(struct rr_timer *t, uint64_t now_ms)
+{
+	accept_retry_fn(t, now_ms, false, rr_container_of(t, struct rr_core, accept_retry[0]));
+}
+
+static void accept_retry_tls(struct rr_timer *t, uint64_t now_ms)
+{
+	accept_retry_fn(t, now_ms, true, rr_container_of(t, struct rr_core, accept_retry[1]));
 }
 
 static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
@@ -302,10 +312,10 @@ static void on_accept(struct rr_core *core, struct io_uring_cqe *cqe)
 			rr_warn("fixed-file table full (%u slots): pausing accepts", core->slots);
 			last_log = core->now_ms;
 		}
-		if (rearm && !rr_timer_armed(&core->accept_retry)) {
-			rr_timer_init(&core->accept_retry, accept_retry_fn);
-			rr_timer_set(&core->wheel, &core->accept_retry, core->now_ms + 50);
-			core->accept_retry_tls = tls;
+		struct rr_timer *rt = &core->accept_retry[tls ? 1 : 0];
+		if (rearm && !rr_timer_armed(rt)) {
+			rr_timer_init(rt, tls ? accept_retry_tls : accept_retry_plain);
+			rr_timer_set(&core->wheel, rt, core->now_ms + 50);
 		}
 		rearm = false;
 	} else if (cqe->res == -EINVAL || cqe->res == -EBADF) {

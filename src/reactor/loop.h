@@ -52,8 +52,7 @@ struct rr_core {
 	struct rr_conn *conns;
 	uint32_t conns_cap, conns_used, conns_live;
 	uint32_t slots; /* fixed-file table size */
-	struct rr_timer accept_retry;
-	bool accept_retry_tls;
+	struct rr_timer accept_retry[2]; /* per listener: plain, TLS */
 	uint32_t members_live; /* upgraded connections */
 	struct rr_conn *free_conns;
 

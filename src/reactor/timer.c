@@ -65,8 +65,11 @@ unsigned rr_wheel_advance(struct rr_wheel *w, uint64_t now_ms)
 	if (steps > RR_WHEEL_SLOTS)
 		steps = RR_WHEEL_SLOTS;
 
+	uint64_t base = w->tick;
 	for (uint64_t i = 1; i <= steps; i++) {
-		uint32_t slot = (uint32_t)((w->tick + i) % RR_WHEEL_SLOTS);
+		uint32_t slot = (uint32_t)((base + i) % RR_WHEEL_SLOTS);
+		/* a timer set by a callback below must land after this slot */
+		w->tick = base + i;
 		struct rr_timer *expired = NULL;
 		struct rr_timer *t = w->slots[slot];
 

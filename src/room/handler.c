@@ -285,6 +285,7 @@ static void alarms_room_ready(struct rr_core *core, struct rr_room *r);
 static void room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = r->rt;
+	r->busy++; /* opens and alarms below may empty the room */
 	rt->load = RR_LOAD_READY;
 	if (!rt->initialised) {
 		rt->initialised = true;
@@ -299,15 +300,19 @@ static void room_ready(struct rr_core *core, struct rr_room *r)
 	while (w) {
 		struct rr_conn *next = w->x->next_waiter;
 		w->x->next_waiter = NULL;
-		if (rt->load == RR_LOAD_READY)
+		if (rt->load == RR_LOAD_READY) {
 			member_open(core, w);
-		else
+		} else {
+			w->x->waiting_room = NULL; /* detached above */
 			rr_conn_reject(core, w, 503);
+		}
 		w = next;
 	}
 	alarms_room_ready(core, r);
 	if (rt->load == RR_LOAD_FAILED)
 		rt->load = RR_LOAD_NONE; /* the next connection tries again */
+	r->busy--;
+	rr_room_release_if_empty(core, r);
 }
 
 static int room_load(struct rr_core *core, struct rr_room *r, uint8_t kind)
@@ -389,6 +394,7 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 		rr_conn_feed(core, c, early, n);
 		free(early);
 	}
+	rr_conn_after_open(core, c);
 }
 
 static void on_session_get(struct rr_core *core, struct sreq *s)
@@ -433,11 +439,18 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 		 * session (the client can't tell which: no oracle) */
 		x->session[0] = '\0';
 	}
-	if (r->rt->load == RR_LOAD_READY)
+	if (r->rt->load == RR_LOAD_READY) {
 		member_open(core, c);
-	else {
-		x->next_waiter = r->rt->waiters;
-		r->rt->waiters = c;
+		return;
+	}
+	x->next_waiter = r->rt->waiters;
+	r->rt->waiters = c;
+	if (r->rt->load == RR_LOAD_NONE) {
+		r->rt->load = RR_LOAD_LOADING;
+		if (room_load(core, r, SR_ROOM_LOAD) < 0) {
+			r->rt->load = RR_LOAD_FAILED;
+			room_ready(core, r);
+		}
 	}
 }
 
@@ -469,6 +482,7 @@ static void room_wake(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = r->rt;
 	rr_timer_cancel(&core->wheel, &rt->idle_timer);
+	rt->evict_now = false;
 	if (rt->load != RR_LOAD_NONE)
 		return;
 	if (!rt->h->durable) {
@@ -532,6 +546,7 @@ void rr_handler_upgrade(struct rr_core *core, struct rr_conn *c, unsigned route,
 	}
 	struct rr_room_rt *rt = r->rt;
 	rr_timer_cancel(&core->wheel, &rt->idle_timer);
+	rt->evict_now = false;
 	c->state = RR_CONN_WAIT;
 	x->waiting_room = r;
 
@@ -773,6 +788,7 @@ static void sreq_done(struct rr_store_req *req)
 
 	rt->ops_inflight--;
 	core->store_inflight--;
+	r->busy++; /* callbacks may empty the room */
 	switch (s->kind) {
 	case SR_ROOM_LOAD:
 	case SR_RELOAD:
@@ -856,8 +872,8 @@ static void sreq_done(struct rr_store_req *req)
 	}
 	rr_store_req_release(req);
 	free(s);
-	if (r->count == 0)
-		rr_room_release_if_empty(core, r);
+	r->busy--;
+	rr_room_release_if_empty(core, r);
 }
 
 void rr_handler_store_done(struct rr_core *core, struct rr_store_req *req)

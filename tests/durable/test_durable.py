@@ -45,6 +45,36 @@ async def initial(port, room):
         return w, s
 
 
+def pings_during_hold(port):
+    """Two pings pipelined with the upgrade reach the chat room while it holds
+    the member's output for its initial state: the pongs must pass the hold
+    and the connection must go on working (a pong once pointed into the
+    wrong queue here and could crash the broker)."""
+    import socket
+    req, _key = rrtest.upgrade_request("/chat/holdroom")
+    frames = (rrtest.encode_frame(rrtest.OP_PING, b"p1") + rrtest.encode_frame(rrtest.OP_PING, b"p2"))
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(5)
+    s.sendall(req + frames)
+    data = b""
+    while b"initial_state" not in data or b"p2" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return "connection closed: %r" % data[-200:]
+        data += chunk
+    if not data.startswith(b"HTTP/1.1 101"):
+        return "no 101: %r" % data[:60]
+    s.sendall(rrtest.encode_frame(rrtest.OP_TEXT, b'{"type":"ping"}'))
+    more = b""
+    while b"pong" not in more:
+        chunk = s.recv(65536)
+        if not chunk:
+            return "closed after the pings"
+        more += chunk
+    s.close()
+    return None
+
+
 def main():
     binary = rrtest.load_binary_arg("durable")
     report = rrtest.Report("durable")
@@ -65,6 +95,7 @@ def main():
                      None if during == base + 1 and after == base else
                      "rooms_open base %d, right after leaving %s, 1.5 s later %d" %
                      (base, during, after))
+        report.run("pings pipelined with the upgrade pass the replay hold", pings_during_hold, p)
         w2, s2 = asyncio.run(initial(p, "sleepy"))
         msgs = [m["content"] for m in s2["messages"]]
         report.check("hibernation: the next connection rebuilds the room from RocksDB",
