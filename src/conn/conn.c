@@ -146,10 +146,6 @@ static void arm_recv(struct rr_core *core, struct rr_conn *c)
 	sqe->buf_group = 0;
 	io_uring_sqe_set_data64(sqe, rr_ud_conn(RR_UD_RECV, c->gen, c->idx));
 	c->flags |= RR_CF_RECV_ARMED;
-	if (multi)
-		c->flags |= RR_CF_RECV_MULTI;
-	else
-		c->flags &= ~RR_CF_RECV_MULTI;
 	c->inflight++;
 }
 
@@ -443,7 +439,6 @@ static void conn_maybe_finish(struct rr_core *core, struct rr_conn *c)
 	 * discard until the peer's FIN or the close timeout. */
 	member_done(core, c);
 	c->state = RR_CONN_LINGER;
-	c->flags |= RR_CF_SHUT_DONE;
 	submit_shutdown(core, c, SHUT_WR);
 	if (!(c->flags & RR_CF_RECV_ARMED))
 		arm_recv(core, c);
@@ -1265,7 +1260,7 @@ void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t 
 	bool more = cqe_flags & IORING_CQE_F_MORE;
 
 	if (!more)
-		c->flags &= ~(RR_CF_RECV_ARMED | RR_CF_RECV_MULTI);
+		c->flags &= ~RR_CF_RECV_ARMED;
 	if (cqe_flags & IORING_CQE_F_BUFFER) {
 		uint32_t bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
 		uint8_t *buf = core->bufs + (size_t)bid * core->buf_size;

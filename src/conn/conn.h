@@ -37,7 +37,6 @@ enum rr_conn_state {
 
 enum rr_conn_flag {
 	RR_CF_RECV_ARMED = 1u << 0,
-	RR_CF_RECV_MULTI = 1u << 1,
 	RR_CF_SEND_INFLIGHT = 1u << 2,
 	RR_CF_DIRTY = 1u << 3,
 	RR_CF_REARM = 1u << 4,
@@ -45,7 +44,6 @@ enum rr_conn_flag {
 	RR_CF_CLOSE_RCVD = 1u << 6,  /* the peer's close frame arrived */
 	RR_CF_INPUT_DONE = 1u << 7,  /* ignore further input (after a failure) */
 	RR_CF_REPLY = 1u << 8,       /* an HTTP response is the last output */
-	RR_CF_SHUT_DONE = 1u << 9,   /* shutdown issued */
 	RR_CF_FD_CLOSING = 1u << 10, /* close_direct issued */
 	RR_CF_COUNTED = 1u << 11,    /* counted in broker->live_conns */
 	RR_CF_HANDED_OFF = 1u << 12, /* the socket now belongs to another core */

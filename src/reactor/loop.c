@@ -240,7 +240,6 @@ static void arm_multishot(struct rr_core *core, bool tls)
 
 static void arm_accept(struct rr_core *core)
 {
-	core->accept_armed = true;
 	if (core->broker->cfg.max_connections_per_ip) {
 		if (core->accept_slots == NULL) {
 			core->accept_slots = calloc(2 * RR_ACCEPT_SLOTS, sizeof(struct rr_accept_slot));

@@ -36,7 +36,6 @@ struct rr_core {
 	int ring_fd;
 	int listen_fd;
 	int tls_listen_fd;
-	bool accept_armed;
 	uint32_t accepts_inflight;
 	struct rr_accept_slot *accept_slots; /* with --max-connections-per-ip */
 

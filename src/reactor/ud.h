@@ -24,11 +24,8 @@ enum rr_ud_kind {
 	RR_UD_SHUTDOWN = 5, /* conn: shutdown(SHUT_WR) */
 	RR_UD_HANDOFF_OUT = 6, /* conn: MSG_RING send-fd result on the source core */
 	RR_UD_HANDOFF_IN = 7,  /* pointer: a hand-off record arriving on the home core */
-	RR_UD_MAIL = 8,     /* pointer: a message from another core or thread */
 	RR_UD_STORE = 9,    /* pointer: a completed storage request (persist/) */
-	RR_UD_CANCEL = 10,  /* result of a cancel */
 	RR_UD_WAKE = 11,    /* a bare wake-up (shutdown, drain) */
-	RR_UD_FILE = 12,    /* pointer: a file read at start-up or reload */
 	RR_UD_ACCEPT_TLS = 13, /* multishot accept on the core's TLS listener */
 };
 
