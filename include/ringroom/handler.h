@@ -192,6 +192,13 @@ void rr_member_release(struct rr_conn *c);
 uint64_t rr_member_queued_bytes(const struct rr_conn *c);
 void rr_member_want_writable(struct rr_conn *c);
 
+/*
+ * A parameter of a query string (rr_open_info.query): its %-decoded value
+ * into out (cap bytes, NUL-terminated). Returns its length, -ENOENT when
+ * absent, -EINVAL when it does not decode or does not fit.
+ */
+int rr_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
+
 /* Wall-clock ms when the auto-response last answered this member, 0 never. */
 uint64_t rr_member_auto_response_ms(const struct rr_conn *c);
 

@@ -2,8 +2,11 @@
  * The connection state machine: slots, the close path, timers, and the
  * connection layer's place in the loop.
  *
- * DESIGN: completions drive everything (conn/input.c reads, conn/out.c
- * writes). Closing is one path for every cause: queue the last output (close
+ * DESIGN: completions drive everything (conn/input.c reads, conn/send.c
+ * writes, conn/handoff.c moves, conn/accept.c creates; conn/layer.c wires
+ * them into the loop); this file is the part they all call: the slots, the
+ * output policy (the slow-consumer limit, the hold of a replay) over the
+ * queue of conn/outq.c, and the close path. Closing is one path for every cause: queue the last output (close
  * frame or HTTP answer), and once it is sent shutdown(SHUT_WR) and read until
  * the peer's FIN (lingering close: the peer gets our last bytes, not a
  * reset); the close timeout bounds every wait. rr_conn_kill() is the hard
@@ -26,10 +29,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-#define SCRATCH_MSGS 4096
-#define SCRATCH_IOVS (64 * 1024)
 
-const struct rr_conn_gate *rr_conn_gate;
 
 static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms);
 
@@ -69,7 +69,7 @@ static void member_done(struct rr_core *core, struct rr_conn *c)
 	}
 }
 
-static void conn_release(struct rr_core *core, struct rr_conn *c)
+void rr_conn_release(struct rr_core *core, struct rr_conn *c)
 {
 	struct rr_conns *cs = rr_conns(core);
 	rr_assert(c->inflight == 0);
@@ -85,8 +85,11 @@ static void conn_release(struct rr_core *core, struct rr_conn *c)
 		c->owner->release(core, c);
 	c->owner = NULL;
 	c->ctx = NULL;
-	rr_out_free_all(core, c);
-	rr_in_free(c);
+	rr_outq_free(&c->out, &cs->pool);
+	free(c->in); /* input backlog (conn/input.c) */
+	c->in = NULL;
+	free(c->handoff); /* a hand-off not yet submitted (at exit) */
+	c->handoff = NULL;
 	rr_ws_rx_free(&c->rx);
 	rr_tls_free(c->tls);
 	c->tls = NULL;
@@ -159,6 +162,124 @@ void rr_conn_set_deadline(struct rr_core *core, struct rr_conn *c, uint64_t at_m
 	rr_timer_set(&core->wheel, &c->timer, at_ms);
 }
 
+/* ---- output ---------------------------------------------------------------- */
+
+void rr_conn_mark_dirty(struct rr_core *core, struct rr_conn *c)
+{
+	struct rr_conns *cs = rr_conns(core);
+	if (c->flags & (RR_CF_DIRTY | RR_CF_SEND_INFLIGHT))
+		return;
+	c->flags |= RR_CF_DIRTY;
+	c->next = cs->dirty;
+	cs->dirty = c;
+}
+
+bool rr_conn_output_pending(const struct rr_conn *c)
+{
+	return c->out.head != NULL || (c->tls && rr_tls_pending_bytes(c->tls) > 0);
+}
+
+static int push(struct rr_core *core, struct rr_conn *c, struct rr_frame *f, bool held, bool bulk)
+{
+	int rc = rr_outq_push(&c->out, &rr_conns(core)->pool, f, held, bulk);
+	if (rc < 0)
+		return rc;
+	RR_STAT_INC(core, frames_out);
+	if (!held)
+		rr_conn_mark_dirty(core, c);
+	return 0;
+}
+
+static void queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const char *reason)
+{
+	struct rr_frame *f;
+	if (code == RR_WS_CLOSE_NO_STATUS)
+		f = rr_frame_ws(RR_WS_CLOSE, NULL, 0);
+	else
+		f = rr_frame_ws_close(code, reason);
+	c->flags |= RR_CF_CLOSE_SENT;
+	c->close_code = code;
+	if (f == NULL || push(core, c, f, false, false) < 0)
+		rr_conn_kill(core, c);
+	if (f)
+		rr_frame_unref(f);
+}
+
+uint64_t rr_conn_queued_bytes(const struct rr_conn *c)
+{
+	return rr_outq_ahead(&c->out) + (c->tls ? rr_tls_pending_bytes(c->tls) : 0);
+}
+
+int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	if (c->state != RR_CONN_OPEN)
+		return -EPIPE;
+	uint64_t queued = rr_outq_live(&c->out) + (c->tls ? rr_tls_pending_bytes(c->tls) : 0);
+	if (rr_unlikely(queued + f->len > core->broker->cfg.max_queued_bytes)) {
+		char peer[64];
+		rr_conn_peer(c, peer, sizeof(peer));
+		rr_info("conn %u (%s): slow consumer (%llu bytes queued), closing with 1013", c->idx,
+			peer, (unsigned long long)queued);
+		RR_STAT_INC(core, closes_1013);
+		rr_outq_drop_unsent(&c->out, &rr_conns(core)->pool);
+		c->flags &= ~RR_CF_HOLD;
+		rr_conn_close(core, c, RR_WS_CLOSE_TRY_LATER, "slow consumer");
+		return -ENOBUFS;
+	}
+	if (push(core, c, f, c->flags & RR_CF_HOLD, false) < 0) {
+		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int rr_conn_send_bulk(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	if (c->state != RR_CONN_OPEN)
+		return -EPIPE;
+	if (push(core, c, f, false, true) < 0) {
+		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void rr_conn_hold(struct rr_conn *c)
+{
+	c->flags |= RR_CF_HOLD;
+}
+
+void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c)
+{
+	c->flags &= ~RR_CF_HOLD;
+	if (rr_outq_release_hold(&c->out))
+		rr_conn_mark_dirty(core, c);
+}
+
+void rr_conn_want_writable(struct rr_core *core, struct rr_conn *c)
+{
+	(void)core;
+	if (c->state == RR_CONN_OPEN)
+		c->flags |= RR_CF_WANT_WRITABLE;
+}
+
+/* The latest ping's answer: only the latest is answered (RFC 6455 5.5.3),
+ * so a ping flood costs one frame. It passes a replay's hold: it answers
+ * the peer, not the room. */
+int rr_conn_pong(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->state != RR_CONN_OPEN)
+		return 0;
+	struct rr_frame *f = rr_frame_ws(RR_WS_PONG, p, n);
+	if (f == NULL)
+		return -ENOMEM;
+	int rc = rr_outq_pong(&c->out, f);
+	rr_frame_unref(f);
+	if (rc == 0)
+		rr_conn_mark_dirty(core, c);
+	return rc;
+}
+
 /* ---- leaving: deferred to the settle step --------------------------------- */
 
 static void queue_leave(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean)
@@ -228,7 +349,7 @@ void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const
 		return;
 	c->state = RR_CONN_CLOSING;
 	queue_leave(core, c, code, code == RR_WS_CLOSE_NORMAL || code == RR_WS_CLOSE_GOING_AWAY);
-	rr_out_queue_close(core, c, code, reason);
+	queue_close(core, c, code, reason);
 	rr_conn_set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
 }
 
@@ -239,7 +360,7 @@ void rr_conn_peer_closed(struct rr_core *core, struct rr_conn *c, uint16_t code)
 	if (c->state == RR_CONN_OPEN) {
 		c->state = RR_CONN_CLOSING;
 		queue_leave(core, c, code == RR_WS_CLOSE_NO_STATUS ? 1005 : code, true);
-		rr_out_queue_close(core, c, code, NULL);
+		queue_close(core, c, code, NULL);
 		rr_conn_set_deadline(core, c, core->now_ms + core->broker->cfg.close_timeout_ms);
 	}
 	rr_conn_maybe_finish(core, c);
@@ -261,7 +382,7 @@ void rr_conn_fail(struct rr_core *core, struct rr_conn *c, uint16_t code)
 	if (c->state == RR_CONN_OPEN)
 		rr_conn_close(core, c, code, NULL);
 	else if (!(c->flags & RR_CF_CLOSE_SENT))
-		rr_out_queue_close(core, c, code, NULL);
+		queue_close(core, c, code, NULL);
 	rr_conn_maybe_finish(core, c);
 }
 
@@ -296,7 +417,7 @@ void rr_conn_reply(struct rr_core *core, struct rr_conn *c, int status, struct r
 		queue_leave(core, c, 1006, false);
 	c->state = RR_CONN_CLOSING;
 	c->flags |= RR_CF_REPLY | RR_CF_INPUT_DONE;
-	if (f == NULL || rr_out_push(core, c, f, false) < 0) {
+	if (f == NULL || push(core, c, f, false, false) < 0) {
 		if (f)
 			rr_frame_unref(f);
 		rr_conn_kill(core, c);
@@ -311,7 +432,7 @@ void rr_conn_maybe_finish(struct rr_core *core, struct rr_conn *c)
 {
 	if (c->state != RR_CONN_CLOSING)
 		return;
-	if (rr_out_pending(c) || (c->flags & RR_CF_SEND_INFLIGHT))
+	if (rr_conn_output_pending(c) || (c->flags & RR_CF_SEND_INFLIGHT))
 		return; /* the send completion calls again */
 	if ((c->flags & RR_CF_CLOSE_SENT) && (c->flags & RR_CF_CLOSE_RCVD)) {
 		/* Close handshake complete: the peer sends nothing more, so the
@@ -350,8 +471,13 @@ void rr_conn_kill(struct rr_core *core, struct rr_conn *c)
 		return;
 	if (c->state == RR_CONN_OPEN || c->state == RR_CONN_WAIT)
 		queue_leave(core, c, 1006, false);
-	if (c->state == RR_CONN_HANDOFF)
-		rr_handoff_drop(core, c, false);
+	if (c->state == RR_CONN_HANDOFF && (c->flags & RR_CF_HANDOFF_WAIT)) {
+		/* never submitted: the record is ours (its tls and ip are c's) */
+		free(c->handoff);
+		c->handoff = NULL;
+		c->flags &= ~RR_CF_HANDOFF_WAIT;
+		core->handoffs_inflight--;
+	}
 	member_done(core, c);
 	rr_timer_cancel(&core->wheel, &c->timer);
 	c->state = RR_CONN_DEAD;
@@ -370,23 +496,9 @@ void rr_conn_op_done(struct rr_core *core, struct rr_conn *c)
 	if (c->state != RR_CONN_DEAD || c->inflight > 0)
 		return;
 	if (c->flags & RR_CF_FD_CLOSING)
-		conn_release(core, c);
+		rr_conn_release(core, c);
 	else
 		submit_close(core, c);
-}
-
-static void on_op_done(struct rr_core *core, const struct io_uring_cqe *cqe)
-{
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	struct rr_conn *c = rr_conn_lookup(core, ud);
-	if (c == NULL)
-		return;
-	if (rr_ud_kind(ud) == RR_UD_HANDOFF_OUT) {
-		rr_handoff_on_out(core, c, cqe->res); /* calls rr_conn_op_done */
-		return;
-	}
-	/* SHUTDOWN (ENOTCONN etc. are fine: the peer went first), CLOSE */
-	rr_conn_op_done(core, c);
 }
 
 /* ---- timers ----------------------------------------------------------- */
@@ -473,7 +585,7 @@ int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[2
 		return -ESHUTDOWN;
 	}
 	struct rr_frame *f = rr_http_switching(accept, protocol && protocol[0] ? protocol : NULL);
-	if (f == NULL || rr_out_push(core, c, f, false) < 0) {
+	if (f == NULL || push(core, c, f, false, false) < 0) {
 		if (f)
 			rr_frame_unref(f);
 		rr_warn("conn %u: no memory for the 101, answering 503", c->idx);
@@ -482,7 +594,8 @@ int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[2
 	}
 	rr_frame_unref(f);
 	c->state = RR_CONN_OPEN;
-	c->flags |= RR_CF_MEMBER | RR_CF_UPGRADE_UNSENT;
+	c->flags |= RR_CF_MEMBER;
+	c->out.keep_head = true; /* the 101: never dropped unsent */
 	core->members_live++;
 	RR_STAT_INC(core, upgrades);
 	c->last_rx_ms = core->now_ms;
@@ -500,138 +613,3 @@ void rr_conn_peer(const struct rr_conn *c, char *out, size_t cap)
 		snprintf(out, cap, "?");
 }
 
-/* ---- the layer ------------------------------------------------------------ */
-
-static int conns_init(struct rr_core *core)
-{
-	struct rr_conns *cs = calloc(1, sizeof(*cs));
-	if (cs == NULL)
-		return -ENOMEM;
-	core->layer[RR_LAYER_CONN] = cs;
-	cs->core = core;
-	/* Connection slots: +25 % for connections handed to this core. The
-	 * mapping is lazily backed, so unused slots cost no memory. */
-	cs->cap = core->slots + core->slots / 4;
-	cs->slot = mmap(NULL, (size_t)cs->cap * sizeof(struct rr_conn), PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (cs->slot == MAP_FAILED) {
-		cs->slot = NULL;
-		return -ENOMEM;
-	}
-	cs->msgs_cap = SCRATCH_MSGS;
-	cs->iovs_cap = SCRATCH_IOVS;
-	cs->msgs = calloc(cs->msgs_cap, sizeof(*cs->msgs));
-	cs->iovs = calloc(cs->iovs_cap, sizeof(*cs->iovs));
-	if (cs->msgs == NULL || cs->iovs == NULL)
-		return -ENOMEM;
-	if (core->broker->cfg.tls_cert[0]) {
-		cs->tls_plain_cap = RR_TLS_RECORD_MAX + 256;
-		cs->tls_plain = malloc(cs->tls_plain_cap);
-		if (cs->tls_plain == NULL)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-static void conns_settle(struct rr_core *core)
-{
-	rr_in_settle(core);
-	rr_conn_settle_leaving(core);
-}
-
-static void conns_flush(struct rr_core *core)
-{
-	rr_out_flush_all(core);
-	rr_in_rearm_all(core);
-}
-
-static void conns_drain(struct rr_core *core)
-{
-	struct rr_conns *cs = rr_conns(core);
-	for (uint32_t i = 0; i < cs->used; i++) {
-		struct rr_conn *c = &cs->slot[i];
-		if (c->state == RR_CONN_OPEN)
-			rr_conn_close(core, c, RR_WS_CLOSE_GOING_AWAY, "server shutting down");
-	}
-}
-
-static void conns_stopped_listening(struct rr_core *core)
-{
-	/* The broker is stopping: a request still arriving can only be
-	 * refused; answer it now rather than wait for the rest of it (the
-	 * lingering close reads and drops what it still sends). */
-	struct rr_conns *cs = rr_conns(core);
-	for (uint32_t i = 0; i < cs->used; i++) {
-		struct rr_conn *c = &cs->slot[i];
-		if (c->state != RR_CONN_HS && c->state != RR_CONN_WAIT)
-			continue;
-		if (c->tls && !rr_tls_handshake_done(c->tls))
-			rr_conn_kill(core, c); /* nothing to answer with */
-		else
-			rr_conn_reply(core, c, 503, NULL);
-	}
-}
-
-static void conns_stop(struct rr_core *core)
-{
-	(void)core;
-	rr_tls_thread_exit();
-}
-
-static void conns_fini(struct rr_core *core)
-{
-	/* At exit, after the ring is gone: free what each slot holds. */
-	struct rr_conns *cs = rr_conns(core);
-	if (cs == NULL)
-		return;
-	for (uint32_t i = 0; cs->slot && i < cs->used; i++) {
-		struct rr_conn *c = &cs->slot[i];
-		if (c->state == RR_CONN_FREE)
-			continue;
-		c->inflight = 0;
-		if (c->handoff)
-			rr_handoff_drop(core, c, true);
-		conn_release(core, c);
-	}
-	while (cs->rearm) {
-		cs->rearm->flags &= ~RR_CF_REARM;
-		cs->rearm = cs->rearm->next_rearm;
-	}
-	rr_out_pool_free(cs);
-	free(cs->leaving);
-	free(cs->backlog);
-	free(cs->msgs);
-	free(cs->iovs);
-	free(cs->tls_plain);
-	free(cs->accept_slots);
-	if (cs->slot)
-		munmap(cs->slot, (size_t)cs->cap * sizeof(struct rr_conn));
-	free(cs);
-	core->layer[RR_LAYER_CONN] = NULL;
-}
-
-static const struct rr_layer conn_layer = {
-	.name = "connections",
-	.init = conns_init,
-	.start = rr_accept_start,
-	.settle = conns_settle,
-	.flush = conns_flush,
-	.drain = conns_drain,
-	.stopped_listening = conns_stopped_listening,
-	.stop = conns_stop,
-	.fini = conns_fini,
-};
-
-void rr_conn_register(const struct rr_conn_gate *gate)
-{
-	rr_conn_gate = gate;
-	rr_reactor_layer(RR_LAYER_CONN, &conn_layer);
-	rr_reactor_on(RR_UD_ACCEPT, rr_accept_on_cqe);
-	rr_reactor_on(RR_UD_ACCEPT_TLS, rr_accept_on_cqe);
-	rr_reactor_on(RR_UD_RECV, rr_in_on_recv);
-	rr_reactor_on(RR_UD_SEND, rr_out_on_send);
-	rr_reactor_on(RR_UD_SHUTDOWN, on_op_done);
-	rr_reactor_on(RR_UD_CLOSE, on_op_done);
-	rr_reactor_on(RR_UD_HANDOFF_OUT, on_op_done);
-	rr_reactor_on(RR_UD_HANDOFF_IN, rr_handoff_on_in);
-}

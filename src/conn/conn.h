@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conn/outq.h"
 #include "core/frame.h"
 #include "reactor/loop.h"
 #include "reactor/timer.h"
@@ -71,19 +72,8 @@ enum rr_conn_flag {
 	RR_CF_HOLD = 1u << 18,         /* live output waits behind a replay */
 	RR_CF_CLEAN = 1u << 19,        /* the leave is a clean close (1000/1001/peer's) */
 	RR_CF_WANT_WRITABLE = 1u << 20, /* tell the owner when the queue runs low */
-	RR_CF_UPGRADE_UNSENT = 1u << 21, /* the 101 is queued, not yet sent */
 	RR_CF_BACKLOG = 1u << 22,       /* on the core's input backlog list */
 	RR_CF_REARM_PAUSED = 1u << 23,  /* re-arm once the backlog drains */
-};
-
-/* One node of an output queue: a chunk of copied small frames (f NULL,
- * bytes in data[]) or a reference to a shared frame. */
-struct rr_out {
-	struct rr_out *next;
-	struct rr_frame *f;
-	uint32_t off; /* bytes already sent */
-	uint32_t len; /* bytes in the node */
-	uint8_t data[];
 };
 
 struct rr_hs {
@@ -130,12 +120,7 @@ struct rr_conn {
 	uint16_t _pad2;
 	uint32_t exp_s; /* token expiry (unix seconds), 0: none */
 
-	struct rr_out *out_head, *out_tail, *pong;
-	struct rr_out *held_head, *held_tail; /* live output behind a replay */
-	uint64_t out_bytes;  /* queued (held included), including the send in flight */
-	uint32_t held_bytes; /* of which held */
-	uint32_t send_nodes; /* nodes in the send in flight */
-	uint64_t bulk_bytes; /* of out_bytes: queued past the limit (replays) */
+	struct rr_outq out;
 
 	struct rr_conn *next; /* dirty list or free list */
 	struct rr_conn *next_rearm;
@@ -232,9 +217,7 @@ struct rr_conns {
 	/* decrypted bytes of one TLS read, passed on at once */
 	uint8_t *tls_plain;
 	size_t tls_plain_cap;
-	/* pooled output chunks */
-	struct rr_out *chunks;
-	uint32_t nchunks;
+	struct rr_out_pool pool; /* output chunks */
 	/* accepting */
 	struct rr_accept_slot *accept_slots; /* with --max-connections-per-ip */
 	struct rr_timer accept_retry[2];     /* per listener: plain, TLS */
@@ -248,8 +231,9 @@ static inline struct rr_conns *rr_conns(struct rr_core *core)
 
 extern const struct rr_conn_gate *rr_conn_gate;
 
-/* conn.c */
+/* conn.c (lowest: the others call it) */
 struct rr_conn *rr_conn_alloc(struct rr_core *core, int fd);
+void rr_conn_release(struct rr_core *core, struct rr_conn *c);
 struct rr_conn *rr_conn_lookup(struct rr_core *core, uint64_t user_data);
 void rr_conn_kill(struct rr_core *core, struct rr_conn *c);
 void rr_conn_fail(struct rr_core *core, struct rr_conn *c, uint16_t code);
@@ -259,30 +243,21 @@ void rr_conn_set_deadline(struct rr_core *core, struct rr_conn *c, uint64_t at_m
 void rr_conn_arm_recv(struct rr_core *core, struct rr_conn *c);
 void rr_conn_settle_leaving(struct rr_core *core);
 void rr_conn_peer_closed(struct rr_core *core, struct rr_conn *c, uint16_t code);
-/* out.c */
-void rr_out_mark_dirty(struct rr_core *core, struct rr_conn *c);
-int rr_out_push(struct rr_core *core, struct rr_conn *c, struct rr_frame *f, bool held);
-void rr_out_queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code,
-			const char *reason);
-void rr_out_drop_unsent(struct rr_core *core, struct rr_conn *c);
-void rr_out_free_all(struct rr_core *core, struct rr_conn *c);
-void rr_out_flush_all(struct rr_core *core);
-void rr_out_on_send(struct rr_core *core, const struct io_uring_cqe *cqe);
-void rr_out_pool_free(struct rr_conns *cs);
-bool rr_out_pending(const struct rr_conn *c);
-int rr_out_pong(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n);
+void rr_conn_mark_dirty(struct rr_core *core, struct rr_conn *c);
+bool rr_conn_output_pending(const struct rr_conn *c);
+int rr_conn_pong(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n);
 /* input.c */
 void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe);
 void rr_in_settle(struct rr_core *core);
 void rr_in_rearm_all(struct rr_core *core);
 void rr_in_tls_drain(struct rr_core *core, struct rr_conn *c);
-void rr_in_free(struct rr_conn *c);
 /* handoff.c */
 void rr_handoff_on_out(struct rr_core *core, struct rr_conn *c, int res);
 void rr_handoff_on_in(struct rr_core *core, const struct io_uring_cqe *cqe);
 void rr_handoff_submit(struct rr_core *core, struct rr_conn *c);
-/* a dropped connection in hand-off; at_exit: free what the record holds */
-void rr_handoff_drop(struct rr_core *core, struct rr_conn *c, bool at_exit);
+/* send.c */
+void rr_send_flush_all(struct rr_core *core);
+void rr_send_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe);
 /* accept.c */
 void rr_accept_start(struct rr_core *core);
 void rr_accept_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe);

@@ -4,6 +4,9 @@
  * per-IP entry, and the gate's record (what it decided: route, room,
  * identity, bytes read past the request).
  *
+ * The record is one allocation holding the same ip and tls pointers as the
+ * connection until the file arrived, so dropping it (conn.c) is a free().
+ *
  * DESIGN: the source keeps its slot until the MSG_RING completion says the
  * file arrived (then drops the slot without touching the socket) or not
  * (then answers 503 itself). TLS output still queued must leave from the
@@ -54,7 +57,7 @@ void rr_conn_handoff(struct rr_core *core, struct rr_conn *c, unsigned home, con
 	core->handoffs_inflight++;
 	if ((c->flags & RR_CF_SEND_INFLIGHT) || (c->tls && rr_tls_pending_bytes(c->tls) > 0)) {
 		c->flags |= RR_CF_HANDOFF_WAIT;
-		rr_out_mark_dirty(core, c);
+		rr_conn_mark_dirty(core, c);
 		return;
 	}
 	rr_handoff_submit(core, c);
@@ -138,28 +141,4 @@ void rr_handoff_on_in(struct rr_core *core, const struct io_uring_cqe *cqe)
 	free(h);
 	if (c->tls)
 		rr_in_tls_drain(core, c); /* records that arrived with the request */
-}
-
-void rr_handoff_drop(struct rr_core *core, struct rr_conn *c, bool at_exit)
-{
-	struct rr_handoff *h = c->handoff;
-	if (h == NULL)
-		return;
-	if (at_exit) {
-		/* at exit: the record still owns what it carries */
-		c->ip = NULL;
-		c->tls = NULL;
-		rr_iplimit_release(h->ip);
-		rr_tls_free(h->tls);
-		free(h);
-		c->handoff = NULL;
-		return;
-	}
-	if (c->flags & RR_CF_HANDOFF_WAIT) {
-		/* never submitted: the record is ours (its tls and ip are c's) */
-		free(h);
-		c->handoff = NULL;
-		c->flags &= ~RR_CF_HANDOFF_WAIT;
-		core->handoffs_inflight--;
-	}
 }

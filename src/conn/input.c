@@ -24,7 +24,7 @@
 
 #define HS_BUF_INIT 1024
 
-struct rr_inbuf {
+struct rr_inbuf { /* freed with the slot by conn.c */
 	uint32_t off, len, cap;
 	uint8_t data[];
 };
@@ -50,7 +50,7 @@ static int on_ws_message(void *ctx, uint8_t opcode, uint8_t *p, size_t n)
 static int on_ws_ping(void *ctx, uint8_t *p, size_t n)
 {
 	struct rr_conn *c = ctx;
-	rr_out_pong(rr_core_current(), c, p, n);
+	rr_conn_pong(rr_core_current(), c, p, n);
 	return 0;
 }
 
@@ -146,7 +146,7 @@ static int backlog_add(struct rr_core *core, struct rr_conn *c, const uint8_t *p
 	return 0;
 }
 
-void rr_in_free(struct rr_conn *c)
+static void in_free(struct rr_conn *c)
 {
 	free(c->in);
 	c->in = NULL;
@@ -190,7 +190,7 @@ void rr_in_settle(struct rr_core *core)
 		if (in && in->len > in->off && decoding)
 			in->off += (uint32_t)ws_feed(core, c, in->data + in->off, in->len - in->off);
 		if (c->in == NULL || c->in->len == c->in->off || !decoding)
-			rr_in_free(c); /* done, or nobody reads it any more */
+			in_free(c); /* done, or nobody reads it any more */
 		else
 			cs->backlog[keep++] = c;
 		if ((c->flags & RR_CF_RECV_PAUSED) && reading_state(c) &&
@@ -208,7 +208,7 @@ void rr_in_settle(struct rr_core *core)
 static int hs_append(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n)
 {
 	struct rr_hs *hs = c->hs;
-	size_t limit = core->broker->cfg.max_header_bytes + core->buf_size;
+	size_t limit = core->broker->cfg.max_header_bytes + core->bufs.size;
 	if (hs == NULL || hs->len + n > hs->cap) {
 		size_t cap = hs ? hs->cap : HS_BUF_INIT;
 		size_t need = (hs ? hs->len : 0) + n;
@@ -289,7 +289,7 @@ void rr_in_tls_drain(struct rr_core *core, struct rr_conn *c)
 		plain_on_data(core, c, cs->tls_plain, (size_t)n);
 	}
 	if (c->tls && rr_tls_pending_bytes(c->tls) > 0)
-		rr_out_mark_dirty(core, c);
+		rr_conn_mark_dirty(core, c);
 }
 
 static void tls_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n)
@@ -307,7 +307,7 @@ static void tls_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *
 		int rc = rr_tls_handshake(t);
 		if (rc == -EAGAIN) {
 			if (rr_tls_pending_bytes(t) > 0)
-				rr_out_mark_dirty(core, c);
+				rr_conn_mark_dirty(core, c);
 			return;
 		}
 		if (rc < 0) {
@@ -323,7 +323,7 @@ static void tls_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *
 			rr_conn_set_deadline(core, c,
 					     core->now_ms + core->broker->cfg.close_timeout_ms);
 			if (rr_tls_pending_bytes(t) > 0)
-				rr_out_mark_dirty(core, c);
+				rr_conn_mark_dirty(core, c);
 			else
 				rr_conn_maybe_finish(core, c);
 			return;
@@ -344,7 +344,7 @@ void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe)
 	if (c == NULL) {
 		/* a stale completion still owns a buffer: give it back */
 		if (cqe_flags & IORING_CQE_F_BUFFER)
-			rr_core_return_buffer(core, cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+			rr_bufring_return(&core->bufs, cqe_flags >> IORING_CQE_BUFFER_SHIFT);
 		return;
 	}
 	bool more = cqe_flags & IORING_CQE_F_MORE;
@@ -353,7 +353,7 @@ void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe)
 		c->flags &= ~RR_CF_RECV_ARMED;
 	if (cqe_flags & IORING_CQE_F_BUFFER) {
 		uint32_t bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
-		uint8_t *buf = rr_core_buf(core, bid);
+		uint8_t *buf = rr_bufring_buf(&core->bufs, bid);
 		if (res > 0) {
 			RR_STAT_ADD(core, bytes_in, (uint64_t)res);
 			c->last_rx_ms = core->now_ms;
@@ -362,7 +362,7 @@ void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe)
 			else
 				plain_on_data(core, c, buf, (size_t)res);
 		}
-		rr_core_return_buffer(core, bid);
+		rr_bufring_return(&core->bufs, bid);
 	}
 
 	bool wanted = reading_state(c) || c->state == RR_CONN_HS;
@@ -375,7 +375,7 @@ void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe)
 		rr_conn_kill(core, c);
 	} else if (!more && res == -ENOBUFS) {
 		RR_STAT_INC(core, recv_enobufs);
-		core->bufs_short = true;
+		core->bufs.short_ = true;
 		if (wanted && !(c->flags & RR_CF_REARM)) {
 			/* the buffers come back at the end of this batch */
 			c->flags |= RR_CF_REARM;

@@ -81,7 +81,8 @@ int rr_core_setup(struct rr_broker *b, struct rr_core *core, unsigned id, bool l
 		return rc;
 	}
 	core->slots = slots;
-	rc = rr_bufring_setup(core, cfg);
+	rc = rr_bufring_setup(&core->bufs, &core->ring, (uint32_t)cfg->recv_buffers,
+			      (uint32_t)cfg->recv_buffer_size);
 	if (rc < 0) {
 		rr_err("core %u: provided buffer ring set-up failed: %s", id, strerror(-rc));
 		return rc;
@@ -115,7 +116,7 @@ void rr_core_teardown(struct rr_core *core)
 	const struct rr_layer *l;
 	EACH_LAYER(l, fini) /* lowest first: connections still name their rooms */
 	l->fini(core);
-	rr_bufring_free(core);
+	rr_bufring_free(&core->bufs);
 	if (core->listen_fd >= 0)
 		close(core->listen_fd);
 	if (core->tls_listen_fd >= 0)
@@ -222,7 +223,7 @@ static void core_run(struct rr_core *core)
 				break;
 		}
 		io_uring_cq_advance(&core->ring, n);
-		rr_bufring_publish(core);
+		rr_bufring_publish(&core->bufs);
 	}
 }
 

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/flags.h"
+#include "reactor/bufring.h"
 #include "reactor/ring.h"
 #include "reactor/stats.h"
 #include "reactor/timer.h"
@@ -87,13 +88,7 @@ struct rr_core {
 	int listen_fd;
 	int tls_listen_fd;
 
-	/* provided receive buffers (reactor/bufring.c) */
-	struct io_uring_buf_ring *br;
-	uint8_t *bufs;
-	uint32_t nbufs, buf_size;
-	uint32_t bufs_provided; /* grows by RR_RECV_BUFFERS_STEP on -ENOBUFS */
-	uint32_t bufs_to_return;
-	bool bufs_short;
+	struct rr_bufring bufs; /* provided receive buffers */
 
 	uint32_t slots; /* fixed-file table size */
 	struct rr_wheel wheel;
@@ -172,21 +167,14 @@ void rr_core_dispatch(struct rr_core *core, const struct io_uring_cqe *cqe);
 /* Undo rr_core_setup (layers' fini, then the ring and buffers). */
 void rr_core_teardown(struct rr_core *core);
 
+/* The bytes of provided buffer bid of the core. */
+static inline uint8_t *rr_core_buf(struct rr_core *core, uint32_t bid)
+{
+	return rr_bufring_buf(&core->bufs, bid);
+}
+
 /* The core running on the calling thread (set by the loop and by
  * rr_core_setup), or NULL. */
 struct rr_core *rr_core_current(void);
-
-/* Provided receive buffers (reactor/bufring.c). */
-int rr_bufring_setup(struct rr_core *core, const struct rr_config *cfg);
-void rr_bufring_free(struct rr_core *core);
-/* The bytes of buffer bid. */
-static inline uint8_t *rr_core_buf(struct rr_core *core, uint32_t bid)
-{
-	return core->bufs + (size_t)bid * core->buf_size;
-}
-/* Give a provided buffer back to the ring (published at the end of the batch). */
-void rr_core_return_buffer(struct rr_core *core, uint32_t bid);
-/* End of a batch: grow the ring after a shortage, publish the returns. */
-void rr_bufring_publish(struct rr_core *core);
 
 #endif

@@ -85,9 +85,9 @@ static void raw_open(struct rr_core *core, struct rr_conn *c, const struct rr_ga
 	rr_conn_feed(core, c, u->extra, u->extra_len);
 }
 
-void rr_room_builtin_register(void);
-void rr_room_builtin_register(void)
+void rr_room_register(void)
 {
+	rr_room_layer_register();
 	rr_gate_route(RR_ROUTE_ECHO, echo_open, false);
 	rr_gate_route(RR_ROUTE_RAW, raw_open, false);
 }

@@ -194,10 +194,7 @@ static const struct rr_layer room_layer = {
 	.fini = rooms_fini,
 };
 
-void rr_room_builtin_register(void);
-
-void rr_room_register(void)
+void rr_room_layer_register(void)
 {
 	rr_reactor_layer(RR_LAYER_ROOM, &room_layer);
-	rr_room_builtin_register();
 }

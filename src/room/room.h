@@ -48,8 +48,9 @@ struct rr_room {
 	char name[RR_ROOM_NAME_MAX + 1];
 };
 
-/* Register the room layer, and the built-in owners of /echo and /raw/
- * (room/builtin.c), with the reactor and the gate. */
+/* Register the room layer with the reactor (room.c), and with it the
+ * built-in owners of /echo and /raw/ with the gate (builtin.c). */
+void rr_room_layer_register(void);
 void rr_room_register(void);
 
 /* Find or create the room; NULL when out of memory. */

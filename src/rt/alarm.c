@@ -162,7 +162,7 @@ static void alarm_fire(struct rr_timer *t, uint64_t now_ms)
 	rr_rt_room_wake(core, r);
 }
 
-void rr_rt_alarms_room_ready(struct rr_core *core, struct rr_room *r)
+static void alarms_room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct alarm *a = rt_of(r)->pending_alarms;
 	rt_of(r)->pending_alarms = NULL;
@@ -235,6 +235,8 @@ int rr_alarm_cancel(struct rr_room *room, uint64_t id)
 	return -ENOENT;
 }
 
+static void alarms_listed(struct rr_core *core, struct sreq *s);
+
 static int alarms_list_page(struct rr_core *core, const uint8_t *after, size_t alen)
 {
 	struct rr_room *ix = index_room(core);
@@ -251,10 +253,11 @@ static int alarms_list_page(struct rr_core *core, const uint8_t *after, size_t a
 	s->req.key = s->data; /* empty prefix */
 	s->req.key_len = 0;
 	s->req.limit = 1000;
+	s->done = alarms_listed;
 	return rr_rt_sreq_submit(core, s);
 }
 
-void rr_rt_alarms_listed(struct rr_core *core, struct sreq *s)
+static void alarms_listed(struct rr_core *core, struct sreq *s)
 {
 	const struct rr_store_req *req = &s->req;
 	uint64_t wall = rr_wall_ms();
@@ -314,11 +317,17 @@ void rr_rt_alarms_stop(struct rr_core *core)
 }
 
 
-void rr_rt_alarms_free(struct alarm *a)
+static void alarms_free(struct alarm *a)
 {
 	while (a) {
 		struct alarm *next = a->next;
 		free(a);
 		a = next;
 	}
+}
+
+void rr_rt_alarms_register(void)
+{
+	rr_rt_alarm_hooks.room_ready = alarms_room_ready;
+	rr_rt_alarm_hooks.free_pending = alarms_free;
 }

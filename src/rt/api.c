@@ -5,6 +5,7 @@
 #include "rt/rt.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "http/http.h"
 #include "ws/ws.h"
 
 #include <errno.h>
@@ -380,3 +381,17 @@ uint64_t rr_now_wall_ms(void)
 	return rr_wall_ms();
 }
 
+
+int rr_query_param(const char *query, size_t len, const char *name, char *out, size_t cap)
+{
+	struct rr_http_str q = {query, len}, v;
+	if (cap == 0)
+		return -EINVAL;
+	if (!rr_http_query_get(q, name, &v))
+		return -ENOENT;
+	ssize_t n = rr_http_pct_decode(v, out, cap - 1);
+	if (n < 0)
+		return -EINVAL;
+	out[n] = '\0';
+	return (int)n;
+}

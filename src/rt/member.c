@@ -27,7 +27,7 @@ static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
 
 static void member_open(struct rr_core *core, struct rr_conn *c);
 
-void rr_rt_room_ready(struct rr_core *core, struct rr_room *r)
+static void room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	r->busy++; /* opens and alarms below may empty the room */
@@ -53,19 +53,28 @@ void rr_rt_room_ready(struct rr_core *core, struct rr_room *r)
 		}
 		w = next;
 	}
-	rr_rt_alarms_room_ready(core, r);
+	if (rr_rt_alarm_hooks.room_ready)
+		rr_rt_alarm_hooks.room_ready(core, r);
 	if (rt->load == RR_LOAD_FAILED)
 		rt->load = RR_LOAD_NONE; /* the next connection tries again */
 	r->busy--;
 	rr_room_release_if_empty(core, r);
 }
 
-int rr_rt_room_load(struct rr_core *core, struct rr_room *r, uint8_t kind)
+/* The room's log position arrived. */
+static void on_loaded(struct rr_core *core, struct sreq *s)
 {
-	struct sreq *s = rr_rt_sreq_new(core, r, RR_STORE_ROOM_LOAD, kind, 0);
-	if (s == NULL)
-		return -ENOMEM;
-	return rr_rt_sreq_submit(core, s);
+	struct rr_room *r = s->room;
+	struct rr_room_rt *rt = rt_of(r);
+	if (s->req.res == 0) {
+		memcpy(rt->epoch, s->req.out.epoch, sizeof(rt->epoch));
+		rt->last_id = s->req.out.last_id;
+		rt->first_id = s->req.out.first_id;
+	} else {
+		rr_warn("room '%s': loading its log failed: %s", r->name, strerror(-s->req.res));
+		rt->load = RR_LOAD_FAILED;
+	}
+	room_ready(core, r);
 }
 
 /* Find or create a handler room with its runtime state. */
@@ -102,13 +111,13 @@ void rr_rt_room_wake(struct rr_core *core, struct rr_room *r)
 	if (rt->load != RR_LOAD_NONE)
 		return;
 	if (!rt->h->durable) {
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 		return;
 	}
 	rt->load = RR_LOAD_LOADING;
-	if (rr_rt_room_load(core, r, SR_ROOM_LOAD) < 0) {
+	if (rr_rt_room_load(core, r, on_loaded) < 0) {
 		rt->load = RR_LOAD_FAILED;
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 	}
 }
 
@@ -122,7 +131,8 @@ static void rt_room_free(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	rr_timer_cancel(&core->wheel, &rt->idle_timer);
-	rr_rt_alarms_free(rt->pending_alarms);
+	if (rt->pending_alarms)
+		rr_rt_alarm_hooks.free_pending(rt->pending_alarms);
 	if (rt->initialised && rt->h->evict)
 		rt->h->evict(r);
 	free(rt->state);
@@ -156,10 +166,6 @@ static bool rt_room_empty(struct rr_core *core, struct rr_room *r)
 	return false;
 }
 
-const struct rr_room_ops rr_rt_room_ops = {
-	.empty = rt_room_empty,
-	.free = rt_room_free,
-};
 
 /* ---- members -------------------------------------------------------------- */
 
@@ -241,7 +247,7 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 	}
 }
 
-void rr_rt_on_session_get(struct rr_core *core, struct sreq *s)
+static void on_session_get(struct rr_core *core, struct sreq *s)
 {
 	struct rr_conn *c = s->conn;
 	if (c->gen != s->conn_gen || c->state != RR_CONN_WAIT || cx(c) == NULL)
@@ -291,9 +297,9 @@ void rr_rt_on_session_get(struct rr_core *core, struct sreq *s)
 	rt_of(r)->waiters = c;
 	if (rt_of(r)->load == RR_LOAD_NONE) {
 		rt_of(r)->load = RR_LOAD_LOADING;
-		if (rr_rt_room_load(core, r, SR_ROOM_LOAD) < 0) {
+		if (rr_rt_room_load(core, r, on_loaded) < 0) {
 			rt_of(r)->load = RR_LOAD_FAILED;
-			rr_rt_room_ready(core, r);
+			room_ready(core, r);
 		}
 	}
 }
@@ -369,10 +375,11 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 			s->req.key_len = RR_SESSION_ID_LEN;
 			s->conn = c;
 			s->conn_gen = c->gen;
+			s->done = on_session_get;
 			if (rr_rt_sreq_submit(core, s) == 0) {
 				if (rt->load == RR_LOAD_NONE && h->durable) {
 					rt->load = RR_LOAD_LOADING;
-					if (rr_rt_room_load(core, r, SR_ROOM_LOAD) < 0)
+					if (rr_rt_room_load(core, r, on_loaded) < 0)
 						rt->load = RR_LOAD_NONE;
 				}
 				return; /* on_session_get continues */
@@ -392,15 +399,15 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 	if (rt->load == RR_LOAD_LOADING)
 		return;
 	if (!h->durable) {
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 		return;
 	}
 	rt->load = RR_LOAD_LOADING;
-	int rc = rr_rt_room_load(core, r, SR_ROOM_LOAD);
+	int rc = rr_rt_room_load(core, r, on_loaded);
 	if (rc < 0) {
 		rr_warn("room '%s': can't load (%s)", r->name, strerror(-rc));
 		rt->load = RR_LOAD_FAILED;
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 	}
 }
 
@@ -555,15 +562,19 @@ static void rt_release(struct rr_core *core, struct rr_conn *c)
 	c->ctx = NULL;
 }
 
-const struct rr_conn_owner rr_rt_owner = {
-	.message = rt_message,
-	.detach = rt_detach,
-	.leave = rt_leave,
-	.writable = rt_writable,
-	.release = rt_release,
-};
+struct rr_rt_alarm_hooks rr_rt_alarm_hooks;
 
-void rr_rt_open_register(unsigned route);
+void rr_rt_member_register(void)
+{
+	rr_rt_room_ops.empty = rt_room_empty;
+	rr_rt_room_ops.free = rt_room_free;
+	rr_rt_owner.message = rt_message;
+	rr_rt_owner.detach = rt_detach;
+	rr_rt_owner.leave = rt_leave;
+	rr_rt_owner.writable = rt_writable;
+	rr_rt_owner.release = rt_release;
+}
+
 void rr_rt_open_register(unsigned route)
 {
 	rr_gate_route(route, rt_open, true);

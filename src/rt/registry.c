@@ -12,6 +12,8 @@
 #include <string.h>
 
 struct rr_handler_config rr_handler_cfg;
+struct rr_conn_owner rr_rt_owner;   /* filled by rr_rt_member_register() */
+struct rr_room_ops rr_rt_room_ops;
 
 static const struct rr_handler *builtin[RR_ROUTE_CUSTOM_BASE];
 
@@ -30,7 +32,7 @@ const struct rr_handler *rr_handler_for_route(unsigned route)
 	return NULL;
 }
 
-static unsigned match_custom(const char *path, size_t n, const char **room, size_t *room_len)
+unsigned rr_rt_match_custom(const char *path, size_t n, const char **room, size_t *room_len)
 {
 	for (unsigned i = 0; i < rr_handler_cfg.ncustom; i++) {
 		const char *pre = rr_handler_cfg.custom_prefix[i];
@@ -77,36 +79,4 @@ int rr_handler_load_so(const char *spec)
 	rr_info("handler '%s' from %s serves %s{room}", h->name ? h->name : "?", eq + 1,
 		rr_handler_cfg.custom_prefix[i]);
 	return 0; /* the object stays loaded for the process's life */
-}
-
-
-static void rt_start(struct rr_core *core)
-{
-	rr_rt_alarms_start(core);
-}
-
-static void rt_stop(struct rr_core *core)
-{
-	rr_rt_alarms_stop(core);
-}
-
-static const struct rr_layer rt_layer = {
-	.name = "handler runtime",
-	.start = rt_start,
-	.stop = rt_stop,
-};
-
-void rr_rt_open_register(unsigned route);
-
-void rr_rt_register(void)
-{
-	rr_reactor_layer(RR_LAYER_RT, &rt_layer);
-	rr_reactor_on(RR_UD_STORE, rr_rt_store_done);
-	for (unsigned r = 0; r < RR_ROUTE_CUSTOM_BASE; r++)
-		if (builtin[r])
-			rr_rt_open_register(r);
-	for (unsigned i = 0; i < rr_handler_cfg.ncustom; i++)
-		rr_rt_open_register(RR_ROUTE_CUSTOM_BASE + i);
-	if (rr_handler_cfg.ncustom)
-		rr_gate_matcher(match_custom);
 }

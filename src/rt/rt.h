@@ -113,13 +113,16 @@ void rr_rt_register(void);
 void rr_rt_add(unsigned route, const struct rr_handler *h);
 /* Load a handler from a shared object for prefix. 0 or -errno (logged). */
 int rr_handler_load_so(const char *spec);
+/* The --handler route of path and its room part, or 0. */
+unsigned rr_rt_match_custom(const char *path, size_t n, const char **room, size_t *room_len);
 /* The handler serving a route kind, or NULL. */
 const struct rr_handler *rr_handler_for_route(unsigned route);
 
 /* ---- inside the runtime (rt/ files) ----------------------------------------- */
 
-extern const struct rr_conn_owner rr_rt_owner;
-extern const struct rr_room_ops rr_rt_room_ops;
+/* registry.c: the runtime's owner tables (filled by member.c) */
+extern struct rr_conn_owner rr_rt_owner;
+extern struct rr_room_ops rr_rt_room_ops;
 
 static inline struct rr_conn_ext *cx(const struct rr_conn *c)
 {
@@ -157,6 +160,9 @@ struct sreq {
 		rr_kv_list_fn *list_done;
 	} cb;
 	void *arg;
+	/* the runtime's own requests (room load, session lookup, alarm index):
+	 * called instead of the handler callbacks above */
+	void (*done)(struct rr_core *core, struct sreq *s);
 	struct rr_store_session sess;
 	uint8_t data[]; /* room name, key, value, session blobs */
 };
@@ -169,22 +175,31 @@ int rr_rt_kv_op(struct rr_room *room, enum rr_store_op op, const void *key, size
 void rr_rt_session_put(struct rr_core *core, struct rr_conn *c);
 void rr_rt_new_session(struct rr_conn_ext *x);
 void rr_rt_store_done(struct rr_core *core, const struct io_uring_cqe *cqe);
+/* member.c registers the upgrade of route with the gate */
+void rr_rt_open_register(unsigned route);
 void rr_rt_random(uint8_t *p, size_t n);
 void rr_rt_sha256(const void *p, size_t n, uint8_t out[32]);
+
+/* Load a room's log position; done runs with the completion. 0 or -errno. */
+int rr_rt_room_load(struct rr_core *core, struct rr_room *r,
+		    void (*done)(struct rr_core *core, struct sreq *s));
 
 /* member.c: rooms and members */
 struct rr_room *rr_rt_room_get(struct rr_core *core, const struct rr_handler *h, unsigned route,
 			       const char *name, size_t name_len);
-void rr_rt_room_ready(struct rr_core *core, struct rr_room *r);
-int rr_rt_room_load(struct rr_core *core, struct rr_room *r, uint8_t kind);
 void rr_rt_room_wake(struct rr_core *core, struct rr_room *r);
-void rr_rt_on_session_get(struct rr_core *core, struct sreq *s);
+/* What alarm.c (above) tells member.c: a room became ready (run its
+ * pending alarms), and a room's pending alarms are to be freed. */
+struct rr_rt_alarm_hooks {
+	void (*room_ready)(struct rr_core *core, struct rr_room *r);
+	void (*free_pending)(struct alarm *list);
+};
+extern struct rr_rt_alarm_hooks rr_rt_alarm_hooks;
+void rr_rt_member_register(void);
 
 /* alarm.c */
-void rr_rt_alarms_room_ready(struct rr_core *core, struct rr_room *r);
+void rr_rt_alarms_register(void);
 void rr_rt_alarms_start(struct rr_core *core);
 void rr_rt_alarms_stop(struct rr_core *core);
-void rr_rt_alarms_listed(struct rr_core *core, struct sreq *s);
-void rr_rt_alarms_free(struct alarm *list);
 
 #endif

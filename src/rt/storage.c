@@ -116,6 +116,31 @@ static void log_entries(const struct rr_store_req *req, struct rr_log_entry *out
 }
 
 
+/* The log position after a failed append: renumber from what is stored. */
+static void on_reloaded(struct rr_core *core, struct sreq *s)
+{
+	struct rr_room_rt *rt = rt_of(s->room);
+	(void)core;
+	if (s->req.res == 0) {
+		memcpy(rt->epoch, s->req.out.epoch, sizeof(rt->epoch));
+		rt->last_id = s->req.out.last_id;
+		rt->first_id = s->req.out.first_id;
+	} else {
+		rr_warn("room '%s': reloading its log failed: %s", s->room->name,
+			strerror(-s->req.res));
+	}
+}
+
+int rr_rt_room_load(struct rr_core *core, struct rr_room *r,
+		    void (*done)(struct rr_core *core, struct sreq *s))
+{
+	struct sreq *s = rr_rt_sreq_new(core, r, RR_STORE_ROOM_LOAD, SR_ROOM_LOAD, 0);
+	if (s == NULL)
+		return -ENOMEM;
+	s->done = done;
+	return rr_rt_sreq_submit(core, s);
+}
+
 static void sreq_done(struct rr_store_req *req)
 {
 	struct sreq *s = (struct sreq *)req;
@@ -126,27 +151,11 @@ static void sreq_done(struct rr_store_req *req)
 	rt->ops_inflight--;
 	core->store_inflight--;
 	r->busy++; /* callbacks may empty the room */
+	if (s->done) {
+		s->done(core, s);
+		goto out;
+	}
 	switch (s->kind) {
-	case SR_ROOM_LOAD:
-	case SR_RELOAD:
-		if (req->res == 0) {
-			memcpy(rt->epoch, req->out.epoch, sizeof(rt->epoch));
-			rt->last_id = req->out.last_id;
-			rt->first_id = req->out.first_id;
-			if (s->kind == SR_ROOM_LOAD)
-				rr_rt_room_ready(core, r);
-		} else {
-			rr_warn("room '%s': loading its log failed: %s", r->name,
-				strerror(-req->res));
-			if (s->kind == SR_ROOM_LOAD) {
-				rt->load = RR_LOAD_FAILED;
-				rr_rt_room_ready(core, r);
-			}
-		}
-		break;
-	case SR_SESSION_GET:
-		rr_rt_on_session_get(core, s);
-		break;
 	case SR_SESSION_PUT:
 		if (req->res < 0)
 			rr_warn("session not saved: %s", strerror(-req->res));
@@ -162,7 +171,7 @@ static void sreq_done(struct rr_store_req *req)
 			/* renumber from what is stored: later appends of the
 			 * failed batch fail with -ESTALE until this lands */
 			if (req->res != -ESTALE)
-				rr_rt_room_load(core, r, SR_RELOAD);
+				rr_rt_room_load(core, r, on_reloaded);
 		}
 		if (s->cb.log_done)
 			s->cb.log_done(r, s->arg, req->res, req->id);
@@ -185,8 +194,7 @@ static void sreq_done(struct rr_store_req *req)
 		if (s->cb.kv_done)
 			s->cb.kv_done(r, s->arg, req->res, req->out.val, req->out.val_len);
 		break;
-	case SR_ALARM_LIST:
-		rr_rt_alarms_listed(core, s);
+	default:
 		break;
 	case SR_KV_LIST: {
 		struct rr_log_entry *e = NULL;
@@ -207,6 +215,7 @@ static void sreq_done(struct rr_store_req *req)
 		break;
 	}
 	}
+out:
 	rr_store_req_release(req);
 	free(s);
 	r->busy--;

@@ -1,0 +1,343 @@
+/* The chat handler: appends (broadcast once durable) and client frames. */
+#include "chat/chat_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- appends ------------------------------------------------------------------ */
+
+void chat_append_free(struct chat_append *a)
+{
+	chat_member_put(a->m);
+	free(a->stored);
+	if (a->request_id)
+		json_decref(a->request_id);
+	free(a);
+}
+
+/* Broadcast and acknowledge completed appends from the head, in id order. */
+static void chat_append_flush(struct rr_room *room, struct chat_room *st)
+{
+	for (;;) {
+		struct chat_append *a = st->ap_head;
+		if (a == NULL || !a->done)
+			return;
+		st->ap_head = a->next;
+		if (st->ap_head == NULL)
+			st->ap_tail = NULL;
+		/* the sender, or (rarely) its session resumed on a new connection */
+		struct rr_conn *c =
+		    !a->m->gone ? a->m->conn : rr_room_member_by_session(room, a->session);
+		if (a->res == 0 && a->bad_id)
+			a->res = -EPROTO;
+		if (a->res == 0) {
+			struct chat_buf b = {0};
+			chat_buf_message_frame(&b, a->stored, a->stored_len);
+			if (!b.failed)
+				rr_room_broadcast(room, RR_TEXT, b.p, b.len, NULL);
+			free(b.p);
+			if (a->id > st->last_bcast)
+				st->last_bcast = a->id;
+			if (c) { /* without a requestId the ack still says "durable" */
+				json_t *o =
+				    json_pack("{s:s, s:I}", "type", "ack", "id", (json_int_t)a->id);
+				if (o && a->request_id)
+					json_object_set(o, "requestId", a->request_id);
+				chat_send_obj(c, o, false);
+			}
+		} else if (c) {
+			/* not stored, not broadcast: the client may send it
+			 * again (an extension of protocol.md's error codes) */
+			char msg[96];
+			snprintf(msg, sizeof(msg), "message not stored: %s", strerror(-a->res));
+			chat_send_error(c, "storage_unavailable", msg, a->request_id);
+		}
+		chat_append_free(a);
+	}
+}
+
+void chat_append_done(struct rr_room *room, void *arg, int res, uint64_t id)
+{
+	struct chat_room *st = chat_state(room);
+	struct chat_append *a = arg;
+	a->done = true;
+	a->res = res;
+	if (id)
+		a->id = id;
+	if (!st->appending)
+		chat_append_flush(room, st);
+}
+
+/* ---- client frames ---------------------------------------------------------------- */
+
+static bool chat_id_valid(const json_t *v, size_t max)
+{
+	if (json_is_integer(v))
+		return true;
+	return json_is_string(v) && json_string_length(v) <= max;
+}
+
+/* A non-negative integer field; absent gives dflt. */
+static bool chat_get_uint(const json_t *req, const char *key, uint64_t dflt, uint64_t *out)
+{
+	const json_t *v = json_object_get(req, key);
+	if (v == NULL || json_is_null(v)) {
+		*out = dflt;
+		return true;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static void chat_on_message(struct rr_room *room, struct chat_room *st, struct chat_member *m,
+			    json_t *req, json_t *rid)
+{
+	if (!m->perm_write) {
+		chat_send_error(m->conn, "no_permission", "this user may not write", rid);
+		return;
+	}
+	json_t *content = json_object_get(req, "content");
+	if (!json_is_string(content)) {
+		chat_send_error(m->conn, "invalid_format", "content must be a string", rid);
+		return;
+	}
+	if (chat_cfg.max_content_bytes &&
+	    json_string_length(content) > chat_cfg.max_content_bytes) {
+		chat_send_error(m->conn, "too_large", "content is too long", rid);
+		return;
+	}
+	json_t *thread = json_object_get(req, "threadId");
+	if (thread && !json_is_null(thread) && !json_is_string(thread)) {
+		chat_send_error(m->conn, "invalid_format", "threadId must be a string", rid);
+		return;
+	}
+	if (thread && json_is_string(thread) && json_string_length(thread) > CHAT_THREAD_ID_MAX) {
+		chat_send_error(m->conn, "too_large", "threadId is too long", rid);
+		return;
+	}
+	/* rr_log_append() gives the next id, the newest plus one: it goes
+	 * into the stored object so the log holds the message as sent */
+	uint64_t next_id = rr_log_last_id(room) + 1;
+	json_t *stored_obj =
+	    json_pack("{s:I, s:s, s:s, s:O, s:I, s:O}", "id", (json_int_t)next_id, "userId",
+		      m->user_id, "username", m->user_name, "content", content, "timestamp",
+		      (json_int_t)rr_now_wall_ms(), "threadId", thread ? thread : json_null());
+	char *stored = stored_obj ? json_dumps(stored_obj, JSON_COMPACT) : NULL;
+	json_decref(stored_obj);
+	const char *session = rr_member_session(m->conn);
+	size_t sl = strlen(session);
+	struct chat_append *a = stored ? calloc(1, sizeof(*a) + sl + 1) : NULL;
+	if (a == NULL) {
+		free(stored);
+		chat_send_error(m->conn, "storage_unavailable", "out of memory", rid);
+		return;
+	}
+	memcpy(a->session, session, sl + 1);
+	a->stored = stored;
+	a->stored_len = strlen(stored);
+	a->request_id = rid ? json_incref(rid) : NULL;
+	a->m = m;
+	m->refs++;
+	/* queued before the call: a completion inside it finds it */
+	if (st->ap_tail)
+		st->ap_tail->next = a;
+	else
+		st->ap_head = a;
+	struct chat_append *prev_tail = st->ap_tail;
+	st->ap_tail = a;
+
+	uint64_t id = 0;
+	st->appending = true;
+	int rc = rr_log_append(room, a->stored, a->stored_len, &id, chat_append_done, a);
+	st->appending = false;
+	if (rc < 0) {
+		/* never appended, so no completion will come: unqueue */
+		st->ap_tail = prev_tail;
+		if (prev_tail)
+			prev_tail->next = NULL;
+		else
+			st->ap_head = NULL;
+		if (rc == -EAGAIN)
+			chat_send_error(m->conn, "rate_limited", "storage is busy: retry later",
+					rid);
+		else
+			chat_send_error(m->conn, "storage_unavailable", "message not stored", rid);
+		chat_append_free(a);
+		return;
+	}
+	if (a->id == 0)
+		a->id = id;
+	if (id != next_id) {
+		/* the runtime numbered it otherwise: the stored copy names the
+		 * wrong id; never show it (the client sees an error) */
+		a->bad_id = true;
+	}
+	chat_append_flush(room, st);
+}
+
+static void chat_on_typing(struct rr_room *room, struct chat_member *m, json_t *req, json_t *rid)
+{
+	json_t *t = json_object_get(req, "isTyping");
+	if (!json_is_boolean(t)) {
+		chat_send_error(m->conn, "invalid_format", "isTyping must be a boolean", rid);
+		return;
+	}
+	/* typing announces a message to come: only writers */
+	if (!m->perm_write) {
+		chat_send_error(m->conn, "no_permission", "this user may not write", rid);
+		return;
+	}
+	json_t *o = json_pack("{s:s, s:s, s:s, s:O}", "type", "typing", "userId", m->user_id,
+			      "username", m->user_name, "isTyping", t);
+	chat_broadcast_obj(room, o, m->conn);
+}
+
+static void chat_on_presence(struct rr_room *room, struct chat_member *m, json_t *req, json_t *rid)
+{
+	json_t *s = json_object_get(req, "status");
+	if (!json_is_string(s)) {
+		chat_send_error(m->conn, "invalid_format", "status must be a string", rid);
+		return;
+	}
+	if (json_string_length(s) > CHAT_STATUS_MAX) {
+		chat_send_error(m->conn, "too_large", "status is too long", rid);
+		return;
+	}
+	json_t *o = json_pack("{s:s, s:s, s:s, s:O}", "type", "presence", "userId", m->user_id,
+			      "username", m->user_name, "status", s);
+	chat_broadcast_obj(room, o, NULL);
+}
+
+static void chat_on_sync(struct rr_room *room, struct chat_room *st, struct chat_member *m,
+			 json_t *req, json_t *rid)
+{
+	uint64_t after;
+	if (!chat_get_uint(req, "afterMessageId", 0, &after)) {
+		chat_send_error(m->conn, "invalid_format", "afterMessageId must be a number", rid);
+		return;
+	}
+	if (m->sync != NULL) {
+		chat_send_error(m->conn, "rate_limited", "a sync is already running", rid);
+		return;
+	}
+	rr_member_hold(m->conn);
+	if (chat_replay_start(room, st, m, after) < 0) {
+		rr_member_release(m->conn);
+		chat_send_error(m->conn, "rate_limited", "storage is busy: retry later", rid);
+	}
+}
+
+static void chat_on_history(struct rr_room *room, struct chat_room *st, struct chat_member *m,
+			    json_t *req, json_t *rid)
+{
+	uint64_t before, limit;
+	if (!chat_get_uint(req, "beforeId", 0, &before) ||
+	    !chat_get_uint(req, "limit", CHAT_HISTORY_DEFAULT, &limit)) {
+		chat_send_error(m->conn, "invalid_format", "beforeId and limit must be numbers",
+				rid);
+		return;
+	}
+	if (limit == 0)
+		limit = 1;
+	if (limit > CHAT_HISTORY_MAX)
+		limit = CHAT_HISTORY_MAX;
+	/* only what was broadcast: a stored message whose completion has not
+	 * run yet is not visible anywhere */
+	if (before == 0 || before > st->last_bcast + 1)
+		before = st->last_bcast + 1;
+	struct chat_sync *s = chat_sync_new(st, m, CHAT_READ_HISTORY);
+	if (s == NULL) {
+		chat_send_error(m->conn, "storage_unavailable", "out of memory", rid);
+		return;
+	}
+	s->limit = (uint32_t)limit;
+	if (rr_log_read_before(room, before, (uint32_t)limit, chat_read_done, s) < 0) {
+		chat_sync_free(st, s);
+		chat_send_error(m->conn, "rate_limited", "storage is busy: retry later", rid);
+	}
+}
+
+void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, void *data,
+			 size_t len)
+{
+	struct chat_room *st = chat_state(room);
+	struct chat_member *m = chat_member_find(st, c);
+	if (m == NULL)
+		return; /* open() refused it; it is being closed */
+	if (opcode != RR_TEXT) {
+		if (!chat_bucket_take(m, rr_now_wall_ms()))
+			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+		else
+			chat_send_error(c, "invalid_format", "chat frames are JSON text", NULL);
+		return;
+	}
+	/* Longer than the longest legal frame (content escaped at 6 bytes a
+	 * byte, plus the other fields): refused unparsed, so one frame of
+	 * --max-message-bytes cannot cost a large parse. */
+	if (chat_cfg.max_content_bytes &&
+	    len > 6 * (size_t)chat_cfg.max_content_bytes + CHAT_FRAME_SLACK) {
+		if (!chat_bucket_take(m, rr_now_wall_ms()))
+			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+		else
+			chat_send_error(c, "too_large", "frame too large", NULL);
+		return;
+	}
+	json_error_t jerr;
+	json_t *req = json_loadb(data, len, 0, &jerr);
+	if (!json_is_object(req)) {
+		if (!chat_bucket_take(m, rr_now_wall_ms()))
+			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+		else
+			chat_send_error(c, "invalid_format", "not a JSON object", NULL);
+		json_decref(req);
+		return;
+	}
+	json_t *rid = json_object_get(req, "requestId");
+	const char *rid_bad = NULL; /* why it is refused (it is not echoed) */
+	if (rid && json_is_null(rid)) {
+		rid = NULL; /* as if absent */
+	} else if (rid && !chat_id_valid(rid, CHAT_REQUEST_ID_MAX)) {
+		rid_bad = json_is_string(rid) ? "too_large" : "invalid_format";
+		rid = NULL;
+	}
+	const char *type = json_string_value(json_object_get(req, "type"));
+	/* charged after parsing only so the error can carry the requestId:
+	 * the parse is cheap next to what the frame would fan out to. A ping
+	 * is free, like the heartbeat the auto-response answers: it costs one
+	 * small frame to its sender only. */
+	bool is_ping = type && strcmp(type, "ping") == 0;
+	if (!is_ping && !chat_bucket_take(m, rr_now_wall_ms())) {
+		chat_send_error(c, "rate_limited", "too many messages: slow down", rid);
+	} else if (type == NULL) {
+		chat_send_error(c, "invalid_format", "type must be a string", rid);
+	} else if (rid_bad) {
+		chat_send_error(c, rid_bad, "requestId must be a short string or a number", NULL);
+	} else if (strcmp(type, "message") == 0) {
+		chat_on_message(room, st, m, req, rid);
+	} else if (strcmp(type, "typing") == 0) {
+		chat_on_typing(room, m, req, rid);
+	} else if (strcmp(type, "presence") == 0) {
+		chat_on_presence(room, m, req, rid);
+	} else if (strcmp(type, "sync") == 0) {
+		chat_on_sync(room, st, m, req, rid);
+	} else if (strcmp(type, "history") == 0) {
+		chat_on_history(room, st, m, req, rid);
+	} else if (strcmp(type, "ping") == 0) {
+		chat_send_obj(c, json_pack("{s:s}", "type", "pong"), false);
+	} else if (strcmp(type, "heartbeat") == 0) {
+		/* normally answered by the auto-response before it gets here */
+		chat_send_obj(c,
+			      json_pack("{s:s, s:I}", "type", "heartbeat_ack", "timestamp",
+					(json_int_t)rr_now_wall_ms()),
+			      false);
+	} else {
+		chat_send_error(c, "unknown_type", "unknown type", rid);
+	}
+	json_decref(req);
+}
+

@@ -1,0 +1,37 @@
+/*
+ * The runtime's place in the loop: registered with the reactor (per-core
+ * start and stop, storage completions) and the gate (its routes).
+ */
+#include "rt/rt.h"
+#include "http/http.h"
+
+static void rt_start(struct rr_core *core)
+{
+	rr_rt_alarms_start(core);
+}
+
+static void rt_stop(struct rr_core *core)
+{
+	rr_rt_alarms_stop(core);
+}
+
+static const struct rr_layer rt_layer = {
+	.name = "handler runtime",
+	.start = rt_start,
+	.stop = rt_stop,
+};
+
+void rr_rt_register(void)
+{
+	rr_rt_member_register();
+	rr_rt_alarms_register();
+	rr_reactor_layer(RR_LAYER_RT, &rt_layer);
+	rr_reactor_on(RR_UD_STORE, rr_rt_store_done);
+	for (unsigned r = 0; r < RR_ROUTE_CUSTOM_BASE; r++)
+		if (rr_handler_for_route(r))
+			rr_rt_open_register(r);
+	for (unsigned i = 0; i < rr_handler_cfg.ncustom; i++)
+		rr_rt_open_register(RR_ROUTE_CUSTOM_BASE + i);
+	if (rr_handler_cfg.ncustom)
+		rr_gate_matcher(rr_rt_match_custom);
+}
