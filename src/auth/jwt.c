@@ -10,6 +10,7 @@
  * allocates only inside jansson. Nothing here logs: see jwt.h.
  */
 #include "auth/jwt.h"
+#include "core/base64.h"
 #include "core/assert.h"
 
 #include <errno.h>
@@ -26,96 +27,19 @@
 /* Decoded bytes of the longest possible segment. */
 #define SEG_MAX (RR_JWT_TOKEN_MAX / 4 * 3 + 3)
 
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64url_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-static size_t b64url_encoded_len(size_t n)
-{
-	return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
-}
-
 int rr_jwt_b64url_encode(const uint8_t *in, size_t n, char *out, size_t out_size)
 {
-	rr_assert(in != NULL || n == 0);
-	rr_assert(out != NULL);
-	size_t need = b64url_encoded_len(n);
+	size_t need = rr_b64_encoded_len(n, true);
 	if (need >= out_size || need > INT32_MAX)
 		return -EMSGSIZE;
-	size_t o = 0, i = 0;
-	for (; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = b64url_alphabet[v >> 18];
-		out[o++] = b64url_alphabet[(v >> 12) & 63];
-		out[o++] = b64url_alphabet[(v >> 6) & 63];
-		out[o++] = b64url_alphabet[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		out[o++] = b64url_alphabet[v >> 18];
-		out[o++] = b64url_alphabet[(v >> 12) & 63];
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		out[o++] = b64url_alphabet[v >> 18];
-		out[o++] = b64url_alphabet[(v >> 12) & 63];
-		out[o++] = b64url_alphabet[(v >> 6) & 63];
-	}
-	rr_assert(o == need);
-	out[o] = '\0';
-	return (int)o;
+	return (int)rr_b64_encode(in, n, out, true);
 }
 
 int rr_jwt_b64url_decode(const char *in, size_t n, uint8_t *out, size_t out_size)
 {
-	rr_assert(in != NULL || n == 0);
-	rr_assert(out != NULL || out_size == 0);
-	if (n % 4 == 1)
-		return -EINVAL; /* 6 bits cannot make a byte */
-	size_t need = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
-	if (need > out_size || need > INT32_MAX)
+	if (n / 4 * 3 > INT32_MAX)
 		return -EMSGSIZE;
-	size_t o = 0;
-	uint32_t acc = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64url_value((unsigned char)in[i]);
-		if (v < 0)
-			return -EINVAL;
-		acc = acc << 6 | (uint32_t)v;
-		if (i % 4 == 3) {
-			out[o++] = (uint8_t)(acc >> 16);
-			out[o++] = (uint8_t)(acc >> 8);
-			out[o++] = (uint8_t)acc;
-			acc = 0;
-		}
-	}
-	/* a tail of 2 chars carries 12 bits for 1 byte, 3 chars 18 bits for 2:
-	 * the unused low bits must be zero or two strings decode alike */
-	if (n % 4 == 2) {
-		if (acc & 0xf)
-			return -EINVAL;
-		out[o++] = (uint8_t)(acc >> 4);
-	} else if (n % 4 == 3) {
-		if (acc & 0x3)
-			return -EINVAL;
-		out[o++] = (uint8_t)(acc >> 10);
-		out[o++] = (uint8_t)(acc >> 2);
-	}
-	rr_assert(o == need);
-	return (int)o;
+	return (int)rr_b64_decode(in, n, out, out_size, true);
 }
 
 static int hmac_sha256(const uint8_t *key, size_t key_len, const void *msg, size_t n,
@@ -343,8 +267,8 @@ int rr_jwt_sign_raw(const char *header_json, size_t header_len, const char *payl
 	rr_assert(out != NULL);
 	if (secret == NULL || secret_len == 0)
 		return -EINVAL;
-	size_t hl = b64url_encoded_len(header_len), pl = b64url_encoded_len(payload_len);
-	size_t sl = b64url_encoded_len(MAC_LEN);
+	size_t hl = rr_b64_encoded_len(header_len, true), pl = rr_b64_encoded_len(payload_len, true);
+	size_t sl = rr_b64_encoded_len(MAC_LEN, true);
 	if (header_len > RR_JWT_TOKEN_MAX || payload_len > RR_JWT_TOKEN_MAX)
 		return -EMSGSIZE;
 	size_t total = hl + 1 + pl + 1 + sl;

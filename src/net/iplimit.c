@@ -1,5 +1,6 @@
 /* Connections per client address: see iplimit.h. */
 #include "net/iplimit.h"
+#include "core/hash.h"
 #include "core/assert.h"
 
 #include <arpa/inet.h>
@@ -61,12 +62,7 @@ static void key_of(const struct sockaddr *sa, uint8_t out[16])
 
 static uint32_t hash_of(const uint8_t k[16])
 {
-	uint32_t h = 2166136261u;
-	for (int i = 0; i < 16; i++) {
-		h ^= k[i];
-		h *= 16777619u;
-	}
-	return h & (IPLIMIT_BUCKETS - 1);
+	return (uint32_t)rr_hash(k, 16) & (IPLIMIT_BUCKETS - 1);
 }
 
 struct rr_ip_entry *rr_iplimit_acquire(const struct sockaddr *sa, bool *over)

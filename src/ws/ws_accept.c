@@ -7,6 +7,7 @@
  * security; it runs once per connection, so clarity beats speed.
  */
 #include "ws/ws.h"
+#include "core/base64.h"
 
 #include <assert.h>
 #include <string.h>
@@ -122,100 +123,17 @@ void rr_sha1(const void *data, size_t n, uint8_t out[20])
 	sha1_final(&c, out);
 }
 
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 size_t rr_base64_encode(const uint8_t *in, size_t n, char *out)
 {
-	assert(out != NULL);
-	assert(in != NULL || n == 0);
-	size_t o = 0, i = 0;
-	for (; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = b64_alphabet[v >> 18];
-		out[o++] = b64_alphabet[(v >> 12) & 63];
-		out[o++] = b64_alphabet[(v >> 6) & 63];
-		out[o++] = b64_alphabet[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		out[o++] = b64_alphabet[v >> 18];
-		out[o++] = b64_alphabet[(v >> 12) & 63];
-		out[o++] = '=';
-		out[o++] = '=';
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		out[o++] = b64_alphabet[v >> 18];
-		out[o++] = b64_alphabet[(v >> 12) & 63];
-		out[o++] = b64_alphabet[(v >> 6) & 63];
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-	return o;
+	return rr_b64_encode(in, n, out, false);
 }
 
-static int b64_value(char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
-/*
- * Strict: length a multiple of 4, '=' only as the last one or two
- * characters, and the unused bits before padding zero, so that every byte
- * string has exactly one accepted encoding (RFC 4648 3.5 allows rejecting
- * the others; a handshake key that is not canonical is not one a client
- * generated).
- */
+/* Strict (core/base64.h): a handshake key that is not canonical is not one
+ * a client generated. */
 ssize_t rr_base64_decode(const char *in, size_t n, uint8_t *out, size_t out_cap)
 {
-	assert(in != NULL || n == 0);
-	assert(out != NULL || out_cap == 0);
-	if (n % 4 != 0)
-		return -1;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i += 4) {
-		bool last = (i + 4 == n);
-		int v[4];
-		size_t pad = 0;
-		for (int k = 0; k < 4; k++) {
-			char ch = in[i + k];
-			if (ch == '=' && last && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad > 0) /* data after '=' */
-				return -1;
-			v[k] = b64_value(ch);
-			if (v[k] < 0)
-				return -1;
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-			     (uint32_t)v[3];
-		size_t bytes = 3 - pad;
-		if (pad == 2 && (w & 0xffff) != 0)
-			return -1;
-		if (pad == 1 && (w & 0xff) != 0)
-			return -1;
-		if (o + bytes > out_cap)
-			return -1;
-		out[o++] = (uint8_t)(w >> 16);
-		if (bytes > 1)
-			out[o++] = (uint8_t)(w >> 8);
-		if (bytes > 2)
-			out[o++] = (uint8_t)w;
-	}
-	return (ssize_t)o;
+	ssize_t rc = rr_b64_decode(in, n, out, out_cap, false);
+	return rc < 0 ? -1 : rc;
 }
 
 void rr_ws_accept_key(const char *key, size_t key_len, char out[29])
