@@ -8,6 +8,12 @@
  * room has exactly one spelling. No trailing-slash or dot-segment folding is
  * done: "/echo/" and "/raw/a/b" are different paths from "/echo" and
  * "/raw/a".
+ *
+ * The backend API (/api/...) is routed by rr_http_api_route(): the path is cut
+ * into '/'-separated segments and compared with the few resource shapes of
+ * protocol.md; the method is checked only once the resource is known, so a
+ * wrong method on a real resource is a 405 with its Allow list, and a wrong
+ * path a 404 whatever the method.
  */
 #include <string.h>
 
@@ -84,5 +90,103 @@ struct rr_route rr_http_route(struct rr_http_str path)
 		r.kind = RR_ROUTE_METRICS;
 	else if (rr_http_path_is(path, "/"))
 		r.kind = RR_ROUTE_INDEX;
+	return r;
+}
+
+/* ---- the backend API --------------------------------------------------- */
+
+#define RR_API_SEGMENTS_MAX 5 /* the longest shape: chat/{room}/members/{userId} */
+
+bool rr_http_is_api(struct rr_http_str path)
+{
+	struct rr_http_str rest;
+
+	rr_assert(path.p != NULL || path.n == 0);
+	return rr_http_path_is(path, "/api") || rr_http_path_under(path, "/api/", &rest);
+}
+
+static bool rr_http_seg_is(struct rr_http_str s, const char *lit)
+{
+	return rr_http_path_is(s, lit);
+}
+
+static bool rr_http_method_is(struct rr_http_str m, const char *lit)
+{
+	return rr_http_path_is(m, lit);
+}
+
+struct rr_api_route rr_http_api_route(struct rr_http_str method, struct rr_http_str path)
+{
+	struct rr_api_route r = {.kind = RR_API_NONE, .status = 404};
+	struct rr_http_str seg[RR_API_SEGMENTS_MAX], rest;
+	const char *want; /* the one method the resource takes besides HEAD */
+	unsigned nseg = 0;
+	size_t i, b;
+
+	rr_assert(method.p != NULL || method.n == 0);
+	rr_assert(path.p != NULL || path.n == 0);
+
+	if (!rr_http_path_under(path, "/api/", &rest))
+		return r;
+	/* segments; one too many is no known shape */
+	for (i = 0, b = 0; i <= rest.n; i++) {
+		if (i < rest.n && rest.p[i] != '/')
+			continue;
+		if (nseg == RR_API_SEGMENTS_MAX)
+			return r;
+		seg[nseg].p = rest.p + b;
+		seg[nseg].n = i - b;
+		nseg++;
+		b = i + 1;
+	}
+
+	if (nseg == 1 && rr_http_seg_is(seg[0], "rooms")) {
+		r.kind = RR_API_ROOMS;
+		want = "GET";
+	} else if (nseg == 2 && rr_http_seg_is(seg[0], "raw")) {
+		r.kind = RR_API_RAW_PUBLISH;
+		want = "POST";
+	} else if (nseg == 2 && rr_http_seg_is(seg[0], "chat")) {
+		r.kind = RR_API_CHAT_PUBLISH;
+		want = "POST";
+	} else if (nseg == 3 && rr_http_seg_is(seg[0], "chat") &&
+		   rr_http_seg_is(seg[2], "history")) {
+		r.kind = RR_API_CHAT_HISTORY;
+		want = "GET";
+	} else if (nseg == 3 && rr_http_seg_is(seg[0], "chat") &&
+		   rr_http_seg_is(seg[2], "presence")) {
+		r.kind = RR_API_CHAT_PRESENCE;
+		want = "GET";
+	} else if (nseg == 4 && rr_http_seg_is(seg[0], "chat") &&
+		   rr_http_seg_is(seg[2], "members") && seg[3].n > 0) {
+		r.kind = RR_API_CHAT_KICK;
+		want = "DELETE";
+		r.user_id = seg[3];
+	} else {
+		return r;
+	}
+
+	if (r.kind != RR_API_ROOMS) {
+		if (!rr_room_name_valid(seg[1].p, seg[1].n)) {
+			r.kind = RR_API_BAD_ROOM;
+			r.status = 400;
+			r.user_id.p = NULL;
+			r.user_id.n = 0;
+			return r;
+		}
+		r.room = seg[1];
+	}
+	r.perm = (r.kind == RR_API_RAW_PUBLISH || r.kind == RR_API_CHAT_PUBLISH)
+			 ? RR_API_PERM_PUBLISH
+			 : RR_API_PERM_ADMIN;
+
+	if (strcmp(want, "GET") == 0) {
+		r.allow = "GET, HEAD";
+		r.head = rr_http_method_is(method, "HEAD");
+		r.status = (rr_http_method_is(method, "GET") || r.head) ? 0 : 405;
+	} else {
+		r.allow = want;
+		r.status = rr_http_method_is(method, want) ? 0 : 405;
+	}
 	return r;
 }
