@@ -6,7 +6,8 @@
  * buffer of exactly its size (so a sanitizer build catches a read past len)
  * and must give -EAGAIN until the deciding byte has arrived, then the same
  * answer as the whole header. Examples come from HAProxy's
- * doc/proxy-protocol.txt and from a header HAProxy sent with send-proxy-v2.
+ * doc/proxy-protocol.txt and from headers HAProxy 2.6 sent with send-proxy-v2
+ * and check-send-proxy.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -232,6 +233,17 @@ static void test_v2_valid(void)
 		CHECK_EQ(h.kind, RR_PROXY_ADDR);
 		CHECK(is_v6(&h.src, "::1", 12345));
 		CHECK(is_v6(&h.dst, "2001:db8::2", 443));
+	}
+
+	/* what HAProxy 2.6 sends on a health check with check-send-proxy
+	 * (captured on loopback): LOCAL, UNSPEC, no address, then the check */
+	{
+		static const uint8_t check[] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+						0x55, 0x49, 0x54, 0x0a, 0x20, 0x00, 0x00, 0x00,
+						'G',  'E',  'T',  ' ',  '/',  'h',  'e',  'a'};
+
+		if (splits(check, sizeof(check), &h, 16) == 16)
+			CHECK_EQ(h.kind, RR_PROXY_LOCAL);
 	}
 
 	/* LOCAL (health checks): the address block, if any, is ignored */
