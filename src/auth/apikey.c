@@ -54,8 +54,7 @@ static bool rr_apikey_has(const struct rr_apikeys *set, const uint8_t *d)
 	return false;
 }
 
-int rr_apikey_parse(const char *text, size_t len, struct rr_apikeys **out, char *err,
-		    size_t errlen)
+int rr_apikey_parse(const char *text, size_t len, struct rr_apikeys **out, char *err, size_t errlen)
 {
 	struct rr_apikeys *set;
 	size_t i = 0, lines = 0, cap = 0;
@@ -259,8 +258,7 @@ bool rr_apikey_check(const struct rr_apikeys *set, const char *key, size_t n)
 
 /* ---- the shared, reloadable store -------------------------------------- */
 
-int rr_apikey_store_init(struct rr_apikey_store *st, const char *path, char *err,
-			 size_t errlen)
+int rr_apikey_store_init(struct rr_apikey_store *st, const char *path, char *err, size_t errlen)
 {
 	struct rr_apikeys *set = NULL;
 	int r;

@@ -78,8 +78,7 @@ struct rr_apikey_store {
 
 /* Load path as the first set. Returns what rr_apikey_load() returns; on
  * failure the store is empty (every check false) and needs no fini. */
-int rr_apikey_store_init(struct rr_apikey_store *st, const char *path, char *err,
-			 size_t errlen);
+int rr_apikey_store_init(struct rr_apikey_store *st, const char *path, char *err, size_t errlen);
 
 /*
  * Reload path (SIGHUP). Returns 0 when the new set is in use; on any failure

@@ -48,8 +48,8 @@ int rr_notify(const char *state)
 	if (fd < 0)
 		return -errno;
 	do {
-		sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-			      salen);
+		sent =
+		    sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
 	} while (sent < 0 && errno == EINTR);
 	if (sent < 0)
 		r = -errno;
@@ -80,6 +80,7 @@ int rr_notify_reloading(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(state, sizeof(state), "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
-		 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+		 (unsigned long long)ts.tv_sec * 1000000ull +
+		     (unsigned long long)ts.tv_nsec / 1000);
 	return rr_notify(state);
 }

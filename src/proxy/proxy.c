@@ -196,9 +196,9 @@ static int rr_proxy_v1_body(struct rr_proxy_v1 *w, struct rr_proxy_hdr *hdr)
 static ssize_t rr_proxy_v1(const uint8_t *buf, size_t len, struct rr_proxy_hdr *hdr)
 {
 	struct rr_proxy_v1 w = {
-		.b = buf,
-		.i = 0,
-		.end = len < RR_PROXY_V1_BYTES_MAX ? len : RR_PROXY_V1_BYTES_MAX,
+	    .b = buf,
+	    .i = 0,
+	    .end = len < RR_PROXY_V1_BYTES_MAX ? len : RR_PROXY_V1_BYTES_MAX,
 	};
 	int r;
 

@@ -42,7 +42,7 @@ enum rr_proxy_kind {
 };
 
 struct rr_proxy_hdr {
-	uint8_t version;         /* 1 or 2 */
+	uint8_t version; /* 1 or 2 */
 	enum rr_proxy_kind kind;
 	struct sockaddr_storage src; /* only for RR_PROXY_ADDR; ss_family AF_INET or AF_INET6 */
 	struct sockaddr_storage dst; /* only for RR_PROXY_ADDR; the address the client reached */
@@ -72,9 +72,9 @@ ssize_t rr_proxy_parse(const uint8_t *buf, size_t len, struct rr_proxy_hdr *hdr)
 /* ---- --proxy-from: the networks a PROXY header is accepted from ------ */
 
 struct rr_proxy_cidr {
-	sa_family_t family;  /* AF_INET or AF_INET6 */
-	uint8_t prefix_len;  /* 0..32 or 0..128 */
-	uint8_t addr[16];    /* network address (4 bytes used for AF_INET) */
+	sa_family_t family; /* AF_INET or AF_INET6 */
+	uint8_t prefix_len; /* 0..32 or 0..128 */
+	uint8_t addr[16];   /* network address (4 bytes used for AF_INET) */
 };
 
 struct rr_proxy_from {

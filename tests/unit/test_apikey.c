@@ -44,17 +44,16 @@ static void test_format(void)
 			   "\n" K1 "\n"
 			   "   \t\n"
 			   "  " K2 "  \r\n"
-			   "#" K3 "\n"
-			   K1 "\n"; /* a duplicate */
+			   "#" K3 "\n" K1 "\n"; /* a duplicate */
 
 	CHECK_EQ(rr_apikey_parse(good, strlen(good), &set, err, sizeof(err)), 0);
 	if (set != NULL) {
 		CHECK_EQ(rr_apikey_count(set), 2);
 		CHECK(check(set, K1));
 		CHECK(check(set, K2));
-		CHECK(!check(set, K3));                 /* commented out */
-		CHECK(!check(set, "k1-0123456789abcde"));  /* a prefix */
-		CHECK(!check(set, K1 "f"));              /* longer */
+		CHECK(!check(set, K3));			  /* commented out */
+		CHECK(!check(set, "k1-0123456789abcde")); /* a prefix */
+		CHECK(!check(set, K1 "f"));		  /* longer */
 		CHECK(!check(set, " " K1));
 		CHECK(!check(set, ""));
 		CHECK(!rr_apikey_check(set, K1, strlen(K1) - 1));
@@ -78,12 +77,16 @@ static void test_format(void)
 			int want;
 			const char *msg;
 		} bad[] = {
-			{"", -EINVAL, "no key"},
-			{"# only a comment\n\n", -EINVAL, "no key"},
-			{K1 "\nshort\n", -EINVAL, "line 2: key shorter"},
-			{K1 "\nk1-0123456789 abcdef\n", -EINVAL, "line 2:"},
-			{"k1-0123456789\x01" "abcdef\n", -EINVAL, "line 1:"},
-			{"k1-0123456789\xc3\xa9" "abcdef\n", -EINVAL, "line 1:"},
+		    {"", -EINVAL, "no key"},
+		    {"# only a comment\n\n", -EINVAL, "no key"},
+		    {K1 "\nshort\n", -EINVAL, "line 2: key shorter"},
+		    {K1 "\nk1-0123456789 abcdef\n", -EINVAL, "line 2:"},
+		    {"k1-0123456789\x01"
+		     "abcdef\n",
+		     -EINVAL, "line 1:"},
+		    {"k1-0123456789\xc3\xa9"
+		     "abcdef\n",
+		     -EINVAL, "line 1:"},
 		};
 		size_t i;
 

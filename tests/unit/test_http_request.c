@@ -25,8 +25,7 @@ static bool str_is(struct rr_http_str s, const char *lit)
 	return s.p != NULL && s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0;
 }
 
-static struct rr_http_str S(const char *lit)
-{
+static struct rr_http_str S(const char *lit) {
 	struct rr_http_str s = {.p = lit, .n = strlen(lit)};
 
 	return s;
@@ -37,8 +36,9 @@ static struct rr_http_str S(const char *lit)
  * (> 0), or a failure want (< 0). Every prefix: -EAGAIN (head_bytes 0 before
  * the head is complete, head otherwise) until the verdict, then the verdict.
  */
-static ssize_t req_splits_at(int line, const char *s, size_t len, size_t head, ssize_t want,
-			     struct rr_http_req *req)
+static ssize_t
+req_splits_at(int line, const char *s, size_t len, size_t head, ssize_t want,
+	      struct rr_http_req *req)
 {
 	bool decided = false, ok = true;
 	size_t k;
@@ -144,7 +144,8 @@ static void test_bodies(void)
 
 	/* repeated Content-Length: equal accepted, different refused */
 	{
-		const char *s = "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 02\r\n\r\nab";
+		const char *s =
+		    "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 02\r\n\r\nab";
 
 		req_splits(s, strlen(s) - 2, (ssize_t)strlen(s), &req);
 	}
@@ -182,14 +183,14 @@ static void test_keep_alive(void)
 		const char *s;
 		bool keep;
 	} cases[] = {
-		{"GET / HTTP/1.1\r\n\r\n", true},
-		{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
-		{"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n", false},
-		{"GET / HTTP/1.1\r\nConnection: te\r\nConnection: close\r\n\r\n", false},
-		{"GET / HTTP/1.0\r\n\r\n", false},
-		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true},
-		{"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false},
-		{"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", true},
+	    {"GET / HTTP/1.1\r\n\r\n", true},
+	    {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+	    {"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n", false},
+	    {"GET / HTTP/1.1\r\nConnection: te\r\nConnection: close\r\n\r\n", false},
+	    {"GET / HTTP/1.0\r\n\r\n", false},
+	    {"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true},
+	    {"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false},
+	    {"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", true},
 	};
 	size_t i;
 
@@ -262,7 +263,8 @@ static void test_pipelining(void)
 			"POST /api/chat/b HTTP/1.1\r\nContent-Type: application/json\r\n"
 			"Content-Length: 13\r\n\r\n{\"content\":1}"
 			"DELETE /api/chat/b/members/u%201 HTTP/1.1\r\nConnection: close\r\n\r\n";
-	const char *paths[] = {"/api/raw/a", "/api/rooms", "/api/chat/b", "/api/chat/b/members/u%201"};
+	const char *paths[] = {"/api/raw/a", "/api/rooms", "/api/chat/b",
+			       "/api/chat/b/members/u%201"};
 	const char *bodies[] = {"one", "", "{\"content\":1}", ""};
 	/* the same, with a malformed fourth request after three good ones */
 	const char *bad = "POST /api/raw/a HTTP/1.1\r\nContent-Length: 3\r\n\r\none"
@@ -291,7 +293,7 @@ static void test_pipelining(void)
 		}
 	}
 	CHECK(ok);
-	CHECK_EQ(pipeline(s, len, 1, 1, paths, bodies, 4, 0), 4);     /* byte by byte */
+	CHECK_EQ(pipeline(s, len, 1, 1, paths, bodies, 4, 0), 4); /* byte by byte */
 	CHECK_EQ(pipeline(s, len, 7, 13, paths, bodies, 4, 0), 4);
 	ok = true;
 	for (k = 0; k <= strlen(bad); k++) {

@@ -51,8 +51,8 @@ static ssize_t splits_at(int line, const void *buf, size_t len, struct rr_proxy_
 		} else if (rk == want) {
 			decided = true;
 		} else if (rk != -EAGAIN || decided) {
-			fprintf(stderr, "line %d: prefix %zu gave %zd (want -EAGAIN or %zd)\n", line,
-				k, rk, want);
+			fprintf(stderr, "line %d: prefix %zu gave %zd (want -EAGAIN or %zd)\n",
+				line, k, rk, want);
 			ok = false;
 			break;
 		}
@@ -150,10 +150,10 @@ static void test_v1_malformed(void)
 	v1("PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", &h, -EPROTO);
-	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", &h, -EPROTO);      /* bare LF */
+	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", &h, -EPROTO); /* bare LF */
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n", &h, -EPROTO);
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n", &h, -EPROTO);
-	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", &h, -EPROTO);      /* one port */
+	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", &h, -EPROTO); /* one port */
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 100000 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", &h, -EPROTO);
@@ -162,7 +162,7 @@ static void test_v1_malformed(void)
 	v1("PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP4 1111111111111111 5.6.7.8 1 2\r\n", &h, -EPROTO);
-	v1("PROXY TCP4 ::1 ::1 1 2\r\n", &h, -EPROTO);             /* family mismatch */
+	v1("PROXY TCP4 ::1 ::1 1 2\r\n", &h, -EPROTO); /* family mismatch */
 	v1("PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP6 ::g ::1 1 2\r\n", &h, -EPROTO);
 	v1("PROXY TCP6 1:2:3:4:5:6:7:8:9 ::1 1 2\r\n", &h, -EPROTO);
@@ -206,10 +206,10 @@ static void test_v2_valid(void)
 {
 	/* sent by HAProxy with send-proxy-v2, followed by the client's request */
 	static const uint8_t haproxy[] = {
-		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
-		0x21, 0x11, 0x00, 0x0c, 0xac, 0x13, 0x00, 0x01, 0xac, 0x13, 0x00, 0x03,
-		0xa6, 0x52, 0x00, 0x50, 'G',  'E',  'T',  ' ',  '/',  ' ',  'H',  'T',
-		'T',  'P',  '/',  '1',  '.',  '1',  '\r', '\n', '\r', '\n'};
+	    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+	    0x21, 0x11, 0x00, 0x0c, 0xac, 0x13, 0x00, 0x01, 0xac, 0x13, 0x00, 0x03,
+	    0xa6, 0x52, 0x00, 0x50, 'G',  'E',	'T',  ' ',  '/',  ' ',	'H',  'T',
+	    'T',  'P',	'/',  '1',  '.',  '1',	'\r', '\n', '\r', '\n'};
 	uint8_t buf[RR_PROXY_BYTES_MAX + 64], body[RR_PROXY_V2_LEN_MAX];
 	struct rr_proxy_hdr h;
 	size_t n;
@@ -223,11 +223,11 @@ static void test_v2_valid(void)
 
 	/* TCP over IPv6 */
 	memset(body, 0, 36);
-	body[15] = 1;                         /* ::1 */
-	body[16] = 0x20, body[17] = 0x01;     /* 2001:db8::2 */
+	body[15] = 1;			  /* ::1 */
+	body[16] = 0x20, body[17] = 0x01; /* 2001:db8::2 */
 	body[18] = 0x0d, body[19] = 0xb8, body[31] = 2;
-	body[32] = 0x30, body[33] = 0x39;     /* 12345 */
-	body[34] = 0x01, body[35] = 0xbb;     /* 443 */
+	body[32] = 0x30, body[33] = 0x39; /* 12345 */
+	body[34] = 0x01, body[35] = 0xbb; /* 443 */
 	n = v2(buf, 0x21, 0x21, body, 36);
 	if (splits(buf, n, &h, 52) == 52) {
 		CHECK_EQ(h.kind, RR_PROXY_ADDR);
@@ -240,7 +240,7 @@ static void test_v2_valid(void)
 	{
 		static const uint8_t check[] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
 						0x55, 0x49, 0x54, 0x0a, 0x20, 0x00, 0x00, 0x00,
-						'G',  'E',  'T',  ' ',  '/',  'h',  'e',  'a'};
+						'G',  'E',  'T',  ' ',	'/',  'h',  'e',  'a'};
 
 		if (splits(check, sizeof(check), &h, 16) == 16)
 			CHECK_EQ(h.kind, RR_PROXY_LOCAL);
@@ -316,8 +316,8 @@ static void test_v2_tlvs(void)
 
 	/* ALPN "h2", an empty NOOP, AUTHORITY, a custom type */
 	{
-		static const uint8_t t[] = {0x01, 0, 2, 'h', '2', 0x04, 0, 0, 0x02, 0, 3,
-					    'a',  '.', 'b', 0xe0, 0, 1, 7};
+		static const uint8_t t[] = {0x01, 0, 2,	  'h', '2', 0x04, 0, 0, 0x02,
+					    0,	  3, 'a', '.', 'b', 0xe0, 0, 1, 7};
 		n = v2_tlvs(buf, t, sizeof(t));
 		if (splits(buf, n, &h, (ssize_t)n) > 0) {
 			CHECK_EQ(h.kind, RR_PROXY_ADDR);
@@ -392,8 +392,8 @@ static void test_v2_malformed(void)
 {
 	uint8_t buf[300], body[216] = {0};
 	struct rr_proxy_hdr h;
-	static const uint8_t bad_fam[] = {0x01, 0x02, 0x10, 0x13, 0x20, 0x23, 0x30,
-					  0x33, 0x41, 0x44, 0xff};
+	static const uint8_t bad_fam[] = {0x01, 0x02, 0x10, 0x13, 0x20, 0x23,
+					  0x30, 0x33, 0x41, 0x44, 0xff};
 	size_t n, i;
 
 	/* every byte of the signature matters */
@@ -464,11 +464,26 @@ static void test_from(void)
 	struct rr_proxy_from f;
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	char err[160], many[RR_PROXY_FROM_MAX * 16 + 16];
-	static const char *const bad[] = {
-		"", ",", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8,,::1", "10.0.0.0/33",
-		"10.1.0.0/8", "10.0.0.0/08", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8 ",
-		" 10.0.0.0/8", "abc", "::1/129", "::1/64", "10.0.0/8", "10.0.0.0/8/8",
-		"localhost", "2001:db8::/32x", "1.2.3.4/32,::1/128,fe80::1%eth0"};
+	static const char *const bad[] = {"",
+					  ",",
+					  "10.0.0.0/8,",
+					  ",10.0.0.0/8",
+					  "10.0.0.0/8,,::1",
+					  "10.0.0.0/33",
+					  "10.1.0.0/8",
+					  "10.0.0.0/08",
+					  "10.0.0.0/",
+					  "10.0.0.0/-1",
+					  "10.0.0.0/8 ",
+					  " 10.0.0.0/8",
+					  "abc",
+					  "::1/129",
+					  "::1/64",
+					  "10.0.0/8",
+					  "10.0.0.0/8/8",
+					  "localhost",
+					  "2001:db8::/32x",
+					  "1.2.3.4/32,::1/128,fe80::1%eth0"};
 	size_t i;
 
 	CHECK_EQ(rr_proxy_from_parse(RR_PROXY_FROM_DEFAULT, &f, err, sizeof(err)), 0);
@@ -484,9 +499,8 @@ static void test_from(void)
 	CHECK(!match6(&f, "::127.0.0.1"));
 	CHECK(!rr_proxy_from_match(&f, (const struct sockaddr *)&un));
 
-	CHECK_EQ(rr_proxy_from_parse("10.128.0.0/9,192.168.1.7,2001:db8::/32", &f, err,
-				     sizeof(err)),
-		 0);
+	CHECK_EQ(
+	    rr_proxy_from_parse("10.128.0.0/9,192.168.1.7,2001:db8::/32", &f, err, sizeof(err)), 0);
 	CHECK_EQ(f.n, 3);
 	CHECK(match4(&f, "10.200.1.1"));
 	CHECK(match4(&f, "10.128.0.0"));
