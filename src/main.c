@@ -8,8 +8,11 @@
 #include "net/iplimit.h"
 #include "persist/store.h"
 #include "chat/chat.h"
+#include "gate/gate.h"
+#include "http/http.h"
+#include "room/room.h"
 #include "reactor/file.h"
-#include "room/handler.h"
+#include "rt/rt.h"
 #include "reactor/loop.h"
 
 #include <errno.h>
@@ -28,12 +31,12 @@ static int load_auth_secret(const struct rr_config *cfg)
 {
 	if (cfg->auth_secret[0]) {
 		size_t n = strlen(cfg->auth_secret);
-		memcpy(rr_handler_cfg.auth_secret, cfg->auth_secret, n);
-		rr_handler_cfg.auth_secret_len = n;
+		memcpy(rr_gate_cfg.auth_secret, cfg->auth_secret, n);
+		rr_gate_cfg.auth_secret_len = n;
 	} else if (cfg->auth_secret_file[0]) {
 		char *buf = NULL;
 		size_t n = 0;
-		int rc = rr_file_read(cfg->auth_secret_file, sizeof(rr_handler_cfg.auth_secret), &buf,
+		int rc = rr_file_read(cfg->auth_secret_file, sizeof(rr_gate_cfg.auth_secret), &buf,
 				      &n);
 		if (rc < 0) {
 			fprintf(stderr, "ringroom: --auth-secret-file %s: %s\n", cfg->auth_secret_file,
@@ -48,8 +51,8 @@ static int load_auth_secret(const struct rr_config *cfg)
 			free(buf);
 			return -EINVAL;
 		}
-		memcpy(rr_handler_cfg.auth_secret, buf, n);
-		rr_handler_cfg.auth_secret_len = n;
+		memcpy(rr_gate_cfg.auth_secret, buf, n);
+		rr_gate_cfg.auth_secret_len = n;
 		explicit_bzero(buf, n);
 		free(buf);
 	}
@@ -117,6 +120,14 @@ int main(int argc, char **argv)
 		.initial_messages = RR_CHAT_INITIAL_DEFAULT,
 	};
 	rr_chat_configure(&chat);
+	rr_gate_cfg.store = store;
+
+	/* The layers, lowest first: connections and their gate, rooms (with
+	 * /echo and /raw/), the handler runtime with /chat/ and --handler. */
+	rr_gate_register();
+	rr_room_register();
+	rr_rt_add(RR_ROUTE_CHAT, rr_chat_handler());
+	rr_rt_register();
 	if (rr_broker_init(&broker) < 0) {
 		rr_store_close(store);
 		return 1;

@@ -35,7 +35,7 @@
 extern "C" {
 #endif
 
-#define RR_HANDLER_ABI 1
+#define RR_HANDLER_ABI 2
 
 /* WebSocket opcodes for data messages. */
 #define RR_TEXT 0x1
@@ -100,6 +100,10 @@ struct rr_handler {
 	/* An alarm set with rr_alarm_set() is due. Return 0 when handled, a
 	 * negative errno to have it retried with back-off. Optional. */
 	int (*alarm)(struct rr_room *room, uint64_t alarm_id, const void *payload, size_t len);
+	/* The member's output queue fell below the low watermark after
+	 * rr_member_want_writable(): send the next page of a replay. Optional.
+	 * (ABI 2) */
+	void (*writable)(struct rr_room *room, struct rr_conn *c);
 };
 
 /* ---- rooms -------------------------------------------------------------- */
@@ -176,6 +180,17 @@ uint64_t rr_member_last_id(const struct rr_conn *c);
 void rr_member_hold(struct rr_conn *c);
 int rr_member_send_now(struct rr_conn *c, int opcode, const void *data, size_t len);
 void rr_member_release(struct rr_conn *c);
+
+/*
+ * Pacing the server's own bulk output. rr_member_send_now() is not counted
+ * against --max-queued-bytes (a replay is not the reader being slow), so a
+ * handler sending many pages reads the next one only when the member has
+ * taken the last: rr_member_queued_bytes() says what is still queued (held
+ * live output excluded), and rr_member_want_writable() asks for one
+ * writable() callback once that falls below the low watermark (64 KiB).
+ */
+uint64_t rr_member_queued_bytes(const struct rr_conn *c);
+void rr_member_want_writable(struct rr_conn *c);
 
 /* Wall-clock ms when the auto-response last answered this member, 0 never. */
 uint64_t rr_member_auto_response_ms(const struct rr_conn *c);

@@ -7,22 +7,36 @@
  * generation (in every user_data) changes on release, so a late completion
  * for a recycled slot is recognised and dropped.
  *
- * Output is a queue of references to shared frames (core/frame.h). Handlers
- * only append; the reactor flushes each dirty connection once per loop
- * iteration with one send carrying every queued frame (corking).
+ * Calls point down. The layers above register what they want to hear: the
+ * gate gets the request bytes (rr_conn_set_gate), and whoever a WebSocket
+ * connection belongs to (a room, the handler runtime) sets its owner, which
+ * hears its messages and its leaving. Closing is a flag and a list, never
+ * inline: rr_conn_close() and a hard drop mark the connection and queue it;
+ * the owner's detach and leave run in the loop's settle step, after the
+ * iteration's dispatch and before the flush, outside any broadcast or
+ * callback, so a member list never changes under a walk over it.
+ *
+ * Output is a queue of nodes: small frames are copied into pooled chunks
+ * (no allocation per frame per member), large ones are queued by reference
+ * to a shared frame (core/frame.h). The flush sends each dirty connection
+ * once per iteration with every queued node (corking).
+ *
+ * Input is budgeted: a connection delivers at most RR_INPUT_MESSAGES_MAX
+ * messages per iteration; the rest waits in its input backlog, and while
+ * that passes RR_INPUT_BACKLOG_MAX its receive is cancelled, so TCP pushes
+ * back on the sender.
  */
 #ifndef RR_CONN_CONN_H
 #define RR_CONN_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/frame.h"
+#include "reactor/loop.h"
 #include "reactor/timer.h"
 #include "ws/ws.h"
-
-struct rr_core;
-struct rr_room;
 
 enum rr_conn_state {
 	RR_CONN_FREE = 0,
@@ -37,6 +51,7 @@ enum rr_conn_state {
 
 enum rr_conn_flag {
 	RR_CF_RECV_ARMED = 1u << 0,
+	RR_CF_RECV_PAUSED = 1u << 1, /* receive cancelled: the input backlog is full */
 	RR_CF_SEND_INFLIGHT = 1u << 2,
 	RR_CF_DIRTY = 1u << 3,
 	RR_CF_REARM = 1u << 4,
@@ -44,6 +59,7 @@ enum rr_conn_flag {
 	RR_CF_CLOSE_RCVD = 1u << 6,  /* the peer's close frame arrived */
 	RR_CF_INPUT_DONE = 1u << 7,  /* ignore further input (after a failure) */
 	RR_CF_REPLY = 1u << 8,       /* an HTTP response is the last output */
+	RR_CF_LEAVING = 1u << 9,     /* queued for the owner's detach and leave */
 	RR_CF_FD_CLOSING = 1u << 10, /* close_direct issued */
 	RR_CF_COUNTED = 1u << 11,    /* counted in broker->live_conns */
 	RR_CF_HANDED_OFF = 1u << 12, /* the socket now belongs to another core */
@@ -52,21 +68,53 @@ enum rr_conn_flag {
 	RR_CF_OVER_IP = 1u << 15,    /* past --max-connections-per-ip */
 	RR_CF_HANDOFF_WAIT = 1u << 16, /* hand-off waits for TLS output to leave */
 	RR_CF_HEAD = 1u << 17,         /* a HEAD request: answer without the body */
+	RR_CF_HOLD = 1u << 18,         /* live output waits behind a replay */
+	RR_CF_CLEAN = 1u << 19,        /* the leave is a clean close (1000/1001/peer's) */
+	RR_CF_WANT_WRITABLE = 1u << 20, /* tell the owner when the queue runs low */
+	RR_CF_UPGRADE_UNSENT = 1u << 21, /* the 101 is queued, not yet sent */
+	RR_CF_BACKLOG = 1u << 22,       /* on the core's input backlog list */
+	RR_CF_REARM_PAUSED = 1u << 23,  /* re-arm once the backlog drains */
 };
 
+/* One node of an output queue: a chunk of copied small frames (f NULL,
+ * bytes in data[]) or a reference to a shared frame. */
 struct rr_out {
 	struct rr_out *next;
 	struct rr_frame *f;
-	uint32_t off; /* bytes of f already sent */
+	uint32_t off; /* bytes already sent */
+	uint32_t len; /* bytes in the node */
+	uint8_t data[];
 };
-
-struct rr_handoff;
-struct rr_tls;
-struct rr_conn_ext;
 
 struct rr_hs {
 	uint32_t len, cap;
 	uint8_t buf[];
+};
+
+struct rr_inbuf; /* input backlog, conn/input.c */
+struct rr_handoff;
+struct rr_tls;
+struct rr_ip_entry;
+struct rr_conn;
+
+/* What the owner of a WebSocket connection hears. Called on the core's
+ * thread, never inside another owner's callback or a broadcast except
+ * `message` and `writable` (which run from a completion). */
+struct rr_conn_owner {
+	/* a data message (payload writable, valid during the call) */
+	void (*message)(struct rr_core *core, struct rr_conn *c, uint8_t opcode, uint8_t *p,
+			size_t n);
+	/* the connection is closing: leave the member list (first pass over
+	 * every closing connection of the iteration) */
+	void (*detach)(struct rr_core *core, struct rr_conn *c);
+	/* then run the close callbacks: code is the close code (1006 when the
+	 * socket dropped), clean for 1000, 1001 or a close the peer began */
+	void (*leave)(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean);
+	/* the output queue fell below RR_OUT_LOW_WATER after
+	 * rr_conn_want_writable() */
+	void (*writable)(struct rr_core *core, struct rr_conn *c);
+	/* the slot is being freed: drop what the owner attached (ctx) */
+	void (*release)(struct rr_core *core, struct rr_conn *c);
 };
 
 struct rr_conn {
@@ -74,20 +122,27 @@ struct rr_conn {
 	uint32_t gen;
 	int32_t fd; /* fixed-file slot */
 	uint8_t state;
-	uint8_t route;
+	uint8_t route; /* set by the gate (http/http.h rr_route_kind) */
 	uint8_t inflight;
 	uint8_t _pad;
 	uint32_t flags;
 	uint16_t close_code;
+	uint16_t _pad2;
+	uint32_t exp_s; /* token expiry (unix seconds), 0: none */
 
 	struct rr_out *out_head, *out_tail, *pong;
-	uint64_t out_bytes;    /* queued, including the send in flight */
-	uint32_t send_nodes;   /* nodes in the send in flight */
+	struct rr_out *held_head, *held_tail; /* live output behind a replay */
+	uint64_t out_bytes;  /* queued (held included), including the send in flight */
+	uint32_t held_bytes; /* of which held */
+	uint32_t send_nodes; /* nodes in the send in flight */
+	uint64_t bulk_bytes; /* of out_bytes: queued past the limit (replays) */
 
-	struct rr_conn *next;  /* dirty list or free list */
+	struct rr_conn *next; /* dirty list or free list */
 	struct rr_conn *next_rearm;
 
-	struct rr_room *room;
+	const struct rr_conn_owner *owner;
+	void *ctx;    /* the owner's per-connection state */
+	void *room;   /* the room layer's: the room this is a member of */
 	uint32_t member_idx;
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
@@ -95,50 +150,141 @@ struct rr_conn {
 	struct rr_timer timer;
 	struct rr_ws_rx rx;
 	struct rr_hs *hs;
+	struct rr_inbuf *in;        /* input backlog, while over budget */
 	struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
 	struct rr_ip_entry *ip;     /* with --max-connections-per-ip */
 	struct rr_tls *tls;         /* NULL on the plain port */
-	struct rr_conn_ext *x;      /* handler rooms only (room/handler.h) */
 };
 
-/* Reactor entry points (called by loop.c). */
-void rr_conn_set_core(struct rr_core *core); /* the calling thread's core */
-struct sockaddr;
-/* A new connection in fixed-file slot; peer is NULL when accepted without
- * its address (multishot accept). */
-void rr_conn_on_accept(struct rr_core *core, int slot, const struct sockaddr *peer, bool tls);
-void rr_conn_on_recv(struct rr_core *core, struct rr_conn *c, int res, uint32_t cqe_flags);
-void rr_conn_on_send(struct rr_core *core, struct rr_conn *c, int res);
-void rr_conn_on_op_done(struct rr_core *core, struct rr_conn *c, int kind, int res);
-void rr_conn_on_handoff_in(struct rr_core *core, void *record, int res);
-void rr_conn_flush_all(struct rr_core *core);
-void rr_conn_rearm_all(struct rr_core *core);
-void rr_conn_drain(struct rr_core *core);
-void rr_conn_drop_handshakes(struct rr_core *core);
-void rr_conn_release_all(struct rr_core *core);
-struct rr_conn *rr_conn_lookup(struct rr_core *core, uint64_t user_data);
+/* What the gate registers: it hears the request bytes of a connection in
+ * RR_CONN_HS (all of them so far in c->hs), and a connection another core
+ * handed over (record: the bytes the gate gave rr_conn_handoff). */
+struct rr_conn_gate {
+	void (*request)(struct rr_core *core, struct rr_conn *c);
+	void (*arrived)(struct rr_core *core, struct rr_conn *c, const void *record, size_t len);
+};
+/* Register the connection layer with the reactor, with its gate. Once,
+ * before the cores start. */
+void rr_conn_register(const struct rr_conn_gate *gate);
 
-/* For rooms and handlers: queue a frame (takes a reference). Returns 0, or
- * -ENOBUFS when the connection passed --max-queued-bytes and is now being
- * closed with 1013, or -EPIPE when it is closing. */
+/* ---- for the layers above ------------------------------------------------ */
+
+/* Queue f (takes a reference) as live output: behind a hold, and counted
+ * against --max-queued-bytes. Returns 0, -ENOBUFS when the connection
+ * passed the limit and is now closing with 1013, or -EPIPE when it is not
+ * open. */
 int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
-/* Start a WebSocket close with code (server-initiated). */
+/* Queue the server's own bulk output (a replay page, a history answer):
+ * past a hold, and not counted against --max-queued-bytes, since the owner
+ * paces it with rr_conn_queued_bytes() and rr_conn_want_writable(). */
+int rr_conn_send_bulk(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
+/* Hold live output (queued meanwhile), or let it through in order. */
+void rr_conn_hold(struct rr_conn *c);
+void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c);
+/* Bytes queued ahead of anything sent next, held output excluded. */
+uint64_t rr_conn_queued_bytes(const struct rr_conn *c);
+/* Call owner->writable once the queue is below RR_OUT_LOW_WATER (at once,
+ * in the next settle, when it already is). */
+void rr_conn_want_writable(struct rr_core *core, struct rr_conn *c);
+/* Start a WebSocket close with code (server-initiated); the owner's leave
+ * runs in the next settle. */
 void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const char *reason);
 
-/* For the handler runtime (room/handler.c). */
-struct rr_core *rr_conn_core(void);
-/* Answer an HTTP status before the upgrade and close. */
-void rr_conn_reject(struct rr_core *core, struct rr_conn *c, int status);
-/* Queue the 101, become a member (OPEN), start timers and the receive. */
-int rr_conn_accept_ws(struct rr_core *core, struct rr_conn *c, const char accept[29],
-		      const char *protocol);
-/* Feed received WebSocket bytes (early bytes kept while waiting). */
+/* Answer an HTTP status before the upgrade and close. f is the response
+ * (reference taken over), or NULL for the status's standard one. */
+void rr_conn_reply(struct rr_core *core, struct rr_conn *c, int status, struct rr_frame *f);
+/* Queue the 101, become a member (OPEN) of owner, start timers and the
+ * multishot receive. -ESHUTDOWN/-ENOMEM: answered 503 and closing instead. */
+int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[29],
+		    const char *protocol);
+/* Feed received WebSocket bytes (early bytes kept while waiting), then pass
+ * on TLS records that arrived meanwhile. */
 void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
-/* Queue past a hold (replays); move the held frames to the output. */
-int rr_conn_send_now(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
-void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c);
-void rr_conn_free_list(struct rr_out *o);
-/* A waiting member just opened: pass on TLS records that arrived meanwhile. */
-void rr_conn_after_open(struct rr_core *core, struct rr_conn *c);
+/* Move c to core home with record (len bytes, copied); the gate's arrived()
+ * gets it there. Answers 503 itself when it can't. */
+void rr_conn_handoff(struct rr_core *core, struct rr_conn *c, unsigned home, const void *record,
+		     size_t len);
+/* The client's address for logs ("?" when unknown). */
+void rr_conn_peer(const struct rr_conn *c, char *out, size_t cap);
+
+/* ---- inside the connection layer (conn/ files) ------------------------------- */
+
+/* Per-core state of the connection layer (core->layer[RR_LAYER_CONN]). */
+struct rr_accept_slot;
+struct rr_conns {
+	struct rr_conn *slot;
+	uint32_t cap, used;
+	struct rr_conn *free;
+	struct rr_conn *dirty;
+	struct rr_conn *rearm;
+	/* closing connections whose owner's leave is due, and connections
+	 * with input waiting over their budget: arrays, since a connection
+	 * may be on both */
+	struct rr_conn **leaving;
+	uint32_t nleaving, leaving_cap;
+	struct rr_conn **backlog;
+	uint32_t nbacklog, backlog_cap;
+	/* per-iteration scratch for sendmsg: consumed by the kernel at submit
+	 * (IORING_FEAT_SUBMIT_STABLE), so it is reused after each submit */
+	struct msghdr *msgs;
+	struct iovec *iovs;
+	uint32_t msgs_used, iovs_used, msgs_cap, iovs_cap;
+	/* decrypted bytes of one TLS read, passed on at once */
+	uint8_t *tls_plain;
+	size_t tls_plain_cap;
+	/* pooled output chunks */
+	struct rr_out *chunks;
+	uint32_t nchunks;
+	/* accepting */
+	struct rr_accept_slot *accept_slots; /* with --max-connections-per-ip */
+	struct rr_timer accept_retry[2];     /* per listener: plain, TLS */
+	struct rr_core *core;
+};
+
+static inline struct rr_conns *rr_conns(struct rr_core *core)
+{
+	return core->layer[RR_LAYER_CONN];
+}
+
+extern const struct rr_conn_gate *rr_conn_gate;
+
+/* conn.c */
+struct rr_conn *rr_conn_alloc(struct rr_core *core, int fd);
+struct rr_conn *rr_conn_lookup(struct rr_core *core, uint64_t user_data);
+void rr_conn_kill(struct rr_core *core, struct rr_conn *c);
+void rr_conn_fail(struct rr_core *core, struct rr_conn *c, uint16_t code);
+void rr_conn_maybe_finish(struct rr_core *core, struct rr_conn *c);
+void rr_conn_op_done(struct rr_core *core, struct rr_conn *c);
+void rr_conn_set_deadline(struct rr_core *core, struct rr_conn *c, uint64_t at_ms);
+void rr_conn_arm_recv(struct rr_core *core, struct rr_conn *c);
+void rr_conn_settle_leaving(struct rr_core *core);
+void rr_conn_peer_closed(struct rr_core *core, struct rr_conn *c, uint16_t code);
+/* out.c */
+void rr_out_mark_dirty(struct rr_core *core, struct rr_conn *c);
+int rr_out_push(struct rr_core *core, struct rr_conn *c, struct rr_frame *f, bool held);
+void rr_out_queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code,
+			const char *reason);
+void rr_out_drop_unsent(struct rr_core *core, struct rr_conn *c);
+void rr_out_free_all(struct rr_core *core, struct rr_conn *c);
+void rr_out_flush_all(struct rr_core *core);
+void rr_out_on_send(struct rr_core *core, const struct io_uring_cqe *cqe);
+void rr_out_pool_free(struct rr_conns *cs);
+bool rr_out_pending(const struct rr_conn *c);
+int rr_out_pong(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n);
+/* input.c */
+void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe);
+void rr_in_settle(struct rr_core *core);
+void rr_in_rearm_all(struct rr_core *core);
+void rr_in_tls_drain(struct rr_core *core, struct rr_conn *c);
+void rr_in_free(struct rr_conn *c);
+/* handoff.c */
+void rr_handoff_on_out(struct rr_core *core, struct rr_conn *c, int res);
+void rr_handoff_on_in(struct rr_core *core, const struct io_uring_cqe *cqe);
+void rr_handoff_submit(struct rr_core *core, struct rr_conn *c);
+/* a dropped connection in hand-off; at_exit: free what the record holds */
+void rr_handoff_drop(struct rr_core *core, struct rr_conn *c, bool at_exit);
+/* accept.c */
+void rr_accept_start(struct rr_core *core);
+void rr_accept_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe);
 
 #endif

@@ -72,6 +72,25 @@
  * work between two flushes so a backlogged publisher can't starve them. */
 #define RR_CQE_BATCH 256
 
+/* Input budget: messages one connection delivers per loop iteration, and
+ * bytes it may have waiting past that budget before its receive is paused
+ * (TCP then pushes back on the sender). Bounds one iteration's work and the
+ * memory it queues, so a backlogged publisher can't starve the flush. */
+#define RR_INPUT_MESSAGES_MAX 64
+#define RR_INPUT_BACKLOG_MAX (256u << 10)
+
+/* Output chunks: frames up to RR_OUT_COPY_MAX bytes are copied into pooled
+ * chunks of RR_OUT_CHUNK bytes (no allocation per frame per member, few
+ * iovecs per send); larger ones are queued by reference. A core keeps at
+ * most RR_OUT_POOL_MAX free chunks. */
+#define RR_OUT_CHUNK 2048
+#define RR_OUT_COPY_MAX 512
+#define RR_OUT_POOL_MAX 4096
+
+/* Bulk output (replays, history) is pulled: the next page is read when the
+ * member's queue is below this. */
+#define RR_OUT_LOW_WATER (64u << 10)
+
 /* io_uring submission queue entries per core. */
 #define RR_SQ_ENTRIES 4096
 

@@ -1,12 +1,23 @@
 /*
  * The broker and its cores: one pinned thread per core, each with its own
- * io_uring, listener, buffer ring, timer wheel, connections and rooms.
+ * io_uring, listeners, buffer ring, timer wheel, and the per-core state of
+ * the layers above (connections, rooms, the handler runtime).
  *
- * DESIGN: a loop iteration reaps a bounded batch of completions and runs
- * their handlers; handlers only queue output on connections (marking them
- * dirty); then every dirty connection is flushed with at most one send, and
- * all the iteration's SQEs reach the kernel in one io_uring_enter, which also
- * waits for the next completions or the next timer deadline.
+ * DESIGN: the reactor knows nothing of the layers above it. They register
+ * into it before the cores start: a completion handler per user_data kind
+ * (each completion carries its handler's kind), and a layer table whose hooks
+ * the loop calls at fixed points of every iteration:
+ *
+ *   fire due timers → settle (deferred closes, budgeted input) → flush (one
+ *   send per dirty connection) → submit and wait in one io_uring_enter →
+ *   reap at most RR_CQE_BATCH completions and dispatch each by kind →
+ *   publish the receive buffers given back.
+ *
+ * Handlers only queue output and mark work; nothing is closed or freed
+ * inside a dispatch. Bounding the batch bounds the work between two flushes.
+ * A unit test can drive a core without threads or sockets: rr_core_setup()
+ * then rr_core_settle_flush() and rr_core_dispatch() with made-up
+ * completions (tests/unit/test_fake_ring.c).
  */
 #ifndef RR_REACTOR_LOOP_H
 #define RR_REACTOR_LOOP_H
@@ -19,14 +30,53 @@
 
 #include "core/flags.h"
 #include "reactor/ring.h"
+#include "reactor/stats.h"
 #include "reactor/timer.h"
-#include "room/metrics.h"
+#include "reactor/ud.h"
 
-struct rr_conn;
-struct rr_accept_slot;
-struct rr_tls_ctx;
-struct rr_room_table;
 struct rr_broker;
+struct rr_core;
+
+/* Per-core state of the layers above, in the order they are layered. */
+enum rr_layer_id {
+	RR_LAYER_CONN = 0, /* connections and the gate */
+	RR_LAYER_ROOM,     /* room registry */
+	RR_LAYER_RT,       /* handler runtime */
+	RR_LAYERS,
+};
+
+/*
+ * What a layer asks of the loop; every hook is optional and runs on the
+ * core's own thread (fini: on the thread that frees the broker). Layers
+ * run lowest first, except stop, which runs highest first.
+ */
+struct rr_layer {
+	const char *name;
+	/* set up this core's state in core->layer[id]: 0 or -errno (logged) */
+	int (*init)(struct rr_core *core);
+	/* every core is up: start accepting, restore alarms */
+	void (*start)(struct rr_core *core);
+	/* after dispatch, before the flush: deferred closes, budgeted input */
+	void (*settle)(struct rr_core *core);
+	/* queue this iteration's sends */
+	void (*flush)(struct rr_core *core);
+	/* the drain begins (members get 1001) */
+	void (*drain)(struct rr_core *core);
+	/* the listeners are closed: refuse what is still arriving */
+	void (*stopped_listening)(struct rr_core *core);
+	/* the loop has ended */
+	void (*stop)(struct rr_core *core);
+	/* free core->layer[id] (the ring may be gone) */
+	void (*fini)(struct rr_core *core);
+};
+
+typedef void rr_cqe_fn(struct rr_core *core, const struct io_uring_cqe *cqe);
+
+/* Register the layer of id, and the completion handler of a user_data
+ * kind. Both before rr_broker_start(); a second registration of the same
+ * id or kind replaces the first. */
+void rr_reactor_layer(enum rr_layer_id id, const struct rr_layer *l);
+void rr_reactor_on(enum rr_ud_kind kind, rr_cqe_fn *fn);
 
 struct rr_core {
 	unsigned id;
@@ -36,10 +86,8 @@ struct rr_core {
 	int ring_fd;
 	int listen_fd;
 	int tls_listen_fd;
-	uint32_t accepts_inflight;
-	struct rr_accept_slot *accept_slots; /* with --max-connections-per-ip */
 
-	/* provided receive buffers */
+	/* provided receive buffers (reactor/bufring.c) */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
 	uint32_t nbufs, buf_size;
@@ -47,32 +95,17 @@ struct rr_core {
 	uint32_t bufs_to_return;
 	bool bufs_short;
 
-	/* connection slots: mmap'd, touched only as used */
-	struct rr_conn *conns;
-	uint32_t conns_cap, conns_used, conns_live;
 	uint32_t slots; /* fixed-file table size */
-	struct rr_timer accept_retry[2]; /* per listener: plain, TLS */
-	uint32_t members_live; /* upgraded connections */
-	struct rr_conn *free_conns;
-
-	/* connections with output to flush, and receives to re-arm */
-	struct rr_conn *dirty;
-	struct rr_conn *rearm;
-
 	struct rr_wheel wheel;
-	struct rr_room_table *rooms;
+	void *layer[RR_LAYERS];
+
+	/* Counts the layers keep so the loop knows when the core is drained
+	 * (no member, no hand-off) and when it may exit (nothing in flight). */
+	uint32_t conns_live;
+	uint32_t members_live;
 	uint32_t handoffs_inflight;
-	uint32_t store_inflight; /* storage requests awaiting their completion */
-
-	/* per-iteration scratch for sendmsg: consumed by the kernel at submit
-	 * (IORING_FEAT_SUBMIT_STABLE), so it is reused after each submit */
-	struct msghdr *msgs;
-	struct iovec *iovs;
-	uint32_t msgs_used, iovs_used, msgs_cap, iovs_cap;
-
-	/* decrypted bytes of one TLS read, passed on at once */
-	uint8_t *tls_plain;
-	size_t tls_plain_cap;
+	uint32_t accepts_inflight;
+	uint32_t store_inflight;
 
 	uint64_t now_ms;
 	bool draining;
@@ -83,6 +116,8 @@ struct rr_core {
 
 	struct rr_core_stats stats __attribute__((aligned(64)));
 };
+
+struct rr_tls_ctx;
 
 struct rr_broker {
 	struct rr_config cfg;
@@ -122,10 +157,36 @@ int rr_broker_tls_load(struct rr_broker *b);
 /* The current TLS context with a reference for the caller, or NULL. */
 struct rr_tls_ctx *rr_broker_tls_ctx(struct rr_broker *b);
 
+/* Home core of a room (FNV-1a of its name, stable across restarts). */
+unsigned rr_broker_home(const struct rr_broker *b, const char *name, size_t n);
+
+/* ---- one core, for the loop and for tests that drive it by hand ---------- */
+
+/* Set up a core's ring, buffers, listeners (unless listen is false) and the
+ * layers' state on the calling thread. 0 or -errno (logged). */
+int rr_core_setup(struct rr_broker *b, struct rr_core *core, unsigned id, bool listen);
+/* Run every layer's settle and flush hooks (one iteration's tail). */
+void rr_core_settle_flush(struct rr_core *core);
+/* Hand one completion to the handler registered for its kind. */
+void rr_core_dispatch(struct rr_core *core, const struct io_uring_cqe *cqe);
+/* Undo rr_core_setup (layers' fini, then the ring and buffers). */
+void rr_core_teardown(struct rr_core *core);
+
+/* The core running on the calling thread (set by the loop and by
+ * rr_core_setup), or NULL. */
+struct rr_core *rr_core_current(void);
+
+/* Provided receive buffers (reactor/bufring.c). */
+int rr_bufring_setup(struct rr_core *core, const struct rr_config *cfg);
+void rr_bufring_free(struct rr_core *core);
+/* The bytes of buffer bid. */
+static inline uint8_t *rr_core_buf(struct rr_core *core, uint32_t bid)
+{
+	return core->bufs + (size_t)bid * core->buf_size;
+}
 /* Give a provided buffer back to the ring (published at the end of the batch). */
 void rr_core_return_buffer(struct rr_core *core, uint32_t bid);
-
-/* Home core of a room. */
-unsigned rr_room_home(const struct rr_broker *b, const char *name, size_t n);
+/* End of a batch: grow the ring after a shortage, publish the returns. */
+void rr_bufring_publish(struct rr_core *core);
 
 #endif

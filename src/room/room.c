@@ -2,8 +2,7 @@
 #include "room/room.h"
 #include "conn/conn.h"
 #include "core/assert.h"
-#include "reactor/loop.h"
-#include "room/handler.h"
+#include "core/hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,52 +10,22 @@
 
 #define ROOM_BUCKETS_INIT 1024
 
-uint64_t rr_room_hash(const char *name, size_t n)
-{
-	/* FNV-1a: stable across runs and processes, so a room's home core is
-	 * the same for every node and restart (needed for consistent hashing
-	 * behind a load balancer). */
-	uint64_t h = UINT64_C(14695981039346656037);
-	for (size_t i = 0; i < n; i++) {
-		h ^= (uint8_t)name[i];
-		h *= UINT64_C(1099511628211);
-	}
-	return h;
-}
+struct rr_room_table {
+	struct rr_room **buckets;
+	uint32_t nbuckets, count;
+};
 
-unsigned rr_room_home(const struct rr_broker *b, const char *name, size_t n)
+static struct rr_room_table *table(struct rr_core *core)
 {
-	return (unsigned)(rr_room_hash(name, n) % b->ncores);
-}
-
-int rr_room_table_init(struct rr_room_table *t)
-{
-	t->nbuckets = ROOM_BUCKETS_INIT;
-	t->count = 0;
-	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-	return t->buckets ? 0 : -ENOMEM;
+	return core->layer[RR_LAYER_ROOM];
 }
 
 static void room_free(struct rr_core *core, struct rr_room *r)
 {
-	if (r->rt)
-		rr_handler_room_free(core, r->rt, r);
+	if (r->ops)
+		r->ops->free(core, r);
 	free(r->members);
 	free(r);
-}
-
-void rr_room_table_free(struct rr_core *core, struct rr_room_table *t)
-{
-	for (uint32_t i = 0; i < t->nbuckets; i++) {
-		struct rr_room *r = t->buckets[i];
-		while (r) {
-			struct rr_room *next = r->next;
-			room_free(core, r);
-			r = next;
-		}
-	}
-	free(t->buckets);
-	t->buckets = NULL;
 }
 
 static void table_grow(struct rr_room_table *t)
@@ -82,9 +51,9 @@ static void table_grow(struct rr_room_table *t)
 
 struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name, size_t n)
 {
-	struct rr_room_table *t = core->rooms;
+	struct rr_room_table *t = table(core);
 	rr_assert(n >= 1 && n <= RR_ROOM_NAME_MAX);
-	uint64_t h = rr_room_hash(name, n) ^ kind;
+	uint64_t h = rr_hash(name, n) ^ kind;
 	struct rr_room *r = t->buckets[h & (t->nbuckets - 1)];
 
 	for (; r; r = r->next) {
@@ -112,10 +81,11 @@ struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name
 
 void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r)
 {
-	struct rr_room_table *t = core->rooms;
+	struct rr_room_table *t = table(core);
 	if (r->count > 0 || r->busy > 0)
 		return;
-	if (r->rt && !rr_handler_room_empty(core, r))
+	rr_assert(r->walking == 0);
+	if (r->ops && !r->ops->empty(core, r))
 		return; /* hibernating or busy with storage */
 	struct rr_room **pp = &t->buckets[r->hash & (t->nbuckets - 1)];
 	while (*pp && *pp != r)
@@ -130,6 +100,7 @@ void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r)
 int rr_room_join(struct rr_core *core, struct rr_room *r, struct rr_conn *c)
 {
 	rr_assert(c->room == NULL);
+	rr_assert(r->walking == 0);
 	if (r->count >= core->broker->cfg.max_room_size)
 		return -ENOSPC;
 	if (r->count == r->cap) {
@@ -146,20 +117,20 @@ int rr_room_join(struct rr_core *core, struct rr_room *r, struct rr_conn *c)
 	return 0;
 }
 
-void rr_room_leave(struct rr_core *core, struct rr_conn *c)
+void rr_room_detach(struct rr_core *core, struct rr_conn *c)
 {
 	struct rr_room *r = c->room;
+	(void)core;
 	if (r == NULL)
 		return;
+	rr_assert(r->walking == 0); /* closes are deferred: never inside a walk */
 	rr_assert(c->member_idx < r->count && r->members[c->member_idx] == c);
 	struct rr_conn *last = r->members[--r->count];
 	r->members[c->member_idx] = last;
 	last->member_idx = c->member_idx;
 	c->room = NULL;
 	/* shrink a room that emptied out, so a burst doesn't pin memory */
-	if (r->count == 0) {
-		rr_room_release_if_empty(core, r);
-	} else if (r->cap > 64 && r->count < r->cap / 4) {
+	if (r->cap > 64 && r->count < r->cap / 4) {
 		struct rr_conn **m = realloc(r->members, (r->cap / 2) * sizeof(*m));
 		if (m) {
 			r->members = m;
@@ -168,24 +139,65 @@ void rr_room_leave(struct rr_core *core, struct rr_conn *c)
 	}
 }
 
-void rr_room_broadcast_frame(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
-			     struct rr_conn *except)
+uint32_t rr_room_send_all(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
+			  const struct rr_conn *except, rr_room_keep_fn *keep, const void *arg)
 {
+	uint32_t sent = 0, n = r->count;
 	RR_STAT_INC(core, broadcasts);
-	/* Backwards: a member dropped as a slow consumer leaves the room
-	 * during the loop, and swap-removal only moves an already visited
-	 * member into its place. `busy` keeps the room alive meanwhile. */
-	uint32_t i = r->count;
-	r->busy++;
-	while (i > 0) {
-		i--;
-		if (i >= r->count)
-			continue;
+	r->walking++;
+	for (uint32_t i = 0; i < n; i++) {
 		struct rr_conn *m = r->members[i];
-		if (m == except)
+		if (m == except || (keep && !keep(m, arg)))
 			continue;
-		rr_conn_send(core, m, f);
+		if (rr_conn_send(core, m, f) == 0)
+			sent++;
 	}
-	r->busy--;
-	rr_room_release_if_empty(core, r);
+	rr_assert(r->count == n);
+	r->walking--;
+	return sent;
+}
+
+/* ---- the layer ------------------------------------------------------------ */
+
+static int rooms_init(struct rr_core *core)
+{
+	struct rr_room_table *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	t->nbuckets = ROOM_BUCKETS_INIT;
+	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+	core->layer[RR_LAYER_ROOM] = t;
+	return t->buckets ? 0 : -ENOMEM;
+}
+
+static void rooms_fini(struct rr_core *core)
+{
+	struct rr_room_table *t = table(core);
+	if (t == NULL)
+		return;
+	for (uint32_t i = 0; t->buckets && i < t->nbuckets; i++) {
+		struct rr_room *r = t->buckets[i];
+		while (r) {
+			struct rr_room *next = r->next;
+			room_free(core, r);
+			r = next;
+		}
+	}
+	free(t->buckets);
+	free(t);
+	core->layer[RR_LAYER_ROOM] = NULL;
+}
+
+static const struct rr_layer room_layer = {
+	.name = "rooms",
+	.init = rooms_init,
+	.fini = rooms_fini,
+};
+
+void rr_room_builtin_register(void);
+
+void rr_room_register(void)
+{
+	rr_reactor_layer(RR_LAYER_ROOM, &room_layer);
+	rr_room_builtin_register();
 }

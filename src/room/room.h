@@ -1,13 +1,19 @@
 /*
- * Rooms of one core: a registry by name, membership, and fan-out.
+ * Rooms of one core: a registry by name, membership, and the one walk over
+ * a room's members that every fan-out uses.
  *
  * DESIGN: a room lives on its home core only (hash(name) % cores), so its
  * member list is never shared. A broadcast encodes the frame once and queues
- * a reference on each member; nothing is sent until the loop flushes.
+ * it on each member; nothing is sent until the loop flushes. Members join
+ * when they open and are detached in the loop's settle step (conn.h), never
+ * during a walk: `walking` asserts it. A room is freed only when it has no
+ * member and nothing runs on it (`busy`), and its owner agrees (a handler
+ * room may hibernate instead).
  */
 #ifndef RR_ROOM_ROOM_H
 #define RR_ROOM_ROOM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,42 +21,51 @@
 
 struct rr_core;
 struct rr_conn;
-struct rr_room_rt;
+struct rr_room;
 
 #define RR_ROOM_NAME_MAX 128
+
+/* What the owner of a room's state (the handler runtime) hears. */
+struct rr_room_ops {
+	/* the room has no member and nothing runs on it: true to free it now
+	 * (else the owner keeps it, e.g. hibernating until a timer) */
+	bool (*empty)(struct rr_core *core, struct rr_room *r);
+	/* free the owner's state (r->owner) */
+	void (*free)(struct rr_core *core, struct rr_room *r);
+};
 
 struct rr_room {
 	struct rr_room *next; /* hash chain */
 	uint64_t hash;
 	struct rr_conn **members;
 	uint32_t count, cap;
-	uint32_t busy; /* > 0 while a broadcast walks the members */
-	struct rr_room_rt *rt; /* handler rooms (room/handler.h); NULL for /raw/ */
-	uint8_t kind; /* rr_route_kind: /raw/ and /chat/ rooms of one name differ */
+	uint32_t busy;    /* > 0 while work on the room runs: not freed */
+	uint32_t walking; /* > 0 while a walk is over the members: no change */
+	const struct rr_room_ops *ops; /* NULL for /raw/ rooms */
+	void *owner;
+	uint8_t kind; /* the route: /raw/ and /chat/ rooms of one name differ */
 	uint8_t name_len;
 	char name[RR_ROOM_NAME_MAX + 1];
 };
 
-struct rr_room_table {
-	struct rr_room **buckets;
-	uint32_t nbuckets, count;
-};
-
-uint64_t rr_room_hash(const char *name, size_t n);
-
-int rr_room_table_init(struct rr_room_table *t);
-void rr_room_table_free(struct rr_core *core, struct rr_room_table *t);
+/* Register the room layer, and the built-in owners of /echo and /raw/
+ * (room/builtin.c), with the reactor and the gate. */
+void rr_room_register(void);
 
 /* Find or create the room; NULL when out of memory. */
 struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name, size_t n);
 /* Add c; -ENOSPC when the room is at --max-room-size, -ENOMEM. */
 int rr_room_join(struct rr_core *core, struct rr_room *r, struct rr_conn *c);
-/* Remove c from its room (no-op if none); an empty room is freed. */
-void rr_room_leave(struct rr_core *core, struct rr_conn *c);
-/* Free r if it has no members. */
+/* Take c out of its room's member list (no-op if none); the room is not
+ * freed here: call rr_room_release_if_empty() once done with it. */
+void rr_room_detach(struct rr_core *core, struct rr_conn *c);
+/* Free r if it has no member, nothing runs on it and its owner agrees. */
 void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r);
-/* Queue f on every member but except (may be NULL). */
-void rr_room_broadcast_frame(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
-			     struct rr_conn *except);
+
+/* Queue f on every member but except for which keep(member, arg) is true
+ * (keep NULL: every member). Returns the members it was queued for. */
+typedef bool rr_room_keep_fn(const struct rr_conn *m, const void *arg);
+uint32_t rr_room_send_all(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
+			  const struct rr_conn *except, rr_room_keep_fn *keep, const void *arg);
 
 #endif

@@ -1,10 +1,10 @@
 /*
- * Counters for /metrics. Each core writes only its own counters (plain
+ * Per-core counters for /metrics (rendered by gate/metrics.c). Each core writes only its own counters (plain
  * increments through relaxed atomics that compile to ordinary moves); the
  * core answering /metrics reads every core's with relaxed loads.
  */
-#ifndef RR_ROOM_METRICS_H
-#define RR_ROOM_METRICS_H
+#ifndef RR_REACTOR_STATS_H
+#define RR_REACTOR_STATS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +14,8 @@
 	X(connections_open, gauge, "connections currently open on this core")              \
 	X(upgrades, counter, "WebSocket upgrades completed")                              \
 	X(rejected_400, counter, "requests answered 400")                                 \
+	X(rejected_401, counter, "requests answered 401")                                 \
+	X(rejected_403, counter, "requests answered 403")                                 \
 	X(rejected_404, counter, "requests answered 404")                                 \
 	X(rejected_405, counter, "requests answered 405")                                 \
 	X(rejected_426, counter, "requests answered 426")                                 \
@@ -35,6 +37,7 @@
 	X(closes_1013, counter, "slow consumers closed with 1013")                        \
 	X(closes_4008, counter, "idle connections closed with 4008")                      \
 	X(pings_sent, counter, "server pings sent")                                       \
+	X(recv_paused, counter, "receives paused because the input backlog passed its limit") \
 	X(recv_enobufs, counter, "receives paused because the buffer ring ran dry")       \
 	X(rooms_open, gauge, "rooms currently in memory on this core")                    \
 	X(tls_handshakes, counter, "TLS handshakes completed")                            \
@@ -52,10 +55,5 @@ struct rr_core_stats {
 			 __ATOMIC_RELAXED)
 #define RR_STAT_INC(core, field) RR_STAT_ADD(core, field, 1)
 #define RR_STAT_DEC(core, field) RR_STAT_ADD(core, field, (uint64_t)-1)
-
-struct rr_broker;
-/* Render the Prometheus text of every core's counters into buf; returns the
- * length written (truncated at cap). */
-size_t rr_metrics_render(const struct rr_broker *b, char *buf, size_t cap);
 
 #endif

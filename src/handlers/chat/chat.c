@@ -75,6 +75,8 @@
 /* Replay page: rr_log_read_after() takes up to 1000; 256 frames per
  * completion keeps one callback short. */
 #define CHAT_REPLAY_PAGE 256
+/* a replay reads its next page once the member's queue is below this */
+#define CHAT_REPLAY_LOW_WATER (64u << 10)
 #define CHAT_HISTORY_DEFAULT RR_CHAT_HISTORY_LIMIT_DEFAULT
 #define CHAT_HISTORY_MAX RR_CHAT_HISTORY_LIMIT_MAX
 /* initial_state lists at most this many users (and says how many are
@@ -156,6 +158,7 @@ struct chat_sync {
 	uint64_t target; /* replay/initial: the hold point */
 	uint32_t limit;	 /* history; replay: the page asked for */
 	bool gap;	 /* replay: some ids after `since` are gone */
+	bool waiting;	 /* replay: no read in flight, waiting for writable() */
 };
 
 struct chat_room {
@@ -501,8 +504,14 @@ static void chat_replay_page(struct rr_room *room, struct chat_room *st, struct 
 	if (s->after == before)
 		more = false; /* no progress: never read the same page twice */
 	/* Everything up to the target is durable (broadcast only once
-	 * stored), so the reads end when they reach it or the log ends. */
+	 * stored), so the reads end when they reach it or the log ends. The
+	 * reader pulls: the next page is read once it has taken this one. */
 	if (res == 0 && more && n > 0 && s->after < s->target) {
+		if (rr_member_queued_bytes(m->conn) >= CHAT_REPLAY_LOW_WATER) {
+			s->waiting = true;
+			rr_member_want_writable(m->conn);
+			return;
+		}
 		if (chat_replay_next(room, s) == 0)
 			return;
 		recovered = false;
@@ -1262,8 +1271,31 @@ static void chat_close(struct rr_room *room, struct rr_conn *c, uint16_t code, b
 				      m->user_id, "username", m->user_name);
 		chat_broadcast_obj(room, o, c);
 	}
-	/* a replay in flight sees it gone and stops */
+	/* a replay waiting for writable() stops here; one with a read in
+	 * flight sees it gone when the read completes */
+	if (m->sync && m->sync->waiting) {
+		struct chat_sync *sy = m->sync;
+		m->sync = NULL;
+		chat_sync_free(st, sy);
+	}
 	chat_member_leave(st, m);
+}
+
+/* The member took the replay's last page: read the next. */
+static void chat_writable(struct rr_room *room, struct rr_conn *c)
+{
+	struct chat_room *st = chat_state(room);
+	struct chat_member *m = chat_member_find(st, c);
+	if (m == NULL || m->sync == NULL || !m->sync->waiting)
+		return;
+	struct chat_sync *s = m->sync;
+	s->waiting = false;
+	if (chat_replay_next(room, s) == 0)
+		return;
+	/* can't read on (storage queue full): say what it has */
+	chat_send_synced(m, false, s->target);
+	chat_member_go_live(m, s->target);
+	chat_sync_free(st, s);
 }
 
 /* ---- room lifecycle ----------------------------------------------------------------- */
@@ -1320,6 +1352,7 @@ static const struct rr_handler chat_handler = {
     .open = chat_open,
     .message = chat_message,
     .close = chat_close,
+    .writable = chat_writable,
 };
 
 const struct rr_handler *rr_chat_handler(void)

@@ -1,9 +1,11 @@
-/* Prometheus text for /metrics: see metrics.h. */
-#include "room/metrics.h"
+/* Prometheus text for /metrics: see gate.h. */
 #include "core/time.h"
+#include "gate/gate.h"
 #include "persist/store.h"
 #include "reactor/loop.h"
-#include "room/handler.h"
+
+#include <errno.h>
+#include <stdlib.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@ static size_t put(char *buf, size_t cap, size_t n, const char *fmt, ...)
 	return n + (size_t)m >= cap ? cap - 1 : n + (size_t)m;
 }
 
-size_t rr_metrics_render(const struct rr_broker *b, char *buf, size_t cap)
+static size_t render(const struct rr_broker *b, char *buf, size_t cap)
 {
 	size_t n = 0;
 	if (cap == 0)
@@ -51,9 +53,9 @@ size_t rr_metrics_render(const struct rr_broker *b, char *buf, size_t cap)
 							    __ATOMIC_RELAXED));
 	RR_STATS(RR_STAT_RENDER)
 #undef RR_STAT_RENDER
-	if (rr_handler_cfg.store) {
+	if (rr_gate_cfg.store) {
 		struct rr_store_stats st;
-		rr_store_stats_get(rr_handler_cfg.store, &st);
+		rr_store_stats_get(rr_gate_cfg.store, &st);
 #define STORE_STAT(name, kind, help, v)                                                    \
 	n = put(buf, cap, n,                                                               \
 		"# HELP ringroom_store_" name " " help "\n# TYPE ringroom_store_" name " " kind \
@@ -72,4 +74,23 @@ size_t rr_metrics_render(const struct rr_broker *b, char *buf, size_t cap)
 #undef STORE_STAT
 	}
 	return n;
+}
+
+int rr_metrics_render(const struct rr_broker *b, char **out, size_t *len)
+{
+	/* Render, and again in a bigger buffer until it fits: the text grows
+	 * with the cores (--cores allows 256). */
+	for (size_t cap = 64 * 1024; cap <= (64u << 20); cap *= 4) {
+		char *buf = malloc(cap);
+		if (buf == NULL)
+			return -ENOMEM;
+		size_t n = render(b, buf, cap);
+		if (n + 1 < cap) {
+			*out = buf;
+			*len = n;
+			return 0;
+		}
+		free(buf);
+	}
+	return -ENOMEM;
 }

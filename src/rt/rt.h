@@ -1,0 +1,190 @@
+/*
+ * The handler runtime: what the broker does for rooms served by a handler
+ * (include/ringroom/handler.h): the registry of handlers, loading a durable
+ * room's log position before its first member opens, sessions and resume,
+ * tags, attachments, the hold a replay puts on live output, auto-response,
+ * hibernation, alarms, and storage requests to the RocksDB worker with their
+ * completions back on the room's core.
+ *
+ * DESIGN: the runtime owns its connections (a struct rr_conn_owner) and its
+ * rooms' state (a struct rr_room_ops); the layers below call it only through
+ * those, and its callbacks into handlers never run inside a broadcast: a
+ * member that closes is detached and its handler's close() called in the
+ * loop's settle step.
+ *
+ * A connection for a handler room waits in RR_CONN_WAIT (still before its
+ * 101, holding its request's query and any early bytes) until the room is
+ * loaded and its session looked up; then the 101, the member's join and
+ * open() happen in one step on the room's core, so the room's log position
+ * a handler reads in open() is exactly where the live stream starts for
+ * that member.
+ */
+#ifndef RR_RT_RT_H
+#define RR_RT_RT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn/conn.h"
+#include "gate/gate.h"
+#include "persist/store.h"
+#include "reactor/timer.h"
+#include "ringroom/handler.h"
+#include "room/room.h"
+
+#define RR_SESSION_ID_LEN 22 /* base64url of 16 random bytes */
+#define RR_ROUTE_CUSTOM_BASE 16
+#define RR_CUSTOM_HANDLERS_MAX 16
+
+struct alarm;
+
+/* Per-connection state of handler rooms (conn->ctx; plain /echo and /raw/
+ * members don't carry it, so their idle cost stays small). */
+struct rr_conn_ext {
+	char session[RR_SESSION_ID_LEN + 1];
+	char *resume_token; /* during open() of a new session only */
+	uint8_t resume_hash[32];
+	struct rr_identity id;
+	char *query; /* until open() */
+	uint32_t query_len;
+	uint8_t *early;     /* bytes after the request, fed after open() */
+	uint32_t early_len;
+	char accept[29];
+	char *protocol; /* Sec-WebSocket-Protocol to answer, until open */
+	uint8_t *attachment;
+	uint32_t attachment_len;
+	char *tags; /* ntags NUL-terminated strings back to back */
+	uint32_t tags_len;
+	uint8_t ntags;
+	bool resumed;
+	bool session_new;
+	bool opened; /* its handler's open() ran: close() is due */
+	uint64_t last_id;
+	uint64_t resumed_last_id;
+	uint64_t auto_resp_ms;
+	struct rr_conn *next_waiter;
+	struct rr_room *waiting_room; /* while RR_CONN_WAIT */
+	struct rr_room *left_room;    /* between detach and leave */
+};
+
+/* Per-room state of handler rooms (room->owner). */
+struct rr_room_rt {
+	const struct rr_handler *h;
+	void *state;
+	uint8_t load; /* RR_LOAD_* */
+	char epoch[17];
+	uint64_t last_id, first_id;
+	uint32_t ops_inflight; /* storage requests not yet completed */
+	struct rr_conn *waiters;
+	char *auto_req, *auto_resp;
+	size_t auto_req_len;
+	bool auto_match_type;
+	bool initialised;
+	bool evict_now;
+	bool pinned;                 /* never evicted (the alarm index) */
+	struct alarm *pending_alarms; /* due while the room was loading */
+	struct rr_timer idle_timer; /* hibernation: --room-idle-evict */
+	/* the room's name in storage: "<handler>:<room>", so /chat/x and a
+	 * --handler room x don't share a log */
+	char store_name[200];
+	uint32_t store_name_len;
+	struct rr_room *room;
+};
+
+enum { RR_LOAD_NONE = 0, RR_LOAD_LOADING, RR_LOAD_READY, RR_LOAD_FAILED };
+
+/* Broker-wide handler settings from the flags. */
+struct rr_handler_config {
+	struct rr_store *store;
+	uint64_t session_ttl_ms;
+	uint32_t max_attachment_bytes;
+	uint64_t room_idle_evict_ms;
+	const struct rr_handler *custom[RR_CUSTOM_HANDLERS_MAX];
+	char custom_prefix[RR_CUSTOM_HANDLERS_MAX][64];
+	unsigned ncustom;
+};
+extern struct rr_handler_config rr_handler_cfg;
+
+/* Register the runtime with the reactor and the gate, with every handler
+ * added so far. Once, after rr_rt_add() and rr_handler_load_so(). */
+void rr_rt_register(void);
+/* Serve route (an rr_route_kind, e.g. RR_ROUTE_CHAT) with h. */
+void rr_rt_add(unsigned route, const struct rr_handler *h);
+/* Load a handler from a shared object for prefix. 0 or -errno (logged). */
+int rr_handler_load_so(const char *spec);
+/* The handler serving a route kind, or NULL. */
+const struct rr_handler *rr_handler_for_route(unsigned route);
+
+/* ---- inside the runtime (rt/ files) ----------------------------------------- */
+
+extern const struct rr_conn_owner rr_rt_owner;
+extern const struct rr_room_ops rr_rt_room_ops;
+
+static inline struct rr_conn_ext *cx(const struct rr_conn *c)
+{
+	return c->owner == &rr_rt_owner ? c->ctx : NULL;
+}
+
+static inline struct rr_room_rt *rt_of(const struct rr_room *r)
+{
+	return r && r->ops == &rr_rt_room_ops ? r->owner : NULL;
+}
+
+/* storage.c: requests to the storage worker */
+enum sreq_kind {
+	SR_ROOM_LOAD,
+	SR_RELOAD,
+	SR_SESSION_GET,
+	SR_SESSION_PUT,
+	SR_APPEND,
+	SR_READ,
+	SR_KV,
+	SR_KV_LIST,
+	SR_ALARM_LIST,
+};
+
+struct sreq {
+	struct rr_store_req req;
+	struct rr_room *room;
+	struct rr_conn *conn;
+	uint32_t conn_gen;
+	uint8_t kind;
+	union {
+		rr_log_done_fn *log_done;
+		rr_log_read_fn *read_done;
+		rr_kv_done_fn *kv_done;
+		rr_kv_list_fn *list_done;
+	} cb;
+	void *arg;
+	struct rr_store_session sess;
+	uint8_t data[]; /* room name, key, value, session blobs */
+};
+
+struct sreq *rr_rt_sreq_new(struct rr_core *core, struct rr_room *r, enum rr_store_op op,
+			    uint8_t kind, size_t extra);
+int rr_rt_sreq_submit(struct rr_core *core, struct sreq *s);
+int rr_rt_kv_op(struct rr_room *room, enum rr_store_op op, const void *key, size_t klen,
+		const void *val, size_t vlen, rr_kv_done_fn *done, void *arg);
+void rr_rt_session_put(struct rr_core *core, struct rr_conn *c);
+void rr_rt_new_session(struct rr_conn_ext *x);
+void rr_rt_store_done(struct rr_core *core, const struct io_uring_cqe *cqe);
+void rr_rt_random(uint8_t *p, size_t n);
+void rr_rt_sha256(const void *p, size_t n, uint8_t out[32]);
+
+/* member.c: rooms and members */
+struct rr_room *rr_rt_room_get(struct rr_core *core, const struct rr_handler *h, unsigned route,
+			       const char *name, size_t name_len);
+void rr_rt_room_ready(struct rr_core *core, struct rr_room *r);
+int rr_rt_room_load(struct rr_core *core, struct rr_room *r, uint8_t kind);
+void rr_rt_room_wake(struct rr_core *core, struct rr_room *r);
+void rr_rt_on_session_get(struct rr_core *core, struct sreq *s);
+
+/* alarm.c */
+void rr_rt_alarms_room_ready(struct rr_core *core, struct rr_room *r);
+void rr_rt_alarms_start(struct rr_core *core);
+void rr_rt_alarms_stop(struct rr_core *core);
+void rr_rt_alarms_listed(struct rr_core *core, struct sreq *s);
+void rr_rt_alarms_free(struct alarm *list);
+
+#endif
