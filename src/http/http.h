@@ -242,4 +242,35 @@ bool rr_http_is_api(struct rr_http_str path);
  */
 struct rr_api_route rr_http_api_route(struct rr_http_str method, struct rr_http_str path);
 
+/* The interim answer to "Expect: 100-continue", sent once the head passed
+ * routing and authentication and before the body is read. */
+#define RR_HTTP_100_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
+
+/* RFC 9110 reason phrase of a status ("Content Too Large" for 413), or
+ * "Unknown" for a status it does not list. */
+const char *rr_http_status_text(int status);
+
+/*
+ * Format the head of a backend API response into out[0..cap): status line,
+ * Server, Content-Type (when content_type is not NULL), Content-Length:
+ * body_len, Cache-Control: no-store, then the headers the status needs:
+ * Allow: allow (when allow is not NULL: pass rr_api_route.allow with 405),
+ * Retry-After for 429 and 503, WWW-Authenticate: Bearer for 401 (RFC 6750
+ * 3), and "Connection: close" when !keep_alive (the caller then closes after
+ * sending). For HEAD pass the GET body's length and send no body. Returns the
+ * head's length, or -ENOSPC when it does not fit (512 bytes always do with
+ * allow and content_type under 100 bytes each).
+ */
+ssize_t rr_http_api_head(char *out, size_t cap, int status, const char *content_type,
+			 size_t body_len, const char *allow, bool keep_alive);
+
+/*
+ * Format protocol.md's error body {"error":{"code":"<code>","message":"<message>"}}
+ * into out[0..cap), message escaped as a JSON string (quote, backslash and
+ * control bytes; other bytes are copied, so pass UTF-8). code is one of the
+ * fixed codes (e.g. "invalid_format") and is copied as is. Returns the length
+ * (no NUL is counted; one is written when it fits), or -ENOSPC.
+ */
+ssize_t rr_http_api_error_body(char *out, size_t cap, const char *code, const char *message);
+
 #endif

@@ -229,5 +229,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the helpers on raw bytes, which the parser never hands them */
 	(void)rr_http_pct_decode(s, out, sizeof(out));
 	(void)rr_http_route(s);
+	{
+		char *msg = malloc(size + 1), body[512];
+		ssize_t n;
+		size_t i;
+
+		REQUIRE(msg != NULL);
+		memcpy(msg, data, size);
+		msg[size] = '\0';
+		n = rr_http_api_error_body(body, sizeof(body), "invalid_format", msg);
+		REQUIRE(n == -ENOSPC || (n > 0 && (size_t)n == strlen(body)));
+		/* no raw control byte survives the escaping */
+		for (i = 0; n > 0 && i < (size_t)n; i++)
+			REQUIRE((unsigned char)body[i] >= 0x20 && body[i] != 0x7f);
+		free(msg);
+	}
 	return 0;
 }

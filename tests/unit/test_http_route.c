@@ -332,6 +332,53 @@ static void test_api_from_request(void)
 	CHECK_EQ(v, 5);
 }
 
+static void test_api_answers(void)
+{
+	char out[512], small[40];
+	ssize_t n;
+
+	CHECK(strcmp(rr_http_status_text(413), "Content Too Large") == 0);
+	CHECK(strcmp(rr_http_status_text(501), "Not Implemented") == 0);
+	CHECK(strcmp(rr_http_status_text(299), "Unknown") == 0);
+
+	n = rr_http_api_head(out, sizeof(out), 200, "application/json", 15, NULL, true);
+	CHECK(n > 0 && (size_t)n == strlen(out));
+	CHECK(strcmp(out, "HTTP/1.1 200 OK\r\nServer: ringroom\r\n"
+			  "Content-Type: application/json\r\nContent-Length: 15\r\n"
+			  "Cache-Control: no-store\r\n\r\n") == 0);
+
+	n = rr_http_api_head(out, sizeof(out), 405, "application/json", 0, "GET, HEAD", false);
+	CHECK(n > 0);
+	CHECK(strncmp(out, "HTTP/1.1 405 Method Not Allowed\r\n", 33) == 0);
+	CHECK(strstr(out, "\r\nAllow: GET, HEAD\r\n") != NULL);
+	CHECK(strstr(out, "\r\nConnection: close\r\n\r\n") != NULL);
+	CHECK(strstr(out, "Content-Length: 0\r\n") != NULL);
+
+	n = rr_http_api_head(out, sizeof(out), 401, NULL, 0, NULL, true);
+	CHECK(n > 0 && strstr(out, "\r\nWWW-Authenticate: Bearer realm=\"ringroom\"\r\n") != NULL);
+	CHECK(strstr(out, "Content-Type") == NULL && strstr(out, "Connection") == NULL);
+	n = rr_http_api_head(out, sizeof(out), 503, "application/json", 9, NULL, true);
+	CHECK(n > 0 && strstr(out, "\r\nRetry-After: 5\r\n") != NULL);
+	CHECK(strstr(out, "Service Unavailable") != NULL);
+	CHECK_EQ(rr_http_api_head(small, sizeof(small), 200, "text/plain", 1, NULL, true), -ENOSPC);
+
+	n = rr_http_api_error_body(out, sizeof(out), "invalid_format", "bad \"JSON\"\\\n\x01");
+	CHECK(n > 0 && (size_t)n == strlen(out));
+	CHECK(strcmp(out, "{\"error\":{\"code\":\"invalid_format\","
+			  "\"message\":\"bad \\\"JSON\\\"\\\\\\u000a\\u0001\"}}") == 0);
+	n = rr_http_api_error_body(out, sizeof(out), "storage_unavailable", "caf\xc3\xa9");
+	CHECK(strcmp(out, "{\"error\":{\"code\":\"storage_unavailable\",\"message\":\"caf\xc3\xa9\"}}") ==
+	      0);
+	/* exactly fitting, one byte short */
+	n = rr_http_api_error_body(out, sizeof(out), "x", "");
+	CHECK_EQ(n, (ssize_t)strlen("{\"error\":{\"code\":\"x\",\"message\":\"\"}}"));
+	CHECK_EQ(rr_http_api_error_body(small, (size_t)n + 1, "x", ""), n);
+	CHECK_EQ(rr_http_api_error_body(small, (size_t)n, "x", ""), -ENOSPC);
+	CHECK_EQ(rr_http_api_error_body(small, sizeof(small), "invalid_format", "a long message"),
+		 -ENOSPC);
+	CHECK(strcmp(RR_HTTP_100_CONTINUE, "HTTP/1.1 100 Continue\r\n\r\n") == 0);
+}
+
 int main(void)
 {
 	test_fixed_paths();
@@ -341,5 +388,6 @@ int main(void)
 	test_api_is();
 	test_api_routes();
 	test_api_from_request();
+	test_api_answers();
 	return check_done();
 }
