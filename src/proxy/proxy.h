@@ -13,6 +13,18 @@
  * The bytes after the header (an HTTP request, a TLS ClientHello) are not
  * looked at: the caller hands buf + consumed to the next layer.
  *
+ * Use on a listener with --proxy-protocol (protocol.md, "Behind a load
+ * balancer"):
+ *   1. on accept, refuse a peer outside --proxy-from
+ *      (rr_proxy_from_match() on the accepted address): close, no answer;
+ *   2. append received bytes to a buffer of RR_PROXY_BYTES_MAX and call
+ *      rr_proxy_parse(); on -EAGAIN wait for more, under the handshake
+ *      timer; on -EPROTO/-EMSGSIZE close without an answer;
+ *   3. on n > 0: RR_PROXY_ADDR gives the client's address (hdr.src) for
+ *      per-IP limits, logs and the handler API; LOCAL and UNKNOWN keep the
+ *      accepted peer's. buf[n..) is the start of the TLS handshake or the
+ *      HTTP request: hand it to that layer as if just received.
+ *
  * Specification: HAProxy's doc/proxy-protocol.txt (versions 1 and 2).
  */
 #ifndef RR_PROXY_H
