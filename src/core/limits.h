@@ -33,6 +33,18 @@
 #define RR_MAX_HEADERS_DEFAULT 100
 #define RR_MAX_HEADERS_CEIL 1000
 
+/* PROXY protocol headers (src/proxy). v1 is at most 107 bytes by its spec;
+ * v2 carries a 16-byte header plus a length, and the length is capped so a
+ * peer can't make a connection buffer megabytes before it is known to be
+ * bogus: 216 bytes of the largest address block plus ample room for the TLVs
+ * balancers send (ALPN, SNI, unique id, TLS details, cloud endpoint ids). */
+#define RR_PROXY_V1_BYTES_MAX 107
+#define RR_PROXY_V2_LEN_MAX 2048
+#define RR_PROXY_BYTES_MAX (16 + RR_PROXY_V2_LEN_MAX)
+/* --proxy-from entries: a short list of balancer networks, matched linearly
+ * once per accepted connection. */
+#define RR_PROXY_FROM_MAX 64
+
 /* Timeouts (ms). */
 #define RR_HANDSHAKE_TIMEOUT_MS_DEFAULT 10000
 #define RR_PING_INTERVAL_MS_DEFAULT 25000

@@ -1,7 +1,8 @@
 /*
- * HTTP/1.1 request-head parser for the WebSocket upgrade, plus the small
- * helpers the upgrade path needs (query lookup, percent-decoding, the
- * Sec-WebSocket-Key shape check).
+ * HTTP/1.1 request-head parser for the WebSocket upgrade and the backend API,
+ * plus the small helpers both need (query lookup, percent-decoding, the
+ * Sec-WebSocket-Key shape check, the Content-Length body, keep-alive, Bearer
+ * credentials).
  *
  * DESIGN: the parser keeps no state between calls. Each call scans the buffer
  * from the start, left to right, once, and stops at the first byte that
@@ -17,9 +18,15 @@
  * Strictness: single SP between request-line parts, "HTTP/1.<digit>" only,
  * header names are tokens followed directly by ':', no control characters
  * except HTAB in values, no obs-fold, no bare CR, no leading empty line, at
- * most one Host, Content-Length must be digits. Bare LF line ends are accepted.
+ * most one Host, Content-Length must be digits (and repeated only with the
+ * same value). Bare LF line ends are accepted.
+ *
+ * A body is framed by Content-Length only: the API's clients (curl, HTTP
+ * libraries) send it for every body they know the size of, and refusing
+ * chunked requests (501) keeps the parser a single stateless scan.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/assert.h"
@@ -221,14 +228,27 @@ static int rr_http_header(struct rr_http_req *req, struct rr_http_str name, stru
 	case 6:
 		if (rr_http_eq_ci(name.p, name.n, "origin"))
 			rr_http_set_first(&req->origin, v);
+		else if (rr_http_eq_ci(name.p, name.n, "expect") &&
+			 rr_http_eq_ci(v.p, v.n, "100-continue"))
+			req->expect_continue = true;
 		break;
 	case 7:
 		if (rr_http_eq_ci(name.p, name.n, "upgrade") && rr_http_list_has(v, "websocket"))
 			req->upgrade_websocket = true;
 		break;
 	case 10:
-		if (rr_http_eq_ci(name.p, name.n, "connection") && rr_http_list_has(v, "upgrade"))
-			req->connection_upgrade = true;
+		if (rr_http_eq_ci(name.p, name.n, "connection")) {
+			if (rr_http_list_has(v, "upgrade"))
+				req->connection_upgrade = true;
+			if (rr_http_list_has(v, "close"))
+				req->conn_close = true;
+			if (rr_http_list_has(v, "keep-alive"))
+				req->conn_keep_alive = true;
+		}
+		break;
+	case 12:
+		if (rr_http_eq_ci(name.p, name.n, "content-type"))
+			rr_http_set_first(&req->content_type, v);
 		break;
 	case 13:
 		if (rr_http_eq_ci(name.p, name.n, "authorization"))
@@ -236,15 +256,26 @@ static int rr_http_header(struct rr_http_req *req, struct rr_http_str name, stru
 		break;
 	case 14:
 		if (rr_http_eq_ci(name.p, name.n, "content-length")) {
+			uint64_t cl = 0;
+
 			/* digits only; a non-zero one means a body follows */
 			if (v.n == 0)
 				return -EPROTO;
 			for (k = 0; k < v.n; k++) {
+				unsigned d = (unsigned)(v.p[k] - '0');
+
 				if (v.p[k] < '0' || v.p[k] > '9')
 					return -EPROTO;
-				if (v.p[k] != '0')
+				if (d != 0)
 					req->has_body = true;
+				/* saturate: any such length is over every body limit */
+				cl = cl > (UINT64_MAX - d) / 10 ? UINT64_MAX : cl * 10 + d;
 			}
+			/* two different lengths: which one frames the body? (RFC 9112 6.3) */
+			if (req->has_content_length && req->content_length != cl)
+				return -EPROTO;
+			req->has_content_length = true;
+			req->content_length = cl;
 		}
 		break;
 	case 15:
@@ -259,6 +290,7 @@ static int rr_http_header(struct rr_http_req *req, struct rr_http_str name, stru
 				req->ws_key = v;
 		} else if (rr_http_eq_ci(name.p, name.n, "transfer-encoding")) {
 			req->has_body = true;
+			req->transfer_encoding = true;
 		}
 		break;
 	case 21:
@@ -367,6 +399,92 @@ ssize_t rr_http_parse(const char *buf, size_t len, const struct rr_http_limits *
 	}
 more:
 	return len > lim->header_bytes_max ? -EMSGSIZE : -EAGAIN;
+}
+
+/* ---- a whole request: head and body (the backend API) ------------------ */
+
+ssize_t rr_http_parse_request(const char *buf, size_t len, const struct rr_http_limits *lim,
+			      uint64_t body_bytes_max, struct rr_http_req *req)
+{
+	ssize_t head = rr_http_parse(buf, len, lim, req);
+	size_t have;
+
+	if (head < 0)
+		return head;
+	rr_assert((size_t)head <= len);
+	req->head_bytes = (size_t)head;
+	if (req->transfer_encoding)
+		return req->has_content_length ? -EPROTO : -ENOTSUP;
+	if (req->content_length > body_bytes_max)
+		return -EFBIG;
+	have = len - (size_t)head;
+	if (have < req->content_length)
+		return -EAGAIN; /* head_bytes says the head is done */
+	req->body.p = buf + head;
+	req->body.n = (size_t)req->content_length;
+	return head + (ssize_t)req->content_length;
+}
+
+int rr_http_error_status(ssize_t err)
+{
+	switch (err) {
+	case -EMSGSIZE:
+		return 431;
+	case -EFBIG:
+		return 413;
+	case -ENOTSUP:
+		return 501;
+	default:
+		return 400;
+	}
+}
+
+bool rr_http_keep_alive(const struct rr_http_req *req)
+{
+	rr_assert(req != NULL);
+	if (req->conn_close)
+		return false;
+	return req->minor_version >= 1 || req->conn_keep_alive;
+}
+
+bool rr_http_content_is_text(struct rr_http_str ct)
+{
+	size_t n = 0, slash;
+
+	rr_assert(ct.p != NULL || ct.n == 0);
+	/* the media type ends at ';' or whitespace before the parameters */
+	while (n < ct.n && ct.p[n] != ';' && !rr_http_is_ows(ct.p[n]))
+		n++;
+	for (slash = 0; slash < n && ct.p[slash] != '/'; slash++)
+		;
+	if (slash == 0 || slash + 1 >= n)
+		return false;
+	if (rr_http_eq_ci(ct.p, slash, "text"))
+		return true;
+	if (rr_http_eq_ci(ct.p, n, "application/json"))
+		return true;
+	return n - slash - 1 > 5 && rr_http_eq_ci(ct.p + n - 5, 5, "+json");
+}
+
+bool rr_http_bearer(struct rr_http_str a, struct rr_http_str *token)
+{
+	size_t i = 6, k;
+
+	rr_assert(token != NULL);
+	rr_assert(a.p != NULL || a.n == 0);
+	if (a.n < 8 || !rr_http_eq_ci(a.p, 6, "bearer") || a.p[6] != ' ')
+		return false;
+	while (i < a.n && a.p[i] == ' ')
+		i++;
+	if (i == a.n)
+		return false;
+	for (k = i; k < a.n; k++) {
+		if (rr_http_is_ows(a.p[k]))
+			return false;
+	}
+	token->p = a.p + i;
+	token->n = a.n - i;
+	return true;
 }
 
 /* ---- upgrade check ----------------------------------------------------- */
@@ -511,4 +629,28 @@ ssize_t rr_http_pct_decode(struct rr_http_str src, char *dst, size_t cap)
 		dst[n++] = (char)c;
 	}
 	return (ssize_t)n;
+}
+
+int rr_http_query_u64(struct rr_http_str query, const char *name, uint64_t max, uint64_t *out)
+{
+	struct rr_http_str v;
+	uint64_t x = 0;
+	size_t i;
+
+	rr_assert(out != NULL && name != NULL);
+	if (!rr_http_query_get(query, name, &v))
+		return -ENOENT;
+	if (v.n == 0)
+		return -EINVAL;
+	for (i = 0; i < v.n; i++) {
+		unsigned d = (unsigned)(v.p[i] - '0');
+
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return -EINVAL;
+		if (d > max || x > (max - d) / 10)
+			return -EINVAL;
+		x = x * 10 + d;
+	}
+	*out = x;
+	return 0;
 }

@@ -9,6 +9,10 @@
  * a prefix shorter than a complete head must give -EAGAIN. Any broken
  * invariant traps. The first input byte also picks a second, small set of
  * limits so the -EMSGSIZE paths are reached often.
+ *
+ * The same bytes are also read as the backend API reads them: a pipeline of
+ * whole requests (rr_http_parse_request), consumed one by one, each checked
+ * against the same parse of a prefix and routed with rr_http_api_route.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -84,6 +88,86 @@ static void use_request(const char *buf, size_t head, const struct rr_http_req *
 	}
 }
 
+static void use_api_request(const char *buf, size_t n, const struct rr_http_req *req)
+{
+	struct rr_api_route ar;
+	struct rr_http_str tok;
+	uint64_t v;
+	int q;
+
+	REQUIRE(req->head_bytes > 0 && req->head_bytes <= n);
+	REQUIRE(req->body.p == buf + req->head_bytes && req->body.n == req->content_length);
+	REQUIRE(req->head_bytes + req->body.n == n);
+	REQUIRE(!req->transfer_encoding);
+	REQUIRE(req->has_body == (req->content_length > 0));
+	REQUIRE(within(req->content_type, buf, req->head_bytes));
+	(void)rr_http_keep_alive(req);
+	(void)rr_http_content_is_text(req->content_type);
+	if (rr_http_bearer(req->authorization, &tok))
+		REQUIRE(tok.n > 0 && within(tok, req->authorization.p, req->authorization.n));
+
+	ar = rr_http_api_route(req->method, req->path);
+	REQUIRE(ar.status == 0 || ar.status == 400 || ar.status == 404 || ar.status == 405);
+	REQUIRE((ar.kind == RR_API_NONE) == (ar.status == 404));
+	REQUIRE((ar.kind == RR_API_BAD_ROOM) == (ar.status == 400));
+	REQUIRE((ar.allow == NULL) == (ar.kind == RR_API_NONE || ar.kind == RR_API_BAD_ROOM));
+	REQUIRE(ar.kind == RR_API_NONE || rr_http_is_api(req->path));
+	if (ar.kind > RR_API_ROOMS) {
+		REQUIRE(within(ar.room, req->path.p, req->path.n));
+		REQUIRE(rr_room_name_valid(ar.room.p, ar.room.n));
+	}
+	if (ar.kind == RR_API_CHAT_KICK)
+		REQUIRE(ar.user_id.n > 0 && within(ar.user_id, req->path.p, req->path.n));
+	q = rr_http_query_u64(req->query, "limit", 100, &v);
+	REQUIRE(q == -ENOENT || q == -EINVAL || (q == 0 && v <= 100));
+}
+
+/* The buffer as a pipeline of API requests: each whole request is consumed
+ * and the rest parsed again, until the data runs out or a verdict ends it. */
+static void check_pipeline(const uint8_t *data, size_t size, const struct rr_http_limits *lim,
+			   uint64_t body_max)
+{
+	const char *buf = (const char *)data;
+	size_t off = 0;
+	unsigned n = 0;
+
+	while (n++ < 64) {
+		struct rr_http_req req, part;
+		size_t left = size - off, cut;
+		char *prefix;
+		ssize_t r, r1;
+
+		r = rr_http_parse_request(left ? buf + off : NULL, left, lim, body_max, &req);
+		REQUIRE(r == -EAGAIN || r == -EPROTO || r == -EMSGSIZE || r == -EFBIG ||
+			r == -ENOTSUP || (r > 0 && (size_t)r <= left));
+		REQUIRE(r <= 0 || (uint64_t)r - req.head_bytes <= body_max);
+		if (r == -EAGAIN)
+			REQUIRE(req.head_bytes == 0 || req.head_bytes <= left);
+		if (r < 0 && r != -EAGAIN)
+			REQUIRE(rr_http_error_status(r) >= 400);
+
+		/* a prefix of what is left: -EAGAIN or the same verdict */
+		cut = split_point(data + off, left);
+		prefix = malloc(cut ? cut : 1);
+		REQUIRE(prefix != NULL);
+		memcpy(prefix, buf + off, cut);
+		r1 = rr_http_parse_request(cut ? prefix : NULL, cut, lim, body_max, &part);
+		if (r > 0 && cut < (size_t)r)
+			REQUIRE(r1 == -EAGAIN);
+		else if (r > 0)
+			REQUIRE(r1 == r && part.head_bytes == req.head_bytes &&
+				part.body.n == req.body.n);
+		else
+			REQUIRE(r1 == -EAGAIN || r1 == r);
+		free(prefix);
+
+		if (r <= 0)
+			return;
+		use_api_request(buf + off, (size_t)r, &req);
+		off += (size_t)r;
+	}
+}
+
 static void check_limits(const uint8_t *data, size_t size, const struct rr_http_limits *lim)
 {
 	const char *buf = (const char *)data;
@@ -134,14 +218,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char out[256];
 
 	check_limits(data, size, &lim_default);
+	check_pipeline(data, size, &lim_default, 1u << 20);
 	if (size > 0) {
 		lim_small.header_bytes_max = data[0] % 2 ? size : size / 2 + data[0] % 32;
 		lim_small.headers_max = data[0] % 8;
 		check_limits(data, size, &lim_small);
+		check_pipeline(data, size, &lim_small, data[0] % 64);
 	}
 
 	/* the helpers on raw bytes, which the parser never hands them */
 	(void)rr_http_pct_decode(s, out, sizeof(out));
 	(void)rr_http_route(s);
+	{
+		char *msg = malloc(size + 1), body[512];
+		ssize_t n;
+		size_t i;
+
+		REQUIRE(msg != NULL);
+		memcpy(msg, data, size);
+		msg[size] = '\0';
+		n = rr_http_api_error_body(body, sizeof(body), "invalid_format", msg);
+		REQUIRE(n == -ENOSPC || (n > 0 && (size_t)n == strlen(body)));
+		/* no raw control byte survives the escaping */
+		for (i = 0; n > 0 && i < (size_t)n; i++)
+			REQUIRE((unsigned char)body[i] >= 0x20 && body[i] != 0x7f);
+		free(msg);
+	}
 	return 0;
 }
