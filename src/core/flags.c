@@ -85,6 +85,19 @@ static const struct flag flags[] = {
 	 "chat messages per second per connection (burst: twice this)"},
 	{"handler", F_LIST, OFF(handlers), NULL, 0, 319,
 	 "mount a room handler from a shared object: /prefix/=./libroom.so (repeatable)"},
+	{"proxy-protocol", F_BOOL, OFF(proxy_protocol), "off", 0, 1,
+	 "expect a PROXY protocol v1/v2 header first on every connection (behind a balancer)"},
+	{"proxy-from", F_STR, OFF(proxy_from), "127.0.0.0/8,::1/128", 0, 1023,
+	 "networks a PROXY header is accepted from (others are closed unanswered)"},
+	{"api-key-file", F_STR, OFF(api_key_file), NULL, 0, 255,
+	 "backend API keys, one per line (reloaded on SIGHUP); turns /api/ on"},
+	{"metrics-token", F_STR, OFF(metrics_token), NULL, 0, 255,
+	 "/metrics then needs Authorization: Bearer <this> (401 otherwise)"},
+	{"log-format", F_STR, OFF(log_format), "text", 0, 7, "text or json (one object per line)"},
+	{"max-chat-bytes", F_SIZE, OFF(max_chat_bytes), "4KiB", 1, 1u << 20,
+	 "bytes of UTF-8 in one chat message's content (too_large past it)"},
+	{"allow-no-exp", F_BOOL, OFF(allow_no_exp), "off", 0, 1,
+	 "accept tokens without an exp claim (by default they are refused)"},
 	{"no-cork", F_BOOL, OFF(no_cork), "off", 0, 1,
 	 "send each frame on its own instead of one send per connection per iteration"},
 	{"log-level", F_LEVEL, OFF(log_level), "info", 0, 3, "error, warn, info or debug"},
@@ -301,6 +314,10 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 	    strcmp(cfg->durability, "sync") != 0) {
 		snprintf(err, err_len, "--durability: '%s' is not memory, async or sync",
 			 cfg->durability);
+		return -EINVAL;
+	}
+	if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0) {
+		snprintf(err, err_len, "--log-format: '%s' is not text or json", cfg->log_format);
 		return -EINVAL;
 	}
 	if (cfg->auth_secret[0] && cfg->auth_secret_file[0]) {

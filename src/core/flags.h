@@ -49,6 +49,13 @@ struct rr_config {
 	char auth_secret_file[256];
 	char allow_origin[1024]; /* comma-separated; empty: any */
 	char handlers[16][320]; /* --handler, repeatable */
+	bool proxy_protocol;
+	char proxy_from[1024];   /* CIDRs, comma-separated */
+	char api_key_file[256];
+	char metrics_token[256];
+	char log_format[8];      /* text or json */
+	uint64_t max_chat_bytes;
+	bool allow_no_exp;
 	uint32_t nhandlers;
 	int log_level;
 	bool help;
