@@ -74,7 +74,7 @@ FILL_DEADLINE = 600.0     # 100,000 acks take ~20 s here; ten minutes means noth
 STALL = 60.0              # no frame at all for a minute: the replay is stuck, not slow
 REPLAY_DEADLINE = 900.0   # ~20 s here; only so that a trickle cannot hang the suite
 OPEN_TIMEOUT = 60.0       # TCP + upgrade on a loaded machine, right after a restart
-READY_TIMEOUT = 120.0     # RocksDB recovery of ~100 MB after a SIGKILL before /healthz
+READY_TIMEOUT = 120.0     # start-up; RocksDB recovery of ~100 MB after a SIGKILL
 KILL_DEADLINE = 300.0     # publishers reaching REPLAY_KILL_AFTER acks
 EOF_DEADLINE = 30.0       # reading what the killed broker had already sent
 
@@ -388,9 +388,11 @@ def check_replay(res, acked, sent_keys):
     return None
 
 
-def replay_cases(report, label, broker, acked, sent_keys):
-    """The slow replay with RSS sampling: two cases (content; memory)."""
-    time.sleep(0.5)  # let the broker settle before the base sample
+def replay_cases(report, label, broker, acked, sent_keys, settle):
+    """The slow replay with RSS sampling: two cases (content; memory).
+    settle: seconds to wait before the base sample (0 right after a restart:
+    the connect must come as soon as /healthz answers)."""
+    time.sleep(settle)
     rss = RssSampler(broker.proc.pid).start()
     try:
         res = asyncio.run(slow_replay(broker.port))
@@ -468,7 +470,7 @@ def main():
     spare = []  # brokers started between kills (REPLAY_KILLS > 1), killed in turn
     acked, sent_keys = {}, set()
     try:
-        b1.start()
+        b1.start(ready_timeout=READY_TIMEOUT)
         # 1. fill
         t0 = time.monotonic()
         per = [MESSAGES // PUBLISHERS + (1 if i < MESSAGES % PUBLISHERS else 0)
@@ -497,7 +499,8 @@ def main():
             raise RuntimeError("cannot go on without the room filled")
 
         # 2. the slow replay
-        replay_cases(report, "replay", b1, acked, sent_keys)
+        # (half a second for the publishers' connections to be gone)
+        replay_cases(report, "replay", b1, acked, sent_keys, 0.5)
 
         # 3. SIGKILL under publish load (KILLS rounds), restart, replay again
         cur = b1
@@ -510,7 +513,7 @@ def main():
 
         b2 = rrtest.Broker(binary, args, name="replay-restarted")
         b2.start(ready_timeout=READY_TIMEOUT)
-        res = replay_cases(report, "after SIGKILL + restart", b2, acked, sent_keys)
+        res = replay_cases(report, "after SIGKILL + restart", b2, acked, sent_keys, 0)
         report.check("after SIGKILL + restart: the first ?since=0 connect gets its 101 "
                      "(no reset before the handshake)",
                      None if not res["open_error"] else res["open_error"])
