@@ -67,6 +67,10 @@ KILLS = int(os.environ.get("REPLAY_KILLS", "1"))
 WINDOW = 256              # messages in flight per publisher (bounds its output queue)
 PAUSE_EVERY, PAUSE_S = 2000, 0.05
 RSS_LIMIT = 64 << 20
+# An ASan build keeps freed memory resident (its quarantine, 256 MiB by
+# default) and adds shadow memory: the RSS bound says nothing there, so
+# under RINGROOM_SAN=1 those two cases are left out (said, not counted).
+RSS_JUDGED = os.environ.get("RINGROOM_SAN") != "1"
 ROOM = "replay-%d" % os.getpid()
 
 # Deadlines (each against a stall, with its reason):
@@ -406,6 +410,11 @@ def replay_cases(report, label, broker, acked, sent_keys, settle):
         why = "closed with 1013"
     report.check("%s: a slow reader with ?since=0 gets ids 1..N exactly once, in order, "
                  "then synced, no 1013" % label, why)
+    if not RSS_JUDGED:
+        print("SKIP %s: broker RSS bound: not judged under a sanitizer build (RINGROOM_SAN=1: "
+              "ASan's quarantine keeps freed memory resident); peak growth %.1f MiB" % (
+                  label, mib(rss.growth())), flush=True)
+        return res
     if why is not None and not res["synced"]:
         mem = "not judged as a pass: the replay did not complete (%s); peak growth %.1f " \
               "MiB over the part that ran" % (describe(res), mib(rss.growth()))
