@@ -459,9 +459,11 @@ def kill_under_load(report, broker, rnd, acked, sent_keys):
         why = "publishers closed before the kill: %s" % [p.close for p in pubs]
     elif killed["inflight"] <= 0:
         why = "nothing was in flight at the kill"
-    print("   kill %d: SIGKILL after %s acks with %s messages in flight; %d acked in all "
-          "(highest id %d), %d sent" % (rnd + 1, killed.get("acks"), killed.get("inflight"),
-                                       len(acked), max(acked), len(sent_keys)), flush=True)
+    never = sum(p.inflight for p in pubs)
+    print("   kill %d: SIGKILL after %s acks with %s messages in flight; %d of them never "
+          "acked; %d acked in all (highest id %d), %d sent" % (
+              rnd + 1, killed.get("acks"), killed.get("inflight"), never, len(acked),
+              max(acked), len(sent_keys)), flush=True)
     report.check("kill %d: SIGKILL while publishers have messages in flight" % (rnd + 1), why)
 
 
@@ -470,6 +472,10 @@ def kill_under_load(report, broker, rnd, acked, sent_keys):
 def main():
     binary = rrtest.load_binary_arg("replay")
     report = rrtest.Report("replay")
+    planned = 1 + (2 if RSS_JUDGED else 1) * 2 + KILLS + 1 + 1
+    print("replay: %d cases (one more if the first connect after the restart fails); %d "
+          "messages of %d B content, %d publishers, %d kill(s)" % (
+              planned, MESSAGES, CONTENT, PUBLISHERS, KILLS), flush=True)
     data = tempfile.mkdtemp(prefix="ringroom-replay-")
     # room log long enough for everything; per-connection chat rate at its
     # maximum (the publishers are the test's own load, not clients)
