@@ -199,6 +199,14 @@ void rr_member_want_writable(struct rr_conn *c);
  */
 int rr_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
 
+/*
+ * The member's client address as text ("192.0.2.7", "2001:db8::7"; "?" when
+ * unknown) into out (at least 46 bytes): the connection's peer, or the
+ * source of its PROXY protocol header behind a balancer (--proxy-protocol).
+ * Returns out.
+ */
+const char *rr_member_address(const struct rr_conn *c, char *out, size_t cap);
+
 /* Wall-clock ms when the auto-response last answered this member, 0 never. */
 uint64_t rr_member_auto_response_ms(const struct rr_conn *c);
 

@@ -605,11 +605,19 @@ int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[2
 	return 0;
 }
 
+void rr_conn_count_ip(struct rr_conn *c)
+{
+	struct sockaddr_storage ss;
+	bool over = false;
+	if (rr_addr_sockaddr(&c->peer, &ss) == 0)
+		return;
+	c->ip = rr_iplimit_acquire((struct sockaddr *)&ss, &over);
+	if (over)
+		c->flags |= RR_CF_OVER_IP;
+}
+
 void rr_conn_peer(const struct rr_conn *c, char *out, size_t cap)
 {
-	if (c->ip)
-		rr_iplimit_format(c->ip, out, cap);
-	else
-		snprintf(out, cap, "?");
+	rr_addr_format(&c->peer, out, cap);
 }
 

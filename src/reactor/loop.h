@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/flags.h"
+#include "proxy/proxy.h"
 #include "reactor/bufring.h"
 #include "reactor/ring.h"
 #include "reactor/stats.h"
@@ -126,6 +127,7 @@ struct rr_broker {
 	atomic_bool abort_start;
 	pthread_mutex_t tls_lock;
 	struct rr_tls_ctx *tls_ctx; /* swapped on SIGHUP; under tls_lock */
+	struct rr_proxy_from proxy_from; /* --proxy-from, parsed */
 	pthread_barrier_t ready, go;
 	uint64_t start_ms;
 };

@@ -395,3 +395,9 @@ int rr_query_param(const char *query, size_t len, const char *name, char *out, s
 	out[n] = '\0';
 	return (int)n;
 }
+
+const char *rr_member_address(const struct rr_conn *c, char *out, size_t cap)
+{
+	rr_addr_format(&c->peer, out, cap);
+	return out;
+}
