@@ -233,6 +233,11 @@ int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 	return 0;
 }
 
+int rr_conn_write(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	return push(core, c, f, false, false);
+}
+
 int rr_conn_send_bulk(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 {
 	if (c->state != RR_CONN_OPEN)

@@ -187,6 +187,9 @@ int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[2
 /* Feed received WebSocket bytes (early bytes kept while waiting), then pass
  * on TLS records that arrived meanwhile. */
 void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
+/* Queue f (reference taken) on a connection that is not a WebSocket and
+ * stays open (a backend API answer). 0 or -ENOMEM. */
+int rr_conn_write(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
 /* Move c to core home with record (len bytes, copied); the gate's arrived()
  * gets it there. Answers 503 itself when it can't. */
 void rr_conn_handoff(struct rr_core *core, struct rr_conn *c, unsigned home, const void *record,

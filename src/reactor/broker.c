@@ -76,6 +76,12 @@ void rr_broker_drain(struct rr_broker *b)
 	wake_cores(b);
 }
 
+void rr_broker_close_members(struct rr_broker *b)
+{
+	atomic_store(&b->closing, true);
+	wake_cores(b);
+}
+
 bool rr_broker_drained(struct rr_broker *b)
 {
 	return atomic_load(&b->cores_drained) >= b->ncores;

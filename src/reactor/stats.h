@@ -37,6 +37,7 @@
 	X(closes_1013, counter, "slow consumers closed with 1013")                        \
 	X(closes_4008, counter, "idle connections closed with 4008")                      \
 	X(pings_sent, counter, "server pings sent")                                       \
+	X(api_requests, counter, "backend API requests routed to a room's core (or all)") \
 	X(proxy_rejected, counter, "connections closed for a missing or bad PROXY header or source") \
 	X(recv_paused, counter, "receives paused because the input backlog passed its limit") \
 	X(recv_enobufs, counter, "receives paused because the buffer ring ran dry")       \

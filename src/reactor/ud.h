@@ -26,6 +26,10 @@ enum rr_ud_kind {
 	RR_UD_HANDOFF_IN = 7,  /* pointer: a hand-off record arriving on the home core */
 	RR_UD_STORE = 9,    /* pointer: a completed storage request (persist/) */
 	RR_UD_WAKE = 11,    /* a bare wake-up (shutdown, drain) */
+	RR_UD_API_IN = 14,  /* pointer: a backend API call arriving at its room's core */
+	RR_UD_API_OUT = 15, /* pointer: its answer back at the connection's core */
+	RR_UD_API_SENT = 16, /* pointer: a call's MSG_RING failed (only failures post) */
+	RR_UD_API_BACK_FAILED = 17, /* pointer: an answer's MSG_RING failed */
 };
 
 #define RR_UD_KIND_SHIFT 56
