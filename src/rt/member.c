@@ -358,9 +358,9 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 			x->query_len = (uint32_t)query_len;
 		}
 	}
-	char name[65];
-	if (id == NULL && x->query && query_get(x, "name", name, sizeof(name)) && name_ok(name))
-		snprintf(x->id.user_name, sizeof(x->id.user_name), "%s", name);
+	char dname[65];
+	if (id == NULL && x->query && query_get(x, "name", dname, sizeof(dname)) && name_ok(dname))
+		snprintf(x->id.user_name, sizeof(x->id.user_name), "%s", dname);
 	if (extra_len) {
 		x->early = malloc(extra_len);
 		if (x->early) {
