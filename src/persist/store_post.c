@@ -190,6 +190,7 @@ static int post_chunk(struct rr_store *s, struct post_list *pl, uint32_t *posted
 	uint32_t k = 0;
 	int err = 0;
 
+	assert(rest != NULL && pl->len > 0);
 	while (rest != NULL && k < POST_RING_ENTRIES) {
 		err = take_post_fault(s);
 		if (err < 0) {

@@ -206,15 +206,75 @@ static int take_msg(struct rr_store *s, rocksdb_iterator_t *it, uint32_t n, size
 	return 0;
 }
 
+/* Copy one kv entry (the key without its room part, and the value) into
+ * row n. */
+static int take_kv(struct rr_store *s, rocksdb_iterator_t *it, uint32_t n, size_t *used,
+		   size_t prefix)
+{
+	size_t klen, vlen;
+	const char *k = rocksdb_iter_key(it, &klen);
+	const char *v = rocksdb_iter_value(it, &vlen);
+	struct rb_row *r = &s->rows[n];
+
+	if (klen < prefix)
+		return -EIO;
+	if (rb_reserve(s, *used, klen - prefix + vlen) < 0)
+		return -ENOMEM;
+	r->id = 0;
+	r->ts_ms = 0;
+	r->key_off = (uint32_t)*used;
+	r->key_len = (uint32_t)(klen - prefix);
+	memcpy(s->bytes + *used, k + prefix, r->key_len);
+	*used += r->key_len;
+	r->val_off = (uint32_t)*used;
+	r->val_len = (uint32_t)vlen;
+	memcpy(s->bytes + *used, v, vlen);
+	*used += vlen;
+	return 0;
+}
+
+/*
+ * One page of a positioned iterator into req's result: rows up to `limit`
+ * and about RR_STORE_READ_BYTES_MAX (at least one row), walking backward for
+ * history (the result is then reversed to oldest first). kv_prefix: 0 for
+ * messages, else the room part to strip from kv keys. Sets out.more and
+ * destroys it and ro.
+ */
+static int read_page(struct rr_store *s, struct rr_store_req *req, rocksdb_iterator_t *it,
+		     rocksdb_readoptions_t *ro, uint32_t limit, bool backward, size_t kv_prefix)
+{
+	uint32_t n = 0;
+	size_t used = 0;
+	int ret = 0;
+
+	while (rocksdb_iter_valid(it) && n < limit && (n == 0 || used < RR_STORE_READ_BYTES_MAX)) {
+		ret = kv_prefix ? take_kv(s, it, n, &used, kv_prefix) : take_msg(s, it, n, &used);
+		if (ret < 0)
+			break;
+		n++;
+		if (backward)
+			rocksdb_iter_prev(it);
+		else
+			rocksdb_iter_next(it);
+	}
+	if (ret == 0) {
+		req->out.more = rocksdb_iter_valid(it);
+		ret = rr_store_iter_error(it);
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (ret == 0)
+		ret = rb_finish(s, req, n, used, backward);
+	return ret;
+}
+
 static int do_read(struct rr_store *s, struct rr_store_req *req)
 {
 	bool after = req->op == RR_STORE_READ_AFTER;
 	uint32_t max = after ? RR_STORE_READ_MAX : RR_STORE_HISTORY_READ_MAX;
 	uint32_t limit = req->limit == 0 || req->limit > max ? max : req->limit;
 	uint8_t lo[RR_KEYS_MAX], hi[RR_KEYS_MAX], seek[RR_KEYS_MAX];
-	int lol, ret = 0;
-	uint32_t n = 0;
-	size_t used = 0;
+	int lol, ret;
 
 	if ((after && req->id == UINT64_MAX) || (!after && req->id == 1))
 		return 0; /* nothing can follow the last id / precede id 1 */
@@ -227,24 +287,7 @@ static int do_read(struct rr_store *s, struct rr_store_req *req)
 		rocksdb_iter_seek(it, (const char *)seek, (size_t)sl);
 	else
 		rocksdb_iter_seek_for_prev(it, (const char *)seek, (size_t)sl);
-	while (rocksdb_iter_valid(it) && n < limit && (n == 0 || used < RR_STORE_READ_BYTES_MAX)) {
-		ret = take_msg(s, it, n, &used);
-		if (ret < 0)
-			break;
-		n++;
-		if (after)
-			rocksdb_iter_next(it);
-		else
-			rocksdb_iter_prev(it);
-	}
-	if (ret == 0) {
-		req->out.more = rocksdb_iter_valid(it);
-		ret = rr_store_iter_error(it);
-	}
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	if (ret == 0)
-		ret = rb_finish(s, req, n, used, !after);
+	ret = read_page(s, req, it, ro, limit, !after, 0);
 	if (ret == -EIO)
 		rr_store_log("room %.*s: unreadable message record", (int)req->room_len, req->room);
 	return ret;
@@ -337,11 +380,7 @@ static int do_kv_list(struct rr_store *s, struct rr_store_req *req)
 	uint8_t lo[RR_KEYS_MAX], hi[RR_KEYS_MAX];
 	int lol = rr_keys_kv(lo, sizeof(lo), req->room, req->room_len, req->key, req->key_len);
 	int hl = rr_keys_prefix_end(hi, sizeof(hi), lo, (size_t)lol);
-	size_t prefix = 1 + req->room_len; /* the room part, stripped from keys */
 	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-	uint32_t n = 0;
-	size_t used = 0;
-	int ret = 0;
 
 	rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo, (size_t)lol);
 	rocksdb_readoptions_set_iterate_upper_bound(ro, hl > 0 ? (const char *)hi : NULL,
@@ -349,38 +388,7 @@ static int do_kv_list(struct rr_store *s, struct rr_store_req *req)
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_KV]);
 
 	kv_list_seek(it, req, lo, lol);
-	while (rocksdb_iter_valid(it) && n < limit && (n == 0 || used < RR_STORE_READ_BYTES_MAX)) {
-		size_t klen, vlen;
-		const char *k = rocksdb_iter_key(it, &klen);
-		const char *v = rocksdb_iter_value(it, &vlen);
-		struct rb_row *r = &s->rows[n];
-
-		if (klen < prefix || rb_reserve(s, used, klen - prefix + vlen) < 0) {
-			ret = klen < prefix ? -EIO : -ENOMEM;
-			break;
-		}
-		r->id = 0;
-		r->ts_ms = 0;
-		r->key_off = (uint32_t)used;
-		r->key_len = (uint32_t)(klen - prefix);
-		memcpy(s->bytes + used, k + prefix, r->key_len);
-		used += r->key_len;
-		r->val_off = (uint32_t)used;
-		r->val_len = (uint32_t)vlen;
-		memcpy(s->bytes + used, v, vlen);
-		used += vlen;
-		n++;
-		rocksdb_iter_next(it);
-	}
-	if (ret == 0) {
-		req->out.more = rocksdb_iter_valid(it);
-		ret = rr_store_iter_error(it);
-	}
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	if (ret == 0)
-		ret = rb_finish(s, req, n, used, false);
-	return ret;
+	return read_page(s, req, it, ro, limit, false, 1 + req->room_len);
 }
 
 /* ---- the read phase ---- */

@@ -260,7 +260,7 @@ static void test_injected_refusal(const char *dir)
 static void test_held_use_quota(const char *dir)
 {
 	struct rr_store_opts o = base_opts(dir);
-	struct rr_store_req load, extra;
+	struct rr_store_req load, extra, other;
 	struct rr_store_stats st;
 	struct io_uring core0;
 
@@ -281,16 +281,16 @@ static void test_held_use_quota(const char *dir)
 	extra.reply_ring_fd = core0.ring_fd;
 	CHECK_EQ(rr_store_submit(s, &extra), -EAGAIN);
 	/* core 1 is not affected */
-	extra.core = 1;
-	extra.reply_ring_fd = t_ring.ring_fd;
-	CHECK_EQ(t_run(s, &extra), 0);
+	t_req_init(&other, RR_STORE_ROOM_LOAD, "q");
+	other.core = 1;
+	CHECK_EQ(t_run(s, &other), 0);
 
 	CHECK_EQ(ring_enable(&core0), 0);
 	CHECK_EQ(t_reap_on(&core0, 8, 50), 8);
 	check_once_in_order(0, 8);
 	/* the share is free again */
-	t_req_init(&extra, RR_STORE_ROOM_LOAD, "q");
-	CHECK_EQ(t_run(s, &extra), 0);
+	t_req_init(&other, RR_STORE_ROOM_LOAD, "q");
+	CHECK_EQ(t_run(s, &other), 0);
 	rr_store_close(s);
 	io_uring_queue_exit(&core0);
 }
