@@ -159,7 +159,8 @@ static void submit_chunk(struct rr_store *s, uint32_t k, int *res)
 
 		if (ret < 0 && ret != -EINTR) {
 			if (!logged)
-				rr_store_log("submitting completions: %s (retrying)", strerror(-ret));
+				rr_store_log("submitting completions: %s (retrying)",
+					     strerror(-ret));
 			logged = true;
 			usleep(1000);
 		}

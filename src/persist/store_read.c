@@ -362,8 +362,8 @@ static void kv_list_seek(rocksdb_iterator_t *it, const struct rr_store_req *req,
 		rocksdb_iter_seek(it, (const char *)lo, (size_t)lol);
 		return;
 	}
-	int sl = rr_keys_kv(seek, sizeof(seek), req->room, req->room_len, req->after,
-			    req->after_len);
+	int sl =
+	    rr_keys_kv(seek, sizeof(seek), req->room, req->room_len, req->after, req->after_len);
 
 	rocksdb_iter_seek(it, (const char *)seek, (size_t)sl);
 	size_t klen;

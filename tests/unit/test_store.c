@@ -1,5 +1,5 @@
 /*
- * Unit tests of the storage worker (src/persist/store.c) against a real
+ * Unit tests of the storage worker (src/persist/store_*.c) against a real
  * RocksDB in a temporary dir, with completions arriving on a real io_uring
  * through MSG_RING: append and read ordering, group commit, retention,
  * sessions, kv, back-pressure, reopen, the data-dir lock, fault injection and
