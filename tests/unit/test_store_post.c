@@ -43,16 +43,6 @@ static void reset_seen(void)
 	n_order = 0;
 }
 
-static struct rr_store_opts base_opts(const char *dir)
-{
-	return (struct rr_store_opts){
-	    .dir = dir,
-	    .durability = RR_STORE_ASYNC,
-	    .queue_capacity = 1024,
-	    .cores = 2,
-	};
-}
-
 /* A ring the kernel refuses MSG_RING for (-EBADFD) until ring_enable(). */
 static void ring_disabled(struct io_uring *r)
 {
@@ -144,7 +134,7 @@ static uint64_t mono_ms(void)
 /* The kernel refuses a core's ring: nothing is lost, nothing overtakes. */
 static void test_refused_ring(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load, rd;
 	struct rr_store_stats st;
@@ -218,7 +208,7 @@ static void test_refused_ring(const char *dir)
 /* A refusal in the middle of a burst: those behind it wait for it. */
 static void test_injected_refusal(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load;
 	struct rr_store_stats st;
@@ -259,7 +249,7 @@ static void test_injected_refusal(const char *dir)
 /* While a core's completions are held, they use up its queue quota. */
 static void test_held_use_quota(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store_req load, extra, other;
 	struct rr_store_stats st;
 	struct io_uring core0;
@@ -299,7 +289,7 @@ static void test_held_use_quota(const char *dir)
  * nothing lost (the kernel keeps what does not fit on its overflow list). */
 static void test_tiny_cq(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load;
 	struct rr_store_stats st;
@@ -345,7 +335,7 @@ static void *enable_later(void *arg)
 /* Close waits for a ring that starts taking posts again. */
 static void test_close_retries(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load;
 	struct io_uring core0;
@@ -378,7 +368,7 @@ static void test_close_retries(const char *dir)
  * its bounded wait): results freed, no callback. */
 static void test_close_gives_up(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load;
 	struct rlimit rl;
@@ -426,16 +416,9 @@ static void test_close_gives_up(const char *dir)
 
 int main(void)
 {
-	char dir[256];
-
 	t_ring_init();
 
-#define RUN(fn)                                                                                    \
-	do {                                                                                       \
-		t_tmpdir(dir, sizeof(dir), "store-post");                                          \
-		fn(dir);                                                                           \
-		t_tmpdir_rm(dir);                                                                  \
-	} while (0)
+#define RUN(fn) t_in_tmpdir(fn, "store-post")
 
 	RUN(test_refused_ring);
 	RUN(test_injected_refusal);

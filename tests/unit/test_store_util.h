@@ -173,6 +173,27 @@ static inline void t_tmpdir_rm(const char *data_dir)
 	t_rm_rf(base);
 }
 
+/* The options most tests start from: async, two cores, a roomy queue. */
+static inline struct rr_store_opts t_base_opts(const char *dir)
+{
+	return (struct rr_store_opts){
+	    .dir = dir,
+	    .durability = RR_STORE_ASYNC,
+	    .queue_capacity = 1024,
+	    .cores = 2,
+	};
+}
+
+/* Run one test with a fresh data dir name, removed afterwards. */
+static inline void t_in_tmpdir(void (*fn)(const char *dir), const char *tag)
+{
+	char dir[256];
+
+	t_tmpdir(dir, sizeof(dir), tag);
+	fn(dir);
+	t_tmpdir_rm(dir);
+}
+
 static struct rr_store *t_open(const struct rr_store_opts *opts)
 {
 	struct rr_store *s = NULL;
