@@ -104,11 +104,13 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home,
 	if (u->id)
 		r->id = *u->id;
 	r->query_len = (uint32_t)u->query_len;
-	memcpy(r->bytes, u->query, u->query_len);
+	if (u->query_len)
+		memcpy(r->bytes, u->query, u->query_len);
 	r->protocol_len = (uint32_t)plen;
 	memcpy(r->bytes + u->query_len, u->protocol, plen + 1);
 	r->extra_len = (uint32_t)u->extra_len;
-	memcpy(r->bytes + u->query_len + plen + 1, u->extra, u->extra_len);
+	if (u->extra_len)
+		memcpy(r->bytes + u->query_len + plen + 1, u->extra, u->extra_len);
 	rr_conn_handoff(core, c, home, r, len);
 	free(r);
 }
