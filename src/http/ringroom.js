@@ -363,7 +363,9 @@ export class RingroomClient {
       if (f && typeof f.type === "string") this._frame(f);
     };
     ws.onerror = () => {
-      /* onclose follows with the code */
+      // browsers follow with onclose (1006); some WebSockets (node 20's)
+      // fire only this when the upgrade fails: treat it as that close
+      if (ws === this._ws && !this._wsOpened) this._closed(1006, "");
     };
     ws.onclose = (ev) => {
       if (ws !== this._ws) return;
@@ -447,7 +449,7 @@ export class RingroomClient {
         return;
       }
       ws.onopen = () => done(true);
-      ws.onclose = () => done(false);
+      ws.onclose = ws.onerror = () => done(false);
     });
     if (!echo) return { reason: "refused", text: REASON_TEXT.refused };
     // only the room's upgrade fails: a 401 (no or bad token) or a full room
