@@ -48,7 +48,7 @@ export type Reason =
   | "refused" // every upgrade is refused: Origin not allowed (403) or a connection limit
   | "slow-consumer" // 1013: the connection fell behind; the reconnect replays
   | "idle-timeout" // 4008
-  | "heartbeat" // no answer to heartbeats for two periods
+  | "heartbeat" // nothing received for a period after a heartbeat was sent
   | "protocol-error" // 1002, 1007
   | "too-large" // 1009
   | "server-error" // 1011
@@ -135,6 +135,8 @@ export interface Options {
   backoff?: { minMs?: number; maxMs?: number };
   /** heartbeat period; default the welcome's heartbeatMs */
   heartbeatMs?: number;
+  /** give up on an upgrade that has not completed after this long (default 15000) */
+  connectTimeoutMs?: number;
   /** messages fetched to refill the view after the room's log changed (default 50) */
   initialHistory?: number;
   /** a WebSocket constructor (default globalThis.WebSocket) */

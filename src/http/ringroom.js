@@ -140,6 +140,7 @@ export class RingroomClient {
     this.backoff = { minMs: 500, maxMs: 30000, ...(options.backoff || {}) };
     this.heartbeatOverrideMs = options.heartbeatMs || 0;
     this.initialHistory = options.initialHistory || 50;
+    this.connectTimeoutMs = options.connectTimeoutMs || 15000;
 
     this.state = "idle";
     this.reason = null;
@@ -345,8 +346,21 @@ export class RingroomClient {
     this._wsOpened = false;
     this._welcomed = false;
     this._live = false;
+    // an upgrade that never completes (a black-holed path): give up on it
+    clearTimeout(this._connectTimer);
+    this._connectTimer = setTimeout(() => {
+      if (ws !== this._ws || this._wsOpened) return;
+      this._teardown(new RingroomError("disconnected", REASON_TEXT.network));
+      try {
+        ws.close();
+      } catch {
+        /* ignore */
+      }
+      this._scheduleRetry({ reason: "network", text: REASON_TEXT.network });
+    }, this.connectTimeoutMs);
     ws.onopen = () => {
       if (ws !== this._ws) return;
+      clearTimeout(this._connectTimer);
       this._wsOpened = true;
       this._lastRx = Date.now();
       this.stats.connects++;
@@ -374,6 +388,7 @@ export class RingroomClient {
   }
 
   _teardown(err) {
+    clearTimeout(this._connectTimer);
     clearInterval(this._hbTimer);
     this._hbTimer = null;
     if (this._ws) {
@@ -490,12 +505,15 @@ export class RingroomClient {
   _heartbeat(ms) {
     clearInterval(this._hbTimer);
     const every = this.heartbeatOverrideMs || ms || 25000;
+    this._hbSentAt = 0;
     this._hbTimer = setInterval(() => {
       const ws = this._ws;
       if (!ws) return;
-      // nothing at all (not even the last heartbeat's answer) for two
-      // periods: the path is dead even if TCP has not noticed
-      if (Date.now() - this._lastRx > 2 * every + 1000) {
+      // nothing at all since the last heartbeat went out, a period ago:
+      // the path is dead even if TCP has not noticed. (Measured from the
+      // heartbeat, not the clock: a background tab's timers may run late.)
+      const now = Date.now();
+      if (this._hbSentAt && this._lastRx < this._hbSentAt && now - this._hbSentAt >= every) {
         this._teardown(new RingroomError("disconnected", REASON_TEXT.heartbeat));
         try {
           ws.close(4000);
@@ -505,6 +523,7 @@ export class RingroomClient {
         this._scheduleRetry({ reason: "heartbeat", text: REASON_TEXT.heartbeat });
         return;
       }
+      this._hbSentAt = now;
       this._raw({ type: "heartbeat" });
     }, every);
   }

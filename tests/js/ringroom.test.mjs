@@ -267,3 +267,26 @@ test("describeClose maps the broker's close codes to reasons", () => {
   assert.equal(describeClose(4008).reason, "idle-timeout");
   assert.equal(describeClose(1006).reason, "network");
 });
+
+test("heartbeats: a broker that stops answering (SIGSTOP) is noticed, and the client comes back after SIGCONT", async () => {
+  const b = await broker([], "hb");
+  // a short heartbeat period so the dead path shows soon; the assertions
+  // only wait for states, they time nothing
+  const c = client(b, { room: "hb", heartbeatMs: 300, backoff: { minMs: 100, maxMs: 200 } });
+  const seen = watch(c);
+  c.connect();
+  await online(c);
+  await c.send("before the pause");
+  b.proc.kill("SIGSTOP");
+  try {
+    await eventually(() => seen.states.some((s) => s.state === "offline" && s.reason === "heartbeat"),
+      "offline with reason heartbeat while the broker is stopped");
+  } finally {
+    b.proc.kill("SIGCONT");
+  }
+  await online(c);
+  const r = await c.send("after the pause");
+  assert.equal(r.id, 2);
+  await eventually(() => seen.ids.includes(2), "the new message");
+  assert.deepEqual(seen.ids, [1, 2]);
+});
