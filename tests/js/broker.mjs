@@ -10,6 +10,16 @@ import { join } from "node:path";
 
 export const BINARY = process.env.RINGROOM_BINARY;
 
+// The platform's WebSocket when it has one (node 22, or 20 with
+// --experimental-websocket); otherwise (node 18) the test-only shim over
+// node's own modules. RINGROOM_WS_SHIM=1 forces the shim.
+if (typeof globalThis.WebSocket !== "function" || process.env.RINGROOM_WS_SHIM === "1") {
+  globalThis.WebSocket = (await import("./ws_shim.mjs")).WebSocket;
+  console.log("WebSocket: tests/js/ws_shim.mjs");
+} else {
+  console.log("WebSocket: node's own");
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();

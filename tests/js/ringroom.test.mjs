@@ -1,4 +1,6 @@
-// ringroom.js (src/http/ringroom.js) against the live broker: each case
+// ringroom.js (src/http/ringroom.js) against the live broker, checking the
+// client side of docs/protocol.md (acks, errors, replay, resume, close
+// codes and refusals). Each case
 // starts the real broker (RINGROOM_BINARY) on a free loopback port and talks
 // to it through the platform's WebSocket. Run: tests/js/run.sh <broker>.
 import { test, after } from "node:test";
