@@ -1,5 +1,5 @@
-"""The chat page at GET / (built on /ringroom.js) in headless Chromium, as
-people use it: a phone-sized page and a desktop page in one room (each its
+"""The chat page at GET / (built on /ringroom.js; the protocol is
+docs/protocol.md) in headless Chromium, as people use it: a phone-sized page and a desktop page in one room (each its
 own browser context), driven over the DevTools protocol (cdp.py) with real
 keyboard input, against the live broker.
 
@@ -117,6 +117,17 @@ async def run_anonymous(suite, browser, broker):
             return "the desktop's own entry is not marked (you): %r" % mine
         await phone.wait_for("[...document.querySelectorAll('#log .sys')].some(e => e.textContent.endsWith(' joined'))",
                              "a 'joined' line on the phone")
+        # on a phone the list sits behind a button that says how many are online
+        if await phone.eval("getComputedStyle(document.getElementById('people')).display") != "none":
+            return "the phone shows the online list without being asked"
+        await phone.eval("document.getElementById('people-toggle').click()")
+        if await phone.eval("document.getElementById('people-toggle').getAttribute('aria-expanded')") != "true":
+            return "the phone's online button does not expand the list"
+        if await phone.eval("getComputedStyle(document.getElementById('people')).display") == "none":
+            return "the phone's online list stays hidden after the button"
+        if await phone.eval("document.getElementById('people-toggle').textContent") != "2 online":
+            return "the phone's button says %r" % await phone.eval("document.getElementById('people-toggle').textContent")
+        await phone.eval("document.getElementById('people-toggle').click()")
         # the composer is enabled and labelled
         label = await desk.eval("document.querySelector('label[for=text]').textContent")
         if not label or await desk.eval("document.getElementById('text').disabled"):
