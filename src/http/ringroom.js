@@ -170,6 +170,9 @@ export class RingroomClient {
     this._resumeRetried = false;
     this._saveTimer = null;
     this._saved = this._load();
+    // a reload must not lose the last 200 ms of position
+    if (typeof globalThis.addEventListener === "function")
+      globalThis.addEventListener("pagehide", () => this._saveTimer && this._save(true));
   }
 
   // ---- events ----------------------------------------------------------------
