@@ -9,6 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const BINARY = process.env.RINGROOM_BINARY;
+// as tests/integration/rrtest.py: extra broker flags, and RINGROOM_SAN=1
+// (a sanitizer build: its log must hold no report)
+const EXTRA_ARGS = (process.env.RINGROOM_EXTRA_ARGS || "").split(/\s+/).filter(Boolean);
+const SAN_MARKERS = ["ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer"];
 
 // The platform's WebSocket when it has one (node 22, or 20 with
 // --experimental-websocket); otherwise (node 18) the test-only shim over
@@ -65,7 +69,7 @@ export class Broker {
       this.port = port || (await freePort());
       const fd = openSync(this.logPath, "a");
       this.proc = spawn(BINARY, ["--port", String(this.port), "--bind", "127.0.0.1", "--cores", "2",
-        "--data-dir", this.dataDir, ...this.args], { stdio: ["ignore", fd, fd] });
+        "--data-dir", this.dataDir, ...this.args, ...EXTRA_ARGS], { stdio: ["ignore", fd, fd] });
       closeSync(fd);
       const exited = new Promise((r) => this.proc.once("exit", (code) => r(code)));
       this.exited = exited;
@@ -93,6 +97,19 @@ export class Broker {
     this.proc.kill("SIGTERM");
     const code = await this.exited;
     return code;
+  }
+
+  // What is wrong with how it ended (null when all is well): SIGTERM must
+  // exit 0, and a sanitizer build's log must hold no report.
+  async stopProblems() {
+    const code = await this.stop();
+    const problems = [];
+    if (code !== 0) problems.push("exit status " + code + " after SIGTERM");
+    if (process.env.RINGROOM_SAN === "1") {
+      const bad = this.log().split("\n").filter((l) => SAN_MARKERS.some((m) => l.includes(m)));
+      if (bad.length) problems.push("sanitizer report: " + bad[0]);
+    }
+    return problems.length ? problems.join("; ") + "\n" + this.log() : null;
   }
 
   log() {
