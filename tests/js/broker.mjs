@@ -3,7 +3,7 @@
 // and "eventually" waits. Standard library only.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync, openSync, closeSync, readFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, openSync, closeSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -110,6 +110,14 @@ export class Broker {
       if (bad.length) problems.push("sanitizer report: " + bad[0]);
     }
     return problems.length ? problems.join("; ") + "\n" + this.log() : null;
+  }
+
+  // The room logs are lost: a stopped broker's --data-dir emptied (every
+  // room starts a new epoch on the next start).
+  wipe() {
+    if (this.proc && this.proc.exitCode === null) throw new Error("wipe() needs a stopped broker");
+    rmSync(this.dataDir, { recursive: true, force: true });
+    mkdirSync(this.dataDir);
   }
 
   log() {

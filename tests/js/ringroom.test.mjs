@@ -26,7 +26,7 @@ function client(b, opts = {}) {
 // Everything a client saw, for the assertions.
 function watch(c) {
   const seen = { ids: [], messages: [], states: [], errors: [], typing: [], joined: [], left: [], online: [],
-    presence: [], snapshots: [], replayed: 0 };
+    presence: [], snapshots: [], synced: [], replayed: 0 };
   c.on("message", ({ message, replayed }) => {
     seen.ids.push(message.id);
     seen.messages.push(message);
@@ -37,6 +37,7 @@ function watch(c) {
     if (s.source === "initial") for (const m of s.messages) seen.ids.push(m.id);
   });
   c.on("state", (s) => seen.states.push(s));
+  c.on("synced", (s) => seen.synced.push(s));
   c.on("error", (e) => seen.errors.push(e));
   c.on("typing", (t) => seen.typing.push(t));
   c.on("user_joined", (f) => seen.joined.push(f));
@@ -291,6 +292,32 @@ test("heartbeats: a broker that stops answering (SIGSTOP) is noticed, and the cl
   assert.equal(r.id, 2);
   await eventually(() => seen.ids.includes(2), "the new message");
   assert.deepEqual(seen.ids, [1, 2]);
+});
+
+test("the room's log was lost (new epoch): synced says recovered:false, the client drops what it kept and numbering starts again", async () => {
+  const b = await broker([], "epoch");
+  const c = client(b, { room: "epoch", backoff: { minMs: 100, maxMs: 400 } });
+  const seen = watch(c);
+  c.connect();
+  await online(c);
+  for (let i = 1; i <= 3; i++) await c.send("old " + i);
+  await eventually(() => c.position.lastId === 3, "position at id 3");
+  const oldEpoch = c.position.epoch;
+  const port = b.port;
+  assert.equal(await b.stop(), 0);
+  b.wipe();
+  await b.start(port);
+  const s = await eventually(() => seen.synced[seen.synced.length - 1], "synced after the restart");
+  assert.equal(s.recovered, false, "another epoch cannot be recovered");
+  await eventually(() => seen.snapshots.some((x) => x.source === "reset"), "a reset snapshot");
+  assert.deepEqual(seen.snapshots.find((x) => x.source === "reset").messages, [], "the new log is empty");
+  assert.notEqual(c.position.epoch, oldEpoch);
+  assert.deepEqual(c.messages, [], "the kept messages of the old epoch are gone");
+  await online(c);
+  const r = await c.send("new 1");
+  assert.equal(r.id, 1, "the new epoch numbers from 1");
+  await eventually(() => seen.messages.some((m) => m.content === "new 1"), "the new id 1 is delivered, not taken for a duplicate");
+  assert.equal(c.stats.duplicates, 0);
 });
 
 test("every broker exits 0 on SIGTERM (and, under RINGROOM_SAN=1, logged no sanitizer report)", async () => {
