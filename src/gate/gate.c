@@ -17,6 +17,10 @@
 
 #define ROOM_NAME_MAX 128
 
+/* src/http/ringroom.js, embedded at build time like the page */
+extern const char rr_ringroom_js[];
+extern const unsigned long rr_ringroom_js_len;
+
 struct route_owner {
 	rr_gate_open_fn *open;
 	bool auth;
@@ -168,8 +172,11 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 		}
 	}
 	bool draining = atomic_load_explicit(&b->draining, memory_order_relaxed);
+	/* GET /ringroom.js: the client library (src/http/ringroom.js) */
+	bool js = rt.kind == RR_ROUTE_NONE && req->path.n == 12 &&
+		  memcmp(req->path.p, "/ringroom.js", 12) == 0;
 
-	switch (rt.kind) {
+	switch (js ? RR_ROUTE_INDEX : rt.kind) {
 	case RR_ROUTE_HEALTHZ:
 	case RR_ROUTE_METRICS:
 	case RR_ROUTE_INDEX: {
@@ -181,7 +188,12 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 		}
 		if (head)
 			c->flags |= RR_CF_HEAD; /* the answer goes out without its body */
-		answer_plain(core, c, rt.kind);
+		if (js)
+			rr_conn_reply(core, c, 200,
+				      rr_http_response(200, "text/javascript; charset=utf-8",
+						       rr_ringroom_js, rr_ringroom_js_len));
+		else
+			answer_plain(core, c, rt.kind);
 		return;
 	}
 	case RR_ROUTE_BAD_ROOM:
