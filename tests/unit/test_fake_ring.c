@@ -1133,6 +1133,57 @@ static void case_handler_close(void)
 	       "(size %u); close() ran once; the room was freed (%llu rooms: the alarm "
 	       "index)\n",
 	       th.alarm_size_after, (unsigned long long)core->stats.rooms_open);
+
+	/* message() closes while the client's own close frame is already in
+	 * the same receive behind the message (ws.send(x); ws.close()): the
+	 * server reads on for it and ends the handshake by closing the socket
+	 * (RFC 6455 7.1.1), without waiting for --close-timeout */
+	struct fconn *d = client_open("/t/msg2", 0);
+	uint8_t two[64], code[2] = {0x03, 0xe8}; /* 1000 */
+	size_t n2 = ws_client_frame(two, RR_WS_TEXT, "close-me", 8);
+	n2 += ws_client_frame(two + n2, RR_WS_CLOSE, code, 2);
+	uint64_t c1002 = core->stats.closes_1002;
+	client_bytes(d, two, n2);
+	pump_quiet(STEP_PUMPS);
+	CHECK_EQ(th.closes, 3);
+	CHECK_EQ(d->ncloses, 1);
+	CHECK_EQ(d->close_code, 4000);
+	CHECK_EQ(core->stats.closes_1002, c1002);
+	struct rr_conn *dc = conn_of(d);
+	if (!d->fd_closed)
+		printf("  FAIL: the close frame sent behind the closing message was not read: "
+		       "the connection is still %s (state %u), waiting for the close "
+		       "timeout\n",
+		       dc && dc->state == RR_CONN_CLOSING ? "closing" : "there",
+		       dc ? dc->state : 0);
+	CHECK(d->fd_closed);
+	if (d->fd_closed)
+		printf("  message() closing with the client's close frame behind it in the same "
+		       "receive: the handshake completed and the socket was closed\n");
+
+	/* the same with the close frame split across two receives: the
+	 * decoder must resume at the frame's second part, not parse it as a
+	 * new header */
+	struct fconn *e = client_open("/t/msg3", 0);
+	n2 = ws_client_frame(two, RR_WS_TEXT, "close-me", 8);
+	size_t cut = n2 + 3; /* header and one byte of the mask key */
+	n2 += ws_client_frame(two + n2, RR_WS_CLOSE, code, 2);
+	client_bytes(e, two, cut);
+	pump_quiet(STEP_PUMPS);
+	if (e->recv_ud)
+		client_bytes(e, two + cut, n2 - cut);
+	pump_quiet(STEP_PUMPS);
+	CHECK_EQ(th.closes, 4);
+	CHECK_EQ(e->close_code, 4000);
+	CHECK_EQ(core->stats.closes_1002, c1002);
+	CHECK(e->fd_closed);
+	if (!e->fd_closed || core->stats.closes_1002 != c1002)
+		printf("  FAIL: a close frame split behind the closing message: closes_1002 +%llu, "
+		       "socket %s\n",
+		       (unsigned long long)(core->stats.closes_1002 - c1002),
+		       e->fd_closed ? "closed" : "still open");
+	else
+		printf("  the same with the close frame split across two receives: completed\n");
 	core_end(rooms0 + 1);
 }
 
