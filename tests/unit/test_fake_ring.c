@@ -449,7 +449,7 @@ static unsigned pump(void)
 		fk.cq_head = fk.cq_len = 0;
 	if (n < RR_CQE_BATCH && core->store_inflight > 0)
 		n += reap_real(RR_CQE_BATCH - n, 0);
-	rr_bufring_publish(core);
+	rr_bufring_publish(&core->bufs);
 	return work + n;
 }
 
@@ -651,9 +651,9 @@ static void client_bytes(struct fconn *fc, const void *p, size_t n)
 			fc->slot);
 		return;
 	}
-	if (n > core->buf_size)
+	if (n > core->bufs.size)
 		fail_now("client write larger than a receive buffer");
-	uint32_t bid = fk.bid++ % core->nbufs;
+	uint32_t bid = fk.bid++ % core->bufs.nbufs;
 	memcpy(rr_core_buf(core, bid), p, n);
 	uint32_t flags = IORING_CQE_F_BUFFER | (bid << IORING_CQE_BUFFER_SHIFT);
 	uint64_t ud = fc->recv_ud;
@@ -663,7 +663,7 @@ static void client_bytes(struct fconn *fc, const void *p, size_t n)
 		fc->recv_ud = 0;
 	struct io_uring_cqe cqe = {.user_data = ud, .res = (int32_t)n, .flags = flags};
 	rr_core_dispatch(core, &cqe);
-	rr_bufring_publish(core);
+	rr_bufring_publish(&core->bufs);
 }
 
 /* A masked client frame into out (RFC 6455 5.3); returns its length. */
@@ -834,7 +834,7 @@ static bool frame_names(const struct fconn *fc, const struct wsf *f, const char 
 
 static uint64_t live_queued(const struct rr_conn *c)
 {
-	return c->out_bytes - c->bulk_bytes; /* what rr_conn_send holds to the limit */
+	return rr_outq_live(&c->out); /* what rr_conn_send holds to the limit */
 }
 
 /* ---- case 1: a close inside a broadcast ------------------------------------ */
@@ -1372,7 +1372,7 @@ static void case_budgets(void)
 			rr_core_dispatch(core, &c);
 		}
 		fk.cq_head = fk.cq_len = 0;
-		rr_bufring_publish(core);
+		rr_bufring_publish(&core->bufs);
 		if (r->nframes - before_frames > max_flush)
 			max_flush = r->nframes - before_frames;
 	}
@@ -1402,7 +1402,7 @@ static void case_budgets(void)
 	pump_quiet(STEP_PUMPS);
 	struct rr_conn *rc = conn_of(r);
 	uint32_t nodes = 0;
-	for (struct rr_out *o = rc->out_head; o; o = o->next)
+	for (struct rr_out *o = rc->out.head; o; o = o->next)
 		nodes++;
 	uint32_t stalled_iovs = r->send_iovs;
 	r->mode = FK_NORMAL;
@@ -1428,9 +1428,9 @@ static void case_budgets(void)
 	 * the backlog is gone; nothing is lost or reordered */
 	uint64_t paused0 = core->stats.recv_paused;
 	uint32_t first_id = 2 * C4_FRAMES, sent = 0, writes = 0;
-	uint32_t per_write = core->buf_size / (C4_PAYLOAD + 6);
+	uint32_t per_write = core->bufs.size / (C4_PAYLOAD + 6);
 	r0 = r->nframes;
-	uint8_t *buf = malloc(core->buf_size);
+	uint8_t *buf = malloc(core->bufs.size);
 	/* 256 KiB of backlog at about 16 KiB a write: ~20 writes; 200 is far */
 	while (p->recv_ud != 0 && writes < 200) {
 		size_t n = 0;
@@ -1527,8 +1527,8 @@ static void case_replay(void)
 		if (rc->state != RR_CONN_OPEN)
 			break;
 		uint64_t q = rr_conn_queued_bytes(rc);
-		if (rc->out_bytes > q)
-			q = rc->out_bytes;
+		if (rc->out.bytes > q)
+			q = rc->out.bytes;
 		if (q > max_q)
 			max_q = q;
 		if (!live_sent && count_type(r, T_MESSAGE) >= C5_STORED / 2) {
