@@ -1137,7 +1137,10 @@ static void case_handler_close(void)
 	/* message() closes while the client's own close frame is already in
 	 * the same receive behind the message (ws.send(x); ws.close()): the
 	 * server reads on for it and ends the handshake by closing the socket
-	 * (RFC 6455 7.1.1), without waiting for --close-timeout */
+	 * (RFC 6455 7.1.1), without waiting for --close-timeout. (On main at
+	 * c1f97f7 this fails: conn/input.c ws_feed() reports the whole receive
+	 * consumed once a message callback closed the connection, so the
+	 * bytes behind that message are dropped.) */
 	struct fconn *d = client_open("/t/msg2", 0);
 	uint8_t two[64], code[2] = {0x03, 0xe8}; /* 1000 */
 	size_t n2 = ws_client_frame(two, RR_WS_TEXT, "close-me", 8);
