@@ -1576,6 +1576,34 @@ static void case_replay(void)
 	printf("  the reader got ids 1..%d exactly once and in order, then synced "
 	       "(recovered, lastId %d), then the %d live messages sent meanwhile\n",
 	       C5_STORED, C5_STORED, C5_LIVE);
+
+	/* readers that leave in the middle of a replay: one while its first
+	 * page read is in flight (its completion finds the member gone), one
+	 * stalled reader waiting for writable() with pages queued */
+	struct fconn *g1 = client_accept(true);
+	pump();
+	client_request(g1, "/chat/replay?since=0"); /* opens at once: the room is loaded */
+	CHECK(conn_of(g1) && conn_of(g1)->state == RR_CONN_OPEN);
+	fk_take();		/* its multishot receive, nothing dispatched */
+	client_close(g1, 1000); /* before the page read can complete */
+	struct fconn *g2 = client_accept(true);
+	pump();
+	g2->mode = FK_STALL;
+	client_request(g2, "/chat/replay?since=0");
+	struct rr_conn *gc = conn_of(g2);
+	PUMP_UNTIL(gc && rr_conn_queued_bytes(gc) >= (64u << 10) && core->store_inflight == 0,
+		   STEP_PUMPS);
+	pump_quiet(STEP_PUMPS);
+	CHECK(gc && gc->state == RR_CONN_OPEN);
+	client_close(g2, 1000);
+	g2->mode = FK_NORMAL;
+	bool gone = PUMP_UNTIL(g1->fd_closed && g2->fd_closed, STEP_PUMPS * 10);
+	pump_quiet(STEP_PUMPS);
+	CHECK(gone);
+	CHECK(conn_of(p) && conn_of(p)->state == RR_CONN_OPEN);
+	printf("  two readers left mid-replay (a page read in flight; waiting for writable "
+	       "with %s queued): both closed, the room went on\n",
+	       "64 KiB+");
 	free(buf);
 	core_end(0);
 }
