@@ -1138,7 +1138,7 @@ static void case_handler_close(void)
 	 * the same receive behind the message (ws.send(x); ws.close()): the
 	 * server reads on for it and ends the handshake by closing the socket
 	 * (RFC 6455 7.1.1), without waiting for --close-timeout. (On main at
-	 * c1f97f7 this fails: conn/input.c ws_feed() reports the whole receive
+	 * 18b81c4 this fails: conn/input.c ws_feed() reports the whole receive
 	 * consumed once a message callback closed the connection, so the
 	 * bytes behind that message are dropped.) */
 	struct fconn *d = client_open("/t/msg2", 0);
