@@ -709,11 +709,9 @@ def run_tls_only(report, binary, pki, cert, key):
 def main():
     binary = rrtest.load_binary_arg("tls")
     if websockets is None:
-        print("tls: python3-websockets missing (run with /usr/bin/python3)")
-        return 77
+        rrtest.skip_suite("tls", "python3-websockets is not installed (run with /usr/bin/python3)")
     if shutil.which("openssl") is None:
-        print("tls: the openssl CLI is missing")
-        return 77
+        rrtest.skip_suite("tls", "the openssl CLI is not installed (Debian package openssl)")
     report = rrtest.Report("tls")
     brokers = []
     tmp = tempfile.mkdtemp(prefix="ringroom-tls-")

@@ -172,11 +172,7 @@ class TlsBroker(rrtest.Broker):
             self.kill()
         self.dump_stderr()
         self.proc = None
-        unsupported = getattr(self, "kernel_unsupported", None)  # newer rrtest
-        why = unsupported() if unsupported else None
-        if why:
-            print("SKIP: %s cannot run on this kernel: %s" % (self.name, why), flush=True)
-            sys.exit(77)
+        rrtest.skip_if_kernel_lacks(self.name, self.stderr_text())
         raise RuntimeError("%s: %s" % (self.name, last))
 
     def pid(self):
