@@ -476,6 +476,108 @@ def http_request(port, raw, timeout=5.0, wait_close=None, source=None):
         s.close()
 
 
+# ---- /metrics: the Prometheus text exposition format (0.0.4) -------------
+
+class MetricsFormatError(ValueError):
+    pass
+
+
+_SAMPLE_RE = None
+
+
+class Metrics:
+    """A parsed /metrics page. parse() checks the format as a scraper would:
+    every line is "# HELP name text", "# TYPE name counter|gauge|...", or a
+    sample "name{label="value",...} number"; a sample's family has a TYPE
+    line before it; a series appears once; a counter is never negative.
+    Anything else raises MetricsFormatError naming the line."""
+
+    def __init__(self):
+        self.types = {}    # family name -> type
+        self.helps = {}    # family name -> help text
+        self.samples = {}  # (name, ((label, value), ...) sorted) -> float
+
+    @classmethod
+    def parse(cls, text):
+        import re
+        global _SAMPLE_RE
+        if _SAMPLE_RE is None:
+            _SAMPLE_RE = re.compile(
+                r'^([a-zA-Z_:][a-zA-Z0-9_:]*)'
+                r'(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})?'
+                r' (\S+)(?: (-?\d+))?$')
+        label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+        m = cls()
+        for n, line in enumerate(text.split("\n"), 1):
+            if line == "":
+                continue
+            if line.startswith("#"):
+                parts = line.split(" ", 3)
+                if len(parts) >= 3 and parts[1] == "TYPE":
+                    if len(parts) != 4 or parts[3] not in ("counter", "gauge", "histogram",
+                                                           "summary", "untyped"):
+                        raise MetricsFormatError("line %d: bad TYPE line %r" % (n, line))
+                    if parts[2] in m.types:
+                        raise MetricsFormatError("line %d: second TYPE for %s" % (n, parts[2]))
+                    m.types[parts[2]] = parts[3]
+                elif len(parts) >= 3 and parts[1] == "HELP":
+                    m.helps[parts[2]] = parts[3] if len(parts) == 4 else ""
+                continue
+            g = _SAMPLE_RE.match(line)
+            if g is None:
+                raise MetricsFormatError("line %d: not a sample: %r" % (n, line))
+            name, labels, value = g.group(1), g.group(2), g.group(3)
+            family = name
+            for suffix in ("_bucket", "_sum", "_count"):
+                if name.endswith(suffix) and name[:-len(suffix)] in m.types:
+                    family = name[:-len(suffix)]
+            if family not in m.types:
+                raise MetricsFormatError("line %d: sample of %s before its TYPE line" % (n, name))
+            try:
+                v = float(value)
+            except ValueError:
+                raise MetricsFormatError("line %d: value %r is not a number" % (n, value))
+            key = (name, tuple(sorted(label_re.findall(labels or ""))))
+            if key in m.samples:
+                raise MetricsFormatError("line %d: series %s%s repeated" % (n, name, key[1]))
+            if m.types[family] == "counter" and v < 0:
+                raise MetricsFormatError("line %d: counter %s is negative" % (n, name))
+            m.samples[key] = v
+        return m
+
+    def series(self, name):
+        """{labels dict as a sorted tuple: value} of one metric."""
+        return {k[1]: v for k, v in self.samples.items() if k[0] == name}
+
+    def value(self, name, **labels):
+        """One series' value; KeyError naming it when it is absent."""
+        key = (name, tuple(sorted(labels.items())))
+        if key not in self.samples:
+            raise KeyError("no series %s%s in /metrics" % (name, labels or ""))
+        return self.samples[key]
+
+    def sum(self, name):
+        """The sum of a metric over its series (e.g. over cores); KeyError
+        when the metric has none."""
+        s = self.series(name)
+        if not s:
+            raise KeyError("metric %s not in /metrics" % name)
+        return sum(s.values())
+
+
+def get_metrics(port, source=None, timeout=5.0):
+    """GET /metrics over plain HTTP, parsed (Metrics); raises on a status
+    other than 200 or a malformed page."""
+    st, h, body, _c = http_request(port, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n",
+                                   timeout=timeout, wait_close=2.0, source=source)
+    if st != 200:
+        raise RuntimeError("/metrics answered %s" % st)
+    ctype = h.get("content-type", "")
+    if not ctype.startswith("text/plain"):
+        raise MetricsFormatError("/metrics Content-Type %r, want text/plain" % ctype)
+    return Metrics.parse(body.decode("utf-8"))
+
+
 # ---- raw WebSocket client -----------------------------------------------------
 
 def ws_key():
