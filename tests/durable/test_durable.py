@@ -6,7 +6,6 @@ message), and --durability values."""
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -18,10 +17,7 @@ import websockets  # noqa: E402
 
 
 def rooms_open(port):
-    st, _h, body, _c = rrtest.http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    if st != 200:
-        raise RuntimeError("metrics status %s" % st)
-    return sum(int(v) for v in re.findall(rb"^ringroom_rooms_open\{[^}]*\} (\d+)", body, re.M))
+    return int(rrtest.get_metrics(port).sum("ringroom_rooms_open"))
 
 
 async def chat_round(port, room, n):
