@@ -559,23 +559,24 @@ def run_hostile(report, binary, pki, cert, key):
             hello = m.client_hello()
             if len(hello) < 100:
                 return "ClientHello only %d bytes" % len(hello)
+            before = b.metric("ringroom_handshake_timeouts")
             m.sock.sendall(hello[:len(hello) // 2])
-            t0 = time.monotonic()
-            got, closed = rrtest.read_until_eof(m.sock, 8 * SLOW)
-            dt = time.monotonic() - t0
+            # eventually (30 s: a shared machine, maybe a sanitizer build);
+            # that it was the timeout is the broker's own count, not a
+            # reading of the clock
+            got, closed = rrtest.read_until_eof(m.sock, 30.0)
         finally:
             m.close()
         if not closed:
-            return "still open %.1fs after half a ClientHello (timeout 2s)" % dt
-        if dt < 1.5:
-            return "closed after %.2fs, before --handshake-timeout 2s" % dt
-        if dt > 4.0 * SLOW:
-            return "closed only after %.2fs (timeout 2s)" % dt
-        print("#   stalled handshake closed after %.2fs (%d reply bytes)" % (dt, len(got)),
-              flush=True)
+            return "still open 30s after half a ClientHello (--handshake-timeout 2s)"
+        after = b.metric("ringroom_handshake_timeouts")
+        if after != before + 1:
+            return "closed, but ringroom_handshake_timeouts %s -> %s: not by the timeout" % (
+                before, after)
+        print("#   stalled handshake closed (%d reply bytes)" % len(got), flush=True)
         return None
-    report.run("hostile: half a ClientHello then silence: closed by --handshake-timeout 2s",
-               stalled)
+    report.run("hostile: half a ClientHello then silence: closed by --handshake-timeout 2s "
+               "(counted as a handshake timeout)", stalled)
 
     def reset_mid_record():
         m = tlslib.MemTls(b.tls_port, ctx)
