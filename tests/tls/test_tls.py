@@ -23,7 +23,8 @@ localhost and 127.0.0.1) are made with the openssl CLI in a temp dir. Cases:
                connection gauge is back to baseline, a good client works
                and ringroom_tls_handshake_failures went up
   memory       broker VmRSS growth per idle wss connection (N=500), printed;
-               asserted < 200 KiB (skipped under RINGROOM_SAN=1)
+               asserted < 200 KiB (500 KiB under RINGROOM_SAN=1: see
+               MEMORY_BOUND)
   tls-only     no plain listener; /healthz on the TLS port
 
 One line per case, then "tls: N passed, M failed"; exit 0 only if all pass.
@@ -629,6 +630,14 @@ def run_hostile(report, binary, pki, cert, key):
 
 # ---- memory per idle TLS connection ---------------------------------------------
 
+# 200 KiB per idle wss connection (measured here: ~58 KiB). An ASan+UBSan
+# build costs more per connection, measured ~110 KiB (1.9x): a redzone around
+# every allocation, shadow memory (1/8 of what is mapped) and ASan's
+# quarantine, which keeps the handshakes' freed buffers instead of reusing
+# them. The bound scales by 2.5 there, still far below what a per-connection
+# leak or a buffer kept after the handshake would add.
+MEMORY_BOUND = int(200 * KIB * (2.5 if tlslib.SAN else 1.0))
+
 def run_memory(report, binary, pki, cert, key):
     n = 500
     b = TlsBroker(binary, cert, key, pki.ca, QUIET, name="memory")
@@ -663,16 +672,16 @@ def run_memory(report, binary, pki, cert, key):
             print("# memory: VmRSS %d KiB -> %d KiB with %d idle wss connections: "
                   "%.0f bytes (%.1f KiB) per connection" % (before // 1024, after // 1024, n,
                                                             per, per / 1024), flush=True)
-            if tlslib.SAN:
-                print("#   (sanitizer build: figure not meaningful, bound not checked)")
-                return None
-            if per >= 200 * KIB:
-                return "%.1f KiB per idle TLS connection (bound 200 KiB)" % (per / 1024)
+            if per >= MEMORY_BOUND:
+                return "%.1f KiB per idle TLS connection (bound %d KiB%s)" % (
+                    per / 1024, MEMORY_BOUND // KIB,
+                    ", scaled for the sanitizer build" if tlslib.SAN else "")
         finally:
             await close_all(conns)
         return None
-    report.run("memory: user-space bytes per idle wss connection (N=%d) < 200 KiB" % n,
-               lambda: asyncio.run(go()))
+    report.run("memory: user-space bytes per idle wss connection (N=%d) < %d KiB%s" % (
+        n, MEMORY_BOUND // KIB, " (sanitizer build, scaled)" if tlslib.SAN else ""),
+        lambda: asyncio.run(go()))
     return b
 
 
