@@ -116,7 +116,11 @@ def case_rooms_mixed(b, ctx):
             for room in rooms:
                 for i, tls in enumerate((True, False, True, False)):
                     conns[(room, i)] = (tls, await member(room, tls, i))
-            await asyncio.sleep(0.3)  # hand-offs to each room's core settle
+            # order, not a pause: a pong comes from the core that serves the
+            # member, so once every member has one, every hand-off to its
+            # room's core is done
+            for _tls, ws in conns.values():
+                await asyncio.wait_for(await ws.ping(), 30)
             sent = {}
             for (room, i), (tls, ws) in conns.items():
                 m = ("%s from %s member %d" % (room, "tls" if tls else "plain", i))
