@@ -23,7 +23,7 @@ import websockets.exceptions  # noqa: E402
 SIZES = [0, 125, 126, 65535, 65536, 1 << 20]
 CLIENT_MAX = 2 << 20
 # No pause after joining: the broker joins a /raw/ member on its room's core
-# before it answers 101 (src/conn/conn.c, upgrade_local), so a completed
+# before it answers 101 (src/room/builtin.c, raw_open), so a completed
 # handshake already orders the join before anything the test sends next.
 QUIET = 0.7    # how long "receives nothing" is watched: only ever a negative
                # check (a late delivery still fails it), never a positive one
