@@ -149,6 +149,22 @@ static void answer_plain(struct rr_core *core, struct rr_conn *c, enum rr_route_
 	}
 }
 
+/* --metrics-token: /metrics needs "Authorization: Bearer <token>" (compared
+ * in constant time). */
+static bool metrics_allowed(const struct rr_config *cfg, const struct rr_http_req *req)
+{
+	size_t n = strlen(cfg->metrics_token);
+	struct rr_http_str tok;
+	if (n == 0)
+		return true;
+	if (!rr_http_bearer(req->authorization, &tok) || tok.n != n)
+		return false;
+	uint8_t d = 0;
+	for (size_t i = 0; i < n; i++)
+		d |= (uint8_t)(tok.p[i] ^ cfg->metrics_token[i]);
+	return d == 0;
+}
+
 static void request_complete(struct rr_core *core, struct rr_conn *c, size_t head_len,
 			     struct rr_http_req *req)
 {
@@ -188,6 +204,11 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 		}
 		if (head)
 			c->flags |= RR_CF_HEAD; /* the answer goes out without its body */
+		if (rt.kind == RR_ROUTE_METRICS && !metrics_allowed(&b->cfg, req)) {
+			rr_info("%s: /metrics without the --metrics-token, answering 401", who);
+			rr_conn_reply(core, c, 401, NULL);
+			return;
+		}
 		if (js)
 			rr_conn_reply(core, c, 200,
 				      rr_http_response(200, "text/javascript; charset=utf-8",
