@@ -252,7 +252,7 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 	if (has_since) {
 		if (has_epoch && strcmp(val, rr_log_epoch(room)) != 0) {
 			/* another log: the ids mean other messages */
-			chat_send_synced(m, false, st->last_bcast);
+			chat_send_synced(st, m, false, st->last_bcast);
 			chat_member_go_live(m, st->last_bcast);
 		} else {
 			rc = chat_replay_start(room, st, m, since);
@@ -330,7 +330,7 @@ static void chat_writable(struct rr_room *room, struct rr_conn *c)
 	if (chat_replay_next(room, s) == 0)
 		return;
 	/* can't read on (storage queue full): say what it has */
-	chat_send_synced(m, false, s->target);
+	chat_send_synced(st, m, false, s->target);
 	chat_member_go_live(m, s->target);
 	chat_sync_free(st, s);
 }
