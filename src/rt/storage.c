@@ -89,18 +89,27 @@ void rr_rt_session_put(struct rr_core *core, struct rr_conn *c)
 		rr_warn("session %s: not saved (storage queue full)", x->session);
 }
 
+/* A fresh resume token (x->resume_token, handed to the client in open())
+ * and its hash (what the store keeps). A new session also gets its id; a
+ * resumed one keeps its id and only rotates the token: resume tokens are
+ * single-use, each welcome carries the next one. */
 void rr_rt_new_session(struct rr_conn_ext *x)
 {
 	uint8_t raw[32];
-	rr_rt_random(raw, 16);
-	rr_jwt_b64url_encode(raw, 16, x->session, sizeof(x->session));
+	if (!x->resumed) {
+		rr_rt_random(raw, 16);
+		rr_jwt_b64url_encode(raw, 16, x->session, sizeof(x->session));
+		x->session_new = true;
+	}
 	rr_rt_random(raw, 32);
+	free(x->resume_token);
 	x->resume_token = malloc(44);
 	if (x->resume_token)
 		rr_jwt_b64url_encode(raw, 32, x->resume_token, 44);
+	/* without a token (out of memory) the hash is of "", which no
+	 * presented token (checked non-empty) ever matches */
 	rr_rt_sha256(x->resume_token ? x->resume_token : "", x->resume_token ? 43 : 0,
 	       x->resume_hash);
-	x->session_new = true;
 }
 
 /* ---- storage completions ------------------------------------------------- */
