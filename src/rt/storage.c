@@ -43,6 +43,7 @@ int rr_rt_sreq_submit(struct rr_core *core, struct sreq *s)
 		free(s);
 		return -ENOSYS;
 	}
+	s->submit_ns = rr_now_ns();
 	int rc = rr_store_submit(rr_handler_cfg.store, &s->req);
 	if (rc < 0) {
 		free(s);
@@ -159,6 +160,11 @@ static void sreq_done(struct rr_store_req *req)
 
 	rt->ops_inflight--;
 	core->store_inflight--;
+	/* the writes: what a group commit makes durable */
+	if (req->op == RR_STORE_APPEND || req->op == RR_STORE_SESSION_PUT ||
+	    req->op == RR_STORE_SESSION_DEL || req->op == RR_STORE_KV_PUT ||
+	    req->op == RR_STORE_KV_DEL)
+		RR_HIST_OBSERVE(core, storage_commit_seconds, rr_now_ns() - s->submit_ns);
 	r->busy++; /* callbacks may empty the room */
 	if (s->done) {
 		s->done(core, s);
