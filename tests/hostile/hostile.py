@@ -193,7 +193,7 @@ def case_slowloris(t):
     client must still connect within 500 ms meanwhile."""
     n = 1000
     req, _k = rrtest.upgrade_request("/echo")
-    before = t.stat_sum("handshake_timeouts")
+    before = t.stat_sum("handshake_timeouts_total")
     socks = []  # [sock, connected_at, sent, closed_at, data]
     for _i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -284,9 +284,9 @@ def case_slowloris(t):
         problems.append("normal client: %s" % normal)
     elif max(ms for ms, _w in normal) > 500.0:
         problems.append("normal client handshake took %.0f ms (> 500)" % max(ms for ms, _w in normal))
-    after = t.stat_sum("handshake_timeouts")
+    after = t.stat_sum("handshake_timeouts_total")
     if after - before < n:
-        problems.append("ringroom_handshake_timeouts rose by %d, want >= %d" % (after - before, n))
+        problems.append("ringroom_handshake_timeouts_total rose by %d, want >= %d" % (after - before, n))
     info = {"close_after_s_min": round(min(lat), 3) if lat else None,
             "close_after_s_max": round(max(lat), 3) if lat else None,
             "normal_handshake_ms": [round(ms, 1) for ms, _w in normal],
@@ -468,7 +468,7 @@ def case_slow_consumer(t):
     slow = WsConn(t.port, room, rcvbuf=4096)
     good = WsConn(t.port, room)
     pub = WsConn(t.port, room)
-    before = t.stat_sum("closes_1013")
+    before = t.stat_sum("closes_total", 'code="1013"')
     got = []
     reader_err = []
     stop = threading.Event()
@@ -521,7 +521,7 @@ def case_slow_consumer(t):
             pub.send_frame(OP_BINARY, struct.pack("!I", sent) + pad)
             sent += 1
             if detected_at is None and sent % 4 == 0 and sent >= 16:
-                if t.stat_sum("closes_1013") > before:
+                if t.stat_sum("closes_total", 'code="1013"') > before:
                     detected_at = sent
         info["sent"] = sent
         info["sent_bytes_before_1013"] = (detected_at or 0) * size

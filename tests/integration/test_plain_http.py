@@ -31,7 +31,7 @@ def main():
 
         def metrics():
             st, h, body, _c = rrtest.http_request(b.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            need = [b"ringroom_store_batches", b"ringroom_connections ", b"ringroom_upgrades{core=\"0\"}"]
+            need = [b"ringroom_store_batches_total", b"ringroom_connections ", b"ringroom_upgrades_total{core=\"0\"}"]
             missing = [n for n in need if n not in body]
             return None if st == 200 and not missing else "status %s missing %r" % (st, missing)
         report.run("/metrics has core, connection and storage counters", metrics)
