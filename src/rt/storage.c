@@ -93,7 +93,8 @@ void rr_rt_session_put(struct rr_core *core, struct rr_conn *c)
 /* A fresh resume token (x->resume_token, handed to the client in open())
  * and its hash (what the store keeps). A new session also gets its id; a
  * resumed one keeps its id and only rotates the token: resume tokens are
- * single-use, each welcome carries the next one. */
+ * single-use, each welcome carries the next one (on_session_get keeps the
+ * old hash until open() accepts the resume). */
 void rr_rt_new_session(struct rr_conn_ext *x)
 {
 	uint8_t raw[32];
