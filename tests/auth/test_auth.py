@@ -1,6 +1,8 @@
 """Auth and origin checks before the upgrade (issue #4): HS256 tokens from
 the Authorization header, ?token= and the bearer.<token> subprotocol; each
-401 cause; 403 for an Origin outside --allow-origin; a token that expires on
+401 cause, each with WWW-Authenticate: Bearer error=..., error_description=...
+(RFC 6750); exp required unless --allow-no-exp; 403 for an Origin outside
+--allow-origin; a token that expires on
 a live connection closes it with 1008; tokens never appear in the log."""
 import asyncio
 import base64
@@ -33,11 +35,36 @@ def mint(sub="u1", name="alice", perms=("read", "write"), exp=None, secret=SECRE
     return header + "." + payload + "." + b64u(sig)
 
 
-def upgrade_status(port, path, headers=b""):
+def upgrade_answer(port, path, headers=b""):
     req, _ = rrtest.upgrade_request(path)
     req = req.replace(b"\r\n\r\n", b"\r\n" + headers + b"\r\n", 1) if headers else req
-    st, _h, _b, closed = rrtest.http_request(port, req, wait_close=3)
+    return rrtest.http_request(port, req, wait_close=3)
+
+
+def upgrade_status(port, path, headers=b""):
+    st, _h, _b, closed = upgrade_answer(port, path, headers)
     return st, closed
+
+
+def bearer_challenge(value):
+    """WWW-Authenticate: Bearer k="v", ... -> {k: v} (RFC 6750 3), or None."""
+    if not value or not value.startswith("Bearer "):
+        return None
+    out = {}
+    rest = value[len("Bearer "):]
+    while rest:
+        k, sep, rest = rest.partition("=")
+        if not sep or not rest.startswith('"'):
+            return None
+        v, i = "", 1
+        while i < len(rest) and rest[i] != '"':
+            if rest[i] == "\\":
+                i += 1
+            v += rest[i]
+            i += 1
+        out[k.strip()] = v
+        rest = rest[i + 1:].lstrip(", ")
+    return out
 
 
 async def welcome(url, **kw):
@@ -72,6 +99,32 @@ def main():
                    b"Authorization: Bearer " + mint(exp=now - 10).encode() + b"\r\n", 401)
         report.run("401: alg none", status_case, "/chat/a",
                    b"Authorization: Bearer " + mint(alg="none").encode() + b"\r\n", 401)
+        def challenge_case(headers, error, description):
+            st, h, body, _closed = upgrade_answer(p, "/chat/a", headers)
+            if st != 401:
+                return "status %s, expected 401" % st
+            ch = bearer_challenge(h.get("www-authenticate"))
+            if ch is None:
+                return "WWW-Authenticate %r is not a Bearer challenge" % h.get("www-authenticate")
+            if ch.get("error") != error or description not in ch.get("error_description", ""):
+                return "challenge %r, want error=%s and a description with %r" % (
+                    ch, error, description)
+            return None if description.encode() in body else "body %r" % body[:80]
+        report.run("401 without a token: WWW-Authenticate Bearer error=invalid_request "
+                   "(RFC 6750), error_description \"no token\"", challenge_case, b"",
+                   "invalid_request", "no token")
+        report.run("401 for an expired token: error=invalid_token with the reason",
+                   challenge_case,
+                   b"Authorization: Bearer " + mint(exp=now - 10).encode() + b"\r\n",
+                   "invalid_token", "expired")
+        report.run("401 for a bad signature: error=invalid_token, \"bad signature\"",
+                   challenge_case,
+                   b"Authorization: Bearer " + mint(secret=b"other", exp=now + 60).encode() +
+                   b"\r\n", "invalid_token", "bad signature")
+        report.run("401 for a token without exp (exp is required): error=invalid_token, "
+                   "\"no exp\"", challenge_case,
+                   b"Authorization: Bearer " + mint().encode() + b"\r\n",
+                   "invalid_token", "no exp")
         report.run("403: Origin not allowed", status_case, "/chat/a",
                    b"Authorization: Bearer " + good.encode() +
                    b"\r\nOrigin: https://evil.example\r\n", 403)
@@ -126,6 +179,23 @@ def main():
                     else "got %r" % m
         report.run("perms without write: message gets no_permission",
                    lambda: asyncio.run(read_only()))
+
+        def allow_no_exp():
+            b2 = rrtest.Broker(binary, ["--auth-secret", SECRET.decode(), "--allow-no-exp"],
+                               name="auth-no-exp")
+            try:
+                b2.start()
+                w, _ = asyncio.run(welcome("ws://127.0.0.1:%d/chat/a?token=%s" %
+                                           (b2.port, mint(sub="noexp"))))
+                if w.get("type") != "welcome" or w["user"]["id"] != "noexp":
+                    return "welcome %r" % w
+                st, _c = upgrade_status(b2.port, "/chat/a", b"Authorization: Bearer " +
+                                        mint(exp=int(time.time()) - 10).encode() + b"\r\n")
+                return None if st == 401 else "an expired token got %s" % st
+            finally:
+                b2.stop()
+        report.run("--allow-no-exp accepts a token without exp (an expired one is still 401)",
+                   allow_no_exp)
 
         log = open(b.stderr_path, "rb").read()
         report.check("tokens never appear in the log",
