@@ -4,6 +4,7 @@
  */
 #include "core/flags.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/time.h"
 #include "net/iplimit.h"
 #include "persist/store.h"
@@ -122,6 +123,10 @@ int main(int argc, char **argv)
 	};
 	rr_chat_configure(&chat);
 	rr_gate_cfg.store = store;
+	if (broker.cfg.api_key_file[0] && rr_gate_api_keys(broker.cfg.api_key_file) < 0) {
+		rr_store_close(store);
+		return 2;
+	}
 
 	/* The layers, lowest first: connections and their gate, rooms (with
 	 * /echo and /raw/), the handler runtime with /chat/ and --handler. */
@@ -139,24 +144,35 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	rr_notify_ready(); /* systemd Type=notify: accepting now */
+
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
+			rr_notify_reloading();
 			if (broker.cfg.tls_cert[0]) {
 				rr_info("SIGHUP: reloading the TLS certificate and key");
 				rr_broker_tls_load(&broker);
-			} else {
-				rr_info("SIGHUP: nothing to reload (no --tls-cert)");
 			}
+			rr_gate_reload();
+			rr_notify_ready();
 			continue;
 		}
 		break;
 	}
-	rr_info("%s: draining (at most %llu ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-		(unsigned long long)broker.cfg.drain_timeout_ms);
+	rr_notify_stopping();
+	rr_info("%s: draining (at most %llu ms, /healthz 503 for %llu ms first)",
+		sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)broker.cfg.drain_timeout_ms,
+		(unsigned long long)broker.cfg.drain_grace_ms);
 	rr_broker_drain(&broker);
 	uint64_t start = rr_now_ms(), limit = broker.cfg.drain_timeout_ms;
+	/* the balancer sees /healthz 503 and stops sending clients first */
+	while (rr_now_ms() - start < broker.cfg.drain_grace_ms && rr_now_ms() - start < limit) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	rr_broker_close_members(&broker);
 	while (!rr_broker_drained(&broker) && rr_now_ms() - start < limit) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);
@@ -172,6 +188,7 @@ int main(int argc, char **argv)
 	rr_store_close(store);
 	rr_broker_free(&broker);
 	rr_iplimit_free();
+	rr_gate_api_fini();
 	rr_info("bye");
 	return 0;
 }

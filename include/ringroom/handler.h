@@ -47,6 +47,8 @@ extern "C" {
 
 struct rr_room; /* a room on its home core (opaque) */
 struct rr_conn; /* a member of a room (opaque) */
+struct rr_api_call; /* a backend API request being answered (opaque) */
+struct rr_api_request;
 
 /* What a connection brought with its upgrade request. Valid during open(). */
 struct rr_open_info {
@@ -104,7 +106,37 @@ struct rr_handler {
 	 * rr_member_want_writable(): send the next page of a replay. Optional.
 	 * (ABI 2) */
 	void (*writable)(struct rr_room *room, struct rr_conn *c);
+	/* A backend API request for this room (the HTTP API of the docs,
+	 * "/api/chat/{room}…"), on the room's core, the room loaded. Answer it
+	 * exactly once with rr_api_reply() or rr_api_error(), now or later.
+	 * Return 0, or a negative errno to have it answered 503. Optional
+	 * (without it such requests are answered 404). (ABI 2) */
+	int (*api)(struct rr_room *room, struct rr_api_call *call, const struct rr_api_request *req);
 };
+
+/* ---- the backend API ------------------------------------------------------ */
+
+/* What a backend API request asks of a room. */
+enum rr_api_op {
+	RR_API_OP_PUBLISH = 1, /* POST: body is the request's JSON */
+	RR_API_OP_HISTORY,     /* GET …/history: before_id (0: the newest), limit */
+	RR_API_OP_PRESENCE,    /* GET …/presence */
+	RR_API_OP_KICK,        /* DELETE …/members/{user_id} */
+};
+
+struct rr_api_request {
+	enum rr_api_op op;
+	const void *body;
+	size_t body_len;
+	uint64_t before_id;
+	uint32_t limit;
+	const char *user_id;
+};
+
+/* Answer call with status and a JSON body (copied; NULL/0 for none). */
+void rr_api_reply(struct rr_api_call *call, int status, const char *json, size_t len);
+/* Answer call with {"error":{"code":code,"message":message}}. */
+void rr_api_error(struct rr_api_call *call, int status, const char *code, const char *message);
 
 /* ---- rooms -------------------------------------------------------------- */
 
@@ -198,6 +230,14 @@ void rr_member_want_writable(struct rr_conn *c);
  * absent, -EINVAL when it does not decode or does not fit.
  */
 int rr_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
+
+/*
+ * The member's client address as text ("192.0.2.7", "2001:db8::7"; "?" when
+ * unknown) into out (at least 46 bytes): the connection's peer, or the
+ * source of its PROXY protocol header behind a balancer (--proxy-protocol).
+ * Returns out.
+ */
+const char *rr_member_address(const struct rr_conn *c, char *out, size_t cap);
 
 /* Wall-clock ms when the auto-response last answered this member, 0 never. */
 uint64_t rr_member_auto_response_ms(const struct rr_conn *c);

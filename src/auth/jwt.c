@@ -172,6 +172,10 @@ static int read_claims(const json_t *p, uint64_t now_s, struct rr_jwt_claims *ou
 				out->perm_read = true;
 			else if (strcmp(s, "write") == 0)
 				out->perm_write = true;
+			else if (strcmp(s, "publish") == 0)
+				out->perm_publish = true;
+			else if (strcmp(s, "admin") == 0)
+				out->perm_admin = true;
 		}
 	} else {
 		return -EINVAL;

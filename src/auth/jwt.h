@@ -19,8 +19,9 @@
  *     constant time, before the payload is parsed;
  *   - claims: "sub" (string, 1..RR_JWT_SUB_MAX bytes, required), "name"
  *     (string, 0..RR_JWT_NAME_MAX bytes, optional; absent or "" → sub),
- *     "perms" (array of strings; "read" and "write" grant those permissions,
- *     other strings grant nothing; ABSENT → read and write, matching an
+ *     "perms" (array of strings; "read" and "write" grant those permissions
+ *     in rooms, "publish" and "admin" those of the backend API; other strings
+ *     grant nothing; ABSENT → read and write, matching an
  *     anonymous client of a broker without --auth-secret), "exp" and "nbf"
  *     (numbers, seconds since the epoch, optional; a fraction is dropped).
  *     Duplicate member names in header or payload make the token malformed.
@@ -56,6 +57,8 @@ struct rr_jwt_claims {
 	char name[RR_JWT_NAME_MAX + 1]; /* display name; = sub when absent */
 	bool perm_read;
 	bool perm_write;
+	bool perm_publish; /* backend API: publish */
+	bool perm_admin;   /* backend API: everything */
 	uint64_t exp; /* expiry (s since epoch); 0: no exp claim */
 	uint64_t nbf; /* not-before (s since epoch); 0: no nbf claim */
 };

@@ -1,8 +1,10 @@
 /*
- * Accepting: multishot accepts into the fixed-file table on the core's
- * listeners, or single-shot accepts with an address buffer each when the
- * peer's address is needed (--max-connections-per-ip), and the new
- * connection's first steps (limits, TLS state, the handshake deadline).
+ * Accepting: RR_ACCEPT_SLOTS single-shot accepts in flight per listener,
+ * each into the fixed-file table with its own address buffer (a multishot
+ * accept has one buffer for every connection it takes, and the client's
+ * address is needed for logs, --max-connections-per-ip and --proxy-from),
+ * and the new connection's first steps (limits, PROXY header, TLS state,
+ * the handshake deadline).
  */
 #include "conn/conn.h"
 #include "core/limits.h"
@@ -21,6 +23,7 @@ struct rr_accept_slot {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	bool tls;
+	bool parked; /* the table was full: re-armed by the retry timer */
 };
 
 static int listener(struct rr_core *core, bool tls)
@@ -32,6 +35,7 @@ static void arm_accept_slot(struct rr_core *core, struct rr_accept_slot *a)
 {
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
 	a->len = sizeof(a->ss);
+	a->parked = false;
 	io_uring_prep_accept(sqe, listener(core, a->tls), (struct sockaddr *)&a->ss, &a->len, 0);
 	/* liburing 2.3's prep_accept_direct can't express ALLOC: set it here */
 	sqe->file_index = IORING_FILE_INDEX_ALLOC;
@@ -39,58 +43,34 @@ static void arm_accept_slot(struct rr_core *core, struct rr_accept_slot *a)
 	core->accepts_inflight++;
 }
 
-static void arm_multishot(struct rr_core *core, bool tls)
-{
-	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
-	/* no SOCK_CLOEXEC: a direct descriptor is not in the fd table at all */
-	io_uring_prep_multishot_accept_direct(sqe, listener(core, tls), NULL, NULL, 0);
-	io_uring_sqe_set_data64(sqe, rr_ud_ptr(tls ? RR_UD_ACCEPT_TLS : RR_UD_ACCEPT, NULL));
-	core->accepts_inflight++;
-}
-
-static void accept_retry_fn(struct rr_timer *t, bool tls)
+static void accept_retry(struct rr_timer *t, uint64_t now_ms)
 {
 	struct rr_core *core = rr_core_current();
+	struct rr_conns *cs = rr_conns(core);
 	(void)t;
-	if (!core->stopped && listener(core, tls) >= 0)
-		arm_multishot(core, tls);
-}
-
-static void accept_retry_plain(struct rr_timer *t, uint64_t now_ms)
-{
 	(void)now_ms;
-	accept_retry_fn(t, false);
-}
-
-static void accept_retry_tls(struct rr_timer *t, uint64_t now_ms)
-{
-	(void)now_ms;
-	accept_retry_fn(t, true);
+	for (unsigned i = 0; i < 2 * RR_ACCEPT_SLOTS; i++) {
+		struct rr_accept_slot *a = &cs->accept_slots[i];
+		if (a->parked && !core->stopped && listener(core, a->tls) >= 0)
+			arm_accept_slot(core, a);
+	}
 }
 
 void rr_accept_start(struct rr_core *core)
 {
 	struct rr_conns *cs = rr_conns(core);
-	if (core->broker->cfg.max_connections_per_ip) {
-		if (cs->accept_slots == NULL) {
-			cs->accept_slots = calloc(2 * RR_ACCEPT_SLOTS, sizeof(struct rr_accept_slot));
-			if (cs->accept_slots == NULL) {
-				rr_err("core %u: no memory for accept slots: not accepting", core->id);
-				return;
-			}
-		}
-		for (unsigned i = 0; i < 2 * RR_ACCEPT_SLOTS; i++) {
-			struct rr_accept_slot *a = &cs->accept_slots[i];
-			a->tls = i >= RR_ACCEPT_SLOTS;
-			if (listener(core, a->tls) >= 0)
-				arm_accept_slot(core, a);
-		}
+	cs->accept_slots = calloc(2 * RR_ACCEPT_SLOTS, sizeof(struct rr_accept_slot));
+	if (cs->accept_slots == NULL) {
+		rr_err("core %u: no memory for accept slots: not accepting", core->id);
 		return;
 	}
-	if (core->listen_fd >= 0)
-		arm_multishot(core, false);
-	if (core->tls_listen_fd >= 0)
-		arm_multishot(core, true);
+	rr_timer_init(&cs->accept_retry, accept_retry);
+	for (unsigned i = 0; i < 2 * RR_ACCEPT_SLOTS; i++) {
+		struct rr_accept_slot *a = &cs->accept_slots[i];
+		a->tls = i >= RR_ACCEPT_SLOTS;
+		if (listener(core, a->tls) >= 0)
+			arm_accept_slot(core, a);
+	}
 }
 
 /* A new connection in fixed-file slot; peer is NULL when accepted without
@@ -113,11 +93,20 @@ static void on_accepted(struct rr_core *core, int slot, const struct sockaddr *p
 	 * (the rest is kept for connections handed over by other cores) */
 	if (live > b->cfg.max_connections || core->conns_live + RR_SLOTS_RESERVE > core->slots)
 		c->flags |= RR_CF_OVER_LIMIT;
-	if (peer) {
-		bool over = false;
-		c->ip = rr_iplimit_acquire(peer, &over);
-		if (over)
-			c->flags |= RR_CF_OVER_IP;
+	rr_addr_set(&c->peer, peer);
+	if (b->cfg.proxy_protocol) {
+		if (!rr_proxy_from_match(&b->proxy_from, peer)) {
+			char who[64];
+			rr_conn_peer(c, who, sizeof(who));
+			rr_info("conn %u (%s): not in --proxy-from, closing without an answer", c->idx,
+				who);
+			RR_STAT_INC(core, proxy_rejected);
+			rr_conn_kill(core, c);
+			return;
+		}
+		c->flags |= RR_CF_PROXY; /* the client's address comes with the header */
+	} else {
+		rr_conn_count_ip(c);
 	}
 	if (tls) {
 		struct rr_tls_ctx *ctx = rr_broker_tls_ctx(b);
@@ -138,25 +127,19 @@ static void on_accepted(struct rr_core *core, int slot, const struct sockaddr *p
 void rr_accept_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe)
 {
 	struct rr_conns *cs = rr_conns(core);
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	struct rr_accept_slot *a = rr_ud_to_ptr(ud);
-	bool tls = a ? a->tls : rr_ud_kind(ud) == RR_UD_ACCEPT_TLS;
-	int lfd = listener(core, tls);
-
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		core->accepts_inflight--; /* until then the listener stays open */
-	if (a) {
+	struct rr_accept_slot *a = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	if (a == NULL) {
+		/* a socket handed in without an accept of ours (the fake ring of
+		 * tests/unit/test_fake_ring.c): no address, nothing to re-arm */
 		if (cqe->res >= 0)
-			on_accepted(core, cqe->res, (struct sockaddr *)&a->ss, tls);
-		else if (cqe->res != -ECANCELED)
-			rr_debug("accept: %s", strerror(-cqe->res));
-		if (!core->stopped && lfd >= 0 && cqe->res != -EINVAL && cqe->res != -EBADF)
-			arm_accept_slot(core, a);
+			on_accepted(core, cqe->res, NULL, false);
 		return;
 	}
-	bool rearm = !(cqe->flags & IORING_CQE_F_MORE);
+	int lfd = listener(core, a->tls);
+
+	core->accepts_inflight--; /* until none is left the listener stays open */
 	if (cqe->res >= 0) {
-		on_accepted(core, cqe->res, NULL, tls);
+		on_accepted(core, cqe->res, (struct sockaddr *)&a->ss, a->tls);
 	} else if (cqe->res == -ENFILE) {
 		/* The table is full (the kernel dropped that connection): stop
 		 * accepting for a moment, so the next ones wait in the backlog
@@ -166,20 +149,18 @@ void rr_accept_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe)
 			rr_warn("fixed-file table full (%u slots): pausing accepts", core->slots);
 			last_log = core->now_ms;
 		}
-		struct rr_timer *rt = &cs->accept_retry[tls ? 1 : 0];
-		if (rearm && !rr_timer_armed(rt)) {
-			rr_timer_init(rt, tls ? accept_retry_tls : accept_retry_plain);
-			rr_timer_set(&core->wheel, rt, core->now_ms + 50);
-		}
-		rearm = false;
+		a->parked = true;
+		if (!rr_timer_armed(&cs->accept_retry))
+			rr_timer_set(&core->wheel, &cs->accept_retry, core->now_ms + 50);
+		return;
 	} else if (cqe->res == -EINVAL || cqe->res == -EBADF) {
 		/* not transient: re-arming would spin */
 		if (lfd >= 0)
 			rr_err("accept: %s; this listener stops accepting", strerror(-cqe->res));
-		rearm = false;
+		return;
 	} else if (cqe->res != -ECANCELED) {
 		rr_debug("accept: %s", strerror(-cqe->res));
 	}
-	if (rearm && !core->stopped && lfd >= 0 && cqe->res != -ECANCELED)
-		arm_multishot(core, tls);
+	if (!core->stopped && lfd >= 0 && cqe->res != -ECANCELED)
+		arm_accept_slot(core, a);
 }

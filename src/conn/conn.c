@@ -233,6 +233,11 @@ int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 	return 0;
 }
 
+int rr_conn_write(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	return push(core, c, f, false, false);
+}
+
 int rr_conn_send_bulk(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 {
 	if (c->state != RR_CONN_OPEN)
@@ -606,11 +611,19 @@ int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[2
 	return 0;
 }
 
+void rr_conn_count_ip(struct rr_conn *c)
+{
+	struct sockaddr_storage ss;
+	bool over = false;
+	if (rr_addr_sockaddr(&c->peer, &ss) == 0)
+		return;
+	c->ip = rr_iplimit_acquire((struct sockaddr *)&ss, &over);
+	if (over)
+		c->flags |= RR_CF_OVER_IP;
+}
+
 void rr_conn_peer(const struct rr_conn *c, char *out, size_t cap)
 {
-	if (c->ip)
-		rr_iplimit_format(c->ip, out, cap);
-	else
-		snprintf(out, cap, "?");
+	rr_addr_format(&c->peer, out, cap);
 }
 

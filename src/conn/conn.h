@@ -35,6 +35,7 @@
 
 #include "conn/outq.h"
 #include "core/frame.h"
+#include "net/addr.h"
 #include "reactor/loop.h"
 #include "reactor/timer.h"
 #include "ws/ws.h"
@@ -73,7 +74,7 @@ enum rr_conn_flag {
 	RR_CF_CLEAN = 1u << 19,        /* the leave is a clean close (1000/1001/peer's) */
 	RR_CF_WANT_WRITABLE = 1u << 20, /* tell the owner when the queue runs low */
 	RR_CF_BACKLOG = 1u << 22,       /* on the core's input backlog list */
-	RR_CF_REARM_PAUSED = 1u << 23,  /* re-arm once the backlog drains */
+	RR_CF_PROXY = 1u << 23,         /* reading its PROXY protocol header */
 };
 
 struct rr_hs {
@@ -138,6 +139,7 @@ struct rr_conn {
 	struct rr_inbuf *in;        /* input backlog, while over budget */
 	struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
 	struct rr_ip_entry *ip;     /* with --max-connections-per-ip */
+	struct rr_addr peer;        /* the client: accepted peer or PROXY source */
 	struct rr_tls *tls;         /* NULL on the plain port */
 };
 
@@ -185,6 +187,9 @@ int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[2
 /* Feed received WebSocket bytes (early bytes kept while waiting), then pass
  * on TLS records that arrived meanwhile. */
 void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n);
+/* Queue f (reference taken) on a connection that is not a WebSocket and
+ * stays open (a backend API answer). 0 or -ENOMEM. */
+int rr_conn_write(struct rr_core *core, struct rr_conn *c, struct rr_frame *f);
 /* Move c to core home with record (len bytes, copied); the gate's arrived()
  * gets it there. Answers 503 itself when it can't. */
 void rr_conn_handoff(struct rr_core *core, struct rr_conn *c, unsigned home, const void *record,
@@ -219,8 +224,8 @@ struct rr_conns {
 	size_t tls_plain_cap;
 	struct rr_out_pool pool; /* output chunks */
 	/* accepting */
-	struct rr_accept_slot *accept_slots; /* with --max-connections-per-ip */
-	struct rr_timer accept_retry[2];     /* per listener: plain, TLS */
+	struct rr_accept_slot *accept_slots;
+	struct rr_timer accept_retry; /* re-arms accepts parked on a full table */
 	struct rr_core *core;
 };
 
@@ -246,6 +251,8 @@ void rr_conn_peer_closed(struct rr_core *core, struct rr_conn *c, uint16_t code)
 void rr_conn_mark_dirty(struct rr_core *core, struct rr_conn *c);
 bool rr_conn_output_pending(const struct rr_conn *c);
 int rr_conn_pong(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n);
+/* Count c against --max-connections-per-ip under its client address. */
+void rr_conn_count_ip(struct rr_conn *c);
 /* input.c */
 void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe);
 void rr_in_settle(struct rr_core *core);

@@ -16,6 +16,7 @@
 #include "core/assert.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "proxy/proxy.h"
 #include "tls/tls.h"
 
 #include <errno.h>
@@ -266,6 +267,60 @@ void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
 		rr_in_tls_drain(core, c); /* records that arrived while it waited */
 }
 
+/* ---- PROXY protocol ------------------------------------------------------ */
+
+static void tls_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n);
+
+/* --proxy-protocol: the header comes first, before TLS or HTTP; what
+ * follows it goes on as if just received. A bad header is closed without
+ * an answer (the balancer, not a browser, is at the other end). */
+static void proxy_on_data(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
+{
+	struct rr_proxy_hdr hdr;
+	struct rr_hs *hs;
+	char peer[64];
+	size_t have = c->hs ? c->hs->len : 0;
+	size_t take = n;
+	if (have + take > RR_PROXY_BYTES_MAX)
+		take = RR_PROXY_BYTES_MAX - have;
+	if (take == 0 || hs_append(core, c, p, take) < 0)
+		goto bad;
+	hs = c->hs;
+	ssize_t rc = rr_proxy_parse(hs->buf, hs->len, &hdr);
+	if (rc == -EAGAIN && hs->len < RR_PROXY_BYTES_MAX)
+		return; /* the one-shot receive is re-armed */
+	if (rc <= 0)
+		goto bad;
+	if (hdr.kind == RR_PROXY_ADDR)
+		rr_addr_set(&c->peer, (const struct sockaddr *)&hdr.src);
+	c->flags &= ~RR_CF_PROXY;
+	rr_conn_count_ip(c);
+	/* the rest: what followed the header in this buffer, then the bytes
+	 * of this receive that did not fit */
+	c->hs = NULL;
+	size_t rest = hs->len - (size_t)rc;
+	if (rest) {
+		if (c->tls)
+			tls_on_data(core, c, hs->buf + rc, rest);
+		else
+			plain_on_data(core, c, hs->buf + rc, rest);
+	}
+	free(hs);
+	if (take < n && c->state == RR_CONN_HS) {
+		if (c->tls)
+			tls_on_data(core, c, p + take, n - take);
+		else
+			plain_on_data(core, c, p + take, n - take);
+	}
+	return;
+bad:
+	rr_conn_peer(c, peer, sizeof(peer));
+	rr_info("conn %u (%s): missing or malformed PROXY header, closing without an answer",
+		c->idx, peer);
+	RR_STAT_INC(core, proxy_rejected);
+	rr_conn_kill(core, c);
+}
+
 /* ---- TLS ---------------------------------------------------------------- */
 
 /* Decrypt what the TLS layer holds and pass the plaintext on. Stops when a
@@ -357,7 +412,9 @@ void rr_in_on_recv(struct rr_core *core, const struct io_uring_cqe *cqe)
 		if (res > 0) {
 			RR_STAT_ADD(core, bytes_in, (uint64_t)res);
 			c->last_rx_ms = core->now_ms;
-			if (c->tls)
+			if (c->flags & RR_CF_PROXY)
+				proxy_on_data(core, c, buf, (size_t)res);
+			else if (c->tls)
 				tls_on_data(core, c, buf, (size_t)res);
 			else
 				plain_on_data(core, c, buf, (size_t)res);

@@ -156,7 +156,6 @@ void rr_conn_register(const struct rr_conn_gate *gate)
 	rr_conn_gate = gate;
 	rr_reactor_layer(RR_LAYER_CONN, &conn_layer);
 	rr_reactor_on(RR_UD_ACCEPT, rr_accept_on_cqe);
-	rr_reactor_on(RR_UD_ACCEPT_TLS, rr_accept_on_cqe);
 	rr_reactor_on(RR_UD_RECV, rr_in_on_recv);
 	rr_reactor_on(RR_UD_SEND, rr_send_on_cqe);
 	rr_reactor_on(RR_UD_SHUTDOWN, on_op_done);

@@ -56,6 +56,8 @@ static const struct flag flags[] = {
 	 "wait for the peer's close frame or FIN before dropping the socket"},
 	{"drain-timeout", F_DUR, OFF(drain_timeout_ms), "10s", 10, RR_TIMEOUT_MS_CEIL,
 	 "on SIGTERM/SIGINT, exit within this"},
+	{"drain-grace", F_DUR, OFF(drain_grace_ms), "0", 0, RR_TIMEOUT_MS_CEIL,
+	 "on SIGTERM, answer /healthz 503 this long before closing members (let the balancer see it)"},
 	{"recv-buffers", F_U32, OFF(recv_buffers), "1024", 16, RR_RECV_BUFFERS_CEIL,
 	 "most receive buffers per core (power of two; provided 64 at a time as needed)"},
 	{"recv-buffer-size", F_SIZE, OFF(recv_buffer_size), "16KiB", 1024,

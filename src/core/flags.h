@@ -56,6 +56,7 @@ struct rr_config {
 	char log_format[8];      /* text or json */
 	uint64_t max_chat_bytes;
 	bool allow_no_exp;
+	uint64_t drain_grace_ms;
 	uint32_t nhandlers;
 	int log_level;
 	bool help;

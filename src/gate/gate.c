@@ -5,6 +5,7 @@
 #include "auth/jwt.h"
 #include "conn/conn.h"
 #include "core/log.h"
+#include "gate/api.h"
 #include "gate/auth.h"
 #include "http/http.h"
 #include "http/http_reply.h"
@@ -265,6 +266,10 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 
 static void gate_request(struct rr_core *core, struct rr_conn *c)
 {
+	if (rr_gate_api_conn(c)) {
+		rr_gate_api_request(core, c); /* the next request of a keep-alive API client */
+		return;
+	}
 	const struct rr_config *cfg = &core->broker->cfg;
 	struct rr_http_limits lim = {.header_bytes_max = cfg->max_header_bytes,
 				     .headers_max = cfg->max_headers};
@@ -285,6 +290,10 @@ static void gate_request(struct rr_core *core, struct rr_conn *c)
 		rr_conn_reply(core, c, 400, NULL);
 		return;
 	}
+	if (rr_http_is_api(req.path)) {
+		rr_gate_api_request(core, c);
+		return;
+	}
 	request_complete(core, c, (size_t)r, &req);
 }
 
@@ -296,4 +305,5 @@ static const struct rr_conn_gate gate = {
 void rr_gate_register(void)
 {
 	rr_conn_register(&gate);
+	rr_gate_api_register();
 }

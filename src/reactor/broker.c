@@ -32,6 +32,11 @@ int rr_broker_init(struct rr_broker *b)
 	if (b->cores == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&b->tls_lock, NULL);
+	char err[160];
+	if (rr_proxy_from_parse(b->cfg.proxy_from, &b->proxy_from, err, sizeof(err)) < 0) {
+		rr_err("--proxy-from: %s", err);
+		return -EINVAL;
+	}
 	if (b->cfg.tls_cert[0] && rr_broker_tls_load(b) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < b->ncores; i++) {
@@ -68,6 +73,12 @@ static void wake_cores(struct rr_broker *b)
 void rr_broker_drain(struct rr_broker *b)
 {
 	atomic_store(&b->draining, true);
+	wake_cores(b);
+}
+
+void rr_broker_close_members(struct rr_broker *b)
+{
+	atomic_store(&b->closing, true);
 	wake_cores(b);
 }
 

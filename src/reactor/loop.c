@@ -162,7 +162,7 @@ static bool core_lifecycle(struct rr_core *core)
 	struct rr_broker *b = core->broker;
 	const struct rr_layer *l;
 
-	if (!core->draining && atomic_load_explicit(&b->draining, memory_order_relaxed)) {
+	if (!core->draining && atomic_load_explicit(&b->closing, memory_order_relaxed)) {
 		core->draining = true;
 		rr_info("draining: closing %u members with 1001", core->members_live);
 		EACH_LAYER(l, drain)

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/flags.h"
+#include "proxy/proxy.h"
 #include "reactor/bufring.h"
 #include "reactor/ring.h"
 #include "reactor/stats.h"
@@ -120,12 +121,14 @@ struct rr_broker {
 	unsigned ncores;
 	struct rr_core *cores;
 	atomic_uint live_conns;   /* all cores: for --max-connections */
-	atomic_bool draining;
+	atomic_bool draining;       /* /healthz and upgrades answer 503 */
+	atomic_bool closing;        /* members are being closed with 1001 */
 	atomic_bool stopping;       /* after the drain: close listeners and exit */
 	atomic_uint cores_drained;  /* cores whose members are all gone */
 	atomic_bool abort_start;
 	pthread_mutex_t tls_lock;
 	struct rr_tls_ctx *tls_ctx; /* swapped on SIGHUP; under tls_lock */
+	struct rr_proxy_from proxy_from; /* --proxy-from, parsed */
 	pthread_barrier_t ready, go;
 	uint64_t start_ms;
 };
@@ -134,9 +137,11 @@ struct rr_broker {
 int rr_broker_init(struct rr_broker *b);
 /* Start one pinned thread per core. */
 int rr_broker_start(struct rr_broker *b);
-/* Begin the drain on every core (called from the signal-handling thread):
- * /healthz and upgrades answer 503, members get close 1001. */
+/* Begin the drain (called from the signal-handling thread): /healthz and
+ * upgrades answer 503 at once; members get close 1001 once
+ * rr_broker_close_members() is called (after --drain-grace). */
 void rr_broker_drain(struct rr_broker *b);
+void rr_broker_close_members(struct rr_broker *b);
 /* True once every core's members are gone. */
 bool rr_broker_drained(struct rr_broker *b);
 /* End: every core closes its listeners, answers requests still arriving

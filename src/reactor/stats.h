@@ -32,6 +32,8 @@
 	X(sends, counter, "send operations submitted")                                    \
 	X(broadcasts, counter, "room broadcasts")                                         \
 	X(pings_sent, counter, "server pings sent")                                       \
+	X(api_requests, counter, "backend API requests routed to a room's core (or all)") \
+	X(proxy_rejected, counter, "connections closed for a missing or bad PROXY header or source") \
 	X(recv_paused, counter, "receives paused because the input backlog passed its limit") \
 	X(recv_enobufs, counter, "receives paused because the buffer ring ran dry")       \
 	X(rooms_open, gauge, "rooms currently in memory on this core")                    \

@@ -17,7 +17,7 @@
 
 enum rr_ud_kind {
 	RR_UD_NONE = 0,     /* ignored (e.g. fire-and-forget close) */
-	RR_UD_ACCEPT = 1,   /* multishot accept on the core's listener */
+	RR_UD_ACCEPT = 1,   /* pointer: an accept slot on a listener of the core */
 	RR_UD_RECV = 2,     /* conn: recv (multishot after upgrade) */
 	RR_UD_SEND = 3,     /* conn: send/sendmsg of the flushed output */
 	RR_UD_CLOSE = 4,    /* conn: close of the fixed file */
@@ -26,7 +26,10 @@ enum rr_ud_kind {
 	RR_UD_HANDOFF_IN = 7,  /* pointer: a hand-off record arriving on the home core */
 	RR_UD_STORE = 9,    /* pointer: a completed storage request (persist/) */
 	RR_UD_WAKE = 11,    /* a bare wake-up (shutdown, drain) */
-	RR_UD_ACCEPT_TLS = 13, /* multishot accept on the core's TLS listener */
+	RR_UD_API_IN = 14,  /* pointer: a backend API call arriving at its room's core */
+	RR_UD_API_OUT = 15, /* pointer: its answer back at the connection's core */
+	RR_UD_API_SENT = 16, /* pointer: a call's MSG_RING failed (only failures post) */
+	RR_UD_API_BACK_FAILED = 17, /* pointer: an answer's MSG_RING failed */
 };
 
 #define RR_UD_KIND_SHIFT 56

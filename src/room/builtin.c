@@ -10,6 +10,9 @@
 #include "room/room.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static void echo_message(struct rr_core *core, struct rr_conn *c, uint8_t opcode, uint8_t *p,
 			 size_t n)
@@ -85,9 +88,73 @@ static void raw_open(struct rr_core *core, struct rr_conn *c, const struct rr_ga
 	rr_conn_feed(core, c, u->extra, u->extra_len);
 }
 
+/* POST /api/raw/{room}: the body to every member, as one frame. */
+static void raw_api(struct rr_core *core, struct rr_api_call *call)
+{
+	struct rr_room *r = rr_room_find(core, RR_ROUTE_RAW, call->room, call->room_len);
+	uint32_t n = 0;
+	if (r && r->count) {
+		struct rr_frame *f =
+			rr_frame_ws(call->text ? RR_WS_TEXT : RR_WS_BINARY, call->body, call->body_len);
+		if (f == NULL) {
+			rr_gate_api_error(core, call, 503, "unavailable", "out of memory");
+			return;
+		}
+		n = rr_room_send_all(core, r, f, NULL, NULL, NULL);
+		rr_frame_unref(f);
+	}
+	char body[48];
+	int bl = snprintf(body, sizeof(body), "{\"delivered\":%u}", n);
+	rr_gate_api_done(core, call, 200, body, (size_t)bl);
+}
+
+struct list {
+	char *p;
+	size_t len, cap;
+	unsigned core;
+	bool failed;
+};
+
+static void list_room(struct rr_room *r, void *arg)
+{
+	struct list *l = arg;
+	const char *prefix = r->kind == RR_ROUTE_RAW ? "/raw/" : r->kind == RR_ROUTE_CHAT ? "/chat/" : NULL;
+	if (prefix == NULL || l->failed)
+		return; /* internal rooms (the alarm index) and --handler rooms */
+	if (l->cap - l->len < RR_ROOM_NAME_MAX + 80) {
+		size_t cap = l->cap ? l->cap * 2 : 4096;
+		char *np = realloc(l->p, cap);
+		if (np == NULL) {
+			l->failed = true;
+			return;
+		}
+		l->p = np;
+		l->cap = cap;
+	}
+	/* room names are [A-Za-z0-9._~-]: nothing to escape in JSON */
+	l->len += (size_t)snprintf(l->p + l->len, l->cap - l->len,
+				   "%s{\"path\":\"%s%s\",\"members\":%u,\"core\":%u}",
+				   l->len ? "," : "", prefix, r->name, r->count, l->core);
+}
+
+static void list_rooms(struct rr_core *core, char **out, size_t *len)
+{
+	struct list l = {.core = core->id};
+	rr_room_each(core, list_room, &l);
+	if (l.failed) {
+		free(l.p);
+		l.p = NULL;
+		l.len = 0;
+	}
+	*out = l.p;
+	*len = l.len;
+}
+
 void rr_room_register(void)
 {
 	rr_room_layer_register();
+	rr_gate_api(RR_ROUTE_RAW, raw_api);
+	rr_gate_rooms(list_rooms);
 	rr_gate_route(RR_ROUTE_ECHO, echo_open, false);
 	rr_gate_route(RR_ROUTE_RAW, raw_open, false);
 }

@@ -49,18 +49,34 @@ static void table_grow(struct rr_room_table *t)
 	t->nbuckets = n;
 }
 
-struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name, size_t n)
+struct rr_room *rr_room_find(struct rr_core *core, uint8_t kind, const char *name, size_t n)
 {
 	struct rr_room_table *t = table(core);
-	rr_assert(n >= 1 && n <= RR_ROOM_NAME_MAX);
 	uint64_t h = rr_hash(name, n) ^ kind;
-	struct rr_room *r = t->buckets[h & (t->nbuckets - 1)];
-
-	for (; r; r = r->next) {
+	for (struct rr_room *r = t->buckets[h & (t->nbuckets - 1)]; r; r = r->next) {
 		if (r->hash == h && r->kind == kind && r->name_len == n &&
 		    memcmp(r->name, name, n) == 0)
 			return r;
 	}
+	return NULL;
+}
+
+void rr_room_each(struct rr_core *core, void (*fn)(struct rr_room *r, void *arg), void *arg)
+{
+	struct rr_room_table *t = table(core);
+	for (uint32_t i = 0; i < t->nbuckets; i++)
+		for (struct rr_room *r = t->buckets[i]; r; r = r->next)
+			fn(r, arg);
+}
+
+struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name, size_t n)
+{
+	struct rr_room_table *t = table(core);
+	rr_assert(n >= 1 && n <= RR_ROOM_NAME_MAX);
+	struct rr_room *r = rr_room_find(core, kind, name, n);
+	if (r)
+		return r;
+	uint64_t h = rr_hash(name, n) ^ kind;
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;

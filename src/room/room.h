@@ -53,6 +53,10 @@ struct rr_room {
 void rr_room_layer_register(void);
 void rr_room_register(void);
 
+/* The room, or NULL when it is not in memory. */
+struct rr_room *rr_room_find(struct rr_core *core, uint8_t kind, const char *name, size_t n);
+/* Call fn on every room of the core (fn must not create or free rooms). */
+void rr_room_each(struct rr_core *core, void (*fn)(struct rr_room *r, void *arg), void *arg);
 /* Find or create the room; NULL when out of memory. */
 struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name, size_t n);
 /* Add c; -ENOSPC when the room is at --max-room-size, -ENOMEM. */

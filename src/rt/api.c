@@ -395,3 +395,19 @@ int rr_query_param(const char *query, size_t len, const char *name, char *out, s
 	out[n] = '\0';
 	return (int)n;
 }
+
+const char *rr_member_address(const struct rr_conn *c, char *out, size_t cap)
+{
+	rr_addr_format(&c->peer, out, cap);
+	return out;
+}
+
+void rr_api_reply(struct rr_api_call *call, int status, const char *json, size_t len)
+{
+	rr_gate_api_done(rr_core_current(), call, status, json, len);
+}
+
+void rr_api_error(struct rr_api_call *call, int status, const char *code, const char *message)
+{
+	rr_gate_api_error(rr_core_current(), call, status, code, message);
+}

@@ -26,6 +26,7 @@ static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
 /* ---- rooms ---------------------------------------------------------------- */
 
 static void member_open(struct rr_core *core, struct rr_conn *c);
+static void api_room_ready(struct rr_core *core, struct rr_room *r);
 
 static void room_ready(struct rr_core *core, struct rr_room *r)
 {
@@ -55,6 +56,7 @@ static void room_ready(struct rr_core *core, struct rr_room *r)
 	}
 	if (rr_rt_alarm_hooks.room_ready)
 		rr_rt_alarm_hooks.room_ready(core, r);
+	api_room_ready(core, r);
 	if (rt->load == RR_LOAD_FAILED)
 		rt->load = RR_LOAD_NONE; /* the next connection tries again */
 	r->busy--;
@@ -124,7 +126,7 @@ void rr_rt_room_wake(struct rr_core *core, struct rr_room *r)
 static bool rt_busy(const struct rr_room_rt *rt)
 {
 	return rt->ops_inflight > 0 || rt->waiters != NULL || rt->load == RR_LOAD_LOADING ||
-	       rt->pending_alarms != NULL || rt->pinned;
+	       rt->pending_alarms != NULL || rt->api_waiters != NULL || rt->pinned;
 }
 
 static void rt_room_free(struct rr_core *core, struct rr_room *r)
@@ -168,6 +170,19 @@ static bool rt_room_empty(struct rr_core *core, struct rr_room *r)
 
 
 /* ---- members -------------------------------------------------------------- */
+
+/* An anonymous user's display name (?name=): 1..64 bytes of UTF-8 without
+ * control characters (it is echoed to every member). */
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || !rr_utf8_valid((const uint8_t *)s, n))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
 
 static bool query_get(const struct rr_conn_ext *x, const char *name, char *out, size_t cap)
 {
@@ -352,6 +367,9 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 			x->query_len = (uint32_t)query_len;
 		}
 	}
+	char dname[65];
+	if (id == NULL && x->query && query_get(x, "name", dname, sizeof(dname)) && name_ok(dname))
+		snprintf(x->id.user_name, sizeof(x->id.user_name), "%s", dname);
 	if (extra_len) {
 		x->early = malloc(extra_len);
 		if (x->early) {
@@ -573,8 +591,75 @@ static void rt_release(struct rr_core *core, struct rr_conn *c)
 
 struct rr_rt_alarm_hooks rr_rt_alarm_hooks;
 
+/* ---- the backend API -------------------------------------------------------- */
+
+static void api_run(struct rr_core *core, struct rr_room *r, struct rr_api_call *call)
+{
+	struct rr_room_rt *rt = rt_of(r);
+	static const enum rr_api_op ops[] = {
+		[RR_API_CHAT_PUBLISH] = RR_API_OP_PUBLISH,
+		[RR_API_CHAT_HISTORY] = RR_API_OP_HISTORY,
+		[RR_API_CHAT_PRESENCE] = RR_API_OP_PRESENCE,
+		[RR_API_CHAT_KICK] = RR_API_OP_KICK,
+	};
+	struct rr_api_request req = {
+		.op = call->kind < sizeof(ops) / sizeof(ops[0]) ? ops[call->kind] : 0,
+		.body = call->body,
+		.body_len = call->body_len,
+		.before_id = call->before_id,
+		.limit = call->limit,
+		.user_id = call->user_id,
+	};
+	if (rt->load != RR_LOAD_READY) {
+		rr_gate_api_error(core, call, 503, "storage_unavailable", "the room could not be loaded");
+		return;
+	}
+	r->busy++; /* what the handler closes leaves in the settle step */
+	int rc = req.op ? rt->h->api(r, call, &req) : -EINVAL;
+	r->busy--;
+	if (rc < 0)
+		rr_gate_api_error(core, call, 503, "storage_unavailable", strerror(-rc));
+}
+
+static void api_room_ready(struct rr_core *core, struct rr_room *r)
+{
+	struct rr_room_rt *rt = rt_of(r);
+	struct rr_api_call *call = rt->api_waiters;
+	rt->api_waiters = NULL;
+	while (call) {
+		struct rr_api_call *next = call->next;
+		api_run(core, r, call);
+		call = next;
+	}
+}
+
+/* A backend API call for a handler room, on its home core: loaded first. */
+static void rt_api(struct rr_core *core, struct rr_api_call *call)
+{
+	const struct rr_handler *h = rr_handler_for_route(call->route);
+	if (h == NULL || h->api == NULL) {
+		rr_gate_api_error(core, call, 404, "not_found", "this room type has no API");
+		return;
+	}
+	struct rr_room *r = rr_rt_room_get(core, h, call->route, call->room, call->room_len);
+	if (r == NULL) {
+		rr_gate_api_error(core, call, 503, "unavailable", "out of memory");
+		return;
+	}
+	struct rr_room_rt *rt = rt_of(r);
+	if (rt->load == RR_LOAD_READY) {
+		api_run(core, r, call);
+		rr_room_release_if_empty(core, r);
+		return;
+	}
+	call->next = rt->api_waiters;
+	rt->api_waiters = call;
+	rr_rt_room_wake(core, r);
+}
+
 void rr_rt_member_register(void)
 {
+	rr_gate_api(RR_ROUTE_CHAT, rt_api);
 	rr_rt_room_ops.empty = rt_room_empty;
 	rr_rt_room_ops.free = rt_room_free;
 	rr_rt_owner.message = rt_message;

@@ -84,6 +84,7 @@ struct rr_room_rt {
 	bool evict_now;
 	bool pinned;                 /* never evicted (the alarm index) */
 	struct alarm *pending_alarms; /* due while the room was loading */
+	struct rr_api_call *api_waiters; /* backend API calls waiting for the load */
 	struct rr_timer idle_timer; /* hibernation: --room-idle-evict */
 	/* the room's name in storage: "<handler>:<room>", so /chat/x and a
 	 * --handler room x don't share a log */

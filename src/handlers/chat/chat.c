@@ -397,6 +397,7 @@ static const struct rr_handler chat_handler = {
     .message = chat_message,
     .close = chat_close,
     .writable = chat_writable,
+    .api = chat_api,
 };
 
 const struct rr_handler *rr_chat_handler(void)

@@ -11,7 +11,8 @@
 
 void chat_append_free(struct chat_append *a)
 {
-	chat_member_put(a->m);
+	if (a->m)
+		chat_member_put(a->m);
 	free(a->stored);
 	if (a->request_id)
 		json_decref(a->request_id);
@@ -29,8 +30,9 @@ static void chat_append_flush(struct rr_room *room, struct chat_room *st)
 		if (st->ap_head == NULL)
 			st->ap_tail = NULL;
 		/* the sender, or (rarely) its session resumed on a new connection */
-		struct rr_conn *c =
-		    !a->m->gone ? a->m->conn : rr_room_member_by_session(room, a->session);
+		struct rr_conn *c = a->m == NULL ? NULL
+				    : !a->m->gone ? a->m->conn
+						  : rr_room_member_by_session(room, a->session);
 		if (a->res == 0 && a->bad_id)
 			a->res = -EPROTO;
 		if (a->res == 0) {
@@ -48,6 +50,14 @@ static void chat_append_flush(struct rr_room *room, struct chat_room *st)
 					json_object_set(o, "requestId", a->request_id);
 				chat_send_obj(c, o, false);
 			}
+			if (a->call) {
+				char body[80];
+				int n = snprintf(body, sizeof(body), "{\"id\":%llu,\"epoch\":\"%s\"}",
+						 (unsigned long long)a->id, rr_log_epoch(room));
+				rr_api_reply(a->call, 200, body, (size_t)n);
+			}
+		} else if (a->call) {
+			rr_api_error(a->call, 503, "storage_unavailable", "message not stored");
 		} else if (c) {
 			/* not stored, not broadcast: the client may send it
 			 * again (an extension of protocol.md's error codes) */
@@ -69,6 +79,107 @@ void chat_append_done(struct rr_room *room, void *arg, int res, uint64_t id)
 		a->id = id;
 	if (!st->appending)
 		chat_append_flush(room, st);
+}
+
+/* Queue a (its stored JSON numbered next_id) and append it to the log: it
+ * is broadcast and acknowledged from the queue's head once stored. 0, or the
+ * error of rr_log_append() (a is not queued then; the caller frees it). */
+static int chat_append_start(struct rr_room *room, struct chat_room *st, struct chat_append *a,
+			     uint64_t next_id)
+{
+	/* queued before the call: a completion inside it finds it */
+	if (st->ap_tail)
+		st->ap_tail->next = a;
+	else
+		st->ap_head = a;
+	struct chat_append *prev_tail = st->ap_tail;
+	st->ap_tail = a;
+
+	uint64_t id = 0;
+	st->appending = true;
+	int rc = rr_log_append(room, a->stored, a->stored_len, &id, chat_append_done, a);
+	st->appending = false;
+	if (rc < 0) {
+		/* never appended, so no completion will come: unqueue */
+		st->ap_tail = prev_tail;
+		if (prev_tail)
+			prev_tail->next = NULL;
+		else
+			st->ap_head = NULL;
+		return rc;
+	}
+	if (a->id == 0)
+		a->id = id;
+	if (id != next_id) {
+		/* the runtime numbered it otherwise: the stored copy names the
+		 * wrong id; never show it (the client sees an error) */
+		a->bad_id = true;
+	}
+	return 0;
+}
+
+/* POST /api/chat/{room}: a message from a backend, stored and broadcast
+ * exactly like a member's; answered {"id","epoch"} once durable. */
+int chat_api_publish(struct rr_room *room, struct chat_room *st, struct rr_api_call *call,
+		     const void *body, size_t len)
+{
+	json_error_t jerr;
+	json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *content = req ? json_object_get(req, "content") : NULL;
+	json_t *uid = req ? json_object_get(req, "userId") : NULL;
+	json_t *uname = req ? json_object_get(req, "username") : NULL;
+	json_t *thread = req ? json_object_get(req, "threadId") : NULL;
+	const char *bad = NULL;
+	if (!json_is_object(req))
+		bad = "the body must be a JSON object";
+	else if (!json_is_string(content))
+		bad = "content must be a string";
+	else if (!json_is_string(uid) || json_string_length(uid) == 0 ||
+		 json_string_length(uid) > RR_CHAT_REQUEST_ID_MAX * 2)
+		bad = "userId must be a non-empty string";
+	else if (uname && !json_is_null(uname) && !json_is_string(uname))
+		bad = "username must be a string";
+	else if (thread && !json_is_null(thread) &&
+		 (!json_is_string(thread) || json_string_length(thread) > CHAT_THREAD_ID_MAX))
+		bad = "threadId must be a short string";
+	if (bad) {
+		json_decref(req);
+		rr_api_error(call, 400, "invalid_format", bad);
+		return 0;
+	}
+	if (chat_cfg.max_content_bytes && json_string_length(content) > chat_cfg.max_content_bytes) {
+		json_decref(req);
+		rr_api_error(call, 400, "too_large", "content is over --max-chat-bytes");
+		return 0;
+	}
+	uint64_t next_id = rr_log_last_id(room) + 1;
+	json_t *stored_obj = json_pack(
+		"{s:I, s:O, s:O, s:O, s:I, s:O}", "id", (json_int_t)next_id, "userId", uid,
+		"username", json_is_string(uname) ? uname : uid, "content", content, "timestamp",
+		(json_int_t)rr_now_wall_ms(), "threadId", thread ? thread : json_null());
+	char *stored = stored_obj ? json_dumps(stored_obj, JSON_COMPACT) : NULL;
+	json_decref(stored_obj);
+	json_decref(req);
+	struct chat_append *a = stored ? calloc(1, sizeof(*a) + 1) : NULL;
+	if (a == NULL) {
+		free(stored);
+		return -ENOMEM;
+	}
+	a->stored = stored;
+	a->stored_len = strlen(stored);
+	a->call = call;
+	int rc = chat_append_start(room, st, a, next_id);
+	if (rc < 0) {
+		a->call = NULL;
+		chat_append_free(a);
+		if (rc == -EAGAIN) {
+			rr_api_error(call, 503, "storage_unavailable", "storage is busy: retry later");
+			return 0;
+		}
+		return rc;
+	}
+	chat_append_flush(room, st);
+	return 0;
 }
 
 /* ---- client frames ---------------------------------------------------------------- */
@@ -238,25 +349,8 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 	a->request_id = rid ? json_incref(rid) : NULL;
 	a->m = m;
 	m->refs++;
-	/* queued before the call: a completion inside it finds it */
-	if (st->ap_tail)
-		st->ap_tail->next = a;
-	else
-		st->ap_head = a;
-	struct chat_append *prev_tail = st->ap_tail;
-	st->ap_tail = a;
-
-	uint64_t id = 0;
-	st->appending = true;
-	int rc = rr_log_append(room, a->stored, a->stored_len, &id, chat_append_done, a);
-	st->appending = false;
+	int rc = chat_append_start(room, st, a, next_id);
 	if (rc < 0) {
-		/* never appended, so no completion will come: unqueue */
-		st->ap_tail = prev_tail;
-		if (prev_tail)
-			prev_tail->next = NULL;
-		else
-			st->ap_head = NULL;
 		if (rc == -EAGAIN)
 			chat_send_error(m->conn, "rate_limited", "storage is busy: retry later",
 					rid);
@@ -264,13 +358,6 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 			chat_send_error(m->conn, "storage_unavailable", "message not stored", rid);
 		chat_append_free(a);
 		return;
-	}
-	if (a->id == 0)
-		a->id = id;
-	if (id != next_id) {
-		/* the runtime numbered it otherwise: the stored copy names the
-		 * wrong id; never show it (the client sees an error) */
-		a->bad_id = true;
 	}
 	chat_append_flush(room, st);
 }

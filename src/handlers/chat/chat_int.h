@@ -70,7 +70,8 @@ struct chat_append {
 	char *stored; /* the stored JSON object */
 	size_t stored_len;
 	json_t *request_id; /* NULL when the client gave none */
-	struct chat_member *m;
+	struct chat_member *m;    /* NULL for a backend API publish */
+	struct rr_api_call *call; /* the API publish to answer, or NULL */
 	uint64_t id;
 	int res;
 	bool done;
@@ -153,5 +154,8 @@ void chat_append_free(struct chat_append *a);
 void chat_append_done(struct rr_room *room, void *arg, int res, uint64_t id);
 void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, void *data,
 			 size_t len);
+int chat_api(struct rr_room *room, struct rr_api_call *call, const struct rr_api_request *req);
+int chat_api_publish(struct rr_room *room, struct chat_room *st, struct rr_api_call *call,
+		     const void *body, size_t len);
 
 #endif
