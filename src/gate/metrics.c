@@ -144,6 +144,14 @@ static size_t render(const struct rr_broker *b, char *buf, size_t cap)
 			   st.batch_failures);
 		STORE_STAT("trimmed", "counter", "messages removed by retention", st.trimmed);
 		STORE_STAT("queued", "gauge", "storage requests waiting now", st.queued);
+		STORE_STAT("post_failures", "counter",
+			   "completion posts a core's ring refused (held, retried)", st.post_failures);
+		STORE_STAT("post_retries", "counter", "held completions delivered by a retry",
+			   st.post_retries);
+		STORE_STAT("post_pending", "gauge", "completions held for a refusing ring now",
+			   st.post_pending);
+		STORE_STAT("post_abandoned", "counter", "held completions given up at close",
+			   st.post_abandoned);
 #undef STORE_STAT
 	}
 	return n;

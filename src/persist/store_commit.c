@@ -17,6 +17,7 @@
  * is stored), is logged once per burst, and store_db.c reopens the database
  * before the next write.
  */
+#include "core/hash.h"
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -29,11 +30,7 @@
 
 static uint32_t room_hash(const char *room, uint32_t len)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	for (uint32_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)room[i]) * 16777619u;
-	return h;
+	return (uint32_t)rr_hash(room, len);
 }
 
 static void room_table_reset(struct rr_store *s)
