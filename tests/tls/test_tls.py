@@ -21,7 +21,7 @@ localhost and 127.0.0.1) are made with the openssl CLI in a temp dir. Cases:
   hostile      garbage instead of a ClientHello, a handshake that stalls
                (--handshake-timeout 2s), RST mid-record; afterwards the
                connection gauge is back to baseline, a good client works
-               and ringroom_tls_handshake_failures went up
+               and ringroom_tls_handshake_failures_total went up
   memory       broker VmRSS growth per idle wss connection (N=500), printed;
                asserted < 200 KiB (skipped under RINGROOM_SAN=1)
   tls-only     no plain listener; /healthz on the TLS port
