@@ -138,17 +138,18 @@ static void lw_json_str(struct lw *w, const char *s, size_t n)
 }
 
 /* A text-format value: bare when it can be, else quoted with \" \\ \n. */
-static void lw_text_str(struct lw *w, const char *s)
+static void lw_text_str(struct lw *w, const char *s, size_t n)
 {
-	bool quote = s[0] == '\0';
-	for (const char *q = s; *q && !quote; q++)
+	const char *end = s + n;
+	bool quote = n == 0;
+	for (const char *q = s; q < end && !quote; q++)
 		quote = *q == ' ' || *q == '"' || *q == '=' || (unsigned char)*q < 0x20;
 	if (!quote) {
-		lw_str(w, s);
+		lw_raw(w, s, n);
 		return;
 	}
 	lw_raw(w, "\"", 1);
-	for (const char *q = s; *q && !w->full; q++) {
+	for (const char *q = s; q < end && !w->full; q++) {
 		char esc[8];
 		if (*q == '"' || *q == '\\') {
 			esc[0] = '\\';
@@ -263,6 +264,13 @@ void rr_log_event_write(int level, const char *event, const char *fmt_kv, ...)
 		if (kn == 0 || p[0] != '=' || p[1] != '%')
 			break; /* not key=%conv: the rest is not read */
 		p += 2;
+		int prec = -1; /* %.*s: at most prec bytes of the string */
+		if (p[0] == '.' && p[1] == '*') {
+			prec = va_arg(ap, int);
+			p += 2;
+			if (*p != 's')
+				break; /* only for strings */
+		}
 		enum kv_len len = KV_INT;
 		if (p[0] == 'h' && p[1] == 'h')
 			len = KV_CHAR, p += 2;
@@ -280,16 +288,20 @@ void rr_log_event_write(int level, const char *event, const char *fmt_kv, ...)
 
 		char num[64];
 		const char *sval = NULL; /* a string value */
+		size_t slen = 0;
 		bool is_null = false;
 		switch (conv) {
 		case 's':
 			sval = va_arg(ap, const char *);
 			is_null = sval == NULL;
+			if (sval)
+				slen = prec >= 0 ? strnlen(sval, (size_t)prec) : strlen(sval);
 			break;
 		case 'c':
 			num[0] = (char)va_arg(ap, int);
 			num[1] = '\0';
 			sval = num;
+			slen = 1;
 			break;
 		case 'd':
 		case 'i': {
@@ -319,8 +331,10 @@ void rr_log_event_write(int level, const char *event, const char *fmt_kv, ...)
 			default: v = va_arg(ap, unsigned); break;
 			}
 			snprintf(num, sizeof(num), conv == 'x' ? "%llx" : "%llu", v);
-			if (conv == 'x')
+			if (conv == 'x') {
 				sval = num;
+				slen = strlen(num);
+			}
 			break;
 		}
 		case 'f':
@@ -347,7 +361,7 @@ void rr_log_event_write(int level, const char *event, const char *fmt_kv, ...)
 			if (is_null)
 				lw_str(&w, "null");
 			else if (sval)
-				lw_json_str(&w, sval, strlen(sval));
+				lw_json_str(&w, sval, slen);
 			else
 				lw_str(&w, num);
 		} else {
@@ -357,7 +371,7 @@ void rr_log_event_write(int level, const char *event, const char *fmt_kv, ...)
 			if (is_null)
 				lw_str(&w, "-");
 			else if (sval)
-				lw_text_str(&w, sval);
+				lw_text_str(&w, sval, slen);
 			else
 				lw_str(&w, num);
 		}

@@ -44,7 +44,7 @@ void rr_log_write(int level, const char *fmt, ...) __attribute__((format(printf,
  * event: a fixed name (letters, digits, '_'), the "msg" of the JSON line.
  * fmt_kv: space-separated key=%conversion pairs, one conversion per key,
  * checked by the compiler like printf's. Conversions: %s (string; NULL is
- * rendered as null / -), %c, %d %i %u %x with the h, hh, l, ll, z, j
+ * rendered as null / -), %.*s (an int length, then the string), %c, %d %i %u %x with the h, hh, l, ll, z, j
  * modifiers (JSON numbers; %x becomes a string), %f %g %e (double). A key
  * with any other conversion ends the fields (the rest are dropped).
  * Text renders `event key=value ...`, quoting a string value that is empty

@@ -89,9 +89,9 @@ static void test_json_event(void)
 	capture_start();
 	rr_log_event_write(RR_LOG_INFO, "conn_close",
 			   "peer=%s room=%s code=%u duration_ms=%llu neg=%d size=%zu null=%s hex=%x "
-			   "ratio=%g",
+			   "ratio=%g room2=%.*s",
 			   "10.0.0.7:51234", "lob\"by\n", 1000u, 1234567890123ull, -5, (size_t)7,
-			   none, 255u, 0.5);
+			   none, 255u, 0.5, 3, "lobby");
 	char *s = capture_end();
 	json_t *o = one_json_line(s);
 	CHECK(o != NULL);
@@ -107,6 +107,7 @@ static void test_json_event(void)
 		CHECK(json_is_null(json_object_get(o, "null")));
 		CHECK(strcmp(str(o, "hex"), "ff") == 0);
 		CHECK(json_real_value(json_object_get(o, "ratio")) == 0.5);
+		CHECK(strcmp(str(o, "room2"), "lob") == 0);
 	}
 	json_decref(o);
 	free(s);
@@ -147,11 +148,11 @@ static void test_text(void)
 	rr_log_set_format(RR_LOG_TEXT);
 	rr_log_set_thread("main");
 	capture_start();
-	rr_log_event_write(RR_LOG_INFO, "conn_open", "peer=%s room=%s empty=%s code=%u",
-			   "127.0.0.1:1", "a b", "", 1001u);
+	rr_log_event_write(RR_LOG_INFO, "conn_open", "peer=%s room=%s empty=%s code=%u path=%.*s",
+			   "127.0.0.1:1", "a b", "", 1001u, 6, "/chat/lobby");
 	char *s = capture_end();
 	CHECK(strstr(s, " info main: conn_open peer=127.0.0.1:1 room=\"a b\" empty=\"\" "
-			"code=1001\n") != NULL);
+			"code=1001 path=/chat/\n") != NULL);
 	free(s);
 }
 
