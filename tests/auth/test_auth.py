@@ -76,6 +76,7 @@ async def welcome(url, **kw):
 def main():
     binary = rrtest.load_binary_arg("auth")
     report = rrtest.Report("auth")
+    extra = []
     b = rrtest.Broker(binary, ["--auth-secret", SECRET.decode(),
                                "--allow-origin", "https://good.example"], name="auth")
     try:
@@ -181,21 +182,40 @@ def main():
                    lambda: asyncio.run(read_only()))
 
         def allow_no_exp():
-            b2 = rrtest.Broker(binary, ["--auth-secret", SECRET.decode(), "--allow-no-exp"],
-                               name="auth-no-exp")
-            try:
-                b2.start()
-                w, _ = asyncio.run(welcome("ws://127.0.0.1:%d/chat/a?token=%s" %
-                                           (b2.port, mint(sub="noexp"))))
-                if w.get("type") != "welcome" or w["user"]["id"] != "noexp":
-                    return "welcome %r" % w
-                st, _c = upgrade_status(b2.port, "/chat/a", b"Authorization: Bearer " +
-                                        mint(exp=int(time.time()) - 10).encode() + b"\r\n")
-                return None if st == 401 else "an expired token got %s" % st
-            finally:
-                b2.stop()
+            b2 = rrtest.Broker(binary, ["--auth-secret", SECRET.decode(), "--allow-no-exp",
+                                        "--log-format", "json"], name="auth-no-exp")
+            extra.append(b2)
+            b2.start()  # stopped (exit 0, sanitizer check) by finish_suite
+            w, _ = asyncio.run(welcome("ws://127.0.0.1:%d/chat/a?token=%s" %
+                                       (b2.port, mint(sub="noexp"))))
+            if w.get("type") != "welcome" or w["user"]["id"] != "noexp":
+                return "welcome %r" % w
+            st, _c = upgrade_status(b2.port, "/chat/a", b"Authorization: Bearer " +
+                                    mint(exp=int(time.time()) - 10).encode() + b"\r\n")
+            return None if st == 401 else "an expired token got %s" % st
         report.run("--allow-no-exp accepts a token without exp (an expired one is still 401)",
                    allow_no_exp)
+
+        def json_log():
+            lines = open(extra[0].stderr_path, "rb").read().decode("utf-8").splitlines()
+            lines = [l for l in lines if l.strip()]
+            if not lines:
+                return "no log lines"
+            for l in lines:
+                if l.startswith("==") or l.startswith("SUMMARY"):
+                    continue  # a sanitizer's own report (checked at the end)
+                try:
+                    o = json.loads(l)
+                except ValueError:
+                    return "not JSON: %r" % l[:120]
+                if not isinstance(o, dict) or not all(isinstance(o.get(k), str) for k in
+                                                      ("ts", "level", "thread", "msg")):
+                    return "line without ts/level/thread/msg: %r" % l[:120]
+            refused = [json.loads(l) for l in lines if "answering 401" in l]
+            return None if refused else "the 401 was not logged: %d lines" % len(lines)
+        if extra:
+            report.run("--log-format json: every log line is a JSON object with ts, level, "
+                       "thread, msg", json_log)
 
         log = open(b.stderr_path, "rb").read()
         report.check("tokens never appear in the log",
@@ -203,7 +223,7 @@ def main():
                      else "a token was logged")
     except Exception as e:
         report.fail("auth suite", "%s: %s" % (type(e).__name__, e))
-    return rrtest.finish_suite(report, [b])
+    return rrtest.finish_suite(report, [b] + extra)
 
 
 if __name__ == "__main__":
