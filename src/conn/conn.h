@@ -22,7 +22,8 @@
  * once per iteration with every queued node (corking).
  *
  * Input is budgeted: a connection delivers at most RR_INPUT_MESSAGES_MAX
- * messages per iteration; the rest waits in its input backlog, and while
+ * messages per pass (a receive, or a settle step: so at most twice that
+ * between two flushes); the rest waits in its input backlog, and while
  * that passes RR_INPUT_BACKLOG_MAX its receive is cancelled, so TCP pushes
  * back on the sender.
  */

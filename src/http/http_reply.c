@@ -1,5 +1,6 @@
 /* Plain HTTP answers: see http_reply.h. */
 #include "http/http_reply.h"
+#include "http/http.h"
 #include "core/limits.h"
 
 #include <stdio.h>
@@ -7,21 +8,7 @@
 
 const char *rr_http_reason(int status)
 {
-	switch (status) {
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 426: return "Upgrade Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Error";
-	}
+	return rr_http_status_text(status); /* one table: http_route.c */
 }
 
 /* The response with extra header lines (each ending in CRLF) after the

@@ -250,16 +250,14 @@ class Target:
             wait_close=2.0, source=METRICS_SOURCE)
         if st != 200:
             raise RuntimeError("/metrics answered %s" % st)
+        # parsed (and so checked) as the Prometheus text format, then keyed
+        # as before: name, or name{label="v",...} in the broker's order
+        m = rrtest.Metrics.parse(body.decode("utf-8"))
         out = {}
-        for line in body.decode("utf-8", "replace").splitlines():
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(" ", 1)
-            if len(parts) == 2:
-                try:
-                    out[parts[0]] = float(parts[1])
-                except ValueError:
-                    pass
+        for (name, labels), v in m.samples.items():
+            key = name if not labels else "%s{%s}" % (
+                name, ",".join('%s="%s"' % kv for kv in labels))
+            out[key] = v
         return out
 
     def connections(self):

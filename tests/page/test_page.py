@@ -45,8 +45,7 @@ async def watch(port, room, text, browser):
 
 def main():
     if CHROMIUM is None:
-        print("chromium not installed: skipping")
-        return 77
+        rrtest.skip_suite("page", "chromium is not installed (Debian package chromium)")
     binary = rrtest.load_binary_arg("page")
     report = rrtest.Report("page")
     b = rrtest.Broker(binary, [], name="page")

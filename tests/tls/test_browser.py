@@ -159,8 +159,7 @@ def main():
     binary = rrtest.load_binary_arg("tls-browser")
     chromium = find_chromium()
     if chromium is None:
-        print("tls-browser: chromium not installed (apt-get install chromium): skipped")
-        return 77
+        rrtest.skip_suite("tls-browser", "chromium is not installed (Debian package chromium)")
     report = rrtest.Report("tls-browser")
     tmp = tempfile.mkdtemp(prefix="ringroom-browser-")
     brokers = []
