@@ -564,7 +564,7 @@ def run_hostile(report, binary, pki, cert, key):
             hello = m.client_hello()
             if len(hello) < 100:
                 return "ClientHello only %d bytes" % len(hello)
-            before = b.metric("ringroom_handshake_timeouts")
+            before = b.metric("ringroom_handshake_timeouts_total")
             m.sock.sendall(hello[:len(hello) // 2])
             # eventually (30 s: a shared machine, maybe a sanitizer build);
             # that it was the timeout is the broker's own count, not a
@@ -574,9 +574,9 @@ def run_hostile(report, binary, pki, cert, key):
             m.close()
         if not closed:
             return "still open 30s after half a ClientHello (--handshake-timeout 2s)"
-        after = b.metric("ringroom_handshake_timeouts")
+        after = b.metric("ringroom_handshake_timeouts_total")
         if after != before + 1:
-            return "closed, but ringroom_handshake_timeouts %s -> %s: not by the timeout" % (
+            return "closed, but ringroom_handshake_timeouts_total %s -> %s: not by the timeout" % (
                 before, after)
         print("#   stalled handshake closed (%d reply bytes)" % len(got), flush=True)
         return None
