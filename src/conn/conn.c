@@ -352,6 +352,7 @@ void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const
 {
 	if (c->state != RR_CONN_OPEN)
 		return;
+	RR_STAT_CLOSE(core, code); /* ringroom_closes_total{code}: every close the broker starts */
 	c->state = RR_CONN_CLOSING;
 	queue_leave(core, c, code, code == RR_WS_CLOSE_NORMAL || code == RR_WS_CLOSE_GOING_AWAY);
 	queue_close(core, c, code, reason);

@@ -242,9 +242,11 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 	bool has_id = false;
 	char protocol[RR_JWT_TOKEN_MAX + 16] = "";
 	if (routes[rt.kind].auth) {
-		int st = rr_gate_authenticate(req, who, &ident, &has_id, protocol, sizeof(protocol));
+		struct rr_frame *reply;
+		int st = rr_gate_authenticate(req, who, &ident, &has_id, protocol, sizeof(protocol),
+					      &reply);
 		if (st != 0) {
-			rr_conn_reply(core, c, st, NULL);
+			rr_conn_reply(core, c, st, reply);
 			return;
 		}
 	}

@@ -11,10 +11,12 @@ const char *rr_http_reason(int status)
 	return rr_http_status_text(status); /* one table: http_route.c */
 }
 
-struct rr_frame *rr_http_response(int status, const char *content_type, const void *body,
-				  size_t body_len)
+/* The response with extra header lines (each ending in CRLF) after the
+ * ones the status requires. */
+static struct rr_frame *response(int status, const char *content_type, const void *body,
+				 size_t body_len, const char *more)
 {
-	char head[512];
+	char head[1024];
 	char deflt[64];
 	const char *extra = "";
 
@@ -37,15 +39,56 @@ struct rr_frame *rr_http_response(int status, const char *content_type, const vo
 			 "Content-Type: %s\r\n"
 			 "Content-Length: %zu\r\n"
 			 "Cache-Control: no-store\r\n"
-			 "%s"
+			 "%s%s"
 			 "Connection: close\r\n\r\n",
-			 status, rr_http_reason(status), content_type, body_len, extra);
+			 status, rr_http_reason(status), content_type, body_len, extra, more);
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return NULL;
 	struct rr_frame *f = rr_frame_new((size_t)n + body_len);
 	if (f == NULL)
 		return NULL;
 	memcpy(f->data, head, (size_t)n);
 	memcpy(f->data + n, body, body_len);
 	return f;
+}
+
+struct rr_frame *rr_http_response(int status, const char *content_type, const void *body,
+				  size_t body_len)
+{
+	return response(status, content_type, body, body_len, "");
+}
+
+/* s as the body of a quoted-string (RFC 9110 5.6.4), at most cap-1 bytes:
+ * '"' and '\\' escaped; control bytes, which a header may not carry,
+ * become spaces. */
+static void quoted(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	for (; s && *s && n + 3 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			out[n++] = '\\';
+		out[n++] = ch < 0x20 || ch == 0x7F ? ' ' : (char)ch;
+	}
+	out[n] = '\0';
+}
+
+struct rr_frame *rr_http_response_401(const char *error, const char *description)
+{
+	char err[64], desc[200], hdr[384], body[224];
+	quoted(err, sizeof(err), error);
+	quoted(desc, sizeof(desc), description);
+	snprintf(hdr, sizeof(hdr),
+		 "WWW-Authenticate: Bearer realm=\"ringroom\", error=\"%s\", "
+		 "error_description=\"%s\"\r\n",
+		 err, desc);
+	int bn = snprintf(body, sizeof(body), "401 Unauthorized: %s\n",
+			  description ? description : error);
+	if (bn < 0)
+		return NULL;
+	if ((size_t)bn >= sizeof(body))
+		bn = sizeof(body) - 1;
+	return response(401, "text/plain; charset=utf-8", body, (size_t)bn, hdr);
 }
 
 struct rr_frame *rr_http_switching(const char accept[29], const char *protocol)

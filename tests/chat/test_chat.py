@@ -9,8 +9,8 @@ when all passed (77 when nothing can run here).
 
 Environment (besides rrtest.py's RINGROOM_EXTRA_ARGS / RINGROOM_SAN /
 RINGROOM_VERBOSE):
-  CHAT_ONLY=name,name   run only these groups: session errors auth recovery
-                        replay crash resume diskfull
+  CHAT_ONLY=name,name   run only these groups: session errors contract auth
+                        recovery replay crash resume diskfull
   CHAT_HANDLER_SO=path  mount the chat handler from a shared object
                         (--handler /chat/=path) instead of the built-in one
   CHAT_CRASH_KILLS=n    SIGKILLs per durability mode (default 20)
@@ -605,9 +605,9 @@ async def case_errors(report, port):
     if why is None:
         why = await expect_error(c, {"type": "message", "content": "\u00e9" * 2049,
                                      "requestId": "big2"}, "too_large", "big2")
-    if why is None:  # far over: refused before parsing (no requestId then)
+    if why is None:  # far over: refused before parsing, the requestId still found
         why = await expect_error(c, json.dumps({"type": "message", "content": "z" * 40000,
-                                                "requestId": "huge"}), "too_large")
+                                                "requestId": "huge"}), "too_large", "huge")
     for label, send in (("a requestId over 64 bytes", {"type": "message", "content": "x",
                                                        "requestId": "r" * 65}),
                         ("a threadId over 128 bytes", {"type": "message", "content": "x",
@@ -726,6 +726,86 @@ async def case_auth(report):
             why = "u-w's own resume: %s" % y.welcome
         await y.close()
     report.check("auth: a token of another user cannot resume a session; its own user can", why)
+
+
+# ---- cases: issue 11's protocol fixes ---------------------------------------------------
+
+def online_ids(f):
+    return sorted(u.get("userId") for u in f.get("onlineUsers") or [])
+
+
+async def case_contract(report, port):
+    room = room_name("contract")
+    a = await Chat.open(port, room)
+    await a.take("initial_state")
+    f = await publish(a, "one", "c1")
+    why = None if f["type"] == "ack" else "publish: %s" % f
+    b = await Chat.open(port, room, {"since": "0", "epoch": a.welcome["epoch"]})
+    want = sorted([a.welcome["user"]["id"], b.welcome["user"]["id"]])
+    if why is None:
+        ids, synced = await read_until_synced(b)
+        if online_ids(synced) != want or synced.get("onlineCount") != 2:
+            why = "synced after since=0: %s, want onlineUsers %s" % (synced, want)
+        elif ids != [f["id"]]:
+            why = "replayed %s, want [%s]" % (ids, f["id"])
+    if why is None:
+        await b.send({"type": "sync", "afterMessageId": 0})
+        _ids, synced = await read_until_synced(b)
+        if online_ids(synced) != want:
+            why = "synced after a sync request: %s, want onlineUsers %s" % (synced, want)
+    if why is None and any("username" not in u for u in synced["onlineUsers"]):
+        why = "onlineUsers without username: %s" % synced["onlineUsers"]
+    report.check("contract: synced carries onlineUsers ({userId, username}) and onlineCount, "
+                 "after since= and after a sync request", why)
+
+    # every error answering a request names it
+    why = None
+    for label, send, code in (
+            ("far over the cap (refused unparsed), requestId after the content",
+             json.dumps({"type": "message", "content": "q" * 50000, "requestId": "far"}),
+             "too_large"),
+            ("broken JSON with a readable requestId",
+             '{"type":"message","requestId":"brk","content":"x",', "invalid_format"),
+            ("a numeric requestId on an unknown type",
+             {"type": "warp", "requestId": 77}, "unknown_type")):
+        rid = "far" if "far" in label else "brk" if "broken" in label else 77
+        w = await expect_error(a, send, code, rid)
+        if w:
+            why = "%s: %s" % (label, w)
+            break
+    if why is None:
+        await a.send({"type": "history", "beforeId": 0, "limit": 5, "requestId": "h1"})
+        h = await a.take("history")
+        if h.get("requestId") != "h1":
+            why = "history answer without its requestId: %s" % h
+    report.check("contract: too_large, invalid_format and unknown_type carry the requestId "
+                 "(also for a frame refused unparsed or broken JSON); history echoes it", why)
+    await a.close()
+    await b.close()
+
+    # --max-chat-bytes sets the content cap and the error says it
+    nb = new_broker("maxchat", ["--max-chat-bytes", "100"])
+    room = room_name("maxchat")
+    c = await Chat.open(nb.port, room)
+    await c.take("initial_state")
+    f = await publish(c, "m" * 101, "over")
+    why = None
+    if f.get("type") != "error" or f.get("code") != "too_large" or \
+            "100" not in f.get("message", ""):
+        why = "101 bytes under --max-chat-bytes 100: %s" % f
+    if why is None:
+        f = await publish(c, "m" * 100, "fits")
+        if f.get("type") != "ack":
+            why = "100 bytes under --max-chat-bytes 100: %s" % f
+    if why is None:
+        f = await publish(c, "x" * 5000, "far")
+        if f.get("code") != "too_large" or f.get("requestId") != "far":
+            why = "5000 bytes (refused unparsed): %s" % f
+    report.check("contract: --max-chat-bytes 100: 101 bytes too_large (the message names the "
+                 "limit, the requestId kept), 100 fit", why)
+    await c.close()
+    why = nb.sigterm_wait()
+    report.check("contract: the --max-chat-bytes broker exits cleanly", why)
 
 
 # ---- cases: recovered:false, since without epoch, room eviction ---------------------
@@ -1114,8 +1194,9 @@ async def case_resume(report):
         elif w2["user"].get("joinedAt") != w1["user"].get("joinedAt"):
             why = "joinedAt %s after resume, was %s (attachment not restored)" % (
                 w2["user"].get("joinedAt"), w1["user"].get("joinedAt"))
-        elif w2.get("resumed") is not True or w2.get("resume") is not None:
-            why = "welcome of a resumed session: resumed %s resume %s" % (
+        elif w2.get("resumed") is not True or not isinstance(w2.get("resume"), str) or \
+                len(w2["resume"]) < 32 or w2["resume"] == w1["resume"]:
+            why = "welcome of a resumed session: resumed %s resume %s (want a fresh token)" % (
                 w2.get("resumed"), w2.get("resume"))
         elif online != [w1["user"]["id"]]:
             why = "onlineUsers %s, want the resumed user %s" % (online, w1["user"]["id"])
@@ -1123,16 +1204,30 @@ async def case_resume(report):
                 ["before the restart"]:
             why = "log after restart: epoch %s->%s, messages %s" % (
                 w1["epoch"], w2["epoch"], ist["messages"])
-        # a second resume must still work with the same token, before expiry
+        # single use: the token used once gets a new session, the rotated
+        # one from the welcome resumes (and is rotated again)
         if why is None:
             await r.close()
             await until_metric(b.port, "ringroom_connections", 1)
             r2 = await Chat.open(b.port, room, {"session": w1["session"],
                                                 "resume": w1["resume"]})
-            if r2.welcome["user"]["id"] != w1["user"]["id"] or \
-                    r2.welcome["session"] != w1["session"]:
-                why = "second resume: %s" % r2.welcome
+            if r2.welcome["session"] == w1["session"] or \
+                    r2.welcome["user"]["id"] == w1["user"]["id"] or \
+                    r2.welcome.get("resumed") is not False:
+                why = "a resume token used twice resumed again: %s" % r2.welcome
             await r2.close()
+        if why is None:
+            await asyncio.sleep(0.3)
+            r3 = await Chat.open(b.port, room, {"session": w1["session"],
+                                                "resume": w2["resume"]})
+            w3 = r3.welcome
+            if w3["session"] != w1["session"] or w3["user"]["id"] != w1["user"]["id"] or \
+                    w3.get("resumed") is not True:
+                why = "the rotated token did not resume: %s" % w3
+            elif not isinstance(w3.get("resume"), str) or w3["resume"] in (w1["resume"],
+                                                                             w2["resume"]):
+                why = "third welcome's resume %r: want a new token" % w3.get("resume")
+            await r3.close()
         # a wrong resume token gets a new session, never the old identity
         if why is None:
             x = await Chat.open(b.port, room, {"session": w1["session"],
@@ -1143,6 +1238,9 @@ async def case_resume(report):
             await x.close()
     report.check("resume: after SIGTERM and a restart, ?session&resume restores the session and "
                  "its attachment (same user, joinedAt); a wrong token does not", why)
+    report.check("resume: single-use tokens: the welcome of a resumed session carries a fresh "
+                 "one, the used one gets a new session the second time, the fresh one resumes",
+                 why)
 
 
 # ---- cases: disk full ----------------------------------------------------------------------
@@ -1306,12 +1404,14 @@ async def main(report):
 
     kills = int(os.environ.get("CHAT_CRASH_KILLS", "20"))
     main_broker = None
-    if want("session") or want("errors") or want("replay"):
+    if want("session") or want("errors") or want("replay") or want("contract"):
         main_broker = new_broker("main")
     if want("session"):
         await run_case(report, "session", case_session(report, main_broker.port), 120)
     if want("errors"):
         await run_case(report, "errors", case_errors(report, main_broker.port), 60)
+    if want("contract"):
+        await run_case(report, "contract", case_contract(report, main_broker.port), 60)
     if want("auth"):
         await run_case(report, "auth", case_auth(report), 60)
     if want("recovery"):

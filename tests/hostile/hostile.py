@@ -194,14 +194,14 @@ def clean_close(c, timeout=5.0):
 def case_slowloris(t):
     """1,000 sockets dribble an upgrade request one byte per ~100 ms each;
     every one must be closed by --handshake-timeout (2 s): closed without a
-    101, and ringroom_handshake_timeouts rises by (at least) 1,000, the
+    101, and ringroom_handshake_timeouts_total rises by (at least) 1,000, the
     broker's own account of why. A normal client connecting meanwhile gets
     its echo and a clean close. Nothing is timed: how long the normal
     handshake took and how many slowloris sockets were still open when it
     finished are printed."""
     n = 1000
     req, _k = rrtest.upgrade_request("/echo")
-    before = t.stat_sum("handshake_timeouts")
+    before = t.stat_sum("handshake_timeouts_total")
     socks = []  # [sock, connected_at, sent, closed_at, data]
     for _i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -291,9 +291,9 @@ def case_slowloris(t):
         problems.append("normal client still running")
     elif len(normal) != 4 or any(w for _ms, w, _held in normal):
         problems.append("normal client: %s" % normal)
-    after = t.stat_sum("handshake_timeouts")
+    after = t.stat_sum("handshake_timeouts_total")
     if after - before < n:
-        problems.append("ringroom_handshake_timeouts rose by %d, want >= %d" % (after - before, n))
+        problems.append("ringroom_handshake_timeouts_total rose by %d, want >= %d" % (after - before, n))
     info = {"close_after_s_min": round(min(lat), 3) if lat else None,
             "close_after_s_max": round(max(lat), 3) if lat else None,
             "normal_handshake_ms": [round(ms, 1) for ms, _w, _h in normal],
@@ -476,7 +476,7 @@ def case_slow_consumer(t):
     slow = WsConn(t.port, room, rcvbuf=4096)
     good = WsConn(t.port, room)
     pub = WsConn(t.port, room)
-    before = t.stat_sum("closes_1013")
+    before = t.stat_sum("closes_total", 'code="1013"')
     got = []
     reader_err = []
     stop = threading.Event()
@@ -529,7 +529,7 @@ def case_slow_consumer(t):
             pub.send_frame(OP_BINARY, struct.pack("!I", sent) + pad)
             sent += 1
             if detected_at is None and sent % 4 == 0 and sent >= 16:
-                if t.stat_sum("closes_1013") > before:
+                if t.stat_sum("closes_total", 'code="1013"') > before:
                     detected_at = sent
         info["sent"] = sent
         info["sent_bytes_before_1013"] = (detected_at or 0) * size

@@ -263,11 +263,13 @@ class Target:
     def connections(self):
         return int(self.metrics().get("ringroom_connections", -1))
 
-    def stat_sum(self, name):
-        """A per-core counter summed over cores (ringroom_<name>{core=..})."""
+    def stat_sum(self, name, label=None):
+        """A per-core counter summed over cores (ringroom_<name>{core=..}),
+        only the series whose labels hold `label` (e.g. 'code="1013"')."""
         m = self.metrics()
         pre = "ringroom_%s{" % name
-        return sum(v for k, v in m.items() if k.startswith(pre))
+        return sum(v for k, v in m.items()
+                   if k.startswith(pre) and (label is None or label in k))
 
     def wait_connections(self, want, timeout):
         """Poll /metrics until ringroom_connections == want. Returns the last

@@ -304,10 +304,20 @@ def metrics_after_traffic(port):
     3 upgrades, 7 data messages in, 1 close 1002, one 404 and one 400
     answer; every per-core counter has a series for core 0 and core 1; the
     connections gauge falls back to the /metrics request alone."""
+    # counters by name and, for codes, label (the Prometheus conventions)
+    names = {"ringroom_upgrades": ("ringroom_upgrades_total", None),
+             "ringroom_messages_in": ("ringroom_messages_in_total", None),
+             "ringroom_closes_1002": ("ringroom_closes_total", "1002"),
+             "ringroom_rejected_404": ("ringroom_http_responses_total", "404"),
+             "ringroom_rejected_400": ("ringroom_http_responses_total", "400"),
+             "ringroom_connections_accepted": ("ringroom_connections_accepted_total", None)}
+
+    def count(m, n):
+        name, code = names[n]
+        return sum(v for k, v in m.series(name).items() if code is None or
+                   dict(k).get("code") == code)
     m0 = rrtest.get_metrics(port)
-    base = {n: m0.sum(n) for n in ("ringroom_upgrades", "ringroom_messages_in",
-                                   "ringroom_closes_1002", "ringroom_rejected_404",
-                                   "ringroom_rejected_400", "ringroom_connections_accepted")}
+    base = {n: count(m0, n) for n in names}
     conns = [rrtest.WsConn(port, "/echo") for _ in range(3)]
     try:
         for i, c in enumerate(conns):
@@ -341,7 +351,7 @@ def metrics_after_traffic(port):
     deadline = time.monotonic() + 10.0
     while True:
         m = rrtest.get_metrics(port)
-        got = {n: m.sum(n) - base[n] for n in want}
+        got = {n: count(m, n) - base[n] for n in want}
         if (got == want and m.value("ringroom_connections") == 1) or \
                 time.monotonic() > deadline:
             break
@@ -351,13 +361,14 @@ def metrics_after_traffic(port):
     if m.value("ringroom_connections") != 1:
         return "ringroom_connections %s with only the /metrics request open" % (
             m.value("ringroom_connections"))
-    accepted = m.sum("ringroom_connections_accepted") - base["ringroom_connections_accepted"]
+    accepted = count(m, "ringroom_connections_accepted") - base["ringroom_connections_accepted"]
     if accepted < 6:  # 3 clients, the 404 and 400 requests, this /metrics request
         return "ringroom_connections_accepted rose by %s, want at least 6" % accepted
-    for name in ("ringroom_upgrades", "ringroom_messages_in", "ringroom_rejected_404"):
+    for name in ("ringroom_upgrades_total", "ringroom_messages_in_total",
+                 "ringroom_http_responses_total", "ringroom_closes_total"):
         if m.types.get(name) != "counter":
             return "%s has TYPE %s, want counter" % (name, m.types.get(name))
-        cores = sorted(dict(k).get("core") for k in m.series(name))
+        cores = sorted(set(dict(k).get("core") for k in m.series(name)))
         if cores != ["0", "1"]:
             return "%s has series for cores %s, want 0 and 1" % (name, cores)
     if m.types.get("ringroom_connections") != "gauge":
@@ -469,13 +480,13 @@ def max_room_size_case(port):
 
 
 def handshake_timeouts(port):
-    return rrtest.get_metrics(port).sum("ringroom_handshake_timeouts")
+    return rrtest.get_metrics(port).sum("ringroom_handshake_timeouts_total")
 
 
 def handshake_timeout_closes(port, first_bytes):
     """Send first_bytes (maybe nothing) and never finish the request: the
     broker (--handshake-timeout 200ms) closes TCP without an answer and
-    counts it in ringroom_handshake_timeouts, so the close is the timeout's
+    counts it in ringroom_handshake_timeouts_total, so the close is the timeout's
     by the broker's own account, not a guess from the clock."""
     before = handshake_timeouts(port)
     s = rrtest.connect(port)
@@ -491,7 +502,7 @@ def handshake_timeout_closes(port, first_bytes):
         s.close()
     after = handshake_timeouts(port)
     return None if after == before + 1 else \
-        "ringroom_handshake_timeouts %s -> %s, want one more" % (before, after)
+        "ringroom_handshake_timeouts_total %s -> %s, want one more" % (before, after)
 
 
 def handshake_timeout_partial(port):

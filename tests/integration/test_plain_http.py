@@ -35,17 +35,17 @@ def main():
             # there with their types, and none has been used yet: the only
             # traffic so far is plain HTTP
             m = rrtest.get_metrics(b.port)
-            for name, typ in (("ringroom_store_batches", "counter"),
+            for name, typ in (("ringroom_store_batches_total", "counter"),
                               ("ringroom_connections", "gauge"),
-                              ("ringroom_upgrades", "counter")):
+                              ("ringroom_upgrades_total", "counter")):
                 if m.types.get(name) != typ:
                     return "%s has TYPE %s, want %s" % (name, m.types.get(name), typ)
-            if m.sum("ringroom_store_batches") != 0:
-                return "ringroom_store_batches %s before any chat message" % (
-                    m.sum("ringroom_store_batches"))
-            if m.value("ringroom_upgrades", core="0") != 0:
-                return "ringroom_upgrades{core=0} %s with no upgrade" % (
-                    m.value("ringroom_upgrades", core="0"))
+            if m.sum("ringroom_store_batches_total") != 0:
+                return "ringroom_store_batches_total %s before any chat message" % (
+                    m.sum("ringroom_store_batches_total"))
+            if m.value("ringroom_upgrades_total", core="0") != 0:
+                return "ringroom_upgrades_total{core=0} %s with no upgrade" % (
+                    m.value("ringroom_upgrades_total", core="0"))
             # the HEAD and POST connections above are closed by the broker
             # on its own time: the gauge comes down to this request alone
             # eventually (30 s: a shared machine, maybe a sanitizer build)

@@ -72,7 +72,7 @@ def proxy_rejected(port):
     st, _h, body, _c = rrtest.http_request(port, V2_LOCAL + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     if st != 200:
         raise RuntimeError("metrics: %s" % st)
-    return sum(int(v) for v in re.findall(rb"^ringroom_proxy_rejected\{[^}]*\} (\d+)", body, re.M))
+    return sum(int(v) for v in re.findall(rb"^ringroom_proxy_rejected_total\{[^}]*\} (\d+)", body, re.M))
 
 
 def case_v1_and_v2(report, port):
@@ -126,7 +126,7 @@ def case_rejected(report, port):
     after = proxy_rejected(port)
     report.check("no header, a malformed v1, an oversized v2: closed without a byte",
                  None if all(d == b"" and c for d, c in answers) else "got %r" % answers)
-    report.check("each counted in ringroom_proxy_rejected",
+    report.check("each counted in ringroom_proxy_rejected_total",
                  None if after - before == 3 else "counter %d -> %d" % (before, after))
 
 

@@ -21,7 +21,7 @@ localhost and 127.0.0.1) are made with the openssl CLI in a temp dir. Cases:
   hostile      garbage instead of a ClientHello, a handshake that stalls
                (--handshake-timeout 2s), RST mid-record; afterwards the
                connection gauge is back to baseline, a good client works
-               and ringroom_tls_handshake_failures went up
+               and ringroom_tls_handshake_failures_total went up
   memory       broker VmRSS growth per idle wss connection (N=500), printed;
                asserted < 200 KiB (500 KiB under RINGROOM_SAN=1: see
                MEMORY_BOUND)
@@ -144,10 +144,10 @@ def case_rooms_mixed(b, ctx):
             await asyncio.gather(*(ws.close() for _t, ws in conns.values()),
                                  return_exceptions=True)
         return None
-    before = b.metric("ringroom_handoffs_out")
+    before = b.metric("ringroom_handoffs_out_total")
     why = asyncio.run(go())
     if why is None:
-        moved = b.metric("ringroom_handoffs_out") - before
+        moved = b.metric("ringroom_handoffs_out_total") - before
         print("# rooms: %d rooms x (2 TLS + 2 plain), %d members handed to another core"
               % (len(rooms), moved), flush=True)
         if moved < 1:
@@ -527,8 +527,8 @@ def run_hostile(report, binary, pki, cert, key):
         return None
     ctx = b.ctx()
     base_conns = b.metric("ringroom_connections")
-    base_fail = b.metric("ringroom_tls_handshake_failures")
-    base_to = b.metric("ringroom_handshake_timeouts")
+    base_fail = b.metric("ringroom_tls_handshake_failures_total")
+    base_to = b.metric("ringroom_handshake_timeouts_total")
 
     def garbage(data, label):
         logged = b.log_count("TLS handshake failed")
@@ -564,7 +564,7 @@ def run_hostile(report, binary, pki, cert, key):
             hello = m.client_hello()
             if len(hello) < 100:
                 return "ClientHello only %d bytes" % len(hello)
-            before = b.metric("ringroom_handshake_timeouts")
+            before = b.metric("ringroom_handshake_timeouts_total")
             m.sock.sendall(hello[:len(hello) // 2])
             # eventually (30 s: a shared machine, maybe a sanitizer build);
             # that it was the timeout is the broker's own count, not a
@@ -574,9 +574,9 @@ def run_hostile(report, binary, pki, cert, key):
             m.close()
         if not closed:
             return "still open 30s after half a ClientHello (--handshake-timeout 2s)"
-        after = b.metric("ringroom_handshake_timeouts")
+        after = b.metric("ringroom_handshake_timeouts_total")
         if after != before + 1:
-            return "closed, but ringroom_handshake_timeouts %s -> %s: not by the timeout" % (
+            return "closed, but ringroom_handshake_timeouts_total %s -> %s: not by the timeout" % (
                 before, after)
         print("#   stalled handshake closed (%d reply bytes)" % len(got), flush=True)
         return None
@@ -609,15 +609,15 @@ def run_hostile(report, binary, pki, cert, key):
         v = b.wait_metric("ringroom_connections", base_conns, timeout=10)
         if v != base_conns:
             problems.append("ringroom_connections %s, baseline %s" % (v, base_conns))
-        f = b.metric("ringroom_tls_handshake_failures")
+        f = b.metric("ringroom_tls_handshake_failures_total")
         if f < base_fail + 3:
-            problems.append("ringroom_tls_handshake_failures %s -> %s (3 garbage peers)"
+            problems.append("ringroom_tls_handshake_failures_total %s -> %s (3 garbage peers)"
                             % (base_fail, f))
-        t = b.metric("ringroom_handshake_timeouts")
+        t = b.metric("ringroom_handshake_timeouts_total")
         print("#   metrics: tls_handshake_failures %d -> %d, handshake_timeouts %d -> %d"
               % (base_fail, f, base_to, t), flush=True)
         if t < base_to + 1:
-            problems.append("ringroom_handshake_timeouts %s -> %s after a stalled handshake"
+            problems.append("ringroom_handshake_timeouts_total %s -> %s after a stalled handshake"
                             % (base_to, t))
         c = TlsWsConn(b.tls_port, "/echo", ctx)
         try:
