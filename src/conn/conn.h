@@ -107,6 +107,8 @@ struct rr_conn_owner {
 	void (*writable)(struct rr_core *core, struct rr_conn *c);
 	/* the slot is being freed: drop what the owner attached (ctx) */
 	void (*release)(struct rr_core *core, struct rr_conn *c);
+	/* the room's name for logs (its length; 0 when none) */
+	size_t (*room)(const struct rr_conn *c, const char **name);
 };
 
 struct rr_conn {
@@ -133,6 +135,7 @@ struct rr_conn {
 	uint32_t member_idx;
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
+	uint64_t accepted_ns; /* monotonic: the handshake histogram, lifetimes in logs */
 
 	struct rr_timer timer;
 	struct rr_ws_rx rx;

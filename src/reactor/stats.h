@@ -99,10 +99,6 @@ struct rr_core_stats {
 #define RR_HIST_FIELD(name, help) struct rr_hist name;
 	RR_HISTS(RR_HIST_FIELD)
 #undef RR_HIST_FIELD
-	/* Counted by conn.c where it decides those closes; superseded by
-	 * close_<code> (RR_STAT_CLOSE in rr_conn_close, which sees every
-	 * close) and not rendered. To be removed with their increments. */
-	uint64_t closes_1002, closes_1007, closes_1009, closes_1013, closes_4008;
 };
 
 #define RR_STAT_ADD(core, field, n)                                                        \

@@ -657,8 +657,17 @@ static void rt_api(struct rr_core *core, struct rr_api_call *call)
 	rr_rt_room_wake(core, r);
 }
 
+static size_t rt_room(const struct rr_conn *c, const char **name)
+{
+	const struct rr_conn_ext *x = cx(c);
+	const struct rr_room *r = c->room ? c->room : x ? x->waiting_room : NULL;
+	*name = r ? r->name : "";
+	return r ? r->name_len : 0;
+}
+
 void rr_rt_member_register(void)
 {
+	rr_rt_owner.room = rt_room;
 	rr_gate_api(RR_ROUTE_CHAT, rt_api);
 	rr_rt_room_ops.empty = rt_room_empty;
 	rr_rt_room_ops.free = rt_room_free;

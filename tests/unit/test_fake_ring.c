@@ -859,7 +859,7 @@ static void case_nested_close(void)
 	if (s1->user_id == NULL || s2->user_id == NULL)
 		fail_now("case 1: no welcome for the slow members");
 	struct rr_conn *c1 = conn_of(s1), *c2 = conn_of(s2);
-	uint64_t closes0 = core->stats.closes_1013;
+	uint64_t closes0 = core->stats.close_1013;
 
 	/* small messages: both slow members keep up within the limit */
 	struct fconn *pub = n[0];
@@ -896,12 +896,12 @@ static void case_nested_close(void)
 		       STEP_PUMPS * 10);
 	pump_quiet(STEP_PUMPS);
 	CHECK(done);
-	CHECK_EQ(core->stats.closes_1013 - closes0, 2);
+	CHECK_EQ(core->stats.close_1013 - closes0, 2);
 	CHECK_EQ(c1->close_code, 1013);
 	CHECK_EQ(c2->close_code, 1013);
 	printf("  a %zu-byte message closed slow member 1 with 1013; its user_disconnected "
 	       "closed slow member 2 with 1013 (closes_1013 +%llu)\n",
-	       frame, (unsigned long long)(core->stats.closes_1013 - closes0));
+	       frame, (unsigned long long)(core->stats.close_1013 - closes0));
 
 	/* Every other member: each frame once, all in one order. */
 	const struct fconn *ref = NULL;
@@ -1145,13 +1145,13 @@ static void case_handler_close(void)
 	uint8_t two[64], code[2] = {0x03, 0xe8}; /* 1000 */
 	size_t n2 = ws_client_frame(two, RR_WS_TEXT, "close-me", 8);
 	n2 += ws_client_frame(two + n2, RR_WS_CLOSE, code, 2);
-	uint64_t c1002 = core->stats.closes_1002;
+	uint64_t c1002 = core->stats.close_1002;
 	client_bytes(d, two, n2);
 	pump_quiet(STEP_PUMPS);
 	CHECK_EQ(th.closes, 3);
 	CHECK_EQ(d->ncloses, 1);
 	CHECK_EQ(d->close_code, 4000);
-	CHECK_EQ(core->stats.closes_1002, c1002);
+	CHECK_EQ(core->stats.close_1002, c1002);
 	struct rr_conn *dc = conn_of(d);
 	if (!d->fd_closed)
 		printf("  FAIL: the close frame sent behind the closing message was not read: "
@@ -1178,12 +1178,12 @@ static void case_handler_close(void)
 	pump_quiet(STEP_PUMPS);
 	CHECK_EQ(th.closes, 4);
 	CHECK_EQ(e->close_code, 4000);
-	CHECK_EQ(core->stats.closes_1002, c1002);
+	CHECK_EQ(core->stats.close_1002, c1002);
 	CHECK(e->fd_closed);
-	if (!e->fd_closed || core->stats.closes_1002 != c1002)
+	if (!e->fd_closed || core->stats.close_1002 != c1002)
 		printf("  FAIL: a close frame split behind the closing message: closes_1002 +%llu, "
 		       "socket %s\n",
-		       (unsigned long long)(core->stats.closes_1002 - c1002),
+		       (unsigned long long)(core->stats.close_1002 - c1002),
 		       e->fd_closed ? "closed" : "still open");
 	else
 		printf("  the same with the close frame split across two receives: completed\n");
@@ -1512,7 +1512,7 @@ static void case_replay(void)
 
 	/* the reader: since=0, reading 8 KiB per pump, with the limit at 4096 */
 	broker.cfg.max_queued_bytes = 4096;
-	uint64_t closes0 = core->stats.closes_1013;
+	uint64_t closes0 = core->stats.close_1013;
 	struct fconn *r = client_accept(true);
 	r->mode = FK_TRICKLE;
 	r->trickle = C5_TRICKLE;
@@ -1550,7 +1550,7 @@ static void case_replay(void)
 	pump_quiet(STEP_PUMPS);
 	CHECK(rc->state == RR_CONN_OPEN);
 	CHECK_EQ(r->ncloses, 0);
-	CHECK_EQ(core->stats.closes_1013 - closes0, 0);
+	CHECK_EQ(core->stats.close_1013 - closes0, 0);
 	CHECK(max_q <= C5_QUEUE_BOUND);
 	printf("  never closed (no 1013 with --max-queued-bytes 4096); queued bytes peaked at "
 	       "%llu (bound %u); %u pumps\n",
