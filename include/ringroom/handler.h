@@ -175,7 +175,8 @@ void rr_member_close(struct rr_conn *c, uint16_t code, const char *reason);
 
 /* The member's session id (NUL-terminated, stable across resumes). */
 const char *rr_member_session(const struct rr_conn *c);
-/* The secret resume token, only during open() of a new session (else NULL):
+/* During open(): the secret token the client resumes this session with next
+ * time, new for every session and every resume (single use; else NULL):
  * give it to the client; the broker keeps only its hash. */
 const char *rr_member_resume_token(const struct rr_conn *c);
 
