@@ -1,8 +1,8 @@
 /*
- * The store's lifecycle: opening RocksDB with its column families, the state
- * record that tells a clean stop from a crash (and gives rooms new epochs
- * when acknowledged messages may be lost), reopening after a write error,
- * and a clean close. Interface in store.h; durability modes in README.md.
+ * The store's lifecycle, the top of src/persist/: opening (the RocksDB
+ * handle of store_handle.c, the state record that tells a clean stop from a
+ * crash and gives rooms new epochs when acknowledged messages may be lost,
+ * the worker thread) and a clean close. Interface in store.h; durability modes in README.md.
  *
  * DESIGN: everything here runs either before the worker starts (open), on
  * the worker thread (reopening before a write), or after it has been joined
@@ -22,67 +22,9 @@
 #include "core/time.h"
 #include "persist/store_int.h"
 
-static const char *const cf_names[CF_COUNT] = {
-    "default", "messages", "rooms", "sessions", "kv", "alarms",
-};
-
-/* rooms-CF bookkeeping key (first byte 0: never a room key); value in
- * write_state(). */
 static const uint8_t state_key[] = {0, 's', 't', 'a', 't', 'e'};
 
-#define REOPEN_BACKOFF_MIN_MS 50
-#define REOPEN_BACKOFF_MAX_MS 2000
-/* free space a reopen after a write error waits for: RocksDB writes its
- * OPTIONS file (~40 KiB for six column families), a MANIFEST and a new WAL */
-#define REOPEN_FREE_MIN (1u << 20)
 
-void rr_store_log(const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "ringroom: store: %s\n", line);
-}
-
-int rr_store_rocks_errno(const char *msg)
-{
-	if (msg == NULL)
-		return 0;
-	if (strcasestr(msg, "no space") != NULL || strcasestr(msg, "nospace") != NULL)
-		return -ENOSPC;
-	return -EIO;
-}
-
-/* ---- names ---- */
-
-const char *rr_store_durability_name(enum rr_store_durability d)
-{
-	switch (d) {
-	case RR_STORE_MEMORY:
-		return "memory";
-	case RR_STORE_ASYNC:
-		return "async";
-	case RR_STORE_SYNC:
-		return "sync";
-	}
-	return "?";
-}
-
-int rr_store_durability_parse(const char *name, enum rr_store_durability *out)
-{
-	for (int d = RR_STORE_MEMORY; d <= RR_STORE_SYNC; d++) {
-		if (strcmp(name, rr_store_durability_name((enum rr_store_durability)d)) == 0) {
-			*out = (enum rr_store_durability)d;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-/* ---- opening ---- */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -124,66 +66,6 @@ static int mkdir_p(const char *dir)
 	return S_ISDIR(stbuf.st_mode) ? 0 : -ENOTDIR;
 }
 
-void rr_store_random_epoch(char epoch[RR_STORE_EPOCH_LEN + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	uint8_t r[RR_STORE_EPOCH_LEN / 2];
-
-	/* getrandom of 8 bytes never returns short once the pool is ready;
-	 * fall back to time-derived bits rather than fail a room load */
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-		uint64_t t = rr_now_ms() ^ (rr_wall_ms() << 20) ^ (uint64_t)(uintptr_t)epoch;
-
-		rr_keys_put_be64(r, t * 0x9e3779b97f4a7c15ull);
-	}
-	for (size_t i = 0; i < sizeof(r); i++) {
-		epoch[2 * i] = hex[r[i] >> 4];
-		epoch[2 * i + 1] = hex[r[i] & 15];
-	}
-	epoch[RR_STORE_EPOCH_LEN] = '\0';
-}
-
-static void db_close(struct rr_store *s)
-{
-	if (s->db == NULL)
-		return;
-	for (int i = 0; i < CF_COUNT; i++) {
-		if (s->cf[i] != NULL)
-			rocksdb_column_family_handle_destroy(s->cf[i]);
-		s->cf[i] = NULL;
-	}
-	rocksdb_close(s->db);
-	s->db = NULL;
-}
-
-/* Open RocksDB with every column family; on failure *errmsg is RocksDB's
- * message (caller frees with rocksdb_free). */
-static int db_open(struct rr_store *s, char **errmsg)
-{
-	const rocksdb_options_t *cfo[CF_COUNT];
-
-	for (int i = 0; i < CF_COUNT; i++)
-		cfo[i] = s->cfopts[i];
-	*errmsg = NULL;
-	s->db =
-	    rocksdb_open_column_families(s->dbopts, s->dir, CF_COUNT, cf_names, cfo, s->cf, errmsg);
-	if (*errmsg != NULL) {
-		s->db = NULL;
-		return -EIO;
-	}
-	return 0;
-}
-
-/*
- * Acknowledged messages may be gone after an unclean stop: in memory mode
- * after any crash (they lived in memtables), in async mode after a power loss
- * or kernel crash (the WAL was in the page cache). The ids the core handed out
- * for them would then be handed out again, and a client resuming with
- * (epoch, id) would take the new messages for ones it has seen. So every room
- * gets a new epoch (protocol.md: the epoch changes when the log is lost);
- * what survived stays readable and numbering continues after it. Runs at open
- * only, before any core submits; bounded by the number of rooms.
- */
 static int rotate_epochs(struct rr_store *s, const char *why, char *err, size_t errlen)
 {
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_ROOMS]);
@@ -291,7 +173,7 @@ static int check_state(struct rr_store *s, char *err, size_t errlen)
 
 static void free_store(struct rr_store *s)
 {
-	db_close(s);
+	rr_store_db_close(s);
 	for (int i = 0; i < CF_COUNT; i++) {
 		if (s->cfopts[i] != NULL)
 			rocksdb_options_destroy(s->cfopts[i]);
@@ -428,7 +310,7 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
 		goto fail_nomem;
 	make_rocks_options(s, opts);
 
-	ret = db_open(s, &emsg);
+	ret = rr_store_db_open(s, &emsg);
 	if (ret < 0) {
 		/* RocksDB 7.8 says "While lock file: DIR/LOCK: ..." for another
 		 * process, "lock hold by current process" for this one */
@@ -479,51 +361,6 @@ fail_nomem:
 	if (s != NULL)
 		free_store(s);
 	return -ENOMEM;
-}
-
-/*
- * After a real write error RocksDB stays read-only; reopening clears that.
- * Reopen only once the file system has room again: RocksDB writes its
- * options and MANIFEST while opening, and a reopen into a full disk would
- * fail anyway (and trip the info-log writer, see make_rocks_options). Until
- * then the database stays open read-only, so reads keep working.
- */
-int rr_store_reopen_if_needed(struct rr_store *s)
-{
-	uint64_t now = rr_now_ms();
-	struct statvfs vfs;
-	char *emsg = NULL;
-
-	if (!s->need_reopen)
-		return 0;
-	if (now < s->reopen_at_ms)
-		return s->down_err;
-	if (statvfs(s->dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < REOPEN_FREE_MIN) {
-		s->down_err = -ENOSPC;
-		goto retry_later;
-	}
-	db_close(s);
-	if (db_open(s, &emsg) < 0) {
-		if (!s->reopen_logged)
-			rr_store_log("reopening after a write error failed (retrying): %s", emsg);
-		s->reopen_logged = true;
-		s->down_err = rr_store_rocks_errno(emsg);
-		rocksdb_free(emsg);
-		goto retry_later;
-	}
-	s->need_reopen = false;
-	s->reopen_logged = false;
-	s->reopen_backoff_ms = 0;
-	s->down_err = 0;
-	return 0;
-
-retry_later:
-	s->reopen_backoff_ms =
-	    s->reopen_backoff_ms ? s->reopen_backoff_ms * 2 : REOPEN_BACKOFF_MIN_MS;
-	if (s->reopen_backoff_ms > REOPEN_BACKOFF_MAX_MS)
-		s->reopen_backoff_ms = REOPEN_BACKOFF_MAX_MS;
-	s->reopen_at_ms = now + s->reopen_backoff_ms;
-	return s->down_err;
 }
 
 void rr_store_close(struct rr_store *s)

@@ -4,19 +4,22 @@
  * includes this header, and with it rocksdb/c.h; the rest of ringroom knows
  * the store through store.h alone.
  *
- * DESIGN: the files follow one request's path through the worker.
- *   store_db.c      open and close: options, column families, the state
- *                   record and epochs after a loss, reopening after a write
+ * DESIGN: the files call one way, lowest first (no two call each other):
+ *   store_base.c    the log line, RocksDB errors as errnos, durability
+ *                   names, new epochs, releasing a request's results
+ *   store_handle.c  the RocksDB handle: open, close, reopen after a write
  *                   error
- *   store_worker.c  the queue (submit, quota, pause), the worker thread's
- *                   loop, one drain's phases in order
- *   store_commit.c  group commit: one WriteBatch per drain, gap-free ids,
- *                   room creation, the FLUSH barrier
  *   store_read.c    reads: room log position, message pages, sessions, kv,
  *                   into one result allocation per request
+ *   store_commit.c  group commit: one WriteBatch per drain, gap-free ids,
+ *                   room creation, the FLUSH barrier
  *   store_retain.c  retention: TRIM requests and the periodic sweep
  *   store_post.c    completions back to the cores with MSG_RING; a post the
  *                   kernel refuses is retried, never dropped
+ *   store_worker.c  the queue (submit, quota, pause), the worker thread's
+ *                   loop, one drain's phases in order
+ *   store_db.c      open and close: options, the state record and epochs
+ *                   after a loss, the worker thread
  * Fields are grouped by who may touch them: the queue under mu (any thread),
  * the worker's own state (the worker thread only, or the closing thread
  * once the worker has been joined), and statistics (atomics).
@@ -165,6 +168,9 @@ void rr_store_random_epoch(char epoch[RR_STORE_EPOCH_LEN + 1]);
 /* Before a write: reopen RocksDB if a write error left it read-only and the
  * back-off allows. 0 when writable, else the error writes should get. */
 int rr_store_reopen_if_needed(struct rr_store *s);
+/* store_handle.c: open and close the RocksDB handle (errmsg: RocksDB's) */
+int rr_store_db_open(struct rr_store *s, char **errmsg);
+void rr_store_db_close(struct rr_store *s);
 
 /* ---- store_worker.c ---- */
 

@@ -95,11 +95,6 @@ int rr_store_submit(struct rr_store *s, struct rr_store_req *req)
 	return ret;
 }
 
-void rr_store_req_release(struct rr_store_req *req)
-{
-	free(req->out._buf);
-	memset(&req->out, 0, sizeof(req->out));
-}
 
 /* ---- observability and test hooks ---- */
 
