@@ -31,15 +31,7 @@ static void api_history_done(struct rr_room *room, void *arg, int res,
 	}
 	struct chat_buf b = {0};
 	chat_buf_str(&b, "{\"messages\":[");
-	bool first = true;
-	for (size_t i = 0; i < n; i++) {
-		if (!chat_stored_ok(e[i].data, e[i].len))
-			continue;
-		if (!first)
-			chat_buf_str(&b, ",");
-		chat_buf_message(&b, e[i].data, e[i].len);
-		first = false;
-	}
+	chat_buf_messages(&b, e, n, UINT64_MAX);
 	chat_buf_str(&b, "]}");
 	if (b.failed)
 		rr_api_error(call, 503, "unavailable", "out of memory");

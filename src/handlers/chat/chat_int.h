@@ -130,6 +130,9 @@ void chat_buf_str(struct chat_buf *b, const char *s);
 void chat_buf_json(struct chat_buf *b, const json_t *v);
 bool chat_stored_ok(const void *data, size_t len);
 void chat_buf_message(struct chat_buf *b, const void *data, size_t len);
+/* The stored messages of e[0..n) up to max_id, comma-separated. */
+void chat_buf_messages(struct chat_buf *b, const struct rr_log_entry *e, size_t n,
+		       uint64_t max_id);
 void chat_buf_message_frame(struct chat_buf *b, const void *data, size_t len);
 int chat_send_obj(struct rr_conn *c, json_t *obj, bool now);
 int chat_broadcast_obj(struct rr_room *room, json_t *obj, struct rr_conn *except);

@@ -166,15 +166,7 @@ void chat_initial_state(struct rr_room *room, struct chat_room *st, struct chat_
 {
 	struct chat_buf b = {0};
 	chat_buf_str(&b, "{\"type\":\"initial_state\",\"messages\":[");
-	bool first = true;
-	for (size_t i = 0; i < n; i++) {
-		if (e[i].id > target || !chat_stored_ok(e[i].data, e[i].len))
-			continue;
-		if (!first)
-			chat_buf_str(&b, ",");
-		chat_buf_message(&b, e[i].data, e[i].len);
-		first = false;
-	}
+	chat_buf_messages(&b, e, n, target);
 	chat_buf_str(&b, "]");
 	chat_buf_online_tail(&b, st);
 	if (!b.failed)
@@ -195,15 +187,7 @@ static void chat_history_reply(struct rr_room *room, struct chat_member *m, int 
 	}
 	struct chat_buf b = {0};
 	chat_buf_str(&b, "{\"type\":\"history\",\"messages\":[");
-	bool first = true;
-	for (size_t i = 0; i < n; i++) {
-		if (!chat_stored_ok(e[i].data, e[i].len))
-			continue;
-		if (!first)
-			chat_buf_str(&b, ",");
-		chat_buf_message(&b, e[i].data, e[i].len);
-		first = false;
-	}
+	chat_buf_messages(&b, e, n, UINT64_MAX);
 	/* older ones may remain when the page is full and its oldest is past
 	 * the first retained id */
 	bool older = n == limit && e[0].id > rr_log_first_id(room);

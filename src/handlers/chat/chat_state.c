@@ -175,6 +175,20 @@ void chat_buf_message(struct chat_buf *b, const void *data, size_t len)
 }
 
 /* {"type":"message","message":{...}} */
+void chat_buf_messages(struct chat_buf *b, const struct rr_log_entry *e, size_t n,
+		       uint64_t max_id)
+{
+	bool first = true;
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].id > max_id || !chat_stored_ok(e[i].data, e[i].len))
+			continue;
+		if (!first)
+			chat_buf_str(b, ",");
+		chat_buf_message(b, e[i].data, e[i].len);
+		first = false;
+	}
+}
+
 void chat_buf_message_frame(struct chat_buf *b, const void *data, size_t len)
 {
 	chat_buf_str(b, "{\"type\":\"message\",\"message\":");
