@@ -16,10 +16,11 @@
  * iteration's dispatch and before the flush, outside any broadcast or
  * callback, so a member list never changes under a walk over it.
  *
- * Output is a queue of nodes: small frames are copied into pooled chunks
- * (no allocation per frame per member), large ones are queued by reference
- * to a shared frame (core/frame.h). The flush sends each dirty connection
- * once per iteration with every queued node (corking).
+ * Output is a queue of pooled nodes (no allocation per frame per member):
+ * small frames are copied into chunks while the queue is short, others are
+ * queued by reference to the shared frame (core/frame.h; conn/outq.h says
+ * why). The flush sends each dirty connection once per iteration with every
+ * queued node (corking).
  *
  * Input is budgeted: a connection delivers at most RR_INPUT_MESSAGES_MAX
  * messages per pass (a receive, or a settle step: so at most twice that
