@@ -14,6 +14,10 @@ it measured.
   net_limits.py ports [--range LO HI]
       connect until EADDRNOTAVAIL to 127.0.0.1:A, then to :B, then to
       127.0.0.2:A: how many connections each destination got.
+  net_limits.py tw [--reuse 0|1|2] [--ports N]
+      a port range of N ports; N connections to one destination closed by
+      the client first (TIME-WAIT on the client's side); then new
+      connections to the same destination at once and after 1.1 s.
   net_limits.py idle [--pairs N]
       N idle connected pairs: kernel memory (Slab, sockstat "mem") per socket.
   net_limits.py stuck [--pairs N] [--wmem "MIN DEF MAX"]
@@ -176,6 +180,53 @@ def case_ports(a):
     print("  total client sockets: %d" % len(keep))
 
 
+def case_tw(a):
+    sysctl_set("net.ipv4.ip_local_port_range", "41000 %d" % (41000 + a.ports - 1))
+    sysctl_set("net.ipv4.tcp_tw_reuse", str(a.reuse))
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))  # from the range too: one port less
+    ls.listen(4096)
+    addr = ls.getsockname()
+    made = 0
+    for _ in range(a.ports):
+        c = socket.socket()
+        try:
+            c.connect(addr)
+        except OSError:
+            break
+        s, _ = ls.accept()
+        c.close()            # the client closes first: TIME-WAIT is its own
+        s.recv(1)
+        s.close()
+        made += 1
+    time.sleep(0.2)
+    tw = sockstat_tcp().get("tw", 0)
+
+    def attempt(n):
+        ok, err, keep = 0, "", []
+        for _ in range(n):
+            c = socket.socket()
+            try:
+                c.connect(addr)
+                keep.append(c)
+                ok += 1
+            except OSError as e:
+                err = errno.errorcode.get(e.errno, str(e.errno))
+                c.close()
+                break
+        for c in keep:
+            c.close()
+        return ok, err
+
+    now_ok, now_err = attempt(10)
+    time.sleep(1.1)
+    late_ok, late_err = attempt(10)
+    print("tcp_tw_reuse %d, %d ports; %d connections opened and closed by the "
+          "client; TIME-WAIT sockets: %d" % (a.reuse, a.ports, made, tw))
+    print("  10 new connections at once: %d made%s" % (now_ok, ", then " + now_err if now_err else ""))
+    print("  10 new connections 1.1 s later: %d made%s" % (late_ok, ", then " + late_err if late_err else ""))
+
+
 def make_pairs(n):
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
@@ -191,14 +242,15 @@ def make_pairs(n):
 
 def case_idle(a):
     raise_nofile(2 * a.pairs + 64)
-    slab0, mem0 = meminfo("Slab"), sockstat_tcp()
+    slab0, mem0, nr0 = meminfo("Slab"), sockstat_tcp(), int(sysctl_get("fs.file-nr").split()[0])
     ls, pairs = make_pairs(a.pairs)
     time.sleep(0.5)
-    slab1, mem1 = meminfo("Slab"), sockstat_tcp()
+    slab1, mem1, nr1 = meminfo("Slab"), sockstat_tcp(), int(sysctl_get("fs.file-nr").split()[0])
     socks = 2 * a.pairs
     print("%d idle connected pairs (%d sockets) on loopback" % (a.pairs, socks))
     print("  Slab +%.1f MiB = %d bytes per socket (host-wide figure: other "
           "processes add noise)" % ((slab1 - slab0) / 2**20, (slab1 - slab0) // socks))
+    print("  fs.file-nr (open files, host-wide) +%d" % (nr1 - nr0))
     print("  sockstat TCP inuse %d -> %d, mem (pages, host-wide) %d -> %d"
           % (mem0.get("inuse", 0), mem1.get("inuse", 0),
              mem0.get("mem", 0), mem1.get("mem", 0)))
@@ -262,6 +314,9 @@ def main():
     b.add_argument("--wait", type=float, default=1.5)
     q = sub.add_parser("ports")
     q.add_argument("--range", type=int, nargs=2, default=[40000, 40999])
+    t = sub.add_parser("tw")
+    t.add_argument("--reuse", type=int, default=0)
+    t.add_argument("--ports", type=int, default=100)
     i = sub.add_parser("idle")
     i.add_argument("--pairs", type=int, default=5000)
     s = sub.add_parser("stuck")
@@ -269,7 +324,7 @@ def main():
     s.add_argument("--wmem", default="")
     a = p.parse_args()
     in_netns()
-    {"backlog": case_backlog, "ports": case_ports, "idle": case_idle,
+    {"backlog": case_backlog, "ports": case_ports, "idle": case_idle, "tw": case_tw,
      "stuck": case_stuck}[a.case](a)
 
 
