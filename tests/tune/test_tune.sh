@@ -99,6 +99,8 @@ out=$("$tune" --check --role balancer --root "$low" --backends 2)
 echo "$out" | grep -Eq '^net.ipv4.ip_local_port_range +32768 60999 .*50000 conns per instance.* LOW$' ||
 	bad "--role balancer: the default port range should be LOW for 50,000 per instance"
 echo "$out" | grep -q RLIMIT_NOFILE && bad "--role balancer: RLIMIT_NOFILE is the broker's"
+echo "$out" | grep -Eq '^net.ipv4.tcp_tw_reuse +2 +.* LOW$' ||
+	bad "--role balancer: tcp_tw_reuse 2 (loopback only) should be LOW"
 "$tune" --check --role balancer --root "$high" --backends 2 >/dev/null ||
 	bad "--role balancer on high values should exit 0"
 out=$("$tune" --check --role balancer --root "$high" --backends 1 --connections 200000)
