@@ -57,7 +57,7 @@ echo "netdev_max_backlog $NDMB; fanout 1 room x $members members, $rate msg/s of
 d0=$(drops); r0=$(retrans); x0=$(tcpext)
 "$build/bench/ringroom-bench" fanout --rooms 1 --members "$members" --rate "$rate" \
 	--size "$size" --warmup 1s --duration 3s --quiet --json \
-	ws://127.0.0.1:18765/raw/{room} > "$data/out.json" || echo "bench exit status $?"
+	'ws://127.0.0.1:18765/raw/{room}' > "$data/out.json" || echo "bench exit status $?"
 d1=$(drops); r1=$(retrans); x1=$(tcpext)
 python3 - "$data/out.json" <<'EOF'
 import json, sys
