@@ -76,6 +76,17 @@ echo "$out3" | grep -E '^NIC IRQ affinity +40:0\* 41:3 ' >/dev/null ||
 echo "$out" | grep -q "settings below the recommendation" || bad "--check low: no summary line"
 echo "$out" | grep -q "role broker, 100000 connections, 4 cores" || bad "--check: header (cores from ROOT/stat)"
 
+# 1b. RLIMIT_NOFILE of a ringroom process when there is one (or --pid).
+mkdir -p "$low/4242"
+echo ringroom > "$low/4242/comm"
+printf 'Limit  Soft Limit  Hard Limit  Units\nMax open files            1048576              1048576              files\n' > "$low/4242/limits"
+out=$("$tune" --check --root "$low")
+echo "$out" | grep -Eq '^RLIMIT_NOFILE \(ringroom pid 4242\) +1048576 .* ok$' ||
+	bad "--check: RLIMIT_NOFILE should be read from the ringroom process"
+"$tune" --check --root "$low" --pid self >/dev/null 2>&1
+[ $? = 2 ] || bad "--pid self: exit 2 expected"
+rm -rf "${low:?}/4242"
+
 # 2. --check, values above: exit 0, no LOW/HIGH.
 out=$("$tune" --check --root "$high" 2>&1)
 rc=$?
