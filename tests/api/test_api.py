@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """The backend API (/api/…): keys and JWT permissions, statuses, keep-alive
 and pipelining, publishing into /raw/ and /chat/ rooms on their home core,
-history, presence, kick, the room list and the key file's reload on SIGHUP.
+history, presence, kick, the room list and the key file's reload on SIGHUP;
+room-name and field-type errors, 1,000 requests on one connection, deep
+pipelining and large bodies, and a chat publish that survives a SIGKILL once
+acked.
 
 Usage: test_api.py <ringroom binary>
 """
