@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """The backend API (/api/…): keys and JWT permissions, statuses, keep-alive
 and pipelining, publishing into /raw/ and /chat/ rooms on their home core,
-history, presence, kick, the room list and the key file's reload on SIGHUP.
+history, presence, kick, the room list and the key file's reload on SIGHUP;
+room-name and field-type errors, 1,000 requests on one connection, deep
+pipelining and large bodies, and a chat publish that survives a SIGKILL once
+acked.
 
 Usage: test_api.py <ringroom binary>
 """
@@ -9,6 +12,7 @@ Usage: test_api.py <ringroom binary>
 import asyncio
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -175,6 +179,269 @@ async def raw_and_chat(report, port):
                  else "got %r %r code %r" % (st, b, code))
 
 
+# A wait for something that must happen (answers to 1,000 requests, a
+# broadcast, a restart): generous, because the machine is shared and the
+# sanitizer build is several times slower. A passing run never waits for it.
+EVENTUALLY = 30.0
+
+
+def fnv1a(name):
+    """The broker's room hash (FNV-1a, 64 bits), written here from the
+    algorithm's definition: a room's home core is fnv1a(name) % cores."""
+    h = 14695981039346656037
+    for byte in name.encode():
+        h ^= byte
+        h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def case_room_name(report, port):
+    """protocol.md: room names are 1..128 bytes."""
+    st128, _h, _b = one(port, request("POST", "/api/raw/" + "n" * 128, b"x", ctype="text/plain"))
+    st129, _h, b129 = one(port, request("POST", "/api/raw/" + "n" * 129, b"x", ctype="text/plain"))
+    report.check("a room name of 128 bytes: 200; of 129 bytes: 400",
+                 None if st128 == 200 and st129 == 400 else
+                 "128: %r, 129: %r %r" % (st128, st129, b129[:80]))
+    st, _h, b = one(port, request("GET", "/api/chat/%s/history" % ("n" * 129)))
+    report.check("GET /api/chat/{129-byte name}/history: 400",
+                 None if st == 400 else "got %r %r" % (st, b[:80]))
+
+
+def case_wrong_types(report, port):
+    for what, body in (("userId a number", {"content": "x", "userId": 5}),
+                       ("content null", {"content": None, "userId": "svc"})):
+        st, _h, b = one(port, request("POST", "/api/chat/types", json.dumps(body).encode()))
+        code = None
+        try:
+            code = json.loads(b)["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        report.check("POST /api/chat/{room} with %s: 400 invalid_format" % what,
+                     None if st == 400 and code == "invalid_format" else "got %r %r" % (st, b[:80]))
+
+
+async def keep_alive_1000(report, port):
+    """1,000 requests on one keep-alive connection, pipelined 100 at a time:
+    even ones ask a room's history with limit (k % 100) + 1, so each answer
+    says which request it belongs to; odd ones publish k into a /raw/ room
+    whose member must receive them in order."""
+    s = rrtest.connect(port)
+    stored = []
+    s.sendall(b"".join(request("POST", "/api/chat/ka-hist", json.dumps(
+        {"content": "h%d" % k, "userId": "svc"}).encode()) for k in range(100)))
+    for st, _h, b in read_responses(s, 100, EVENTUALLY):
+        stored.append(json.loads(b)["id"] if st == 200 else None)
+    if len(stored) != 100 or None in stored:
+        s.close()
+        report.fail("1,000 keep-alive requests", "storing 100 messages: %r" % stored[:5])
+        return
+    member = await websockets.connect("ws://127.0.0.1:%d/raw/ka-raw" % port)
+    bad = []
+    n = 0
+    for batch in range(10):
+        ks = range(batch * 100, batch * 100 + 100)
+        s.sendall(b"".join(
+            request("GET", "/api/chat/ka-hist/history?limit=%d" % (k % 100 + 1)) if k % 2 == 0
+            else request("POST", "/api/raw/ka-raw", b"%d" % k, ctype="text/plain") for k in ks))
+        answers = read_responses(s, 100, EVENTUALLY)
+        n += len(answers)
+        if len(answers) != 100:
+            bad.append("batch %d: %d answers" % (batch, len(answers)))
+            break
+        for k, (st, _h, b) in zip(ks, answers):
+            if st != 200:
+                bad.append("request %d: %r" % (k, st))
+            elif k % 2 == 0:
+                ids = [m["id"] for m in json.loads(b)["messages"]]
+                if ids != stored[100 - (k % 100 + 1):]:
+                    bad.append("request %d (limit %d): ids %r" % (k, k % 100 + 1, ids[:3]))
+            elif json.loads(b) != {"delivered": 1}:
+                bad.append("request %d: %r" % (k, b))
+    s.close()
+    got = []
+    try:
+        while len(got) < 500:
+            got.append(await asyncio.wait_for(member.recv(), EVENTUALLY))
+    except (asyncio.TimeoutError, websockets.ConnectionClosed) as e:
+        bad.append("the member got %d of 500 publishes (%s)" % (len(got), type(e).__name__))
+    await member.close()
+    report.check("1,000 keep-alive requests on one connection (pipelined 100 at a time): "
+                 "all 200, answered in order",
+                 None if n == 1000 and not bad else "%d answers; %r" % (n, bad[:4]))
+    report.check("... and the 500 publishes among them reach the member in order",
+                 None if got == ["%d" % k for k in range(1, 1000, 2)] else
+                 "got %d, first %r" % (len(got), got[:3]))
+
+
+async def both_cores(report, port):
+    """Two rooms whose home cores differ (FNV-1a % 2), published to from one
+    keep-alive connection (so one of the two is another core's room): each
+    room's members get their message, and /api/rooms puts each room on the
+    core the hash says."""
+    names = {}
+    k = 0
+    while len(names) < 2:
+        name = "cores-%d" % k
+        names.setdefault(fnv1a(name) % 2, name)
+        k += 1
+    rooms = [names[0], names[1]]
+    members = {r: [await websockets.connect("ws://127.0.0.1:%d/raw/%s" % (port, r))
+                   for _ in range(2)] for r in rooms}
+    s = rrtest.connect(port)
+    s.sendall(b"".join(request("POST", "/api/raw/%s" % r, b"to %s" % r.encode(),
+                               ctype="text/plain") for r in rooms) + request("GET", "/api/rooms"))
+    answers = read_responses(s, 3, EVENTUALLY)
+    s.close()
+    got = {}
+    for r in rooms:
+        got[r] = [await asyncio.wait_for(m.recv(), EVENTUALLY) for m in members[r]]
+    listed = {}
+    if len(answers) == 3 and answers[2][0] == 200:
+        listed = {x["path"]: x["core"] for x in json.loads(answers[2][2])["rooms"]}
+    report.check("a publish reaches the members on both cores (rooms %s, %s: home cores 0, 1)" % (
+                     rooms[0], rooms[1]),
+                 None if [a[0] for a in answers[:2]] == [200, 200] and
+                 [json.loads(a[2]) for a in answers[:2]] == [{"delivered": 2}] * 2 and
+                 all(got[r] == ["to %s" % r] * 2 for r in rooms) else
+                 "answers %r, got %r" % ([(a[0], a[2][:40]) for a in answers], got))
+    report.check("/api/rooms lists each room on its home core (FNV-1a of the name % cores)",
+                 None if [listed.get("/raw/%s" % r) for r in rooms] == [0, 1] else
+                 "listed %r" % {k: v for k, v in listed.items() if k.startswith("/raw/cores-")})
+    for ms in members.values():
+        for m in ms:
+            await m.close()
+
+
+CRASH_CONNS = 8
+CRASH_PER_CONN = 50
+
+
+def parse_responses(buf):
+    """Complete responses at the front of buf: ([(status, body)], rest)."""
+    out = []
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return out, buf
+        st, _line, hdrs, _ = rrtest.parse_response_head(buf[:end + 4])
+        length = int(hdrs.get("content-length", "0"))
+        if len(buf) < end + 4 + length:
+            return out, buf
+        out.append((st, buf[end + 4:end + 4 + length]))
+        buf = buf[end + 4 + length:]
+
+
+def case_deep_pipeline(report, port):
+    """400 chat publishes in one write (about 60 KB, each request small):
+    every one answered 200, in order. A pipelining client may send any
+    number of requests (RFC 9112 9.3.2); each is judged by its own size."""
+    s = rrtest.connect(port)
+    s.sendall(b"".join(request("POST", "/api/chat/deep", json.dumps(
+        {"content": "d%d" % k, "userId": "svc"}).encode()) for k in range(400)))
+    r = read_responses(s, 400, EVENTUALLY)
+    s.close()
+    ids = [json.loads(b)["id"] for st, _h, b in r if st == 200]
+    report.check("400 chat publishes pipelined in one write: 400 answers, all 200, ids in order",
+                 None if len(r) == 400 and len(ids) == 400 and ids == sorted(ids) else
+                 "%d answers, statuses %r" % (len(r), sorted({x[0] for x in r})))
+
+
+async def big_body(report, port):
+    """A body under --max-message-bytes (64 KiB here) is published."""
+    m = await websockets.connect("ws://127.0.0.1:%d/raw/big" % port, max_size=1 << 20)
+    body = b"b" * 60000
+    st, _h, b = one(port, request("POST", "/api/raw/big", body, ctype="text/plain"))
+    got = None
+    if st == 200:
+        got = await asyncio.wait_for(m.recv(), EVENTUALLY)
+    await m.close()
+    report.check("a 60,000-byte body (under --max-message-bytes 64KiB): 200, delivered whole",
+                 None if st == 200 and got == body.decode() else "got %r %r" % (st, b[:80]))
+
+
+def case_crash(report, binary, tmp, brokers):
+    """A chat publish is acked only once stored: CRASH_CONNS keep-alive
+    connections pipeline CRASH_PER_CONN publishes each; the broker is
+    SIGKILLed once half of them are answered (the rest in flight) and
+    restarted on the same --data-dir: every id answered 200 is in the room's
+    history, with its content."""
+    keyfile = os.path.join(tmp, "crash-keys")  # the suite's own file is rotated by now
+    with open(keyfile, "w") as f:
+        f.write("%s\n" % KEY)
+    args = ["--api-key-file", keyfile]
+    b = rrtest.Broker(binary, args, name="api-crash")
+    brokers.append(b)
+    b.start()
+    total = CRASH_CONNS * CRASH_PER_CONN
+    socks = [rrtest.connect(b.port) for _ in range(CRASH_CONNS)]
+    for i, s in enumerate(socks):
+        s.sendall(b"".join(request("POST", "/api/chat/crash", json.dumps(
+            {"content": "m%d-%d" % (i, k), "userId": "svc"}).encode())
+            for k in range(CRASH_PER_CONN)))
+    bufs = [b""] * CRASH_CONNS
+    answers = [[] for _ in range(CRASH_CONNS)]
+    open_ = set(range(CRASH_CONNS))
+    killed = False
+    deadline = time.monotonic() + EVENTUALLY
+    while open_ and time.monotonic() < deadline:
+        if not killed and sum(len(a) for a in answers) >= total // 2:
+            b.kill()  # SIGKILL, with publishes still in flight
+            killed = True
+            deadline = time.monotonic() + 5.0  # what left before the kill is readable
+        ready, _w, _x = select.select([socks[i] for i in open_], [], [], 0.2)
+        for s in ready:
+            i = socks.index(s)
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                open_.discard(i)
+                continue
+            got, bufs[i] = parse_responses(bufs[i] + chunk)
+            answers[i] += got
+    for s in socks:
+        s.close()
+    if not killed:
+        b.kill()
+    b.proc = None  # killed on purpose: not a broker to stop at the end
+    acked, bad = {}, []
+    for i in range(CRASH_CONNS):
+        for k, (st, body) in enumerate(answers[i]):
+            if st == 200:
+                acked[json.loads(body)["id"]] = "m%d-%d" % (i, k)
+            else:
+                bad.append("publish %d-%d: %r %r" % (i, k, st, body[:60]))
+    n = sum(len(a) for a in answers)
+    report.check("%d of %d chat publishes answered before the SIGKILL, every one 200" % (
+                     n, total),
+                 None if killed and total // 2 <= n and not bad and len(acked) == n else
+                 "killed=%s, %d answers; %r" % (killed, n, bad[:3]))
+    b2 = rrtest.Broker(binary, args + ["--data-dir", b.data_dir], name="api-crash-restart")
+    brokers.append(b2)
+    b2.start()
+    history = {}
+    before = None
+    while True:
+        q = "/api/chat/crash/history?limit=100" + ("&beforeId=%d" % before if before else "")
+        st, _h, body = one(b2.port, request("GET", q))
+        if st != 200:
+            bad.append("history: %r %r" % (st, body[:80]))
+            break
+        msgs = json.loads(body)["messages"]
+        if not msgs:
+            break
+        for m in msgs:
+            history[m["id"]] = m["content"]
+        before = msgs[0]["id"]
+    missing = {i: c for i, c in acked.items() if history.get(i) != c}
+    report.check("after the crash and a restart on the same --data-dir, every acked id "
+                 "is in the history with its content (%d acked, %d stored)" % (
+                     len(acked), len(history)),
+                 None if acked and not missing and not bad else
+                 "missing %r; %r" % (sorted(missing.items())[:5], bad[:3]))
+
+
 def case_reload(report, b, keyfile):
     with open(keyfile, "w") as f:
         f.write("# rotated\n%s\n" % KEY2)
@@ -194,7 +461,7 @@ def case_reload(report, b, keyfile):
 def main():
     binary = rrtest.load_binary_arg("api")
     report = rrtest.Report("api")
-    print("api: 20 cases", flush=True)
+    print("api: 33 cases", flush=True)
     tmp = tempfile.mkdtemp(prefix="ringroom-api-")
     keyfile = os.path.join(tmp, "keys")
     with open(keyfile, "w") as f:
@@ -202,6 +469,7 @@ def main():
     off = rrtest.Broker(binary, [], name="api-off")
     b = rrtest.Broker(binary, ["--api-key-file", keyfile, "--auth-secret", SECRET,
                                "--max-message-bytes", "64KiB"], name="api")
+    brokers = [off, b]
     try:
         off.start()
         st, _h, _b = one(off.port, request("GET", "/api/rooms"))
@@ -209,12 +477,19 @@ def main():
                      None if st == 404 else "got %r" % st)
         b.start()
         case_statuses(report, b.port)
+        case_room_name(report, b.port)
+        case_wrong_types(report, b.port)
         case_pipelined(report, b.port)
+        case_deep_pipeline(report, b.port)
+        asyncio.run(big_body(report, b.port))
         asyncio.run(raw_and_chat(report, b.port))
+        asyncio.run(keep_alive_1000(report, b.port))
+        asyncio.run(both_cores(report, b.port))
         case_reload(report, b, keyfile)
+        case_crash(report, binary, tmp, brokers)
     except Exception as e:
         report.fail("api", "exception %s: %s" % (type(e).__name__, e))
-    return rrtest.finish_suite(report, [off, b])
+    return rrtest.finish_suite(report, brokers)
 
 
 if __name__ == "__main__":

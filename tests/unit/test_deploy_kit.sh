@@ -8,7 +8,7 @@
 #     the groups expanded by this machine's systemd-analyze;
 #   - systemd-analyze verify reports nothing (the ExecStart path is pointed at
 #     the built broker);
-#   - haproxy -c accepts haproxy.cfg, when an haproxy binary is installed.
+#   - haproxy -c accepts tools/haproxy/ringroom.cfg, when an haproxy binary is installed.
 # Usage: test_deploy_kit.sh <source root> <ringroom binary>
 # Exits 0 when every check that can run here passes; a check whose tool is
 # missing is reported as skipped (the key checks always run).
@@ -90,8 +90,8 @@ hap=$(command -v haproxy || true)
 if [ -n "$hap" ]; then
 	tmp=$(mktemp)
 	# the user and group exist only where the haproxy package is installed
-	sed -e '/^\tuser /d' -e '/^\tgroup /d' "$root/tools/haproxy/haproxy.cfg" >"$tmp"
-	"$hap" -c -q -f "$tmp" || bad "haproxy -c rejects tools/haproxy/haproxy.cfg"
+	sed -e '/^\tuser /d' -e '/^\tgroup /d' "$root/tools/haproxy/ringroom.cfg" >"$tmp"
+	"$hap" -c -q -f "$tmp" || bad "haproxy -c rejects tools/haproxy/ringroom.cfg"
 	rm -f "$tmp"
 else
 	echo "skipped: haproxy not installed (haproxy -c)"
