@@ -550,9 +550,12 @@ static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 	case RR_CONN_HS:
 	case RR_CONN_WAIT:
 		rr_conn_peer(c, peer, sizeof(peer));
-		rr_info("conn %u (%s): no complete request within %llu ms, closing", c->idx, peer,
+		rr_info("conn %u (%s): no complete %s within %llu ms, closing", c->idx, peer,
+			(c->flags & RR_CF_PROXY) ? "PROXY header" : "request",
 			(unsigned long long)cfg->handshake_timeout_ms);
 		RR_STAT_INC(core, handshake_timeouts);
+		if (c->flags & RR_CF_PROXY)
+			RR_STAT_INC(core, proxy_rejected);
 		rr_conn_kill(core, c);
 		return;
 	case RR_CONN_OPEN: {

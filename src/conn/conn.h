@@ -77,6 +77,7 @@ enum rr_conn_flag {
 	RR_CF_WANT_WRITABLE = 1u << 20, /* tell the owner when the queue runs low */
 	RR_CF_BACKLOG = 1u << 22,       /* on the core's input backlog list */
 	RR_CF_PROXY = 1u << 23,         /* reading its PROXY protocol header */
+	RR_CF_BODY = 1u << 24,          /* HTTP requests with bodies (the backend API) */
 };
 
 struct rr_hs {

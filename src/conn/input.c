@@ -214,7 +214,11 @@ void rr_in_settle(struct rr_core *core)
 static int hs_append(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size_t n)
 {
 	struct rr_hs *hs = c->hs;
+	/* a head, and what one receive brought past it; the backend API's
+	 * requests also carry bodies, and pipelined ones queue behind */
 	size_t limit = core->broker->cfg.max_header_bytes + core->bufs.size;
+	if (c->flags & RR_CF_BODY)
+		limit += core->broker->cfg.max_message_bytes + RR_API_PIPELINE_BYTES;
 	if (hs == NULL || hs->len + n > hs->cap) {
 		size_t cap = hs ? hs->cap : HS_BUF_INIT;
 		size_t need = (hs ? hs->len : 0) + n;

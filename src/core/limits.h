@@ -114,6 +114,10 @@
 /* Hand-offs a core may have in flight to other cores. */
 #define RR_HANDOFF_INFLIGHT_MAX 4096
 
+/* Bytes of pipelined backend API requests a connection may have waiting
+ * behind the one being answered (past it: 431). */
+#define RR_API_PIPELINE_BYTES (256u << 10)
+
 /* Retry-After seconds on 503/429. */
 #define RR_RETRY_AFTER_S 5
 

@@ -358,7 +358,8 @@ static struct rr_api_call *make_call(struct rr_core *core, struct rr_conn *c,
 	memcpy(call->room, rt->room.p, rt->room.n);
 	call->conn_idx = c->idx;
 	call->conn_gen = c->gen;
-	memcpy(call->data, req->body.p, req->body.n);
+	if (req->body.n)
+		memcpy(call->data, req->body.p, req->body.n);
 	call->body = call->data;
 	call->body_len = req->body.n;
 	call->text = rr_http_content_is_text(req->content_type);
@@ -497,6 +498,7 @@ void rr_gate_api_request(struct rr_core *core, struct rr_conn *c)
 		}
 		c->owner = &api_owner;
 		c->ctx = a;
+		c->flags |= RR_CF_BODY;
 	}
 	api_next(core, c);
 }

@@ -320,14 +320,14 @@ def case_slowloris(report, binary):
                      None if data == b"" and closed else
                      "got %r, closed=%s within %.0fs" % (data[:40], closed, EVENTUALLY))
         after = local_metrics(b.port)
-        d_hs = after.sum("ringroom_handshake_timeouts") - before.sum("ringroom_handshake_timeouts")
-        d_rej = after.sum("ringroom_proxy_rejected") - before.sum("ringroom_proxy_rejected")
-        report.check("... by --handshake-timeout (ringroom_handshake_timeouts +1)",
+        d_hs = after.sum("ringroom_handshake_timeouts_total") - before.sum("ringroom_handshake_timeouts_total")
+        d_rej = after.sum("ringroom_proxy_rejected_total") - before.sum("ringroom_proxy_rejected_total")
+        report.check("... by --handshake-timeout (ringroom_handshake_timeouts_total +1)",
                      None if d_hs == 1 else "handshake_timeouts +%d" % d_hs)
         # protocol.md, "Behind a load balancer": a header that does not
         # arrive within --handshake-timeout is closed without an answer and
-        # counted in ringroom_proxy_rejected
-        report.check("... and counted in ringroom_proxy_rejected (protocol.md)",
+        # counted in ringroom_proxy_rejected_total
+        report.check("... and counted in ringroom_proxy_rejected_total (protocol.md)",
                      None if d_rej == 1 else "proxy_rejected +%d (handshake_timeouts +%d)" % (
                          d_rej, d_hs))
     except Exception as e:
@@ -375,9 +375,10 @@ backend be
                      "gets 429, 127.0.0.3 still 101",
                      None if lines == want else "got %r" % lines)
         after = local_metrics(b.port)
-        d429 = after.sum("ringroom_rejected_429") - before.sum("ringroom_rejected_429")
-        dup = after.sum("ringroom_upgrades") - before.sum("ringroom_upgrades")
-        report.check("/metrics: ringroom_rejected_429 +1, ringroom_upgrades +6",
+        d429 = code_sum(after, "ringroom_http_responses_total", "429") - \
+            code_sum(before, "ringroom_http_responses_total", "429")
+        dup = after.sum("ringroom_upgrades_total") - before.sum("ringroom_upgrades_total")
+        report.check("/metrics: ringroom_http_responses_total{code=429} +1, ringroom_upgrades_total +6",
                      None if (d429, dup) == (1, 6) else "429 +%d, upgrades +%d" % (d429, dup))
         log = [l for l in b.stderr_text().splitlines() if "answering 429" in l]
         report.check("the broker's log names the client 127.0.0.2 in the 429 line",
@@ -496,7 +497,7 @@ async def roll_run(report, hp, a, b):
             for c, ws in zip(clients[k:k + 50], socks):
                 c.ws = ws
         ma, mb = local_metrics(a.port), local_metrics(b.port)
-        on_a, on_b0 = ma.sum("ringroom_upgrades"), mb.sum("ringroom_upgrades")
+        on_a, on_b0 = ma.sum("ringroom_upgrades_total"), mb.sum("ringroom_upgrades_total")
         report.check("rolling restart: %d clients through HAProxy, on both instances" % ROLL_CLIENTS,
                      None if on_a + on_b0 == ROLL_CLIENTS and on_a > 0 and on_b0 > 0 else
                      "upgrades: rrA %d, rrB %d" % (on_a, on_b0))
@@ -537,10 +538,10 @@ async def roll_run(report, hp, a, b):
                      all(len(c.closes) <= 1 for c in clients) else
                      "%d closes, %d reconnects" % (len(codes), len(times)))
         mb1 = local_metrics(b.port)
-        report.check("rolling restart: every reconnect landed on rrB (its ringroom_upgrades "
+        report.check("rolling restart: every reconnect landed on rrB (its ringroom_upgrades_total "
                      "+%d), none on the draining rrA" % on_a,
-                     None if mb1.sum("ringroom_upgrades") - on_b0 == len(times) == on_a else
-                     "rrB upgrades +%d, reconnects %d" % (mb1.sum("ringroom_upgrades") - on_b0,
+                     None if mb1.sum("ringroom_upgrades_total") - on_b0 == len(times) == on_a else
+                     "rrB upgrades +%d, reconnects %d" % (mb1.sum("ringroom_upgrades_total") - on_b0,
                                                          len(times)))
         report.check("rolling restart: HAProxy marked rrA DOWN (/healthz 503) before rrA "
                      "closed its members",
@@ -691,6 +692,11 @@ def case_drain_grace(report, binary):
         report.fail("--drain-grace", "%s: %s" % (type(e).__name__, e))
     finally:
         report.check("drain-grace broker exits 0 on SIGTERM", b.stop())
+
+
+def code_sum(m, name, code):
+    """A coded counter's sum over cores for one code."""
+    return sum(v for labels, v in m.series(name).items() if ("code", code) in labels)
 
 
 def main():
