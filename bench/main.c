@@ -878,7 +878,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		if (rr_bench_mode_rooms(cfg->mode) && s->opened && !partial &&
 		    (s->pub_backlog_max > PUB_BACKLOG_WARN ||
 		     /* each publisher may be one message short of the schedule by rounding */
-		     (double)s->sent < 0.99 * sched - (double)rr_bench_cfg_total_pubs(cfg)))
+		     (double)s->sent < 0.99 * sched - (double)(cfg->mode == RR_BENCH_PUBLISH
+								  ? cfg->publishers
+								  : rr_bench_cfg_total_pubs(cfg))))
 			printf("  WARNING: a publisher fell %" PRIu64
 			       " messages behind its schedule (the bench or server is saturated)\n",
 			       s->pub_backlog_max);
