@@ -18,7 +18,10 @@
  * room g / M; members 0..P-1 of a room publish, as publisher id
  * room*P + member. Connection g belongs to worker g % procs, so every room
  * is spread over all workers. An echo connection is its own publisher (id
- * g) and hears only itself.
+ * g) and hears only itself. In publish mode no member publishes: the
+ * connections after the rooms' members, R*M .. R*M+K-1, are K keep-alive
+ * HTTP connections POSTing to /api/raw/{room} (see put_request), and they
+ * are the last slots of each worker.
  */
 #include "bench.h"
 #include "chat.h"
