@@ -79,6 +79,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	rr_log_level = broker.cfg.log_level;
+	rr_log_set_format(strcmp(broker.cfg.log_format, "json") == 0 ? RR_LOG_JSON : RR_LOG_TEXT);
 
 	/* Signals go to this thread only: block them before any core starts. */
 	sigemptyset(&set);
@@ -116,7 +117,7 @@ int main(int argc, char **argv)
 	struct rr_chat_config chat = {
 		.rate_per_s = broker.cfg.chat_rate,
 		.rate_burst = broker.cfg.chat_rate * 2,
-		.max_content_bytes = RR_CHAT_CONTENT_DEFAULT,
+		.max_content_bytes = (uint32_t)broker.cfg.max_chat_bytes,
 		.heartbeat_ms = (uint32_t)broker.cfg.ping_interval_ms,
 		.initial_messages = RR_CHAT_INITIAL_DEFAULT,
 	};

@@ -1,8 +1,12 @@
 /*
- * Client framing tests. The bench's masked encoder is checked against
- * ringroom's server-side codec (src/ws), and the bench's reader is fed
- * server frames made by that codec's encoder, at every split point, so the
- * two directions of the same RFC agree with each other.
+ * Client framing tests. First against an oracle that is not ringroom's:
+ * the example frames of RFC 6455 section 5.7, byte for byte (the encoder
+ * must produce the masked ones exactly, the reader must deliver the
+ * unmasked ones; frame_oracle.py adds the Python test client's encoder as a
+ * second independent oracle). Then the bench's masked encoder is checked
+ * against ringroom's server-side codec (src/ws), and the bench's reader is
+ * fed server frames made by that codec's encoder, at every split point, so
+ * the two directions of the same RFC agree with each other.
  */
 #include "../frame.c"
 
@@ -51,6 +55,112 @@ static int on_ctl(void *ctx, uint8_t op, const uint8_t *p, size_t n)
 }
 
 static const struct rr_bench_rx_ops ops = {.message = on_msg, .control = on_ctl};
+
+static ssize_t feed_bytes(const uint8_t *p, size_t n)
+{
+	struct rr_bench_rx rx = {0};
+	struct seen s = {0};
+	ssize_t r = rr_bench_rx_feed(&rx, p, n, &ops, &s);
+	rr_bench_rx_free(&rx);
+	return r;
+}
+
+/* RFC 6455 section 5.7, "Examples", copied from the RFC's text. */
+static const uint8_t rfc_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+static const uint8_t rfc_hello_unmasked[] = {0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f};
+static const uint8_t rfc_hello_masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+					   0x7f, 0x9f, 0x4d, 0x51, 0x58};
+static const uint8_t rfc_hel_lo[] = {0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f};
+static const uint8_t rfc_ping_unmasked[] = {0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f};
+static const uint8_t rfc_pong_masked[] = {0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+					  0x7f, 0x9f, 0x4d, 0x51, 0x58};
+static const uint8_t rfc_256_hdr[] = {0x82, 0x7e, 0x01, 0x00};
+static const uint8_t rfc_64k_hdr[] = {0x82, 0x7f, 0x00, 0x00, 0x00, 0x00,
+				      0x00, 0x01, 0x00, 0x00};
+
+/* Feed all of p at every split point; the events must be the same each time. */
+static struct seen feed_split(const uint8_t *p, size_t n)
+{
+	struct seen first = {0};
+	for (size_t a = 0; a <= n; a++) {
+		struct rr_bench_rx rx = {0};
+		struct seen s = {0};
+		CHECK_EQ(rr_bench_rx_feed(&rx, p, a, &ops, &s), (ssize_t)a);
+		CHECK_EQ(rr_bench_rx_feed(&rx, p + a, n - a, &ops, &s), (ssize_t)(n - a));
+		rr_bench_rx_free(&rx);
+		if (a == 0)
+			first = s;
+		CHECK_EQ(s.messages, first.messages);
+		CHECK_EQ(s.pings + s.pongs + s.closes, first.pings + first.pongs + first.closes);
+		CHECK_EQ(s.last_len, first.last_len);
+	}
+	return first;
+}
+
+static void test_rfc6455_examples(void)
+{
+	uint32_t mask;
+	uint8_t out[32];
+	size_t n;
+
+	memcpy(&mask, rfc_mask, 4); /* the key as it goes on the wire */
+	/* the encoder: a masked "Hello" and a masked Pong, byte for byte */
+	n = rr_bench_frame_encode(out, RR_BENCH_OP_TEXT, (const uint8_t *)"Hello", 5, mask);
+	CHECK_EQ(n, sizeof(rfc_hello_masked));
+	CHECK(memcmp(out, rfc_hello_masked, sizeof(rfc_hello_masked)) == 0);
+	n = rr_bench_frame_encode(out, RR_BENCH_OP_PONG, (const uint8_t *)"Hello", 5, mask);
+	CHECK_EQ(n, sizeof(rfc_pong_masked));
+	CHECK(memcmp(out, rfc_pong_masked, sizeof(rfc_pong_masked)) == 0);
+	/* 256 and 65536 bytes: the 16- and 64-bit length forms (the RFC's
+	 * frames are unmasked server frames: the same bytes with MASK set) */
+	n = rr_bench_frame_hdr(out, RR_BENCH_OP_BINARY, 256, mask);
+	CHECK_EQ(n, sizeof(rfc_256_hdr) + 4);
+	CHECK_EQ(out[0], rfc_256_hdr[0]);
+	CHECK_EQ(out[1], rfc_256_hdr[1] | 0x80);
+	CHECK(memcmp(out + 2, rfc_256_hdr + 2, 2) == 0);
+	CHECK(memcmp(out + 4, rfc_mask, 4) == 0);
+	n = rr_bench_frame_hdr(out, RR_BENCH_OP_BINARY, 65536, mask);
+	CHECK_EQ(n, sizeof(rfc_64k_hdr) + 4);
+	CHECK_EQ(out[0], rfc_64k_hdr[0]);
+	CHECK_EQ(out[1], rfc_64k_hdr[1] | 0x80);
+	CHECK(memcmp(out + 2, rfc_64k_hdr + 2, 8) == 0);
+	CHECK(memcmp(out + 10, rfc_mask, 4) == 0);
+
+	/* the reader: the unmasked examples a server sends */
+	struct seen s = feed_split(rfc_hello_unmasked, sizeof(rfc_hello_unmasked));
+	CHECK_EQ(s.messages, 1);
+	CHECK_EQ(s.last_op, RR_BENCH_OP_TEXT);
+	CHECK_EQ(s.last_len, 5);
+	CHECK(s.stamp_len == 5 && memcmp(s.stamp, "Hello", 5) == 0);
+	s = feed_split(rfc_hel_lo, sizeof(rfc_hel_lo));
+	CHECK_EQ(s.messages, 1);
+	CHECK_EQ(s.last_op, RR_BENCH_OP_TEXT);
+	CHECK_EQ(s.last_len, 5);
+	CHECK(s.stamp_len == 5 && memcmp(s.stamp, "Hello", 5) == 0);
+	s = feed_split(rfc_ping_unmasked, sizeof(rfc_ping_unmasked));
+	CHECK_EQ(s.pings, 1);
+	CHECK_EQ(s.messages, 0);
+	CHECK(s.ctrl_len == 5 && memcmp(s.ctrl, "Hello", 5) == 0);
+	/* the masked examples are client frames: a server must not send them */
+	CHECK_EQ(feed_bytes(rfc_hello_masked, sizeof(rfc_hello_masked)), -EPROTO);
+	CHECK_EQ(feed_bytes(rfc_pong_masked, sizeof(rfc_pong_masked)), -EPROTO);
+	/* 256 bytes and 64 KiB in one unmasked binary frame each */
+	static uint8_t big[10 + 65536];
+	memcpy(big, rfc_256_hdr, sizeof(rfc_256_hdr));
+	memset(big + sizeof(rfc_256_hdr), 0x5a, 256);
+	s = feed_split(big, sizeof(rfc_256_hdr) + 256);
+	CHECK_EQ(s.messages, 1);
+	CHECK_EQ(s.last_op, RR_BENCH_OP_BINARY);
+	CHECK_EQ(s.last_len, 256);
+	memcpy(big, rfc_64k_hdr, sizeof(rfc_64k_hdr));
+	memset(big + sizeof(rfc_64k_hdr), 0x5a, 65536);
+	struct rr_bench_rx rx = {0};
+	struct seen s64 = {0};
+	CHECK_EQ(rr_bench_rx_feed(&rx, big, sizeof(big), &ops, &s64), (ssize_t)sizeof(big));
+	rr_bench_rx_free(&rx);
+	CHECK_EQ(s64.messages, 1);
+	CHECK_EQ(s64.last_len, 65536);
+}
 
 static void test_encode_roundtrip(void)
 {
@@ -247,15 +357,6 @@ static void test_reader_splits(void)
 	CHECK_EQ(s3.last_len, 5);
 }
 
-static ssize_t feed_bytes(const uint8_t *p, size_t n)
-{
-	struct rr_bench_rx rx = {0};
-	struct seen s = {0};
-	ssize_t r = rr_bench_rx_feed(&rx, p, n, &ops, &s);
-	rr_bench_rx_free(&rx);
-	return r;
-}
-
 static void test_reader_errors(void)
 {
 	const uint8_t masked[] = {0x82, 0x81, 1, 2, 3, 4, 5};
@@ -286,6 +387,7 @@ static void test_reader_errors(void)
 
 int main(void)
 {
+	test_rfc6455_examples();
 	test_encode_roundtrip();
 	test_stamp();
 	test_reader_splits();

@@ -243,6 +243,11 @@ int rr_jwt_verify(const char *token, size_t len, const uint8_t *secret, size_t s
 	return rc;
 }
 
+int rr_jwt_require_exp(const struct rr_jwt_claims *claims)
+{
+	return claims->exp != 0 ? 0 : -ENODATA;
+}
+
 const char *rr_jwt_strerror(int rc)
 {
 	switch (rc) {
@@ -256,6 +261,8 @@ const char *rr_jwt_strerror(int rc)
 		return "bad signature";
 	case -ETIME:
 		return "token expired or not yet valid";
+	case -ENODATA:
+		return "token has no exp claim";
 	case -ENOMEM:
 		return "out of memory";
 	default:

@@ -28,6 +28,9 @@
  *     Other claims (iat, iss, aud, ...) are ignored.
  *   - time: valid iff (no exp or now < exp) and (no nbf or nbf <= now)
  *     (RFC 7519 4.1.4/4.1.5), no leeway: pass a skewed now to allow some.
+ *   - exp is optional HERE; the broker requires it (a token without one
+ *     would be valid forever): callers check rr_jwt_require_exp() after
+ *     rr_jwt_verify(), and skip it only under --allow-no-exp.
  */
 #ifndef RR_AUTH_JWT_H
 #define RR_AUTH_JWT_H
@@ -81,7 +84,13 @@ struct rr_jwt_claims {
 int rr_jwt_verify(const char *token, size_t len, const uint8_t *secret, size_t secret_len,
 		  uint64_t now_s, struct rr_jwt_claims *out);
 
-/* A short fixed reason for a return value of rr_jwt_verify, for logs
+/* 0 when the verified claims carry an exp, else -ENODATA ("token has no exp
+ * claim"). Separate from rr_jwt_verify so the policy (--allow-no-exp) stays
+ * with the caller. */
+int rr_jwt_require_exp(const struct rr_jwt_claims *claims);
+
+/* A short fixed reason for a return value of rr_jwt_verify or
+ * rr_jwt_require_exp, for logs and the 401's error_description
  * ("malformed token", "bad signature", "token expired or not yet valid", ...).
  * Never includes token text. */
 const char *rr_jwt_strerror(int rc);

@@ -9,6 +9,7 @@
 #include "conn/conn.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "net/iplimit.h"
 #include "tls/tls.h"
 
@@ -87,6 +88,7 @@ static void on_accepted(struct rr_core *core, int slot, const struct sockaddr *p
 		io_uring_sqe_set_data64(sqe, 0);
 		return;
 	}
+	c->accepted_ns = rr_now_ns();
 	unsigned live = atomic_fetch_add(&b->live_conns, 1) + 1;
 	c->flags |= RR_CF_COUNTED;
 	/* past --max-connections, or this core's fixed-file table nearly full

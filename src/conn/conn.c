@@ -220,7 +220,6 @@ int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 		rr_conn_peer(c, peer, sizeof(peer));
 		rr_info("conn %u (%s): slow consumer (%llu bytes queued), closing with 1013", c->idx,
 			peer, (unsigned long long)queued);
-		RR_STAT_INC(core, closes_1013);
 		rr_outq_drop_unsent(&c->out, &rr_conns(core)->pool);
 		c->flags &= ~RR_CF_HOLD;
 		rr_conn_close(core, c, RR_WS_CLOSE_TRY_LATER, "slow consumer");
@@ -287,11 +286,30 @@ int rr_conn_pong(struct rr_core *core, struct rr_conn *c, const uint8_t *p, size
 
 /* ---- leaving: deferred to the settle step --------------------------------- */
 
+/* One line per WebSocket connection at its open and at its close: client,
+ * room, close code, lifetime (--log-format text or json). */
+static void log_conn(const struct rr_conn *c, const char *event, uint16_t code)
+{
+	char peer[64];
+	const char *room = "";
+	size_t room_len = 0;
+	if (RR_LOG_INFO > rr_log_level)
+		return;
+	rr_conn_peer(c, peer, sizeof(peer));
+	if (c->owner && c->owner->room)
+		room_len = c->owner->room(c, &room);
+	rr_log_event(RR_LOG_INFO, event, "conn=%u peer=%s route=%u room=%.*s code=%u ms=%llu", c->idx,
+		     peer, c->route, (int)room_len, room, code,
+		     (unsigned long long)((rr_now_ns() - c->accepted_ns) / 1000000));
+}
+
 static void queue_leave(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean)
 {
 	struct rr_conns *cs = rr_conns(core);
 	if (c->owner == NULL || (c->flags & RR_CF_LEAVING))
 		return;
+	if (c->flags & RR_CF_MEMBER)
+		log_conn(c, "conn_close", code);
 	if (cs->nleaving == cs->leaving_cap) {
 		uint32_t cap = cs->leaving_cap ? cs->leaving_cap * 2 : 64;
 		struct rr_conn **a = realloc(cs->leaving, cap * sizeof(*a));
@@ -352,6 +370,7 @@ void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const
 {
 	if (c->state != RR_CONN_OPEN)
 		return;
+	RR_STAT_CLOSE(core, code); /* ringroom_closes_total{code}: every close the broker starts */
 	c->state = RR_CONN_CLOSING;
 	queue_leave(core, c, code, code == RR_WS_CLOSE_NORMAL || code == RR_WS_CLOSE_GOING_AWAY);
 	queue_close(core, c, code, reason);
@@ -374,12 +393,6 @@ void rr_conn_peer_closed(struct rr_core *core, struct rr_conn *c, uint16_t code)
 /* A protocol failure: send the close code, ignore the peer from now on. */
 void rr_conn_fail(struct rr_core *core, struct rr_conn *c, uint16_t code)
 {
-	switch (code) {
-	case RR_WS_CLOSE_PROTOCOL: RR_STAT_INC(core, closes_1002); break;
-	case RR_WS_CLOSE_INVALID_DATA: RR_STAT_INC(core, closes_1007); break;
-	case RR_WS_CLOSE_TOO_BIG: RR_STAT_INC(core, closes_1009); break;
-	default: break;
-	}
 	char peer[64];
 	rr_conn_peer(c, peer, sizeof(peer));
 	rr_info("conn %u (%s): protocol failure, closing with %u", c->idx, peer, code);
@@ -551,7 +564,6 @@ static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 		if (now_ms - c->last_rx_ms >= cfg->idle_timeout_ms) {
 			rr_debug("conn %u: idle for %llu ms, closing with 4008", c->idx,
 				 (unsigned long long)(now_ms - c->last_rx_ms));
-			RR_STAT_INC(core, closes_4008);
 			rr_conn_close(core, c, RR_WS_CLOSE_IDLE, "idle timeout");
 			return;
 		}
@@ -600,6 +612,8 @@ int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[2
 	rr_frame_unref(f);
 	c->state = RR_CONN_OPEN;
 	c->flags |= RR_CF_MEMBER;
+	RR_HIST_OBSERVE(core, handshake_seconds, rr_now_ns() - c->accepted_ns);
+	log_conn(c, "conn_open", 0);
 	c->out.keep_head = true; /* the 101: never dropped unsent */
 	core->members_live++;
 	RR_STAT_INC(core, upgrades);

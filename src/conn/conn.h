@@ -22,7 +22,8 @@
  * once per iteration with every queued node (corking).
  *
  * Input is budgeted: a connection delivers at most RR_INPUT_MESSAGES_MAX
- * messages per iteration; the rest waits in its input backlog, and while
+ * messages per pass (a receive, or a settle step: so at most twice that
+ * between two flushes); the rest waits in its input backlog, and while
  * that passes RR_INPUT_BACKLOG_MAX its receive is cancelled, so TCP pushes
  * back on the sender.
  */
@@ -106,6 +107,8 @@ struct rr_conn_owner {
 	void (*writable)(struct rr_core *core, struct rr_conn *c);
 	/* the slot is being freed: drop what the owner attached (ctx) */
 	void (*release)(struct rr_core *core, struct rr_conn *c);
+	/* the room's name for logs (its length; 0 when none) */
+	size_t (*room)(const struct rr_conn *c, const char **name);
 };
 
 struct rr_conn {
@@ -132,6 +135,7 @@ struct rr_conn {
 	uint32_t member_idx;
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
+	uint64_t accepted_ns; /* monotonic: the handshake histogram, lifetimes in logs */
 
 	struct rr_timer timer;
 	struct rr_ws_rx rx;

@@ -26,6 +26,8 @@
 struct rr_handoff {
 	uint32_t home;
 	uint32_t len;
+	uint64_t accepted_ns; /* the same monotonic clock on every core */
+	struct rr_addr peer;
 	struct rr_ip_entry *ip;
 	struct rr_tls *tls; /* moves with the socket: keys, buffered records */
 	uint8_t record[];
@@ -47,6 +49,8 @@ void rr_conn_handoff(struct rr_core *core, struct rr_conn *c, unsigned home, con
 	h->len = (uint32_t)len;
 	h->ip = c->ip;
 	h->tls = c->tls;
+	h->accepted_ns = c->accepted_ns;
+	h->peer = c->peer;
 	memcpy(h->record, record, len);
 
 	free(c->hs);
@@ -135,6 +139,8 @@ void rr_handoff_on_in(struct rr_core *core, const struct io_uring_cqe *cqe)
 	c->flags |= RR_CF_COUNTED;
 	c->ip = h->ip;
 	c->tls = h->tls;
+	c->accepted_ns = h->accepted_ns;
+	c->peer = h->peer;
 	/* bounded like any handshake: a room load or session lookup may wait */
 	rr_conn_set_deadline(core, c, core->now_ms + core->broker->cfg.handshake_timeout_ms);
 	rr_conn_gate->arrived(core, c, h->record, h->len);

@@ -79,21 +79,26 @@ static const struct rr_ws_rx_ops ws_ops = {
 };
 
 /* Decode up to the budget; returns the bytes taken (n unless the budget
- * stopped an open connection). */
+ * stopped an open connection). A connection that a message closed reads on
+ * for the peer's close frame (its data messages are dropped). */
 static size_t ws_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
 {
-	if (c->flags & RR_CF_INPUT_DONE)
-		return n;
 	struct rr_ws_limits lim = {.message_bytes_max = core->broker->cfg.max_message_bytes};
-	uint16_t code = 0;
-	tl_budget = RR_INPUT_MESSAGES_MAX;
-	ssize_t rc = rr_ws_rx_feed(&c->rx, p, n, &lim, &ws_ops, c, &code);
-	if (rc < 0) {
-		rr_conn_fail(core, c, code ? code : RR_WS_CLOSE_PROTOCOL);
-		return n;
+	size_t off = 0;
+	while (off < n && !(c->flags & RR_CF_INPUT_DONE)) {
+		uint16_t code = 0;
+		tl_budget = RR_INPUT_MESSAGES_MAX;
+		ssize_t rc = rr_ws_rx_feed(&c->rx, p + off, n - off, &lim, &ws_ops, c, &code);
+		if (rc < 0) {
+			rr_conn_fail(core, c, code ? code : RR_WS_CLOSE_PROTOCOL);
+			return n;
+		}
+		off += (size_t)rc;
+		if (off < n && c->state == RR_CONN_OPEN)
+			return off; /* over budget: the rest waits */
+		if (rc == 0 || c->state != RR_CONN_CLOSING)
+			break;
 	}
-	if ((size_t)rc < n && c->state == RR_CONN_OPEN && !(c->flags & RR_CF_INPUT_DONE))
-		return (size_t)rc;
 	return n;
 }
 

@@ -34,7 +34,13 @@ static void node_free(struct rr_out_pool *p, struct rr_out *o)
 {
 	if (o->f) {
 		rr_frame_unref(o->f);
-		free(o);
+		if (p->nrefs < RR_OUT_REF_POOL_MAX) {
+			o->next = p->free_refs;
+			p->free_refs = o;
+			p->nrefs++;
+		} else {
+			free(o);
+		}
 	} else if (p->n < RR_OUT_POOL_MAX) {
 		o->next = p->free;
 		p->free = o;
@@ -44,11 +50,17 @@ static void node_free(struct rr_out_pool *p, struct rr_out *o)
 	}
 }
 
-static struct rr_out *ref_node(struct rr_frame *f)
+static struct rr_out *ref_node(struct rr_out_pool *p, struct rr_frame *f)
 {
-	struct rr_out *o = malloc(sizeof(*o));
-	if (o == NULL)
-		return NULL;
+	struct rr_out *o = p->free_refs;
+	if (o) {
+		p->free_refs = o->next;
+		p->nrefs--;
+	} else {
+		o = malloc(sizeof(*o));
+		if (o == NULL)
+			return NULL;
+	}
 	o->next = NULL;
 	o->f = rr_frame_ref(f);
 	o->off = 0;
@@ -75,6 +87,13 @@ void rr_out_pool_free(struct rr_out_pool *p)
 	}
 	p->free = NULL;
 	p->n = 0;
+	for (o = p->free_refs; o;) {
+		struct rr_out *next = o->next;
+		free(o);
+		o = next;
+	}
+	p->free_refs = NULL;
+	p->nrefs = 0;
 }
 
 static void append_node(struct rr_out **head, struct rr_out **tail, struct rr_out *o)
@@ -92,19 +111,24 @@ int rr_outq_push(struct rr_outq *q, struct rr_out_pool *p, struct rr_frame *f, b
 	struct rr_out **head = held ? &q->held_head : &q->head;
 	struct rr_out **tail = held ? &q->held_tail : &q->tail;
 	struct rr_out *t = *tail;
-	if (f->len <= RR_OUT_COPY_MAX && t && t->f == NULL && RR_OUT_CHUNK - t->len >= f->len) {
+	/* copy while the queue is short (its chunks stay in cache, one iovec
+	 * carries many frames); a long queue (a slow reader, overload) takes
+	 * references to the shared frame, whose bytes stay hot for every
+	 * member, instead of a cold copy per member */
+	bool copy = f->len <= RR_OUT_COPY_MAX && q->bytes < RR_OUT_COPY_QUEUED_MAX;
+	if (copy && t && t->f == NULL && RR_OUT_CHUNK - t->len >= f->len) {
 		memcpy(t->data + t->len, f->data, f->len);
 		t->len += f->len;
 	} else {
 		struct rr_out *o;
-		if (f->len <= RR_OUT_COPY_MAX) {
+		if (copy) {
 			o = chunk_get(p);
 			if (o == NULL)
 				return -ENOMEM;
 			memcpy(o->data, f->data, f->len);
 			o->len = f->len;
 		} else {
-			o = ref_node(f);
+			o = ref_node(p, f);
 			if (o == NULL)
 				return -ENOMEM;
 		}
@@ -130,9 +154,13 @@ int rr_outq_pong(struct rr_outq *q, struct rr_frame *f)
 		q->bulk += f->len;
 		return 0;
 	}
-	struct rr_out *o = ref_node(f);
+	struct rr_out *o = malloc(sizeof(*o)); /* pooled by node_free once sent */
 	if (o == NULL)
 		return -ENOMEM;
+	o->next = NULL;
+	o->f = rr_frame_ref(f);
+	o->off = 0;
+	o->len = f->len;
 	append_node(&q->head, &q->tail, o);
 	q->bytes += o->len;
 	q->bulk += o->len;

@@ -33,10 +33,12 @@ struct rr_out {
 	uint8_t data[];
 };
 
-/* Free chunks, per core. */
+/* Free chunks and free reference nodes, per core. */
 struct rr_out_pool {
 	struct rr_out *free;
 	uint32_t n;
+	struct rr_out *free_refs;
+	uint32_t nrefs;
 };
 
 struct rr_outq {

@@ -84,8 +84,14 @@
  * iovecs per send); larger ones are queued by reference. A core keeps at
  * most RR_OUT_POOL_MAX free chunks. */
 #define RR_OUT_CHUNK 2048
+#ifndef RR_OUT_COPY_MAX
 #define RR_OUT_COPY_MAX 512
+#endif
+#ifndef RR_OUT_COPY_QUEUED_MAX
+#define RR_OUT_COPY_QUEUED_MAX (16u << 10)
+#endif
 #define RR_OUT_POOL_MAX 4096
+#define RR_OUT_REF_POOL_MAX 65536
 
 /* Bulk output (replays, history) is pulled: the next page is read when the
  * member's queue is below this. */
@@ -97,7 +103,9 @@
 /* Frames gathered in one sendmsg, and bytes per send: past these the rest
  * goes in the next send (the completion re-flushes at once). */
 #define RR_SEND_IOV_MAX 256
+#ifndef RR_SEND_BYTES_MAX
 #define RR_SEND_BYTES_MAX (1u << 20)
+#endif
 
 /* Fixed-file slots a core keeps free for connections other cores hand to
  * it: a new connection past slots - reserve is answered 503. */

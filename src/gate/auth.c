@@ -7,6 +7,8 @@
 #include "auth/jwt.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "http/http_reply.h"
+#include "reactor/loop.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -64,22 +66,32 @@ static bool find_token(const struct rr_http_req *req, char *out, size_t cap, cha
 }
 
 int rr_gate_authenticate(const struct rr_http_req *req, const char *who, struct rr_identity *id,
-			 bool *has_id, char *protocol, size_t pcap)
+			 bool *has_id, char *protocol, size_t pcap, struct rr_frame **reply)
 {
 	char token[RR_JWT_TOKEN_MAX + 1];
 	bool have = find_token(req, token, sizeof(token), protocol, pcap);
+	*reply = NULL;
 	if (rr_gate_cfg.auth_secret_len == 0)
 		return 0;
 	if (!have) {
 		rr_info("%s: no token, answering 401", who);
+		*reply = rr_http_response_401("invalid_request", "no token");
 		return 401;
 	}
 	struct rr_jwt_claims cl;
 	int rc = rr_jwt_verify(token, strlen(token), rr_gate_cfg.auth_secret,
 			       rr_gate_cfg.auth_secret_len, rr_wall_ms() / 1000, &cl);
 	explicit_bzero(token, sizeof(token));
+	if (rc == 0) {
+		/* exp is required unless --allow-no-exp: a token without one
+		 * would be good forever */
+		const struct rr_core *core = rr_core_current();
+		if (core == NULL || !core->broker->cfg.allow_no_exp)
+			rc = rr_jwt_require_exp(&cl);
+	}
 	if (rc < 0) {
 		rr_info("%s: token refused (%s), answering 401", who, rr_jwt_strerror(rc));
+		*reply = rr_http_response_401("invalid_token", rr_jwt_strerror(rc));
 		return 401;
 	}
 	memset(id, 0, sizeof(*id));

@@ -17,6 +17,10 @@
 
 #define ROOM_NAME_MAX 128
 
+/* src/http/ringroom.js, embedded at build time like the page */
+extern const char rr_ringroom_js[];
+extern const unsigned long rr_ringroom_js_len;
+
 struct route_owner {
 	rr_gate_open_fn *open;
 	bool auth;
@@ -104,11 +108,13 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home,
 	if (u->id)
 		r->id = *u->id;
 	r->query_len = (uint32_t)u->query_len;
-	memcpy(r->bytes, u->query, u->query_len);
+	if (u->query_len)
+		memcpy(r->bytes, u->query, u->query_len);
 	r->protocol_len = (uint32_t)plen;
 	memcpy(r->bytes + u->query_len, u->protocol, plen + 1);
 	r->extra_len = (uint32_t)u->extra_len;
-	memcpy(r->bytes + u->query_len + plen + 1, u->extra, u->extra_len);
+	if (u->extra_len)
+		memcpy(r->bytes + u->query_len + plen + 1, u->extra, u->extra_len);
 	rr_conn_handoff(core, c, home, r, len);
 	free(r);
 }
@@ -143,6 +149,22 @@ static void answer_plain(struct rr_core *core, struct rr_conn *c, enum rr_route_
 	}
 }
 
+/* --metrics-token: /metrics needs "Authorization: Bearer <token>" (compared
+ * in constant time). */
+static bool metrics_allowed(const struct rr_config *cfg, const struct rr_http_req *req)
+{
+	size_t n = strlen(cfg->metrics_token);
+	struct rr_http_str tok;
+	if (n == 0)
+		return true;
+	if (!rr_http_bearer(req->authorization, &tok) || tok.n != n)
+		return false;
+	uint8_t d = 0;
+	for (size_t i = 0; i < n; i++)
+		d |= (uint8_t)(tok.p[i] ^ cfg->metrics_token[i]);
+	return d == 0;
+}
+
 static void request_complete(struct rr_core *core, struct rr_conn *c, size_t head_len,
 			     struct rr_http_req *req)
 {
@@ -166,8 +188,11 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 		}
 	}
 	bool draining = atomic_load_explicit(&b->draining, memory_order_relaxed);
+	/* GET /ringroom.js: the client library (src/http/ringroom.js) */
+	bool js = rt.kind == RR_ROUTE_NONE && req->path.n == 12 &&
+		  memcmp(req->path.p, "/ringroom.js", 12) == 0;
 
-	switch (rt.kind) {
+	switch (js ? RR_ROUTE_INDEX : rt.kind) {
 	case RR_ROUTE_HEALTHZ:
 	case RR_ROUTE_METRICS:
 	case RR_ROUTE_INDEX: {
@@ -179,7 +204,17 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 		}
 		if (head)
 			c->flags |= RR_CF_HEAD; /* the answer goes out without its body */
-		answer_plain(core, c, rt.kind);
+		if (rt.kind == RR_ROUTE_METRICS && !metrics_allowed(&b->cfg, req)) {
+			rr_info("%s: /metrics without the --metrics-token, answering 401", who);
+			rr_conn_reply(core, c, 401, NULL);
+			return;
+		}
+		if (js)
+			rr_conn_reply(core, c, 200,
+				      rr_http_response(200, "text/javascript; charset=utf-8",
+						       rr_ringroom_js, rr_ringroom_js_len));
+		else
+			answer_plain(core, c, rt.kind);
 		return;
 	}
 	case RR_ROUTE_BAD_ROOM:
@@ -207,9 +242,11 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 	bool has_id = false;
 	char protocol[RR_JWT_TOKEN_MAX + 16] = "";
 	if (routes[rt.kind].auth) {
-		int st = rr_gate_authenticate(req, who, &ident, &has_id, protocol, sizeof(protocol));
+		struct rr_frame *reply;
+		int st = rr_gate_authenticate(req, who, &ident, &has_id, protocol, sizeof(protocol),
+					      &reply);
 		if (st != 0) {
-			rr_conn_reply(core, c, st, NULL);
+			rr_conn_reply(core, c, st, reply);
 			return;
 		}
 	}

@@ -6,9 +6,16 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <stdarg.h>
 #include <stdio.h>
+
+/* The version for ringroom_build_info: main.c's, until meson passes it to
+ * every file (-DRINGROOM_VERSION from meson.project_version()). */
+#ifndef RINGROOM_VERSION
+#define RINGROOM_VERSION "0.1.0"
+#endif
 
 static size_t put(char *buf, size_t cap, size_t n, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -26,12 +33,50 @@ static size_t put(char *buf, size_t cap, size_t n, const char *fmt, ...)
 	return n + (size_t)m >= cap ? cap - 1 : n + (size_t)m;
 }
 
+/* The exposed name: a counter's ends in _total. */
+static const char *metric_name(char out[96], const char *base, const char *kind)
+{
+	snprintf(out, 96, "%s%s", base, strcmp(kind, "counter") == 0 ? "_total" : "");
+	return out;
+}
+
+/* Add one core's histogram to *sum (relaxed loads, like the counters). */
+static void hist_add(struct rr_hist *sum, const struct rr_hist *h)
+{
+	for (unsigned k = 0; k <= RR_HIST_BUCKETS; k++)
+		sum->bucket[k] += __atomic_load_n(&h->bucket[k], __ATOMIC_RELAXED);
+	sum->sum_ns += __atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED);
+}
+
+/* _bucket lines (cumulative, le in seconds), _sum and _count. */
+static size_t render_hist(char *buf, size_t cap, size_t n, const char *name,
+			  const struct rr_hist *h)
+{
+	uint64_t cum = 0;
+	for (unsigned k = 0; k < RR_HIST_BUCKETS; k++) {
+		cum += h->bucket[k];
+		n = put(buf, cap, n, "%s_bucket{le=\"%g\"} %llu\n", name,
+			(double)(1ull << k) * 1e-6, (unsigned long long)cum);
+	}
+	cum += h->bucket[RR_HIST_BUCKETS];
+	n = put(buf, cap, n,
+		"%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name,
+		(unsigned long long)cum, name, (double)h->sum_ns / 1e9, name,
+		(unsigned long long)cum);
+	return n;
+}
+
 static size_t render(const struct rr_broker *b, char *buf, size_t cap)
 {
+	char mname[96];
 	size_t n = 0;
 	if (cap == 0)
 		return 0;
 	buf[0] = '\0';
+	n = put(buf, cap, n, "# HELP ringroom_build_info the running build (always 1)\n"
+			     "# TYPE ringroom_build_info gauge\n"
+			     "ringroom_build_info{version=\"%s\"} 1\n",
+		RINGROOM_VERSION);
 	n = put(buf, cap, n, "# HELP ringroom_uptime_seconds seconds since start\n"
 			     "# TYPE ringroom_uptime_seconds gauge\n"
 			     "ringroom_uptime_seconds %.3f\n",
@@ -45,21 +90,49 @@ static size_t render(const struct rr_broker *b, char *buf, size_t cap)
 			     "ringroom_draining %d\n",
 		atomic_load_explicit(&b->draining, memory_order_relaxed) ? 1 : 0);
 #define RR_STAT_RENDER(name, kind, help)                                                   \
-	n = put(buf, cap, n, "# HELP ringroom_" #name " " help "\n# TYPE ringroom_" #name     \
-			     " " #kind "\n");                                              \
+	n = put(buf, cap, n, "# HELP %s " help "\n# TYPE %s " #kind "\n",                     \
+		metric_name(mname, "ringroom_" #name, #kind),                               \
+		metric_name(mname, "ringroom_" #name, #kind));                              \
 	for (unsigned i = 0; i < b->ncores; i++)                                           \
-		n = put(buf, cap, n, "ringroom_" #name "{core=\"%u\"} %llu\n", i,          \
+		n = put(buf, cap, n, "%s{core=\"%u\"} %llu\n", mname, i,                    \
 			(unsigned long long)__atomic_load_n(&b->cores[i].stats.name,       \
 							    __ATOMIC_RELAXED));
 	RR_STATS(RR_STAT_RENDER)
 #undef RR_STAT_RENDER
+	/* one family's codes are adjacent: HELP and TYPE before the first */
+	const char *family = "";
+#define RR_STAT_CODED_RENDER(name, fam, code)                                              \
+	if (strcmp(family, #fam) != 0) {                                                   \
+		family = #fam;                                                             \
+		n = put(buf, cap, n,                                                       \
+			"# HELP ringroom_" #fam " " RR_STATS_CODED_HELP_##fam              \
+			"\n# TYPE ringroom_" #fam " counter\n");                           \
+	}                                                                                  \
+	for (unsigned i = 0; i < b->ncores; i++)                                           \
+		n = put(buf, cap, n, "ringroom_" #fam "{core=\"%u\",code=\"" #code "\"} %llu\n", \
+			i,                                                                 \
+			(unsigned long long)__atomic_load_n(&b->cores[i].stats.name,       \
+							    __ATOMIC_RELAXED));
+	RR_STATS_CODED(RR_STAT_CODED_RENDER)
+#undef RR_STAT_CODED_RENDER
+#define RR_HIST_RENDER(name, help)                                                         \
+	{                                                                                  \
+		struct rr_hist h = {{0}, 0};                                               \
+		for (unsigned i = 0; i < b->ncores; i++)                                   \
+			hist_add(&h, &b->cores[i].stats.name);                             \
+		n = put(buf, cap, n,                                                       \
+			"# HELP ringroom_" #name " " help "\n# TYPE ringroom_" #name         \
+			" histogram\n");                                                    \
+		n = render_hist(buf, cap, n, "ringroom_" #name, &h);                       \
+	}
+	RR_HISTS(RR_HIST_RENDER)
+#undef RR_HIST_RENDER
 	if (rr_gate_cfg.store) {
 		struct rr_store_stats st;
 		rr_store_stats_get(rr_gate_cfg.store, &st);
 #define STORE_STAT(name, kind, help, v)                                                    \
-	n = put(buf, cap, n,                                                               \
-		"# HELP ringroom_store_" name " " help "\n# TYPE ringroom_store_" name " " kind \
-		"\nringroom_store_" name " %llu\n",                                            \
+	n = put(buf, cap, n, "# HELP %s " help "\n# TYPE %s " kind "\n%s %llu\n",              \
+		metric_name(mname, "ringroom_store_" name, kind), mname, mname,            \
 		(unsigned long long)(v))
 		STORE_STAT("submitted", "counter", "storage requests accepted", st.submitted);
 		STORE_STAT("rejected", "counter", "storage requests refused: queue full",
@@ -71,6 +144,14 @@ static size_t render(const struct rr_broker *b, char *buf, size_t cap)
 			   st.batch_failures);
 		STORE_STAT("trimmed", "counter", "messages removed by retention", st.trimmed);
 		STORE_STAT("queued", "gauge", "storage requests waiting now", st.queued);
+		STORE_STAT("post_failures", "counter",
+			   "completion posts a core's ring refused (held, retried)", st.post_failures);
+		STORE_STAT("post_retries", "counter", "held completions delivered by a retry",
+			   st.post_retries);
+		STORE_STAT("post_pending", "gauge", "completions held for a refusing ring now",
+			   st.post_pending);
+		STORE_STAT("post_abandoned", "counter", "held completions given up at close",
+			   st.post_abandoned);
 #undef STORE_STAT
 	}
 	return n;

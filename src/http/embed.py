@@ -1,5 +1,5 @@
-"""Build step: turn a file into a C string constant (used for the page served
-at GET /). usage: embed.py INPUT OUTPUT SYMBOL"""
+"""Build step: turn a file into a C string constant (the page served at GET /
+and the client library served at GET /ringroom.js). usage: embed.py INPUT OUTPUT SYMBOL"""
 import sys
 
 src, out, sym = sys.argv[1], sys.argv[2], sys.argv[3]

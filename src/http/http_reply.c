@@ -1,5 +1,6 @@
 /* Plain HTTP answers: see http_reply.h. */
 #include "http/http_reply.h"
+#include "http/http.h"
 #include "core/limits.h"
 
 #include <stdio.h>
@@ -7,27 +8,15 @@
 
 const char *rr_http_reason(int status)
 {
-	switch (status) {
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 426: return "Upgrade Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Error";
-	}
+	return rr_http_status_text(status); /* one table: http_route.c */
 }
 
-struct rr_frame *rr_http_response(int status, const char *content_type, const void *body,
-				  size_t body_len)
+/* The response with extra header lines (each ending in CRLF) after the
+ * ones the status requires. */
+static struct rr_frame *response(int status, const char *content_type, const void *body,
+				 size_t body_len, const char *more)
 {
-	char head[512];
+	char head[1024];
 	char deflt[64];
 	const char *extra = "";
 
@@ -50,15 +39,56 @@ struct rr_frame *rr_http_response(int status, const char *content_type, const vo
 			 "Content-Type: %s\r\n"
 			 "Content-Length: %zu\r\n"
 			 "Cache-Control: no-store\r\n"
-			 "%s"
+			 "%s%s"
 			 "Connection: close\r\n\r\n",
-			 status, rr_http_reason(status), content_type, body_len, extra);
+			 status, rr_http_reason(status), content_type, body_len, extra, more);
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return NULL;
 	struct rr_frame *f = rr_frame_new((size_t)n + body_len);
 	if (f == NULL)
 		return NULL;
 	memcpy(f->data, head, (size_t)n);
 	memcpy(f->data + n, body, body_len);
 	return f;
+}
+
+struct rr_frame *rr_http_response(int status, const char *content_type, const void *body,
+				  size_t body_len)
+{
+	return response(status, content_type, body, body_len, "");
+}
+
+/* s as the body of a quoted-string (RFC 9110 5.6.4), at most cap-1 bytes:
+ * '"' and '\\' escaped; control bytes, which a header may not carry,
+ * become spaces. */
+static void quoted(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	for (; s && *s && n + 3 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			out[n++] = '\\';
+		out[n++] = ch < 0x20 || ch == 0x7F ? ' ' : (char)ch;
+	}
+	out[n] = '\0';
+}
+
+struct rr_frame *rr_http_response_401(const char *error, const char *description)
+{
+	char err[64], desc[200], hdr[384], body[224];
+	quoted(err, sizeof(err), error);
+	quoted(desc, sizeof(desc), description);
+	snprintf(hdr, sizeof(hdr),
+		 "WWW-Authenticate: Bearer realm=\"ringroom\", error=\"%s\", "
+		 "error_description=\"%s\"\r\n",
+		 err, desc);
+	int bn = snprintf(body, sizeof(body), "401 Unauthorized: %s\n",
+			  description ? description : error);
+	if (bn < 0)
+		return NULL;
+	if ((size_t)bn >= sizeof(body))
+		bn = sizeof(body) - 1;
+	return response(401, "text/plain; charset=utf-8", body, (size_t)bn, hdr);
 }
 
 struct rr_frame *rr_http_switching(const char accept[29], const char *protocol)

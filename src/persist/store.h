@@ -13,6 +13,13 @@
  * data; the core never touches RocksDB. This file is the only interface:
  * nothing outside src/persist/ includes rocksdb/c.h.
  *
+ * Delivery: every accepted request completes exactly once. A completion the
+ * kernel will not post to its core's ring (the ring refuses MSG_RING for a
+ * while) is held by the worker and posted again after a short back-off;
+ * completions for one core arrive in the order the worker finished them,
+ * later ones waiting behind a held one. Held completions count against the
+ * core's queue quota (rr_store_submit then says -EAGAIN).
+ *
  * Ordering: requests are executed in submission order as seen by the queue,
  * except that within one drain all writes are committed before the reads of
  * that drain run. So a read sees every write submitted before it (by any
@@ -122,6 +129,11 @@ int rr_store_open(struct rr_store **out, const struct rr_store_opts *opts, char 
  * store. Completions of the drained requests are still posted to the cores'
  * rings, so those rings must stay open until this returns (their CQEs can be
  * reaped afterwards). No core may call rr_store_submit once it has returned.
+ * A completion whose ring still refuses it about 2 s after the queue is empty
+ * (at once if the ring is gone: -EBADF, -EOWNERDEAD) is not delivered: its
+ * results are freed (rr_store_req_release), its done() never runs, the
+ * request memory stays the submitter's, and it is logged and counted in
+ * post_abandoned. Bounded: returns within the drain plus about 2 s.
  * Blocking: call from the main thread at shutdown (SIGTERM). NULL is accepted.
  */
 void rr_store_close(struct rr_store *s);
@@ -267,12 +279,16 @@ struct rr_store_req {
 		struct rr_store_session session; /* SESSION_GET */
 		void *_buf;			 /* the one result allocation */
 	} out;
+
+	/* ---- private to the store ---- */
+	struct rr_store_req *_next; /* the worker's per-core post list */
 };
 
 /*
  * Queue a request. Never blocks on the worker: returns 0 (the completion will
- * arrive exactly once), -EAGAIN (this core's queue share is full: back-pressure,
- * the request was not taken), -EINVAL (a malformed request: bad op, room or
+ * arrive exactly once), -EAGAIN (this core's queue share, queued requests plus
+ * completions held for its ring, is full: back-pressure, the request was not
+ * taken), -EINVAL (a malformed request: bad op, room or
  * key length; nothing was queued) or -ESHUTDOWN (the store is closing).
  * Thread-safe; called from any core. req->res and req->out are reset here.
  */
@@ -298,13 +314,17 @@ void rr_store_req_release(struct rr_store_req *req);
 struct rr_store_stats {
 	uint64_t submitted;	 /* accepted by rr_store_submit */
 	uint64_t rejected;	 /* -EAGAIN from rr_store_submit */
-	uint64_t completed;	 /* completions posted */
+	uint64_t completed;	 /* requests finished (posted, or held: post_pending) */
 	uint64_t batches;	 /* WriteBatch writes attempted (group commits) */
 	uint64_t batch_writes;	 /* write requests carried by those batches */
 	uint64_t batch_failures; /* batches that failed (disk full, I/O error) */
 	uint64_t reads;		 /* read requests served */
 	uint64_t trimmed;	 /* messages removed by retention */
-	uint64_t post_failures;	 /* MSG_RING posts that failed (request lost to its core) */
+	uint64_t post_failures;	 /* posts a ring refused (kernel or injected error);
+				  * the completion and those behind it were held */
+	uint64_t post_retries;	 /* held completions delivered by a later retry */
+	uint64_t post_abandoned; /* held completions given up at close (never run) */
+	uint32_t post_pending;	 /* completions held for a refusing ring now */
 	uint32_t queued;	 /* requests waiting now */
 };
 
@@ -315,6 +335,13 @@ void rr_store_stats_get(struct rr_store *s, struct rr_store_stats *st);
  * -ENOSPC) without writing anything, exactly as a real write error does.
  */
 void rr_store_inject_fault(struct rr_store *s, int err, uint32_t count);
+
+/*
+ * Test hook: after `skip` more completions are posted, the next `count`
+ * attempts to post one fail with `err` (e.g. -EOVERFLOW, -EBUSY) as if the
+ * core's ring had refused them, so the completion is held and retried.
+ */
+void rr_store_inject_post_fault(struct rr_store *s, int err, uint32_t skip, uint32_t count);
 
 /*
  * Test and ops hook: a paused worker takes nothing from the queue (submits

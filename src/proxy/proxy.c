@@ -133,7 +133,7 @@ static void rr_proxy_set_port(struct sockaddr_storage *sa, uint16_t port_be)
 
 static int rr_proxy_v1_body(struct rr_proxy_v1 *w, struct rr_proxy_hdr *hdr)
 {
-	uint16_t sport, dport;
+	uint16_t sport = 0, dport = 0;
 	int family, r;
 
 	r = rr_proxy_v1_lit(w, "PROXY ");

@@ -53,9 +53,17 @@ static void raw_detach(struct rr_core *core, struct rr_conn *c)
 	rr_room_release_if_empty(core, r);
 }
 
+static size_t raw_room(const struct rr_conn *c, const char **name)
+{
+	const struct rr_room *r = c->room;
+	*name = r ? r->name : "";
+	return r ? r->name_len : 0;
+}
+
 static const struct rr_conn_owner raw_owner = {
 	.message = raw_message,
 	.detach = raw_detach,
+	.room = raw_room,
 };
 
 static void echo_open(struct rr_core *core, struct rr_conn *c, const struct rr_gate_upgrade *u)

@@ -159,6 +159,7 @@ uint32_t rr_room_send_all(struct rr_core *core, struct rr_room *r, struct rr_fra
 			  const struct rr_conn *except, rr_room_keep_fn *keep, const void *arg)
 {
 	uint32_t sent = 0, n = r->count;
+	uint64_t t0_ns = rr_now_ns(); /* ringroom_broadcast_seconds: the walk */
 	RR_STAT_INC(core, broadcasts);
 	r->walking++;
 	for (uint32_t i = 0; i < n; i++) {
@@ -170,6 +171,7 @@ uint32_t rr_room_send_all(struct rr_core *core, struct rr_room *r, struct rr_fra
 	}
 	rr_assert(r->count == n);
 	r->walking--;
+	RR_HIST_OBSERVE(core, broadcast_seconds, rr_now_ns() - t0_ns);
 	return sent;
 }
 

@@ -238,6 +238,8 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 	r->busy++; /* open() may close the last member: the room stays */
 	int code = h->open ? h->open(r, c, &info) : 0;
 	r->busy--;
+	if (code == 0 && x->resumed && x->resume_token) /* the old token stops working */
+		rr_rt_sha256(x->resume_token, strlen(x->resume_token), x->resume_hash);
 	free(x->resume_token);
 	x->resume_token = NULL;
 	free(x->query);
@@ -247,6 +249,7 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 		rr_conn_close(core, c, (uint16_t)code, "refused by the room");
 		return;
 	}
+	/* a new session, or a resumed one with its rotated token: saved now */
 	if (x->session_new || x->resumed)
 		rr_rt_session_put(core, c);
 	x->session_new = false;
@@ -273,15 +276,21 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 	uint8_t h[32];
 	rr_rt_sha256(x->resume_token ? x->resume_token : "", x->resume_token ? strlen(x->resume_token) : 0,
 	       h);
+	bool presented = x->resume_token && x->resume_token[0] != '\0';
 	free(x->resume_token);
 	x->resume_token = NULL;
-	if (s->req.res == 0 && ss->room_len == rt_of(r)->store_name_len &&
+	if (s->req.res == 0 && presented && ss->room_len == rt_of(r)->store_name_len &&
 	    memcmp(ss->room, rt_of(r)->store_name, ss->room_len) == 0 &&
 	    ct_equal(h, ss->resume_hash, 32) &&
 	    rr_room_member_by_session(r, x->session) == NULL) {
 		x->resumed = true;
 		x->resumed_last_id = ss->last_id;
 		x->last_id = ss->last_id;
+		/* single use: a fresh token for the welcome; its hash
+		 * replaces the stored one only once open() accepts the
+		 * session (member_open), so a resume the handler refuses
+		 * (another user's token: 1008) does not use the token up */
+		rr_rt_new_session(x);
 		memcpy(x->resume_hash, ss->resume_hash, 32);
 		if (ss->attachment_len) {
 			x->attachment = malloc(ss->attachment_len);
@@ -648,8 +657,17 @@ static void rt_api(struct rr_core *core, struct rr_api_call *call)
 	rr_rt_room_wake(core, r);
 }
 
+static size_t rt_room(const struct rr_conn *c, const char **name)
+{
+	const struct rr_conn_ext *x = cx(c);
+	const struct rr_room *r = c->room ? c->room : x ? x->waiting_room : NULL;
+	*name = r ? r->name : "";
+	return r ? r->name_len : 0;
+}
+
 void rr_rt_member_register(void)
 {
+	rr_rt_owner.room = rt_room;
 	rr_gate_api(RR_ROUTE_CHAT, rt_api);
 	rr_rt_room_ops.empty = rt_room_empty;
 	rr_rt_room_ops.free = rt_room_free;

@@ -165,6 +165,7 @@ struct sreq {
 	 * called instead of the handler callbacks above */
 	void (*done)(struct rr_core *core, struct sreq *s);
 	struct rr_store_session sess;
+	uint64_t submit_ns; /* rr_now_ns() at submit: storage commit latency */
 	uint8_t data[]; /* room name, key, value, session blobs */
 };
 

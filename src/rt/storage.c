@@ -43,6 +43,7 @@ int rr_rt_sreq_submit(struct rr_core *core, struct sreq *s)
 		free(s);
 		return -ENOSYS;
 	}
+	s->submit_ns = rr_now_ns();
 	int rc = rr_store_submit(rr_handler_cfg.store, &s->req);
 	if (rc < 0) {
 		free(s);
@@ -89,18 +90,28 @@ void rr_rt_session_put(struct rr_core *core, struct rr_conn *c)
 		rr_warn("session %s: not saved (storage queue full)", x->session);
 }
 
+/* A fresh resume token (x->resume_token, handed to the client in open())
+ * and its hash (what the store keeps). A new session also gets its id; a
+ * resumed one keeps its id and only rotates the token: resume tokens are
+ * single-use, each welcome carries the next one (on_session_get keeps the
+ * old hash until open() accepts the resume). */
 void rr_rt_new_session(struct rr_conn_ext *x)
 {
 	uint8_t raw[32];
-	rr_rt_random(raw, 16);
-	rr_jwt_b64url_encode(raw, 16, x->session, sizeof(x->session));
+	if (!x->resumed) {
+		rr_rt_random(raw, 16);
+		rr_jwt_b64url_encode(raw, 16, x->session, sizeof(x->session));
+		x->session_new = true;
+	}
 	rr_rt_random(raw, 32);
+	free(x->resume_token);
 	x->resume_token = malloc(44);
 	if (x->resume_token)
 		rr_jwt_b64url_encode(raw, 32, x->resume_token, 44);
+	/* without a token (out of memory) the hash is of "", which no
+	 * presented token (checked non-empty) ever matches */
 	rr_rt_sha256(x->resume_token ? x->resume_token : "", x->resume_token ? 43 : 0,
 	       x->resume_hash);
-	x->session_new = true;
 }
 
 /* ---- storage completions ------------------------------------------------- */
@@ -150,6 +161,11 @@ static void sreq_done(struct rr_store_req *req)
 
 	rt->ops_inflight--;
 	core->store_inflight--;
+	/* the writes: what a group commit makes durable */
+	if (req->op == RR_STORE_APPEND || req->op == RR_STORE_SESSION_PUT ||
+	    req->op == RR_STORE_SESSION_DEL || req->op == RR_STORE_KV_PUT ||
+	    req->op == RR_STORE_KV_DEL)
+		RR_HIST_OBSERVE(core, storage_commit_seconds, rr_now_ns() - s->submit_ns);
 	r->busy++; /* callbacks may empty the room */
 	if (s->done) {
 		s->done(core, s);

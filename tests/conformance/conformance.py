@@ -37,8 +37,13 @@ BROKER_ARGS = ["--max-message-bytes", "256KiB", "--ping-interval", "10m",
                "--idle-timeout", "20m"]
 NORMAL = "normal"  # expect: client closes with 1000 at the end, server echoes
 EOF_ONLY = "eof"   # expect: the server closes TCP (the client sent a FIN)
-READ_TIMEOUT = 5.0  # per frame
-EOF_TIMEOUT = 5.0   # after the server's close frame
+# Deadlines for what must arrive eventually. Generous: the machine is shared,
+# the build may be a sanitizer one and 24 cases run at once; a passing case
+# never waits for them. Fail-fast (a close before the rest of a frame is
+# sent) is checked by that order, so its deadline is just as generous.
+EVENTUALLY = 30.0
+READ_TIMEOUT = EVENTUALLY  # per frame
+EOF_TIMEOUT = EVENTUALLY   # after the server's close frame
 
 
 class Case:
@@ -592,17 +597,17 @@ def group6():
         hdr_len = len(fr) - len(whole)
         cut = hdr_len + ff + 1
         case("6.5.%d fail-fast: %s, rest of frame withheld" % (n, name),
-             [fr[:cut], ("await_close", 2.0), fr[cut:]], [], 1007)
+             [fr[:cut], ("await_close", EVENTUALLY), fr[cut:]], [], 1007)
         n += 1
     # the same fail-fast with the bad byte in a later fragment
     bad = b"\xed\xa0\x80"
     fr = cont(bad + b" and the rest", fin=True)
     case("6.5.%d fail-fast: surrogate in a continuation, rest withheld" % n,
-         [text("good start ", fin=False), fr[:6 + 2], ("await_close", 2.0), fr[8:]], [], 1007)
+         [text("good start ", fin=False), fr[:6 + 2], ("await_close", EVENTUALLY), fr[8:]], [], 1007)
     n += 1
     fr = text(b"\xff" + b"x" * 1000)
     case("6.5.%d fail-fast: 0xFF first of a 1001-byte frame" % n,
-         [fr[:9], ("await_close", 2.0), fr[9:]], [], 1007)
+         [fr[:9], ("await_close", EVENTUALLY), fr[9:]], [], 1007)
     # valid text split into two fragments at every byte
     s = "κόσμε-€-𝄞!".encode()
     for k in range(1, len(s)):
@@ -683,14 +688,14 @@ def group9():
     n = 1
     for size in (65536, 131072, MAX_MSG):
         p = ascii_text(size, size)
-        case("9.1.%d text %d bytes" % (n, size), [text(p)], [msg(OP_TEXT, p)], timeout=15)
+        case("9.1.%d text %d bytes" % (n, size), [text(p)], [msg(OP_TEXT, p)])
         n += 1
     case("9.1.%d text %d bytes (limit + 1)" % (n, MAX_MSG + 1),
          [text(ascii_text(MAX_MSG + 1, 1))], [], 1009)
     n = 1
     for size in (65536, 131072, MAX_MSG):
         p = rnd(size, size)
-        case("9.2.%d binary %d bytes" % (n, size), [binary(p)], [msg(OP_BINARY, p)], timeout=15)
+        case("9.2.%d binary %d bytes" % (n, size), [binary(p)], [msg(OP_BINARY, p)])
         n += 1
     case("9.2.%d binary %d bytes (limit + 1)" % (n, MAX_MSG + 1),
          [binary(rnd(MAX_MSG + 1, 2))], [], 1009)
@@ -700,7 +705,7 @@ def group9():
         frames = [text(p[:frag], fin=False)] + \
             [cont(p[i:i + frag], fin=i + frag >= len(p)) for i in range(frag, len(p), frag)]
         case("9.3.%d text %d B in %d-byte fragments" % (n, len(p), frag), [b"".join(frames)],
-             [msg(OP_TEXT, p)], timeout=20)
+             [msg(OP_TEXT, p)])
         n += 1
     p = rnd(MAX_MSG, 93)
     q = 65536
@@ -711,16 +716,16 @@ def group9():
     for chunk in (64, 256, 1024, 4096, 65536):
         p = rnd(65536, chunk)
         case("9.4.%d binary 64 KiB, %d-byte TCP sends" % (n, chunk),
-             [("chunks", binary(p), chunk)], [msg(OP_BINARY, p)], timeout=15)
+             [("chunks", binary(p), chunk)], [msg(OP_BINARY, p)])
         n += 1
     msgs = [ascii_text(16, i) for i in range(1000)]
     case("9.5.1 1000 16-byte texts in one burst", [b"".join(text(m) for m in msgs)],
-         [msg(OP_TEXT, m) for m in msgs], timeout=15)
+         [msg(OP_TEXT, m) for m in msgs])
     msgs = [rnd(1000, i) for i in range(100)]
     case("9.5.2 100 1000-byte binaries in one burst", [b"".join(binary(m) for m in msgs)],
-         [msg(OP_BINARY, m) for m in msgs], timeout=15)
+         [msg(OP_BINARY, m) for m in msgs])
     case("9.5.3 1000 pings in one burst", [b"".join(ping(b"%d" % i) for i in range(1000))],
-         [pong(b"%d" % i) for i in range(1000)], timeout=15)
+         [pong(b"%d" % i) for i in range(1000)])
 
 
 def group11():
@@ -746,23 +751,23 @@ def group11():
     n = 1
     for ln in (1 << 63, (1 << 63) + 5, (1 << 64) - 1):
         case("11.3.%d 64-bit length with top bit set (%#x), header only" % (n, ln),
-             [F(OP_BINARY, b"", length=ln, len_form=64), ("await_close", 2.0)], [], 1002)
+             [F(OP_BINARY, b"", length=ln, len_form=64), ("await_close", EVENTUALLY)], [], 1002)
         n += 1
     n = 1
     for ln in (MAX_MSG + 1, 1 << 30, (1 << 63) - 1):
         case("11.4.%d binary declaring %d bytes (> limit): 1009 before payload" % (n, ln),
-             [F(OP_BINARY, b"", length=ln, len_form=64), ("await_close", 2.0)], [], 1009)
+             [F(OP_BINARY, b"", length=ln, len_form=64), ("await_close", EVENTUALLY)], [], 1009)
         n += 1
         case("11.4.%d text declaring %d bytes (> limit): 1009 before payload" % (n, ln),
-             [F(OP_TEXT, b"", length=ln, len_form=64), ("await_close", 2.0)], [], 1009)
+             [F(OP_TEXT, b"", length=ln, len_form=64), ("await_close", EVENTUALLY)], [], 1009)
         n += 1
     p = rnd(200000, 114)
     case("11.4.%d 200000-byte fragment, then continuation declaring 100000" % n,
          [binary(p, fin=False), F(OP_CONT, b"", length=100000, fin=True, len_form=64),
-          ("await_close", 2.0)], [], 1009)
+          ("await_close", EVENTUALLY)], [], 1009)
     n += 1
     case("11.4.%d 1009 then more payload arrives: still closed" % n,
-         [F(OP_TEXT, b"", length=MAX_MSG + 1, len_form=64), ("await_close", 2.0),
+         [F(OP_TEXT, b"", length=MAX_MSG + 1, len_form=64), ("await_close", EVENTUALLY),
           b"x" * 4096], [], 1009)
     n = 1
     for ln, form in ((126, 16), (65535, 16), (65536, 64)):
@@ -774,7 +779,7 @@ def group11():
          [F(OP_CLOSE, close_payload(1000, "x" * 124))], [], 1002)
     n += 1
     case("11.5.%d ping with a 16-bit length of 126, header only" % n,
-         [F(OP_PING, b"", length=126, len_form=16), ("await_close", 2.0)], [], 1002)
+         [F(OP_PING, b"", length=126, len_form=16), ("await_close", EVENTUALLY)], [], 1002)
 
 
 def group12():
@@ -789,7 +794,7 @@ def group12():
     case("12.7 unmasked continuation", [text("a", fin=False), cont("b", mask=False)], [],
          1002)
     case("12.8 unmasked 64 KiB binary, header only",
-         [F(OP_BINARY, b"", length=65536, mask=False), ("await_close", 2.0)], [], 1002)
+         [F(OP_BINARY, b"", length=65536, mask=False), ("await_close", EVENTUALLY)], [], 1002)
 
 
 def build_cases():

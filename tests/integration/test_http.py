@@ -238,12 +238,20 @@ def upgrade_details_cases(report, port):
             s.close()
 
     def request_bare_lf():
-        raw = upgrade().replace(b"\r\n", b"\n")
+        # RFC 7230 section 3.5 lets a server take a bare LF as a line end,
+        # and ringroom's parser does (src/http/http_parse.c): a request
+        # that is well formed apart from its line ends is upgraded, 101
+        # with the right Sec-WebSocket-Accept; 400 would be a regression.
+        key = rrtest.ws_key()
+        raw = upgrade(key=key).replace(b"\r\n", b"\n")
         s = rrtest.connect(port)
         try:
             s.sendall(raw)
             head, _rest = read_head(s)
-            return None if head and head[0] in (101, 400) else "got %r" % (head and head[1])
+            if not head or head[0] != 101:
+                return "got %r, want 101" % (head and head[1])
+            acc = head[2].get("sec-websocket-accept")
+            return None if acc == rrtest.ws_accept(key) else "Sec-WebSocket-Accept %r" % acc
         finally:
             s.close()
     report.run("101 answer: Upgrade, Connection, Accept; no extension accepted",
@@ -251,23 +259,29 @@ def upgrade_details_cases(report, port):
     report.run("a frame sent together with the request is echoed after the 101",
                frame_with_request)
     report.run("request sent one byte per send is upgraded", request_byte_by_byte)
-    report.run("bare-LF request gets a clean answer (101 or 400)", request_bare_lf)
+    report.run("bare-LF request is upgraded (101, RFC 7230 3.5 line ends)", request_bare_lf)
+
+
+# A deadline for what must happen eventually: generous, since this machine is
+# shared and a sanitizer build is slow; a broker that never does it still
+# fails. What causes the event is set by the broker's flags, never measured.
+EVENTUALLY = 30.0
 
 
 def close_timeout_case(port):
     """After its 1002, a server facing a client that neither answers the
-    close nor closes TCP drops the connection after --close-timeout (1s)."""
+    close nor closes TCP drops the connection: the close frame first, then
+    TCP closed (--close-timeout 200ms; the idle timeout and ping interval
+    are 10m, so nothing else closes it)."""
     c = rrtest.WsConn(port, "/echo")
     try:
         c.send(encode_frame(OP_TEXT, b"unmasked", mask=False))
-        t0 = time.monotonic()
-        f = c.read_frame(3.0)
+        f = c.read_frame(EVENTUALLY)
         if f.opcode != OP_CLOSE or f.close_code() != 1002:
             return "expected close 1002, got %r" % f
-        if not c.wait_eof(4.0):
-            return "TCP still open 4s after the 1002 (--close-timeout 1s)"
-        dt = time.monotonic() - t0
-        return None if dt <= 3.0 else "TCP closed only after %.1fs" % dt
+        if not c.wait_eof(EVENTUALLY):
+            return "TCP still open %.0fs after the 1002 (--close-timeout 200ms)" % EVENTUALLY
+        return None
     except Exception as e:
         return "%s: %s" % (type(e).__name__, e)
     finally:
@@ -281,16 +295,85 @@ def endpoint_cases(report, port):
             return "status %s" % st
         return None if body.strip() == b"ok" else "body %r, expected 'ok'" % body[:40]
 
-    def metrics():
-        st, _h, body, _c = rrtest.http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        if st != 200:
-            return "status %s" % st
-        lines = body.decode("utf-8", "replace").splitlines()
-        if not any(l.startswith("ringroom_") for l in lines):
-            return "no line starting with ringroom_ in %d lines: %r" % (len(lines), body[:120])
-        return None
     report.run("GET /healthz -> 200 ok", healthz)
-    report.run("GET /metrics -> 200 with ringroom_ lines", metrics)
+
+
+def metrics_after_traffic(port):
+    """A fresh broker (--cores 2) gets known traffic, then /metrics must
+    parse as the Prometheus text format and count exactly that traffic:
+    3 upgrades, 7 data messages in, 1 close 1002, one 404 and one 400
+    answer; every per-core counter has a series for core 0 and core 1; the
+    connections gauge falls back to the /metrics request alone."""
+    # counters by name and, for codes, label (the Prometheus conventions)
+    names = {"ringroom_upgrades": ("ringroom_upgrades_total", None),
+             "ringroom_messages_in": ("ringroom_messages_in_total", None),
+             "ringroom_closes_1002": ("ringroom_closes_total", "1002"),
+             "ringroom_rejected_404": ("ringroom_http_responses_total", "404"),
+             "ringroom_rejected_400": ("ringroom_http_responses_total", "400"),
+             "ringroom_connections_accepted": ("ringroom_connections_accepted_total", None)}
+
+    def count(m, n):
+        name, code = names[n]
+        return sum(v for k, v in m.series(name).items() if code is None or
+                   dict(k).get("code") == code)
+    m0 = rrtest.get_metrics(port)
+    base = {n: count(m0, n) for n in names}
+    conns = [rrtest.WsConn(port, "/echo") for _ in range(3)]
+    try:
+        for i, c in enumerate(conns):
+            for j in range(2):
+                c.send_frame(OP_TEXT, b"m%d-%d" % (i, j))
+                op, payload, _ctl = c.read_message(10.0)
+                if payload != b"m%d-%d" % (i, j):
+                    return "echo %d-%d: %r" % (i, j, payload)
+        conns[0].send_frame(OP_TEXT, b"one more")
+        conns[0].read_message(10.0)
+        # a protocol error: an unmasked frame gets 1002
+        conns[1].send(encode_frame(OP_TEXT, b"unmasked", mask=False))
+        f = conns[1].read_frame(10.0)
+        if f.opcode != OP_CLOSE or f.close_code() != 1002:
+            return "unmasked frame: %r, want close 1002" % f
+        for c in (conns[0], conns[2]):
+            c.send_frame(OP_CLOSE, close_payload(1000))
+            c.read_frame(10.0)
+            c.wait_eof(10.0)
+    finally:
+        for c in conns:
+            c.close()
+    st404 = rrtest.http_request(port, rrtest.upgrade_request("/nowhere")[0])[0]
+    st400 = rrtest.http_request(port, b"GET /echo HTTP/1.1\r\nHost x\r\n\r\n")[0]
+    if (st404, st400) != (404, 400):
+        return "setup: statuses %s and %s, want 404 and 400" % (st404, st400)
+    want = {"ringroom_upgrades": 3, "ringroom_messages_in": 7, "ringroom_closes_1002": 1,
+            "ringroom_rejected_404": 1, "ringroom_rejected_400": 1}
+    # the counters are per core and read when /metrics is answered: poll
+    # until the closes are counted (eventually; 10 s for a loaded machine)
+    deadline = time.monotonic() + 10.0
+    while True:
+        m = rrtest.get_metrics(port)
+        got = {n: count(m, n) - base[n] for n in want}
+        if (got == want and m.value("ringroom_connections") == 1) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if got != want:
+        return "after known traffic: %s, want %s" % (got, want)
+    if m.value("ringroom_connections") != 1:
+        return "ringroom_connections %s with only the /metrics request open" % (
+            m.value("ringroom_connections"))
+    accepted = count(m, "ringroom_connections_accepted") - base["ringroom_connections_accepted"]
+    if accepted < 6:  # 3 clients, the 404 and 400 requests, this /metrics request
+        return "ringroom_connections_accepted rose by %s, want at least 6" % accepted
+    for name in ("ringroom_upgrades_total", "ringroom_messages_in_total",
+                 "ringroom_http_responses_total", "ringroom_closes_total"):
+        if m.types.get(name) != "counter":
+            return "%s has TYPE %s, want counter" % (name, m.types.get(name))
+        cores = sorted(set(dict(k).get("core") for k in m.series(name)))
+        if cores != ["0", "1"]:
+            return "%s has series for cores %s, want 0 and 1" % (name, cores)
+    if m.types.get("ringroom_connections") != "gauge":
+        return "ringroom_connections has TYPE %s, want gauge" % m.types.get("ringroom_connections")
+    return None
 
 
 def max_connections_case(port):
@@ -396,33 +479,38 @@ def max_room_size_case(port):
             c.close()
 
 
-def handshake_timeout_partial(port):
+def handshake_timeouts(port):
+    return rrtest.get_metrics(port).sum("ringroom_handshake_timeouts_total")
+
+
+def handshake_timeout_closes(port, first_bytes):
+    """Send first_bytes (maybe nothing) and never finish the request: the
+    broker (--handshake-timeout 200ms) closes TCP without an answer and
+    counts it in ringroom_handshake_timeouts_total, so the close is the timeout's
+    by the broker's own account, not a guess from the clock."""
+    before = handshake_timeouts(port)
     s = rrtest.connect(port)
     try:
-        s.sendall(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs")
-        t0 = time.monotonic()
-        _data, closed = rrtest.read_until_eof(s, 4.0)
-        dt = time.monotonic() - t0
+        if first_bytes:
+            s.sendall(first_bytes)
+        data, closed = rrtest.read_until_eof(s, EVENTUALLY)
         if not closed:
-            return "partial request still open after 4s (--handshake-timeout 1s)"
-        if dt < 0.5:
-            return "closed after %.2fs: before the 1s timeout" % dt
-        return None if dt <= 3.0 else "closed only after %.1fs" % dt
+            return "still open %.0fs later (--handshake-timeout 200ms)" % EVENTUALLY
+        if data:
+            return "answered %r before closing; a timeout closes silently" % data[:60]
     finally:
         s.close()
+    after = handshake_timeouts(port)
+    return None if after == before + 1 else \
+        "ringroom_handshake_timeouts_total %s -> %s, want one more" % (before, after)
+
+
+def handshake_timeout_partial(port):
+    return handshake_timeout_closes(port, b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs")
 
 
 def handshake_timeout_silent(port):
-    s = rrtest.connect(port)
-    try:
-        t0 = time.monotonic()
-        _data, closed = rrtest.read_until_eof(s, 4.0)
-        dt = time.monotonic() - t0
-        if not closed:
-            return "silent connection still open after 4s"
-        return None if 0.5 <= dt <= 3.0 else "closed after %.2fs" % dt
-    finally:
-        s.close()
+    return handshake_timeout_closes(port, b"")
 
 
 def handshake_timeout_slow_but_complete(port):
@@ -441,15 +529,16 @@ def handshake_timeout_slow_but_complete(port):
 
 
 def idle_silent_raw(port):
-    """Never sends anything (reads only): pings arrive, then close 4008."""
+    """Never sends anything (reads only): pings arrive first, then close
+    4008. The order is the check; how long it took is not."""
     c = rrtest.WsConn(port, "/echo")
     try:
         t0 = time.monotonic()
         pings = 0
         while True:
-            left = 6.0 - (time.monotonic() - t0)
+            left = EVENTUALLY - (time.monotonic() - t0)
             if left <= 0:
-                return "no close within 6s (idle timeout 2s); %d pings" % pings
+                return "no close within %.0fs (idle timeout 2s); %d pings" % (EVENTUALLY, pings)
             try:
                 f = c.read_frame(left)
             except rrtest.Eof:
@@ -469,10 +558,8 @@ def idle_silent_raw(port):
             return "close code %s after %.1fs, expected 4008" % (code, dt)
         if pings < 1:
             return "close 4008 but no ping before it (--ping-interval 1s)"
-        if not 1.5 <= dt <= 4.0:
-            return "close 4008 after %.1fs, expected ~2s" % dt
         c.send(encode_frame(OP_CLOSE, close_payload(4008)))
-        return None if c.wait_eof(3.0) else "TCP not closed after the close handshake"
+        return None if c.wait_eof(EVENTUALLY) else "TCP not closed after the close handshake"
     finally:
         c.close()
 
@@ -505,9 +592,11 @@ def main():
         ("maxconn-broker", ["--max-connections", "2"]),
         ("roomsize-broker", ["--max-room-size", "2"]),
         ("perip-broker", ["--max-connections-per-ip", "2"]),
-        ("handshake-broker", ["--handshake-timeout", "1s"]),
+        ("handshake-broker", ["--handshake-timeout", "200ms"]),
         ("idle-broker", ["--idle-timeout", "2s", "--ping-interval", "1s"]),
-        ("close-timeout-broker", ["--close-timeout", "1s"]),
+        ("close-timeout-broker", ["--close-timeout", "200ms", "--idle-timeout", "10m",
+                                  "--ping-interval", "10m"]),
+        ("metrics-broker", []),
     ]
     brokers = {}
     try:
@@ -525,6 +614,9 @@ def main():
             endpoint_cases(report, p)
             upgrade_details_cases(report, p)
             rejection_cases(report, p)
+            # --handshake-timeout is 10s there; the pieces take 0.6s
+            report.run("a complete request sent in slow pieces is upgraded",
+                       handshake_timeout_slow_but_complete, p)
         if up("maxconn-broker"):
             report.run("503 + Retry-After at --max-connections 2 (third connection)",
                        max_connections_case, brokers["maxconn-broker"].port)
@@ -536,20 +628,23 @@ def main():
                        max_per_ip_case, brokers["perip-broker"].port)
         if up("handshake-broker"):
             p = brokers["handshake-broker"].port
-            report.run("handshake timeout 1s: partial request closed within 3s",
-                       handshake_timeout_partial, p)
-            report.run("handshake timeout 1s: silent connection closed within 3s",
-                       handshake_timeout_silent, p)
-            report.run("handshake timeout 1s: slow but complete request upgraded",
-                       handshake_timeout_slow_but_complete, p)
+            report.run("handshake timeout 200ms: partial request closed silently, counted "
+                       "as a handshake timeout", handshake_timeout_partial, p)
+            report.run("handshake timeout 200ms: silent connection closed, counted as a "
+                       "handshake timeout", handshake_timeout_silent, p)
         if up("idle-broker"):
             p = brokers["idle-broker"].port
             report.run("idle timeout 2s: silent raw client gets pings then close 4008",
                        idle_silent_raw, p)
             report.run("idle timeout 2s: client answering pings stays open 4s",
                        idle_answering_client, p)
+        if up("metrics-broker"):
+            report.run("/metrics parses as Prometheus text and counts known traffic exactly "
+                       "(upgrades, messages, 1002, 404, 400, per-core series)",
+                       metrics_after_traffic, brokers["metrics-broker"].port)
         if up("close-timeout-broker"):
-            report.run("close timeout 1s: client ignoring the server's close is dropped",
+            report.run("close timeout 200ms: client ignoring the server's close is dropped "
+                   "(close frame, then TCP closed)",
                        close_timeout_case, brokers["close-timeout-broker"].port)
     finally:
         code = rrtest.finish_suite(report, list(brokers.values()))

@@ -15,6 +15,7 @@ broker tells clients from 127.0.0.3 and 127.0.0.4 apart.
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import rrtest  # noqa: E402
 
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
-CASES = 14
+CASES = 17
 
 
 def v1(src, sport=40000):
@@ -71,7 +72,7 @@ def proxy_rejected(port):
     st, _h, body, _c = rrtest.http_request(port, V2_LOCAL + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     if st != 200:
         raise RuntimeError("metrics: %s" % st)
-    return sum(int(v) for v in re.findall(rb"^ringroom_proxy_rejected\{[^}]*\} (\d+)", body, re.M))
+    return sum(int(v) for v in re.findall(rb"^ringroom_proxy_rejected_total\{[^}]*\} (\d+)", body, re.M))
 
 
 def case_v1_and_v2(report, port):
@@ -125,7 +126,7 @@ def case_rejected(report, port):
     after = proxy_rejected(port)
     report.check("no header, a malformed v1, an oversized v2: closed without a byte",
                  None if all(d == b"" and c for d, c in answers) else "got %r" % answers)
-    report.check("each counted in ringroom_proxy_rejected",
+    report.check("each counted in ringroom_proxy_rejected_total",
                  None if after - before == 3 else "counter %d -> %d" % (before, after))
 
 
@@ -244,6 +245,41 @@ backend be
         hp.wait(10)
 
 
+def case_drain_grace(report, binary):
+    """--drain-grace: after SIGTERM /healthz answers 503 while members are
+    still open; they get their 1001 only after it. Checked by the order of
+    events (the grace is long enough that a 503 is seen first)."""
+    b = rrtest.Broker(binary, ["--drain-grace", "3s"], name="drain-grace")
+    try:
+        b.start()
+        m = rrtest.WsConn(b.port, "/echo")
+        b.signal(signal.SIGTERM)
+        status = None
+        deadline = time.monotonic() + 10.0  # generous: the signal is handled asynchronously
+        while time.monotonic() < deadline:
+            status, _h, _b, _c = rrtest.http_request(b.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            if status == 503:
+                break
+            time.sleep(0.02)
+        m.sock.setblocking(False)
+        try:
+            early = m.sock.recv(64)
+        except BlockingIOError:
+            early = b""  # nothing yet: the member is still open
+        m.sock.setblocking(True)
+        report.check("--drain-grace: /healthz 503 while the member is still open",
+                     None if status == 503 and early == b"" else
+                     "healthz %r, member already got %r" % (status, early))
+        f = m.read_frame(timeout=15.0)  # generous: the grace (3 s) then the close
+        report.check("--drain-grace: then the member gets 1001",
+                     None if f.opcode == rrtest.OP_CLOSE and f.close_code() == 1001 else "got %r" % f)
+        m.send_frame(rrtest.OP_CLOSE, rrtest.close_payload(1001))
+    except Exception as e:
+        report.fail("--drain-grace", "%s: %s" % (type(e).__name__, e))
+    finally:
+        report.check("drain-grace broker exits 0 on SIGTERM", b.stop())
+
+
 def main():
     binary = rrtest.load_binary_arg("proxy")
     report = rrtest.Report("proxy")
@@ -262,6 +298,7 @@ def main():
         report.check("proxy broker exits 0 on SIGTERM", b.stop())
     case_not_from(report, binary)
     case_tls(report, binary, tmp)
+    case_drain_grace(report, binary)
     shutil.rmtree(tmp, ignore_errors=True)
     return report.finish()
 

@@ -21,9 +21,10 @@ localhost and 127.0.0.1) are made with the openssl CLI in a temp dir. Cases:
   hostile      garbage instead of a ClientHello, a handshake that stalls
                (--handshake-timeout 2s), RST mid-record; afterwards the
                connection gauge is back to baseline, a good client works
-               and ringroom_tls_handshake_failures went up
+               and ringroom_tls_handshake_failures_total went up
   memory       broker VmRSS growth per idle wss connection (N=500), printed;
-               asserted < 200 KiB (skipped under RINGROOM_SAN=1)
+               asserted < 200 KiB (500 KiB under RINGROOM_SAN=1: see
+               MEMORY_BOUND)
   tls-only     no plain listener; /healthz on the TLS port
 
 One line per case, then "tls: N passed, M failed"; exit 0 only if all pass.
@@ -115,7 +116,11 @@ def case_rooms_mixed(b, ctx):
             for room in rooms:
                 for i, tls in enumerate((True, False, True, False)):
                     conns[(room, i)] = (tls, await member(room, tls, i))
-            await asyncio.sleep(0.3)  # hand-offs to each room's core settle
+            # order, not a pause: a pong comes from the core that serves the
+            # member, so once every member has one, every hand-off to its
+            # room's core is done
+            for _tls, ws in conns.values():
+                await asyncio.wait_for(await ws.ping(), 30)
             sent = {}
             for (room, i), (tls, ws) in conns.items():
                 m = ("%s from %s member %d" % (room, "tls" if tls else "plain", i))
@@ -139,10 +144,10 @@ def case_rooms_mixed(b, ctx):
             await asyncio.gather(*(ws.close() for _t, ws in conns.values()),
                                  return_exceptions=True)
         return None
-    before = b.metric("ringroom_handoffs_out")
+    before = b.metric("ringroom_handoffs_out_total")
     why = asyncio.run(go())
     if why is None:
-        moved = b.metric("ringroom_handoffs_out") - before
+        moved = b.metric("ringroom_handoffs_out_total") - before
         print("# rooms: %d rooms x (2 TLS + 2 plain), %d members handed to another core"
               % (len(rooms), moved), flush=True)
         if moved < 1:
@@ -522,8 +527,8 @@ def run_hostile(report, binary, pki, cert, key):
         return None
     ctx = b.ctx()
     base_conns = b.metric("ringroom_connections")
-    base_fail = b.metric("ringroom_tls_handshake_failures")
-    base_to = b.metric("ringroom_handshake_timeouts")
+    base_fail = b.metric("ringroom_tls_handshake_failures_total")
+    base_to = b.metric("ringroom_handshake_timeouts_total")
 
     def garbage(data, label):
         logged = b.log_count("TLS handshake failed")
@@ -559,23 +564,24 @@ def run_hostile(report, binary, pki, cert, key):
             hello = m.client_hello()
             if len(hello) < 100:
                 return "ClientHello only %d bytes" % len(hello)
+            before = b.metric("ringroom_handshake_timeouts_total")
             m.sock.sendall(hello[:len(hello) // 2])
-            t0 = time.monotonic()
-            got, closed = rrtest.read_until_eof(m.sock, 8 * SLOW)
-            dt = time.monotonic() - t0
+            # eventually (30 s: a shared machine, maybe a sanitizer build);
+            # that it was the timeout is the broker's own count, not a
+            # reading of the clock
+            got, closed = rrtest.read_until_eof(m.sock, 30.0)
         finally:
             m.close()
         if not closed:
-            return "still open %.1fs after half a ClientHello (timeout 2s)" % dt
-        if dt < 1.5:
-            return "closed after %.2fs, before --handshake-timeout 2s" % dt
-        if dt > 4.0 * SLOW:
-            return "closed only after %.2fs (timeout 2s)" % dt
-        print("#   stalled handshake closed after %.2fs (%d reply bytes)" % (dt, len(got)),
-              flush=True)
+            return "still open 30s after half a ClientHello (--handshake-timeout 2s)"
+        after = b.metric("ringroom_handshake_timeouts_total")
+        if after != before + 1:
+            return "closed, but ringroom_handshake_timeouts_total %s -> %s: not by the timeout" % (
+                before, after)
+        print("#   stalled handshake closed (%d reply bytes)" % len(got), flush=True)
         return None
-    report.run("hostile: half a ClientHello then silence: closed by --handshake-timeout 2s",
-               stalled)
+    report.run("hostile: half a ClientHello then silence: closed by --handshake-timeout 2s "
+               "(counted as a handshake timeout)", stalled)
 
     def reset_mid_record():
         m = tlslib.MemTls(b.tls_port, ctx)
@@ -603,15 +609,15 @@ def run_hostile(report, binary, pki, cert, key):
         v = b.wait_metric("ringroom_connections", base_conns, timeout=10)
         if v != base_conns:
             problems.append("ringroom_connections %s, baseline %s" % (v, base_conns))
-        f = b.metric("ringroom_tls_handshake_failures")
+        f = b.metric("ringroom_tls_handshake_failures_total")
         if f < base_fail + 3:
-            problems.append("ringroom_tls_handshake_failures %s -> %s (3 garbage peers)"
+            problems.append("ringroom_tls_handshake_failures_total %s -> %s (3 garbage peers)"
                             % (base_fail, f))
-        t = b.metric("ringroom_handshake_timeouts")
+        t = b.metric("ringroom_handshake_timeouts_total")
         print("#   metrics: tls_handshake_failures %d -> %d, handshake_timeouts %d -> %d"
               % (base_fail, f, base_to, t), flush=True)
         if t < base_to + 1:
-            problems.append("ringroom_handshake_timeouts %s -> %s after a stalled handshake"
+            problems.append("ringroom_handshake_timeouts_total %s -> %s after a stalled handshake"
                             % (base_to, t))
         c = TlsWsConn(b.tls_port, "/echo", ctx)
         try:
@@ -627,6 +633,14 @@ def run_hostile(report, binary, pki, cert, key):
 
 
 # ---- memory per idle TLS connection ---------------------------------------------
+
+# 200 KiB per idle wss connection (measured here: ~58 KiB). An ASan+UBSan
+# build costs more per connection, measured ~110 KiB (1.9x): a redzone around
+# every allocation, shadow memory (1/8 of what is mapped) and ASan's
+# quarantine, which keeps the handshakes' freed buffers instead of reusing
+# them. The bound scales by 2.5 there, still far below what a per-connection
+# leak or a buffer kept after the handshake would add.
+MEMORY_BOUND = int(200 * KIB * (2.5 if tlslib.SAN else 1.0))
 
 def run_memory(report, binary, pki, cert, key):
     n = 500
@@ -662,16 +676,16 @@ def run_memory(report, binary, pki, cert, key):
             print("# memory: VmRSS %d KiB -> %d KiB with %d idle wss connections: "
                   "%.0f bytes (%.1f KiB) per connection" % (before // 1024, after // 1024, n,
                                                             per, per / 1024), flush=True)
-            if tlslib.SAN:
-                print("#   (sanitizer build: figure not meaningful, bound not checked)")
-                return None
-            if per >= 200 * KIB:
-                return "%.1f KiB per idle TLS connection (bound 200 KiB)" % (per / 1024)
+            if per >= MEMORY_BOUND:
+                return "%.1f KiB per idle TLS connection (bound %d KiB%s)" % (
+                    per / 1024, MEMORY_BOUND // KIB,
+                    ", scaled for the sanitizer build" if tlslib.SAN else "")
         finally:
             await close_all(conns)
         return None
-    report.run("memory: user-space bytes per idle wss connection (N=%d) < 200 KiB" % n,
-               lambda: asyncio.run(go()))
+    report.run("memory: user-space bytes per idle wss connection (N=%d) < %d KiB%s" % (
+        n, MEMORY_BOUND // KIB, " (sanitizer build, scaled)" if tlslib.SAN else ""),
+        lambda: asyncio.run(go()))
     return b
 
 
@@ -709,11 +723,9 @@ def run_tls_only(report, binary, pki, cert, key):
 def main():
     binary = rrtest.load_binary_arg("tls")
     if websockets is None:
-        print("tls: python3-websockets missing (run with /usr/bin/python3)")
-        return 77
+        rrtest.skip_suite("tls", "python3-websockets is not installed (run with /usr/bin/python3)")
     if shutil.which("openssl") is None:
-        print("tls: the openssl CLI is missing")
-        return 77
+        rrtest.skip_suite("tls", "the openssl CLI is not installed (Debian package openssl)")
     report = rrtest.Report("tls")
     brokers = []
     tmp = tempfile.mkdtemp(prefix="ringroom-tls-")

@@ -12,7 +12,6 @@ Standard library only; runs under Debian's /usr/bin/python3.
 """
 
 import os
-import re
 import socket
 import ssl
 import struct
@@ -172,11 +171,7 @@ class TlsBroker(rrtest.Broker):
             self.kill()
         self.dump_stderr()
         self.proc = None
-        unsupported = getattr(self, "kernel_unsupported", None)  # newer rrtest
-        why = unsupported() if unsupported else None
-        if why:
-            print("SKIP: %s cannot run on this kernel: %s" % (self.name, why), flush=True)
-            sys.exit(77)
+        rrtest.skip_if_kernel_lacks(self.name, self.stderr_text())
         raise RuntimeError("%s: %s" % (self.name, last))
 
     def pid(self):
@@ -227,15 +222,9 @@ class TlsBroker(rrtest.Broker):
 
 
 def metric_sum(text, name):
-    total = None
-    pat = re.compile(r"^%s(\{[^}]*\})?\s+(\S+)$" % re.escape(name))
-    for line in text.splitlines():
-        m = pat.match(line)
-        if m:
-            total = (total or 0) + float(m.group(2))
-    if total is None:
-        raise KeyError("metric %s not in /metrics" % name)
-    return total
+    """The sum of a metric over its series, from a page parsed as the
+    Prometheus text format (rrtest.Metrics: a malformed page raises)."""
+    return rrtest.Metrics.parse(text).sum(name)
 
 
 # ---- HTTP and WebSocket over TLS ---------------------------------------------

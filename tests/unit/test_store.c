@@ -1,5 +1,5 @@
 /*
- * Unit tests of the storage worker (src/persist/store.c) against a real
+ * Unit tests of the storage worker (src/persist/store_*.c) against a real
  * RocksDB in a temporary dir, with completions arriving on a real io_uring
  * through MSG_RING: append and read ordering, group commit, retention,
  * sessions, kv, back-pressure, reopen, the data-dir lock, fault injection and
@@ -8,16 +8,6 @@
 #include "test_store_util.h"
 
 #include <sys/wait.h>
-
-static struct rr_store_opts base_opts(const char *dir)
-{
-	return (struct rr_store_opts){
-	    .dir = dir,
-	    .durability = RR_STORE_ASYNC,
-	    .queue_capacity = 1024,
-	    .cores = 2,
-	};
-}
 
 static void check_msgs(const struct rr_store_req *req, uint64_t first, uint32_t n,
 		       const char *room_tag)
@@ -61,7 +51,7 @@ static void append_range(struct rr_store *s, const char *room, const char *tag, 
 
 static void test_append_and_read(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load, rd;
 
@@ -179,7 +169,7 @@ static void test_append_and_read(const char *dir)
 
 static void test_group_commit(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load;
 	struct rr_store_stats before, after;
@@ -213,6 +203,10 @@ static void test_group_commit(const char *dir)
 	CHECK_EQ(batches, 1); /* all 500 were queued: one drain, one WriteBatch */
 	CHECK_EQ(after.batch_writes - before.batch_writes, 500);
 	CHECK_EQ(after.completed - before.completed, 500);
+	/* a ring that reaps takes every post at the first attempt */
+	CHECK_EQ(after.post_failures, 0);
+	CHECK_EQ(after.post_retries, 0);
+	CHECK_EQ(after.post_pending, 0);
 	CHECK_EQ(t_bad_cqes, 0);
 
 	struct rr_store_req rd;
@@ -226,7 +220,7 @@ static void test_group_commit(const char *dir)
 
 static void test_retention(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store_req load, req, rd;
 
 	o.history_size = 100;
@@ -319,7 +313,7 @@ static void test_retention(const char *dir)
 /* The sweep walks every room, SWEEP_ROOMS_STEP at a time. */
 static void test_sweep_many_rooms(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	static struct rr_store_req reqs[1024];
 	static char rooms[600][16], payload[] = "x";
 	struct rr_store_req load;
@@ -366,7 +360,7 @@ static void test_sweep_many_rooms(const char *dir)
 /* READ_AFTER stops near RR_STORE_READ_BYTES_MAX and says so. */
 static void test_read_byte_cap(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load, rd, app;
 	char *big = malloc(1u << 20);
@@ -400,7 +394,7 @@ static void test_read_byte_cap(const char *dir)
 
 static void test_sessions_and_kv(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req req;
 	struct rr_store_session ss = {
@@ -536,7 +530,7 @@ static void test_sessions_and_kv(const char *dir)
 
 static void test_back_pressure(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 
 	o.queue_capacity = 8;
 	struct rr_store *s = t_open(&o);
@@ -576,7 +570,7 @@ static void test_back_pressure(const char *dir)
 
 static void test_lock(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s, *s2 = NULL;
 	char err[512] = "";
 	int go[2];
@@ -624,7 +618,7 @@ static void test_lock(const char *dir)
 
 static void test_fault_injection(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load, reqs[6], rd;
 	struct rr_store_stats st;
@@ -686,7 +680,7 @@ static void test_fault_injection(const char *dir)
 /* Close with requests still queued: every one completes, then is on disk. */
 static void test_close_drains(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req load;
 	static struct rr_store_req reqs[200];
@@ -727,7 +721,7 @@ static void worker_done(struct rr_store_req *req)
 
 static void test_no_ring(const char *dir)
 {
-	struct rr_store_opts o = base_opts(dir);
+	struct rr_store_opts o = t_base_opts(dir);
 	struct rr_store *s = t_open(&o);
 	struct rr_store_req req;
 
@@ -757,17 +751,10 @@ static void test_durability_names(void)
 
 int main(void)
 {
-	char dir[256];
-
 	t_ring_init();
 	test_durability_names();
 
-#define RUN(fn)                                                                                    \
-	do {                                                                                       \
-		t_tmpdir(dir, sizeof(dir), "store");                                               \
-		fn(dir);                                                                           \
-		t_tmpdir_rm(dir);                                                                  \
-	} while (0)
+#define RUN(fn) t_in_tmpdir(fn, "store")
 
 	RUN(test_append_and_read);
 	RUN(test_group_commit);

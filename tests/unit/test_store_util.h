@@ -42,16 +42,17 @@ static inline void t_ring_init(void)
 	}
 }
 
-/* Reap CQEs until `want` more completions ran (or ~30 s pass). A CQE must be
- * RR_UD_STORE and carry the request's address. Returns completions seen. */
-static inline unsigned t_reap(unsigned want)
+/* Reap CQEs of `ring` until `want` completions ran or `tries` waits of
+ * 100 ms found nothing. A CQE must be RR_UD_STORE and carry the request's
+ * address; rr_store_complete() runs its done(). Returns completions run. */
+static inline unsigned t_reap_on(struct io_uring *ring, unsigned want, int tries_max)
 {
-	unsigned start = t_completed;
+	unsigned got = 0;
 	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
 
-	for (int tries = 0; tries < 300 && t_completed - start < want;) {
+	for (int tries = 0; tries < tries_max && got < want;) {
 		struct io_uring_cqe *cqe;
-		int ret = io_uring_wait_cqe_timeout(&t_ring, &cqe, &ts);
+		int ret = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
 
 		if (ret == -ETIME) {
 			tries++;
@@ -67,9 +68,19 @@ static inline unsigned t_reap(unsigned want)
 			struct rr_store_req *req = rr_ud_to_ptr(cqe->user_data);
 
 			rr_store_complete(req);
+			got++;
 		}
-		io_uring_cqe_seen(&t_ring, cqe);
+		io_uring_cqe_seen(ring, cqe);
 	}
+	return got;
+}
+
+/* Reap the "core" ring until `want` more completions ran (or ~30 s pass). */
+static inline unsigned t_reap(unsigned want)
+{
+	unsigned start = t_completed;
+
+	t_reap_on(&t_ring, want, 300);
 	return t_completed - start;
 }
 
@@ -160,6 +171,27 @@ static inline void t_tmpdir_rm(const char *data_dir)
 	if (slash != NULL)
 		*slash = '\0';
 	t_rm_rf(base);
+}
+
+/* The options most tests start from: async, two cores, a roomy queue. */
+static inline struct rr_store_opts t_base_opts(const char *dir)
+{
+	return (struct rr_store_opts){
+	    .dir = dir,
+	    .durability = RR_STORE_ASYNC,
+	    .queue_capacity = 1024,
+	    .cores = 2,
+	};
+}
+
+/* Run one test with a fresh data dir name, removed afterwards. */
+static inline void t_in_tmpdir(void (*fn)(const char *dir), const char *tag)
+{
+	char dir[256];
+
+	t_tmpdir(dir, sizeof(dir), tag);
+	fn(dir);
+	t_tmpdir_rm(dir);
 }
 
 static struct rr_store *t_open(const struct rr_store_opts *opts)

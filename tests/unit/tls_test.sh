@@ -4,7 +4,7 @@
 set -eu
 exe="$1"
 case "$exe" in /*) ;; *) exe="$PWD/$exe" ;; esac
-command -v openssl >/dev/null 2>&1 || { echo "openssl CLI not found: skipping"; exit 77; }
+command -v openssl >/dev/null 2>&1 || { echo "SKIP tls unit test: the openssl CLI is not installed (Debian package openssl)"; exit 77; }
 dir=$(mktemp -d "${TMPDIR:-/tmp}/rr-tls-test.XXXXXX")
 trap 'rm -rf "$dir"' EXIT INT TERM
 cd "$dir"

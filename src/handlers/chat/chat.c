@@ -38,9 +38,10 @@
  * onlineUsers lists each user once.
  *
  * Choices where protocol.md leaves room (extensions, nothing removed):
- *  - welcome also carries "resumed" and user.perms/joinedAt; on a resumed
- *    session "resume" is null (the client keeps the token it has), and the
- *    identity comes from the attachment (an anonymous user stays the same
+ *  - welcome also carries "resumed" and user.perms/joinedAt. "resume" is
+ *    always the token for next time: resume tokens are single-use, so a
+ *    resumed session gets a fresh one (the one it came with no longer
+ *    works). On a resumed session the identity comes from the attachment (an anonymous user stays the same
  *    user), permissions from this connection's token. A token naming
  *    another user cannot resume the session (1008). A token without "read"
  *    is refused (1008).
@@ -51,7 +52,12 @@
  *  - A message that cannot be stored gets {"type":"error","code":
  *    "storage_unavailable"} (a sixth code) and is neither broadcast nor
  *    acknowledged; a full storage queue answers rate_limited (retry later).
- *    Errors carry the request's requestId when it had a valid one.
+ *    Errors carry the request's requestId when it had a valid one, also
+ *    when the frame is refused unparsed (too_large, rate_limited) or does
+ *    not parse: a scan of the top-level object finds it. history answers
+ *    carry the requestId too.
+ *  - synced carries onlineUsers and onlineCount, like initial_state: a
+ *    client that reconnected with since refreshes its list from it.
  *  - ack is sent for every stored message, with requestId when given.
  *  - Every client frame but ping costs a token of the per-connection
  *    bucket (message, typing, presence, sync and history all fan out or
@@ -173,7 +179,8 @@ static void chat_send_welcome(struct rr_room *room, struct chat_room *st, struct
 	json_t *user =
 	    json_pack("{s:s, s:s, s:o, s:I}", "id", m->user_id, "name", m->user_name, "perms",
 		      chat_perms_json(info->perm_read, m->perm_write), "joinedAt", joined);
-	/* resume is null on a resumed session: its token stays the same */
+	/* the next resume token: a new one in every welcome (single use);
+	 * null only if the runtime could not make one (out of memory) */
 	json_t *o = json_pack("{s:s, s:s%, s:s, s:o, s:b, s:s, s:I, s:o, s:I}", "type", "welcome",
 			      "room", name, nl, "session", rr_member_session(c), "resume",
 			      resume ? json_string(resume) : json_null(), "resumed", info->resumed,
@@ -252,7 +259,7 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 	if (has_since) {
 		if (has_epoch && strcmp(val, rr_log_epoch(room)) != 0) {
 			/* another log: the ids mean other messages */
-			chat_send_synced(m, false, st->last_bcast);
+			chat_send_synced(st, m, false, st->last_bcast);
 			chat_member_go_live(m, st->last_bcast);
 		} else {
 			rc = chat_replay_start(room, st, m, since);
@@ -330,7 +337,7 @@ static void chat_writable(struct rr_room *room, struct rr_conn *c)
 	if (chat_replay_next(room, s) == 0)
 		return;
 	/* can't read on (storage queue full): say what it has */
-	chat_send_synced(m, false, s->target);
+	chat_send_synced(st, m, false, s->target);
 	chat_member_go_live(m, s->target);
 	chat_sync_free(st, s);
 }

@@ -191,6 +191,101 @@ static bool chat_id_valid(const json_t *v, size_t max)
 	return json_is_string(v) && json_string_length(v) <= max;
 }
 
+/* Past the closing quote of the string whose body starts at p; NULL when
+ * it does not end. */
+static const char *chat_skip_string(const char *p, const char *end)
+{
+	for (; p < end; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+static const char *chat_skip_space(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/*
+ * The requestId of a frame that is not parsed (longer than any legal one)
+ * or did not parse: one pass over the bytes looking for the key
+ * "requestId" (spelled without escapes) in the top-level object, so an
+ * error can still name the request it answers. Linear, and nothing is
+ * allocated but the id itself. Returns a new reference, or NULL when there
+ * is no readable, valid id.
+ */
+static json_t *chat_peek_request_id(const char *s, size_t len)
+{
+	const char *p = s, *end = s + len;
+	int depth = 0;
+	bool want_key = false;
+	p = chat_skip_space(p, end);
+	if (p == end || *p != '{')
+		return NULL;
+	while (p < end) {
+		char ch = *p;
+		if (ch != '"') {
+			if (ch == '{' || ch == '[') {
+				depth++;
+				want_key = ch == '{' && depth == 1;
+			} else if (ch == '}' || ch == ']') {
+				if (--depth <= 0)
+					return NULL;
+			} else if (ch == ',' && depth == 1) {
+				want_key = true;
+			}
+			p++;
+			continue;
+		}
+		const char *body = p + 1;
+		p = chat_skip_string(body, end);
+		if (p == NULL)
+			return NULL;
+		if (depth != 1 || !want_key)
+			continue;
+		want_key = false;
+		bool match = p - body - 1 == 9 && memcmp(body, "requestId", 9) == 0;
+		p = chat_skip_space(p, end);
+		if (p == end || *p != ':')
+			return NULL;
+		if (!match)
+			continue;
+		const char *v = chat_skip_space(p + 1, end);
+		p = v;
+		if (p < end && *p == '"') {
+			p = chat_skip_string(p + 1, end);
+			if (p == NULL)
+				return NULL;
+		} else {
+			while (p < end && ((*p >= '0' && *p <= '9') || *p == '-'))
+				p++;
+		}
+		/* the longest valid id, every byte escaped as \uXXXX */
+		if (p == v || (size_t)(p - v) > 6 * (size_t)CHAT_REQUEST_ID_MAX + 2)
+			return NULL;
+		json_t *id = json_loadb(v, (size_t)(p - v), JSON_DECODE_ANY, NULL);
+		if (id && chat_id_valid(id, CHAT_REQUEST_ID_MAX))
+			return id;
+		json_decref(id);
+		return NULL;
+	}
+	return NULL;
+}
+
+/* content is over --max-chat-bytes: the error says the limit */
+static void chat_send_too_large(struct rr_conn *c, json_t *rid)
+{
+	char msg[96];
+	snprintf(msg, sizeof(msg), "content is longer than %" PRIu32 " bytes (--max-chat-bytes)",
+		 chat_cfg.max_content_bytes);
+	chat_send_error(c, "too_large", msg, rid);
+}
+
 /* A non-negative integer field; absent gives dflt. */
 static bool chat_get_uint(const json_t *req, const char *key, uint64_t dflt, uint64_t *out)
 {
@@ -219,7 +314,7 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 	}
 	if (chat_cfg.max_content_bytes &&
 	    json_string_length(content) > chat_cfg.max_content_bytes) {
-		chat_send_error(m->conn, "too_large", "content is too long", rid);
+		chat_send_too_large(m->conn, rid);
 		return;
 	}
 	json_t *thread = json_object_get(req, "threadId");
@@ -343,6 +438,7 @@ static void chat_on_history(struct rr_room *room, struct chat_room *st, struct c
 		return;
 	}
 	s->limit = (uint32_t)limit;
+	s->request_id = rid ? json_incref(rid) : NULL;
 	if (rr_log_read_before(room, before, (uint32_t)limit, chat_read_done, s) < 0) {
 		chat_sync_free(st, s);
 		chat_send_error(m->conn, "rate_limited", "storage is busy: retry later", rid);
@@ -368,19 +464,23 @@ void chat_message(struct rr_room *room, struct rr_conn *c, int opcode, void *dat
 	 * --max-message-bytes cannot cost a large parse. */
 	if (chat_cfg.max_content_bytes &&
 	    len > 6 * (size_t)chat_cfg.max_content_bytes + CHAT_FRAME_SLACK) {
+		json_t *prid = chat_peek_request_id(data, len);
 		if (!chat_bucket_take(m, rr_now_wall_ms()))
-			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+			chat_send_error(c, "rate_limited", "too many messages: slow down", prid);
 		else
-			chat_send_error(c, "too_large", "frame too large", NULL);
+			chat_send_too_large(c, prid);
+		json_decref(prid);
 		return;
 	}
 	json_error_t jerr;
 	json_t *req = json_loadb(data, len, 0, &jerr);
 	if (!json_is_object(req)) {
+		json_t *prid = chat_peek_request_id(data, len);
 		if (!chat_bucket_take(m, rr_now_wall_ms()))
-			chat_send_error(c, "rate_limited", "too many messages: slow down", NULL);
+			chat_send_error(c, "rate_limited", "too many messages: slow down", prid);
 		else
-			chat_send_error(c, "invalid_format", "not a JSON object", NULL);
+			chat_send_error(c, "invalid_format", "not a JSON object", prid);
+		json_decref(prid);
 		json_decref(req);
 		return;
 	}

@@ -21,8 +21,6 @@
 
 #include <string.h>
 
-#include <jansson.h>
-
 /* Replay page: rr_log_read_after() takes up to 1000; 256 frames per
  * completion keeps one callback short. */
 #define CHAT_REPLAY_PAGE 256
@@ -97,6 +95,7 @@ struct chat_sync {
 	uint32_t limit;	 /* history; replay: the page asked for */
 	bool gap;	 /* replay: some ids after `since` are gone */
 	bool waiting;	 /* replay: no read in flight, waiting for writable() */
+	json_t *request_id; /* history: the request's requestId, or NULL */
 };
 
 struct chat_room {
@@ -142,7 +141,8 @@ struct chat_sync *chat_sync_new(struct chat_room *st, struct chat_member *m,
 				       enum chat_read_kind kind);
 void chat_sync_free(struct chat_room *st, struct chat_sync *s);
 void chat_member_go_live(struct chat_member *m, uint64_t last_id);
-void chat_send_synced(struct chat_member *m, bool recovered, uint64_t last_id);
+void chat_send_synced(struct chat_room *st, struct chat_member *m, bool recovered,
+		      uint64_t last_id);
 int chat_replay_next(struct rr_room *room, struct chat_sync *s);
 void chat_read_done(struct rr_room *room, void *arg, int res, const struct rr_log_entry *e,
 			   size_t n, bool more);

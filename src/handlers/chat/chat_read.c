@@ -34,6 +34,8 @@ void chat_sync_free(struct chat_room *st, struct chat_sync *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	chat_member_put(s->m);
+	if (s->request_id)
+		json_decref(s->request_id);
 	free(s);
 }
 
@@ -47,11 +49,49 @@ void chat_member_go_live(struct chat_member *m, uint64_t last_id)
 	rr_member_release(m->conn);
 }
 
-void chat_send_synced(struct chat_member *m, bool recovered, uint64_t last_id)
+/* ,"onlineUsers":[{"userId","username"}...],"onlineCount":N}: the room's
+ * users, each once, at most CHAT_ONLINE_MAX of them (onlineCount says how
+ * many there are); closes the object. Shared by initial_state and synced so
+ * a client that reconnected with `since` refreshes its list the same way. */
+static void chat_buf_online_tail(struct chat_buf *b, struct chat_room *st)
 {
-	json_t *o = json_pack("{s:s, s:b, s:I}", "type", "synced", "recovered", recovered, "lastId",
-			      (json_int_t)last_id);
-	chat_send_obj(m->conn, o, true);
+	chat_buf_str(b, ",\"onlineUsers\":[");
+	size_t listed = 0;
+	const char *uid;
+	json_t *u;
+	json_object_foreach(st->users, uid, u)
+	{
+		if (listed == CHAT_ONLINE_MAX)
+			break;
+		json_t *o = json_pack("{s:s, s:O}", "userId", uid, "username",
+				      json_object_get(u, "username"));
+		if (o == NULL) {
+			b->failed = true;
+			return;
+		}
+		if (listed)
+			chat_buf_str(b, ",");
+		chat_buf_json(b, o);
+		json_decref(o);
+		listed++;
+	}
+	char tail[64];
+	int tn = snprintf(tail, sizeof(tail), "],\"onlineCount\":%zu}", json_object_size(st->users));
+	chat_buf_add(b, tail, (size_t)tn);
+}
+
+void chat_send_synced(struct chat_room *st, struct chat_member *m, bool recovered,
+		      uint64_t last_id)
+{
+	struct chat_buf b = {0};
+	char head[96];
+	int hn = snprintf(head, sizeof(head), "{\"type\":\"synced\",\"recovered\":%s,\"lastId\":%" PRIu64,
+			  recovered ? "true" : "false", last_id);
+	chat_buf_add(&b, head, (size_t)hn);
+	chat_buf_online_tail(&b, st);
+	if (!b.failed)
+		rr_member_send_now(m->conn, RR_TEXT, b.p, b.len);
+	free(b.p);
 }
 
 
@@ -116,7 +156,7 @@ static void chat_replay_page(struct rr_room *room, struct chat_room *st, struct 
 	/* the log ended before the target: the newest ones are gone too */
 	if (s->after < s->target || s->gap)
 		recovered = false;
-	chat_send_synced(m, recovered, s->target);
+	chat_send_synced(st, m, recovered, s->target);
 	chat_member_go_live(m, s->target);
 	chat_sync_free(st, s);
 }
@@ -135,26 +175,8 @@ void chat_initial_state(struct rr_room *room, struct chat_room *st, struct chat_
 		chat_buf_message(&b, e[i].data, e[i].len);
 		first = false;
 	}
-	chat_buf_str(&b, "],\"onlineUsers\":[");
-	size_t listed = 0;
-	const char *uid;
-	json_t *u;
-	json_object_foreach(st->users, uid, u)
-	{
-		if (listed == CHAT_ONLINE_MAX)
-			break;
-		json_t *o = json_pack("{s:s, s:O}", "userId", uid, "username",
-				      json_object_get(u, "username"));
-		if (listed)
-			chat_buf_str(&b, ",");
-		chat_buf_json(&b, o);
-		json_decref(o);
-		listed++;
-	}
-	char tail[64];
-	int tn =
-	    snprintf(tail, sizeof(tail), "],\"onlineCount\":%zu}", json_object_size(st->users));
-	chat_buf_add(&b, tail, (size_t)tn);
+	chat_buf_str(&b, "]");
+	chat_buf_online_tail(&b, st);
 	if (!b.failed)
 		rr_member_send_now(m->conn, RR_TEXT, b.p, b.len);
 	free(b.p);
@@ -163,10 +185,12 @@ void chat_initial_state(struct rr_room *room, struct chat_room *st, struct chat_
 }
 
 static void chat_history_reply(struct rr_room *room, struct chat_member *m, int res,
-			       const struct rr_log_entry *e, size_t n, uint32_t limit)
+			       const struct rr_log_entry *e, size_t n, uint32_t limit,
+			       json_t *request_id)
 {
 	if (res < 0) {
-		chat_send_error(m->conn, "storage_unavailable", "reading the history failed", NULL);
+		chat_send_error(m->conn, "storage_unavailable", "reading the history failed",
+				request_id);
 		return;
 	}
 	struct chat_buf b = {0};
@@ -183,7 +207,12 @@ static void chat_history_reply(struct rr_room *room, struct chat_member *m, int 
 	/* older ones may remain when the page is full and its oldest is past
 	 * the first retained id */
 	bool older = n == limit && e[0].id > rr_log_first_id(room);
-	chat_buf_str(&b, older ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
+	chat_buf_str(&b, older ? "],\"hasMore\":true" : "],\"hasMore\":false");
+	if (request_id) { /* lets a client match the page to its request */
+		chat_buf_str(&b, ",\"requestId\":");
+		chat_buf_json(&b, request_id);
+	}
+	chat_buf_str(&b, "}");
 	if (!b.failed)
 		rr_member_send(m->conn, RR_TEXT, b.p, b.len);
 	free(b.p);
@@ -207,7 +236,7 @@ void chat_read_done(struct rr_room *room, void *arg, int res, const struct rr_lo
 		chat_initial_state(room, st, m, res == 0 ? e : NULL, res == 0 ? n : 0, s->target);
 		break;
 	case CHAT_READ_HISTORY:
-		chat_history_reply(room, m, res, e, n, s->limit);
+		chat_history_reply(room, m, res, e, n, s->limit, s->request_id);
 		break;
 	}
 	chat_sync_free(st, s);
@@ -228,7 +257,7 @@ int chat_replay_start(struct rr_room *room, struct chat_room *st, struct chat_me
 	 * send. Older than retention: what is still stored is sent, and
 	 * synced says recovered:false (the client knows it has a gap). */
 	if (after >= target) {
-		chat_send_synced(m, after == target, target);
+		chat_send_synced(st, m, after == target, target);
 		chat_member_go_live(m, target);
 		return 0;
 	}
