@@ -123,10 +123,10 @@ struct rr_bench_slot {
 	uint64_t chat_errors;	  /* chat: "error" frames from the server */
 	/* publish: acks/unacked/ack above count the API's 200 answers, the
 	 * requests never answered and request sent -> answer read */
-	uint64_t pub_answered;	  /* publish: 200 answers to requests stamped in the window */
-	uint64_t http_errors;	  /* publish: answers other than 200 */
-	uint64_t api_delivered;	  /* publish: sum of the answers' "delivered" */
-	int http_last_status;	  /* publish: last non-200 answer's status */
+	uint64_t pub_answered;	/* publish: 200 answers to requests stamped in the window */
+	uint64_t http_errors;	/* publish: answers other than 200 */
+	uint64_t api_delivered; /* publish: sum of the answers' "delivered" */
+	int http_last_status;	/* publish: last non-200 answer's status */
 	struct rr_bench_seq_counts seq;
 	int ready, stopped, done;
 	struct rr_bench_hist lat; /* message latency, ns (echo: round trip) */

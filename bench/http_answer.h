@@ -25,10 +25,10 @@
 #define RR_BENCH_HTTP_BODY_MAX (64ull * 1024 * 1024)
 
 struct rr_bench_http_answer {
-	int status;	     /* 100..599 */
-	bool close;	     /* "Connection: close": the server ends the connection */
-	uint64_t body_len;   /* Content-Length */
-	const char *body;    /* its first body_kept bytes */
+	int status;	   /* 100..599 */
+	bool close;	   /* "Connection: close": the server ends the connection */
+	uint64_t body_len; /* Content-Length */
+	const char *body;  /* its first body_kept bytes */
 	size_t body_kept;
 };
 

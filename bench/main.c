@@ -830,7 +830,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 			printf(", %.1f%% of the schedule", 100.0 * (double)s->sent / sched);
 		printf("\n");
 		if (cfg->mode == RR_BENCH_PUBLISH) {
-			printf("  publishes     %" PRIu64 " stamped in window answered 200, %.0f/s  (%" PRIu64
+			printf("  publishes     %" PRIu64
+			       " stamped in window answered 200, %.0f/s  (%" PRIu64
 			       " answered 200 in all, %" PRIu64 " delivered by their count)\n",
 			       s->pub_answered, (double)s->pub_answered / dur, s->acks,
 			       s->api_delivered);
@@ -843,7 +844,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 			       "sent to 200 read)\n",
 			       a[0], a[1], a[2], a[3], a[4]);
 			if (s->http_errors || s->unacked)
-				printf("  HTTP ERRORS   %" PRIu64 " answers other than 200 (last %d), "
+				printf("  HTTP ERRORS   %" PRIu64
+				       " answers other than 200 (last %d), "
 				       "%" PRIu64 " requests never answered\n",
 				       s->http_errors, s->http_last_status, s->unacked);
 		}
@@ -861,7 +863,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		fmt_ns(v[4], sizeof(v[4]), s->lat.max);
 		printf("  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s%s\n",
 		       cfg->mode == RR_BENCH_ECHO ? "round trip" : "latency", v[0], v[1], v[2],
-		       v[3], v[4], cfg->mode == RR_BENCH_PUBLISH ? "  (request sent to member)" : "");
+		       v[3], v[4],
+		       cfg->mode == RR_BENCH_PUBLISH ? "  (request sent to member)" : "");
 		if (cfg->mode == RR_BENCH_CHAT) {
 			char a[5][32];
 			for (int i = 0; i < 4; i++)
@@ -879,8 +882,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		    (s->pub_backlog_max > PUB_BACKLOG_WARN ||
 		     /* each publisher may be one message short of the schedule by rounding */
 		     (double)s->sent < 0.99 * sched - (double)(cfg->mode == RR_BENCH_PUBLISH
-								  ? cfg->publishers
-								  : rr_bench_cfg_total_pubs(cfg))))
+								   ? cfg->publishers
+								   : rr_bench_cfg_total_pubs(cfg))))
 			printf("  WARNING: a publisher fell %" PRIu64
 			       " messages behind its schedule (the bench or server is saturated)\n",
 			       s->pub_backlog_max);
@@ -1183,7 +1186,8 @@ int main(int argc, char **argv)
 			s->misrouted);
 	if (s->http_errors || (cfg.mode == RR_BENCH_PUBLISH && s->unacked))
 		fprintf(stderr,
-			"ringroom-bench: HTTP ERRORS: %" PRIu64 " answers other than 200 (last %d), "
+			"ringroom-bench: HTTP ERRORS: %" PRIu64
+			" answers other than 200 (last %d), "
 			"%" PRIu64 " requests never answered\n",
 			s->http_errors, s->http_last_status, s->unacked);
 	if (s->conn_failed || s->peer_closed || s->proto_errors)

@@ -166,7 +166,7 @@ struct worker {
 	 * hps[i - http_first] their state */
 	uint32_t http_first;
 	struct http_pub *hps;
-	char *req_tail;	 /* " HTTP/1.1\r\nHost: ...Content-Length: N\r\n\r\n" */
+	char *req_tail; /* " HTTP/1.1\r\nHost: ...Content-Length: N\r\n\r\n" */
 	size_t req_tail_len, req_max;
 	uint32_t http_errors_shown;
 
@@ -1234,8 +1234,8 @@ static void http_show(struct worker *w, const struct bconn *c, const char *what,
 			"%.*s\n",
 			w->id, c->pub, what, a->status, (int)a->body_kept, a->body);
 	else
-		fprintf(stderr, "ringroom-bench: worker %u: HTTP publisher %d: %s\n", w->id,
-			c->pub, what);
+		fprintf(stderr, "ringroom-bench: worker %u: HTTP publisher %d: %s\n", w->id, c->pub,
+			what);
 }
 
 /* One answer, in request order: the oldest request awaiting one is done. A

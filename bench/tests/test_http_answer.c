@@ -62,7 +62,8 @@ static const char *stream(size_t *len)
 	    "WWW-Authenticate: Bearer realm=\"ringroom\"\r\n\r\n%s"
 	    "HTTP/1.1 204 No Content\r\n\r\n"
 	    "HTTP/1.0 200 OK\r\ncontent-length:   300 \r\nX-Empty:\r\n\r\n%s"
-	    "HTTP/1.1 200 \r\nContent-Length: 20\r\ncontent-length: 20\r\n\r\n{ \"delivered\" : 250}"
+	    "HTTP/1.1 200 \r\nContent-Length: 20\r\ncontent-length: 20\r\n\r\n{ \"delivered\" : "
+	    "250}"
 	    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
 	    "Connection: keep-alive, Close\r\n\r\n",
 	    strlen(err), err, big_body);
@@ -183,8 +184,8 @@ static void test_splits(void)
 		CHECK(r > 0 && r <= (ssize_t)n);
 		CHECK_EQ(ls.n, stop);
 		ls.stop_after = 0;
-		ssize_t r2 = rr_bench_http_feed(&rx, (const uint8_t *)s + r, n - (size_t)r,
-						 on_answer, &ls);
+		ssize_t r2 =
+		    rr_bench_http_feed(&rx, (const uint8_t *)s + r, n - (size_t)r, on_answer, &ls);
 		CHECK_EQ(r + r2, (ssize_t)n);
 		CHECK(same(&ls, e, ne));
 	}
@@ -215,7 +216,7 @@ static void bad_case(const char *bad, ssize_t want)
 
 static void test_bad(void)
 {
-	bad_case("HTTP/1.1 200 OK\r\n\r\n", -EBADMSG);			  /* no length */
+	bad_case("HTTP/1.1 200 OK\r\n\r\n", -EBADMSG); /* no length */
 	bad_case("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", -EBADMSG);
 	bad_case("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", -EBADMSG);
 	bad_case("HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n", -EBADMSG);
@@ -263,8 +264,7 @@ static void test_edges(void)
 	memcpy(h + RR_BENCH_HTTP_HEAD_MAX - 3, "\r\n\r\n", 4);
 	struct log l2 = {0};
 	rr_bench_http_rx_init(&rx);
-	CHECK_EQ(rr_bench_http_feed(&rx, (uint8_t *)h, RR_BENCH_HTTP_HEAD_MAX + 1, on_answer,
-				    &l2),
+	CHECK_EQ(rr_bench_http_feed(&rx, (uint8_t *)h, RR_BENCH_HTTP_HEAD_MAX + 1, on_answer, &l2),
 		 -EMSGSIZE);
 	CHECK_EQ(l2.n, 0);
 
