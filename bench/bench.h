@@ -32,12 +32,17 @@ enum rr_bench_mode {
 	RR_BENCH_IDLE,
 	RR_BENCH_CHURN,
 	RR_BENCH_CHAT, /* fanout's shape over ringroom's /chat/{room} JSON protocol */
+	/* fanout's receivers; the messages come from --publishers keep-alive
+	 * HTTP connections POSTing to the backend API's /api/raw/{room} */
+	RR_BENCH_PUBLISH,
 };
 
-/* fanout and chat share the rooms/members/publishers shape and pacing. */
+/* fanout, chat and publish share the rooms/members/publishers shape, the
+ * receivers and the pacing (publish: the publishers are HTTP connections,
+ * not members). */
 static inline bool rr_bench_mode_rooms(enum rr_bench_mode m)
 {
-	return m == RR_BENCH_FANOUT || m == RR_BENCH_CHAT;
+	return m == RR_BENCH_FANOUT || m == RR_BENCH_CHAT || m == RR_BENCH_PUBLISH;
 }
 
 struct rr_bench_cfg {
@@ -46,8 +51,9 @@ struct rr_bench_cfg {
 	uint32_t conns;	     /* echo/idle: connections; churn: concurrent cycles */
 	uint32_t rooms;	     /* fanout */
 	uint32_t members;    /* fanout: per room */
-	uint32_t publishers; /* fanout: per room, members 0..P-1 of each room */
-	double rate;	     /* fanout: messages/s per room */
+	uint32_t publishers; /* fanout: per room, members 0..P-1 of each room;
+			      * publish: HTTP connections in all */
+	double rate;	     /* fanout: messages/s per room; publish: in all */
 	uint32_t size;	     /* message payload bytes (>= RR_BENCH_STAMP_LEN) */
 	uint64_t duration_ns;
 	uint64_t warmup_ns;
@@ -61,17 +67,22 @@ struct rr_bench_cfg {
 	double slow_pct;	      /* fanout: % of each room's receivers that stop reading */
 	bool insecure;		      /* wss://: do not check the server's certificate */
 	const char *ca_file;	      /* wss://: CA the server's chain must verify against */
+	const char *api_key;	      /* publish: the backend API's bearer key */
+	uint32_t window;	      /* publish: requests in flight per HTTP connection */
 	bool json;
 	bool quiet;
 	uint32_t run_id; /* random per run, in every stamp */
 };
 
-/* Connections the run opens (fanout: rooms x members). */
+/* Connections the run opens (fanout: rooms x members; publish: that plus
+ * the HTTP publishers). */
 uint32_t rr_bench_cfg_total_conns(const struct rr_bench_cfg *cfg);
 /* Slow readers per room (fanout with --slow-readers): the room's last
  * members, never a publisher. */
 uint32_t rr_bench_cfg_slow_per_room(const struct rr_bench_cfg *cfg);
-/* Publishers (fanout: rooms x publishers; echo: one per connection). */
+/* Publishers (fanout: rooms x publishers; echo: one per connection).
+ * publish: also rooms x publishers, one stamp id per (room, HTTP
+ * connection): room * P + connection. */
 uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg);
 
 enum rr_bench_phase {
@@ -110,6 +121,12 @@ struct rr_bench_slot {
 	uint64_t unacked;	  /* chat: messages never acknowledged by the drain's end */
 	uint64_t chat_ready;	  /* chat: connections past welcome + initial_state */
 	uint64_t chat_errors;	  /* chat: "error" frames from the server */
+	/* publish: acks/unacked/ack above count the API's 200 answers, the
+	 * requests never answered and request sent -> answer read */
+	uint64_t pub_answered;	/* publish: 200 answers to requests stamped in the window */
+	uint64_t http_errors;	/* publish: answers other than 200 */
+	uint64_t api_delivered; /* publish: sum of the answers' "delivered" */
+	int http_last_status;	/* publish: last non-200 answer's status */
 	struct rr_bench_seq_counts seq;
 	int ready, stopped, done;
 	struct rr_bench_hist lat; /* message latency, ns (echo: round trip) */

@@ -42,6 +42,8 @@ static void on_signal(int sig)
 
 uint32_t rr_bench_cfg_total_conns(const struct rr_bench_cfg *cfg)
 {
+	if (cfg->mode == RR_BENCH_PUBLISH)
+		return cfg->rooms * cfg->members + cfg->publishers;
 	if (rr_bench_mode_rooms(cfg->mode))
 		return cfg->rooms * cfg->members;
 	return cfg->conns;
@@ -69,7 +71,7 @@ uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg)
 
 static const char *mode_name(enum rr_bench_mode m)
 {
-	static const char *const names[] = {"echo", "fanout", "idle", "churn", "chat"};
+	static const char *const names[] = {"echo", "fanout", "idle", "churn", "chat", "publish"};
 	return names[m];
 }
 
@@ -79,18 +81,25 @@ static void usage(FILE *f)
 	    f,
 	    "usage: ringroom-bench MODE [options] [URL]\n"
 	    "\n"
-	    "MODE: echo | fanout | idle | churn | chat\n"
+	    "MODE: echo | fanout | idle | churn | chat | publish\n"
 	    "URL:  ws://host:port/path or wss://...; every {room} is replaced by r0, r1, ...\n"
 	    "      (default ws://127.0.0.1:8080/echo for echo, idle and churn,\n"
 	    "       ws://127.0.0.1:8080/raw/{room} for fanout,\n"
 	    "       ws://127.0.0.1:8080/chat/{room} for chat: fanout's shape with\n"
-	    "       ringroom chat messages, acks timed)\n"
+	    "       ringroom chat messages, acks timed;\n"
+	    "       ws://127.0.0.1:8080/raw/{room} for publish: members join it, the\n"
+	    "       HTTP publishers POST to /api/raw/{room} on the same host and port)\n"
 	    "\n"
 	    "  --conns N              echo/idle: connections; churn: concurrent cycles (100)\n"
 	    "  --rooms R              rooms (1); echo/idle/churn: connection g joins r<g mod R>\n"
 	    "  --members M            fanout: members per room (100)\n"
-	    "  --publishers P         fanout: publishers per room, among the members (1)\n"
-	    "  --rate MSGS            fanout: messages per second per room (100)\n"
+	    "  --publishers P         fanout: publishers per room, among the members (1);\n"
+	    "                         publish: keep-alive HTTP connections in all\n"
+	    "  --rate MSGS            fanout: messages per second per room (100);\n"
+	    "                         publish: requests per second in all\n"
+	    "  --api-key KEY          publish: the backend API key (Authorization: Bearer)\n"
+	    "  --window N             publish: requests awaiting their answers per\n"
+	    "                         connection, pipelined (8)\n"
 	    "  --size SIZE            message size, >= %d (64); under %d B the stamp is short\n"
 	    "  --warmup DUR           not measured (1s)\n"
 	    "  --duration DUR         measured (10s)\n"
@@ -167,6 +176,8 @@ enum {
 	O_JSON,
 	O_QUIET,
 	O_HELP,
+	O_API_KEY,
+	O_WINDOW,
 };
 
 static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
@@ -193,6 +204,8 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 	    {"json", no_argument, 0, O_JSON},
 	    {"quiet", no_argument, 0, O_QUIET},
 	    {"help", no_argument, 0, O_HELP},
+	    {"api-key", required_argument, 0, O_API_KEY},
+	    {"window", required_argument, 0, O_WINDOW},
 	    {0, 0, 0, 0},
 	};
 	memset(cfg, 0, sizeof(*cfg));
@@ -208,6 +221,7 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 	cfg->connect_timeout_ns = 10 * NS_PER_S;
 	cfg->procs = 1;
 	cfg->connect_concurrency = 64;
+	cfg->window = 8;
 	bool src_ips_set = false;
 	uint64_t v;
 	int o;
@@ -308,6 +322,21 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 		case O_JSON:
 			cfg->json = true;
 			break;
+		case O_API_KEY: {
+			/* a header value: printable, no spaces (protocol.md's keys) */
+			bool ok = optarg[0] != '\0' && strlen(optarg) <= 512;
+			for (const char *k = optarg; ok && *k; k++)
+				ok = *k > ' ' && *k < 0x7f;
+			if (!ok)
+				die_flag("api-key", "(not shown)");
+			cfg->api_key = optarg;
+			break;
+		}
+		case O_WINDOW:
+			if (parse_u64(optarg, 1, 1024, &v))
+				die_flag("window", optarg);
+			cfg->window = (uint32_t)v;
+			break;
 		case O_QUIET:
 			cfg->quiet = true;
 			break;
@@ -335,11 +364,14 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 		cfg->mode = RR_BENCH_CHURN;
 	else if (strcmp(m, "chat") == 0)
 		cfg->mode = RR_BENCH_CHAT;
+	else if (strcmp(m, "publish") == 0)
+		cfg->mode = RR_BENCH_PUBLISH;
 	else {
 		fprintf(stderr, "ringroom-bench: unknown mode '%s'\n", m);
 		exit(2);
 	}
-	const char *url = cfg->mode == RR_BENCH_FANOUT ? "ws://127.0.0.1:8080/raw/{room}"
+	const char *url = cfg->mode == RR_BENCH_FANOUT || cfg->mode == RR_BENCH_PUBLISH
+			      ? "ws://127.0.0.1:8080/raw/{room}"
 			  : cfg->mode == RR_BENCH_CHAT ? "ws://127.0.0.1:8080/chat/{room}"
 						       : "ws://127.0.0.1:8080/echo";
 	if (optind < argc)
@@ -364,8 +396,27 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 		fprintf(stderr, "ringroom-bench: --slow-readers is for fanout\n");
 		exit(2);
 	}
+	if (cfg->mode == RR_BENCH_PUBLISH) {
+		if (!cfg->api_key) {
+			fprintf(stderr, "ringroom-bench: publish needs --api-key KEY\n");
+			exit(2);
+		}
+		/* members get the API's frames as is: binary, stamped */
+		if (strncmp(cfg->url.path, "/raw/", 5) != 0) {
+			fprintf(stderr, "ringroom-bench: publish drives /raw/ rooms: the URL's "
+					"path must start with /raw/\n");
+			exit(2);
+		}
+		if ((uint64_t)cfg->rooms * cfg->publishers > 10000000) {
+			fprintf(stderr, "ringroom-bench: --rooms x --publishers too large\n");
+			exit(2);
+		}
+	} else if (cfg->api_key) {
+		fprintf(stderr, "ringroom-bench: --api-key is for publish\n");
+		exit(2);
+	}
 	if (rr_bench_mode_rooms(cfg->mode)) {
-		if (cfg->publishers > cfg->members) {
+		if (cfg->publishers > cfg->members && cfg->mode != RR_BENCH_PUBLISH) {
 			fprintf(stderr, "ringroom-bench: --publishers must not exceed --members\n");
 			exit(2);
 		}
@@ -435,6 +486,9 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 		ADD(unacked);
 		ADD(chat_ready);
 		ADD(chat_errors);
+		ADD(pub_answered);
+		ADD(http_errors);
+		ADD(api_delivered);
 		ADD(seq.lost);
 		ADD(seq.dup);
 		ADD(seq.reordered);
@@ -451,6 +505,8 @@ static void merge(const struct rr_bench_shared *sh, struct totals *t, bool with_
 			t->s.last_errno = s->last_errno;
 		if (s->last_close_code)
 			t->s.last_close_code = s->last_close_code;
+		if (s->http_last_status)
+			t->s.http_last_status = s->http_last_status;
 		t->rss_start_kb += s->rss_start_kb;
 		t->rss_open_kb += s->rss_open_kb;
 		if (with_hist) {
@@ -616,6 +672,14 @@ static void live_line(const struct rr_bench_cfg *cfg, const struct rr_bench_shar
 		fprintf(stderr, "  upgrades/s %" PRIu64, cy - *prev_cycles);
 	else if (cfg->mode != RR_BENCH_IDLE)
 		fprintf(stderr, "  deliveries/s %" PRIu64 "  p99 %s", rx - *prev_rx, p99);
+	if (cfg->mode == RR_BENCH_PUBLISH && phase != RR_BENCH_PH_CONNECT) {
+		/* the parent is one process: its static keeps the last second's */
+		static uint64_t prev_acks;
+		fprintf(stderr, "  publishes/s %" PRIu64, t->s.acks - prev_acks);
+		prev_acks = t->s.acks;
+		if (t->s.http_errors)
+			fprintf(stderr, "  HTTP ERRORS %" PRIu64, t->s.http_errors);
+	}
 	if (t->s.conn_failed)
 		fprintf(stderr, "  failed %" PRIu64, t->s.conn_failed);
 	if (t->s.seq.lost || t->s.seq.dup || t->s.seq.reordered || t->s.seq.late)
@@ -637,8 +701,8 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	static const char *const pnames[] = {"p50", "p90", "p99", "p99_9"};
 	uint32_t nslow = rr_bench_cfg_slow_per_room(cfg) * cfg->rooms;
 	/* messages the publishers were asked to send over warm-up and window */
-	double sched =
-	    (double)cfg->rooms * cfg->rate * ((double)(cfg->warmup_ns + cfg->duration_ns) / 1e9);
+	double sched = (cfg->mode == RR_BENCH_PUBLISH ? 1.0 : (double)cfg->rooms) * cfg->rate *
+		       ((double)(cfg->warmup_ns + cfg->duration_ns) / 1e9);
 	double rate =
 	    cfg->mode == RR_BENCH_CHURN ? (double)s->cycles / dur : (double)s->measured / dur;
 	if (cfg->json) {
@@ -679,6 +743,19 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		       s->seq.tail, s->pub_backlog_max, s->foreign);
 		if (rr_bench_mode_rooms(cfg->mode))
 			printf("\"schedule_percent\":%.1f,", 100.0 * (double)s->sent / sched);
+		if (cfg->mode == RR_BENCH_PUBLISH) {
+			printf("\"window\":%u,\"publishes_per_s\":%.1f,\"answered_200\":%" PRIu64
+			       ",\"unanswered\":%" PRIu64 ",\"http_errors\":%" PRIu64
+			       ",\"http_last_status\":%d,\"api_delivered\":%" PRIu64
+			       ",\"answer_ns\":{",
+			       cfg->window, (double)s->pub_answered / dur, s->acks, s->unacked,
+			       s->http_errors, s->http_last_status, s->api_delivered);
+			for (int i = 0; i < 4; i++)
+				printf("\"%s\":%" PRIu64 ",", pnames[i],
+				       rr_bench_hist_percentile(&s->ack, pcts[i]));
+			printf("\"max\":%" PRIu64 ",\"count\":%" PRIu64 "},", s->ack.max,
+			       s->ack.count);
+		}
 		if (cfg->mode == RR_BENCH_CHAT) {
 			printf("\"acks\":%" PRIu64 ",\"unacked\":%" PRIu64
 			       ",\"chat_errors\":%" PRIu64 ",\"ack_ns\":{",
@@ -733,7 +810,12 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	if (s->hs_timeouts)
 		printf(" (%" PRIu64 " got no upgrade response in time)", s->hs_timeouts);
 	printf("\n");
-	if (rr_bench_mode_rooms(cfg->mode))
+	if (cfg->mode == RR_BENCH_PUBLISH)
+		printf("  rooms         %u x %u members; %u HTTP publisher(s) POSTing %g msg/s in "
+		       "all to /api%s, window %u, %u B\n",
+		       cfg->rooms, cfg->members, cfg->publishers, cfg->rate, cfg->url.path,
+		       cfg->window, cfg->size);
+	else if (rr_bench_mode_rooms(cfg->mode))
 		printf(
 		    "  rooms         %u x %u members, %u publisher(s)/room, %g msg/s/room, %u B\n",
 		    cfg->rooms, cfg->members, cfg->publishers, cfg->rate, cfg->size);
@@ -742,10 +824,31 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 	printf("  window        %.2f s measured after %.2f s warm-up\n", dur,
 	       (double)cfg->warmup_ns / 1e9);
 	if (cfg->mode == RR_BENCH_ECHO || rr_bench_mode_rooms(cfg->mode)) {
-		printf("  sent          %" PRIu64 " messages (all phases)", s->sent);
+		printf("  sent          %" PRIu64 " %s (all phases)", s->sent,
+		       cfg->mode == RR_BENCH_PUBLISH ? "requests" : "messages");
 		if (rr_bench_mode_rooms(cfg->mode))
 			printf(", %.1f%% of the schedule", 100.0 * (double)s->sent / sched);
 		printf("\n");
+		if (cfg->mode == RR_BENCH_PUBLISH) {
+			printf("  publishes     %" PRIu64
+			       " stamped in window answered 200, %.0f/s  (%" PRIu64
+			       " answered 200 in all, %" PRIu64 " delivered by their count)\n",
+			       s->pub_answered, (double)s->pub_answered / dur, s->acks,
+			       s->api_delivered);
+			char a[5][32];
+			for (int i = 0; i < 4; i++)
+				fmt_ns(a[i], sizeof(a[i]),
+				       rr_bench_hist_percentile(&s->ack, pcts[i]));
+			fmt_ns(a[4], sizeof(a[4]), s->ack.max);
+			printf("  answer        p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (request "
+			       "sent to 200 read)\n",
+			       a[0], a[1], a[2], a[3], a[4]);
+			if (s->http_errors || s->unacked)
+				printf("  HTTP ERRORS   %" PRIu64
+				       " answers other than 200 (last %d), "
+				       "%" PRIu64 " requests never answered\n",
+				       s->http_errors, s->http_last_status, s->unacked);
+		}
 		printf("  %-13s %" PRIu64 " stamped in window, %.0f/s  (%" PRIu64
 		       " received in all)\n",
 		       cfg->mode == RR_BENCH_ECHO ? "echoes" : "deliveries", s->measured, rate,
@@ -758,9 +861,10 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		for (int i = 0; i < 4; i++)
 			fmt_ns(v[i], sizeof(v[i]), rr_bench_hist_percentile(&s->lat, pcts[i]));
 		fmt_ns(v[4], sizeof(v[4]), s->lat.max);
-		printf("  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+		printf("  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s%s\n",
 		       cfg->mode == RR_BENCH_ECHO ? "round trip" : "latency", v[0], v[1], v[2],
-		       v[3], v[4]);
+		       v[3], v[4],
+		       cfg->mode == RR_BENCH_PUBLISH ? "  (request sent to member)" : "");
 		if (cfg->mode == RR_BENCH_CHAT) {
 			char a[5][32];
 			for (int i = 0; i < 4; i++)
@@ -777,7 +881,9 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		if (rr_bench_mode_rooms(cfg->mode) && s->opened && !partial &&
 		    (s->pub_backlog_max > PUB_BACKLOG_WARN ||
 		     /* each publisher may be one message short of the schedule by rounding */
-		     (double)s->sent < 0.99 * sched - (double)rr_bench_cfg_total_pubs(cfg)))
+		     (double)s->sent < 0.99 * sched - (double)(cfg->mode == RR_BENCH_PUBLISH
+								   ? cfg->publishers
+								   : rr_bench_cfg_total_pubs(cfg))))
 			printf("  WARNING: a publisher fell %" PRIu64
 			       " messages behind its schedule (the bench or server is saturated)\n",
 			       s->pub_backlog_max);
@@ -1067,7 +1173,7 @@ int main(int argc, char **argv)
 	bool failed = worker_died || timed_out || interrupted || s->conn_failed ||
 		      (cfg.mode == RR_BENCH_CHURN && s->cycles == 0) || s->peer_closed ||
 		      s->proto_errors || s->misrouted || s->seq.lost || s->seq.dup || s->unacked ||
-		      s->chat_errors || s->seq.reordered || s->seq.late;
+		      s->chat_errors || s->seq.reordered || s->seq.late || s->http_errors;
 	print_report(&cfg, &t, cfg.mode == RR_BENCH_IDLE && cfg.server_pid ? &ip : NULL, &mach,
 		     failed, interrupted || timed_out || worker_died);
 	if (s->seq.lost || s->seq.dup || s->seq.reordered || s->seq.late)
@@ -1078,6 +1184,12 @@ int main(int argc, char **argv)
 	if (s->misrouted)
 		fprintf(stderr, "ringroom-bench: %" PRIu64 " messages reached the wrong receiver\n",
 			s->misrouted);
+	if (s->http_errors || (cfg.mode == RR_BENCH_PUBLISH && s->unacked))
+		fprintf(stderr,
+			"ringroom-bench: HTTP ERRORS: %" PRIu64
+			" answers other than 200 (last %d), "
+			"%" PRIu64 " requests never answered\n",
+			s->http_errors, s->http_last_status, s->unacked);
 	if (s->conn_failed || s->peer_closed || s->proto_errors)
 		fprintf(stderr,
 			"ringroom-bench: CONNECTION ERRORS: %" PRIu64 " failed to open, %" PRIu64

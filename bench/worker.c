@@ -18,11 +18,15 @@
  * room g / M; members 0..P-1 of a room publish, as publisher id
  * room*P + member. Connection g belongs to worker g % procs, so every room
  * is spread over all workers. An echo connection is its own publisher (id
- * g) and hears only itself.
+ * g) and hears only itself. In publish mode no member publishes: the
+ * connections after the rooms' members, R*M .. R*M+K-1, are K keep-alive
+ * HTTP connections POSTing to /api/raw/{room} (see put_request), and they
+ * are the last slots of each worker.
  */
 #include "bench.h"
 #include "chat.h"
 #include "frame.h"
+#include "http_answer.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -64,6 +68,13 @@
 #define CHAT_KEEP 512
 /* Receive buffer a slow reader asks for (the kernel doubles it). */
 #define SLOW_RCVBUF 8192
+/* publish: request bytes awaiting their answers per HTTP connection (past
+ * the first request). The broker keeps a connection's unanswered requests
+ * in its request buffer, --max-header-bytes + --recv-buffer-size (24 KiB by
+ * default), and answers 431 past it. */
+#define HTTP_INFLIGHT_MAX (16 * 1024)
+/* publish: non-200 answers and unframeable streams shown in detail */
+#define HTTP_ERRORS_SHOWN_MAX 5
 
 enum conn_state {
 	C_FREE,
@@ -124,6 +135,16 @@ struct bconn {
 	struct rr_bench_rx rx;
 };
 
+/* publish: one HTTP publisher connection's requests awaiting their answers
+ * (answered in order, so a ring of their send times and sizes). */
+struct http_pub {
+	struct rr_bench_http_rx rx;
+	uint64_t *ts;	    /* [window] send time (the body's stamp) */
+	uint32_t *len;	    /* [window] request bytes */
+	uint32_t head, out; /* oldest, and how many await their answer */
+	uint64_t out_bytes;
+};
+
 struct worker {
 	const struct rr_bench_cfg *cfg;
 	struct rr_bench_shared *sh;
@@ -141,6 +162,13 @@ struct worker {
 	uint32_t *flushq, nflush;
 	uint32_t *rearmq, nrearm;
 	uint32_t *pubs, npubs; /* local publishing connections (fanout) */
+	/* publish: local connections http_first.. are the HTTP publishers,
+	 * hps[i - http_first] their state */
+	uint32_t http_first;
+	struct http_pub *hps;
+	char *req_tail; /* " HTTP/1.1\r\nHost: ...Content-Length: N\r\n\r\n" */
+	size_t req_tail_len, req_max;
+	uint32_t http_errors_shown;
 
 	void **txfree;
 	uint32_t ntxfree, txcap;
@@ -169,6 +197,17 @@ struct worker {
 };
 
 static struct worker *W; /* one worker per process; rx callbacks reach it here */
+
+/* publish: is c one of the HTTP publishers (the last local slots)? */
+static inline bool is_http(const struct worker *w, const struct bconn *c)
+{
+	return (uint32_t)(c - w->conns) >= w->http_first;
+}
+
+static inline struct http_pub *hp_of(const struct worker *w, const struct bconn *c)
+{
+	return &w->hps[(uint32_t)(c - w->conns) - w->http_first];
+}
 
 uint64_t rr_bench_now_ns(void)
 {
@@ -484,6 +523,8 @@ static void send_upgrade(struct worker *w, struct bconn *c)
 	send_plain(w, c, b, (size_t)n);
 }
 
+static void conn_opened(struct worker *w, struct bconn *c);
+
 static void on_connect(struct worker *w, struct bconn *c, int res)
 {
 	c->flags &= ~F_CONNECT;
@@ -514,7 +555,10 @@ static void on_connect(struct worker *w, struct bconn *c, int res)
 		arm_recv(w, c);
 		return;
 	}
-	send_upgrade(w, c);
+	if (is_http(w, c))
+		conn_opened(w, c); /* publish: an API connection needs no upgrade */
+	else
+		send_upgrade(w, c);
 	arm_recv(w, c);
 }
 
@@ -643,6 +687,10 @@ static int on_message(void *ctx, uint8_t opcode, const uint8_t *stamp, size_t st
 	} else if (cfg->mode == RR_BENCH_FANOUT) {
 		uint32_t room = st.pub / cfg->publishers;
 		if (room == c->room && (int32_t)st.pub != c->pub)
+			s = &c->seq[st.pub % cfg->publishers];
+	} else if (cfg->mode == RR_BENCH_PUBLISH) {
+		/* the API delivers to every member of the room */
+		if (st.pub / cfg->publishers == c->room)
 			s = &c->seq[st.pub % cfg->publishers];
 	} else if (cfg->mode == RR_BENCH_CHAT) {
 		/* chat broadcasts to every member, the sender included */
@@ -782,7 +830,8 @@ static void conn_opened(struct worker *w, struct bconn *c)
 		w->in_handshake--;
 	if (w->sh->phase == RR_BENCH_PH_CONNECT)
 		w->resolved++;
-	rr_bench_hist_record(&w->slot->hs, w->now - c->t_cycle);
+	if (!is_http(w, c))
+		rr_bench_hist_record(&w->slot->hs, w->now - c->t_cycle);
 	c->t_state = w->now;
 	if (w->cfg->mode == RR_BENCH_CHURN) {
 		c->flags |= F_CLOSE_TX;
@@ -792,8 +841,14 @@ static void conn_opened(struct worker *w, struct bconn *c)
 	}
 }
 
+static void http_rx(struct worker *w, struct bconn *c, const uint8_t *p, size_t n);
+
 static void conn_rx_plain(struct worker *w, struct bconn *c, uint8_t *p, size_t n)
 {
+	if (is_http(w, c)) {
+		http_rx(w, c, p, n);
+		return;
+	}
 	if (c->state == C_HANDSHAKE) {
 		if (!c->aux && !(c->aux = malloc(HS_MAX))) {
 			conn_fail(w, c, true);
@@ -848,7 +903,9 @@ static void conn_rx(struct worker *w, struct bconn *c, uint8_t *p, size_t n)
 			tls_failed(w, c);
 			return;
 		}
-		if (r == 1)
+		if (r == 1 && is_http(w, c))
+			conn_opened(w, c);
+		else if (r == 1)
 			send_upgrade(w, c);
 		else
 			tls_kick(w, c);
@@ -1037,8 +1094,13 @@ static uint64_t pub_due(const struct worker *w, const struct bconn *c)
 	return (uint64_t)due;
 }
 
+static bool http_room(const struct worker *w, const struct bconn *c);
+
 static bool conn_has_output(const struct worker *w, const struct bconn *c)
 {
+	if (is_http(w, c))
+		return c->state == C_OPEN && !w->stop_written && http_room(w, c) &&
+		       pub_due(w, c) > c->sent;
 	if (c->flags & (F_PONG | F_CLOSE_TX | F_WANT_SEND))
 		return true;
 	return rr_bench_mode_rooms(w->cfg->mode) && c->pub >= 0 && c->state == C_OPEN &&
@@ -1084,10 +1146,172 @@ static size_t put_message(struct worker *w, struct bconn *c, uint8_t *out)
 	return h + w->cfg->size;
 }
 
+/* ---- publish: the HTTP publishers ---------------------------------------- */
+
+/* May c send another request? At most --window await their answers, and
+ * past the first at most HTTP_INFLIGHT_MAX bytes of them. */
+static bool http_room(const struct worker *w, const struct bconn *c)
+{
+	const struct http_pub *hp = hp_of(w, c);
+	return hp->out < w->cfg->window &&
+	       (hp->out == 0 || hp->out_bytes + w->req_max <= HTTP_INFLIGHT_MAX);
+}
+
+/*
+ * One POST /api/raw/{room} with a stamped body. HTTP connection k sends its
+ * n-th request to room (k + n) mod R, so each connection visits every room
+ * in turn and each room gets rate/R; its sequence in that room is n / R and
+ * its stamp id room * P + k (P: --publishers), as fanout's publisher ids.
+ */
+static size_t put_request(struct worker *w, struct bconn *c, struct http_pub *hp, uint8_t *out)
+{
+	const struct rr_bench_cfg *cfg = w->cfg;
+	uint32_t k = (uint32_t)c->pub;
+	uint32_t room = (uint32_t)((k + c->sent) % cfg->rooms);
+	char rn[16];
+	room_name(room, rn, sizeof(rn));
+	memcpy(out, "POST /api", 9);
+	size_t o = 9;
+	int tl = rr_bench_url_target(&cfg->url, rn, (char *)out + o, w->req_max - o);
+	assert(tl > 0);
+	o += (size_t)tl;
+	memcpy(out + o, w->req_tail, w->req_tail_len);
+	o += w->req_tail_len;
+	struct rr_bench_stamp st = {
+	    .run = cfg->run_id,
+	    .pub = room * cfg->publishers + k,
+	    .seq = c->sent / cfg->rooms,
+	    .ts_ns = w->now,
+	};
+	memcpy(out + o, w->msg_tmpl, cfg->size);
+	if (cfg->size < RR_BENCH_STAMP_LEN)
+		rr_bench_stamp_put_short(out + o, &st);
+	else
+		rr_bench_stamp_put(out + o, &st);
+	o += cfg->size;
+	assert(o <= w->req_max);
+	uint32_t at = (hp->head + hp->out) % cfg->window;
+	hp->ts[at] = w->now;
+	hp->len[at] = (uint32_t)o;
+	hp->out++;
+	hp->out_bytes += o;
+	c->sent++;
+	w->c.sent++;
+	return o;
+}
+
+/* Everything due that the window lets out, in one send. */
+static void http_flush(struct worker *w, struct bconn *c)
+{
+	if (c->state != C_OPEN || w->stop_written) {
+		tls_kick(w, c);
+		return;
+	}
+	uint64_t due = pub_due(w, c);
+	if (due > c->sent && due - c->sent > w->c.pub_backlog_max)
+		w->c.pub_backlog_max = due - c->sent;
+	if (due <= c->sent || !http_room(w, c)) {
+		tls_kick(w, c);
+		return;
+	}
+	struct http_pub *hp = hp_of(w, c);
+	uint8_t *b = tx_get(w);
+	size_t o = 0;
+	while (due > c->sent && http_room(w, c) && o + w->req_max <= w->txsz)
+		o += put_request(w, c, hp, b + o);
+	send_plain(w, c, b, o);
+}
+
+static void http_show(struct worker *w, const struct bconn *c, const char *what,
+		      const struct rr_bench_http_answer *a)
+{
+	if (w->http_errors_shown >= HTTP_ERRORS_SHOWN_MAX)
+		return;
+	w->http_errors_shown++;
+	if (a)
+		fprintf(stderr,
+			"ringroom-bench: worker %u: HTTP publisher %d: %s: status %d, body "
+			"%.*s\n",
+			w->id, c->pub, what, a->status, (int)a->body_kept, a->body);
+	else
+		fprintf(stderr, "ringroom-bench: worker %u: HTTP publisher %d: %s\n", w->id, c->pub,
+			what);
+}
+
+/* One answer, in request order: the oldest request awaiting one is done. A
+ * non-zero return (an answer to no request) fails the connection. */
+static int on_http_answer(void *ctx, const struct rr_bench_http_answer *a)
+{
+	struct worker *w = W;
+	struct bconn *c = ctx;
+	struct http_pub *hp = hp_of(w, c);
+	if (hp->out == 0) {
+		http_show(w, c, "an answer to no request", a);
+		return 1;
+	}
+	uint64_t ts = hp->ts[hp->head];
+	hp->out_bytes -= hp->len[hp->head];
+	hp->head = (hp->head + 1) % w->cfg->window;
+	hp->out--;
+	if (w->finalized)
+		return 0; /* the books are closed */
+	if (a->status == 200) {
+		w->c.acks++;
+		if (ts >= w->sh->t_warm && ts < w->sh->t_end) {
+			w->c.pub_answered++;
+			rr_bench_hist_record(&w->slot->ack, w->now > ts ? w->now - ts : 0);
+		}
+		int64_t d = rr_bench_http_delivered(a->body, a->body_kept);
+		if (d >= 0)
+			w->c.api_delivered += (uint64_t)d;
+	} else {
+		w->c.http_errors++;
+		w->c.http_last_status = a->status;
+		http_show(w, c, "answer other than 200", a);
+	}
+	/* "Connection: close": the server's FIN follows and is counted there */
+	if (conn_has_output(w, c))
+		queue_flush(w, c);
+	return 0;
+}
+
+static void http_rx(struct worker *w, struct bconn *c, const uint8_t *p, size_t n)
+{
+	if (c->state != C_OPEN)
+		return;
+	ssize_t r = rr_bench_http_feed(&hp_of(w, c)->rx, p, n, on_http_answer, c);
+	if (r >= 0 && (size_t)r == n)
+		return;
+	if (r < 0) {
+		char what[96];
+		snprintf(what, sizeof(what), "unreadable answer (%s); dropped", strerror((int)-r));
+		http_show(w, c, what, NULL);
+	}
+	w->c.last_errno = EPROTO;
+	conn_fail(w, c, false);
+}
+
+/* At the window's end: how many requests connection c sent to each room. */
+static void http_stop(struct worker *w, const struct bconn *c)
+{
+	const struct rr_bench_cfg *cfg = w->cfg;
+	uint32_t k = (uint32_t)c->pub, rooms = cfg->rooms;
+	for (uint32_t r = 0; r < rooms; r++) {
+		/* requests n with (k + n) mod R == r: n = off, off + R, ... */
+		uint64_t off = ((uint64_t)r + rooms - k % rooms) % rooms;
+		uint64_t cnt = c->sent > off ? (c->sent - off - 1) / rooms + 1 : 0;
+		w->sh->pub_sent[(uint64_t)r * cfg->publishers + k] = cnt;
+	}
+}
+
 static void conn_flush(struct worker *w, struct bconn *c)
 {
 	if ((c->flags & F_SEND) || (c->state != C_OPEN && c->state != C_CLOSING))
 		return;
+	if (is_http(w, c)) {
+		http_flush(w, c);
+		return;
+	}
 	uint8_t *b = tx_get(w);
 	size_t o = 0;
 	size_t frame = w->cfg->mode == RR_BENCH_CHAT ? rr_bench_frame_len(w->chat_max)
@@ -1180,6 +1404,10 @@ static void publish_live(struct worker *w)
 	PUB(unacked);
 	PUB(chat_ready);
 	PUB(chat_errors);
+	PUB(pub_answered);
+	PUB(http_errors);
+	PUB(api_delivered);
+	PUB(http_last_status);
 	PUB(seq.lost);
 	PUB(seq.dup);
 	PUB(seq.reordered);
@@ -1282,9 +1510,18 @@ static void phase_run(struct worker *w)
 	if (rr_bench_mode_rooms(cfg->mode)) {
 		for (uint32_t i = 0; i < w->npubs; i++) {
 			struct bconn *c = &w->conns[w->pubs[i]];
-			if (c->state == C_OPEN && !(c->flags & F_SEND) && !w->stop_written &&
-			    pub_due(w, c) > c->sent)
-				queue_flush(w, c);
+			if (c->state != C_OPEN || (c->flags & F_SEND) || w->stop_written)
+				continue;
+			uint64_t due = pub_due(w, c);
+			if (due <= c->sent)
+				continue;
+			if (is_http(w, c) && !http_room(w, c)) {
+				/* the window is full: the backlog is the server's */
+				if (due - c->sent > w->c.pub_backlog_max)
+					w->c.pub_backlog_max = due - c->sent;
+				continue;
+			}
+			queue_flush(w, c);
 		}
 	} else if (cfg->mode == RR_BENCH_CHURN && w->now < w->sh->t_end) {
 		uint32_t limit = cfg->connect_concurrency;
@@ -1306,7 +1543,10 @@ static void phase_run(struct worker *w)
 		if (rr_bench_mode_rooms(cfg->mode))
 			for (uint32_t i = 0; i < w->npubs; i++) {
 				struct bconn *c = &w->conns[w->pubs[i]];
-				w->sh->pub_sent[c->pub] = c->sent;
+				if (is_http(w, c))
+					http_stop(w, c);
+				else
+					w->sh->pub_sent[c->pub] = c->sent;
 			}
 		w->stop_written = true;
 		publish_live(w);
@@ -1342,6 +1582,11 @@ static void phase_drain(struct worker *w)
 				complete = false; /* acks still to come */
 				continue;
 			}
+			if (is_http(w, c)) {
+				if (c->state == C_OPEN && hp_of(w, c)->out)
+					complete = false; /* answers still to come */
+				continue;
+			}
 			if (c->state != C_OPEN || !c->seq || (c->flags & F_SLOW))
 				continue;
 			for (uint32_t p = 0; p < w->seqs_per_conn && complete; p++)
@@ -1355,6 +1600,8 @@ static void phase_drain(struct worker *w)
 	 * as a connection error, not as loss */
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct bconn *c = &w->conns[i];
+		if (is_http(w, c) && c->state == C_OPEN)
+			w->c.unacked += hp_of(w, c)->out; /* never answered */
 		if (c->state != C_OPEN || !c->seq || (c->flags & F_SLOW))
 			continue;
 		if (cfg->mode == RR_BENCH_CHAT && c->pub >= 0 && c->acked < c->sent)
@@ -1426,6 +1673,46 @@ static int setup(struct worker *w)
 	return 0;
 }
 
+/* publish: the request head's fixed part, the largest request, the send
+ * buffer that holds a window of them, and each HTTP publisher's state. */
+static int http_setup(struct worker *w)
+{
+	const struct rr_bench_cfg *cfg = w->cfg;
+	char tail[1024], rn[16], target[RR_BENCH_URL_PATH_MAX + 32];
+	int n = snprintf(tail, sizeof(tail),
+			 " HTTP/1.1\r\nHost: %s:%u\r\nAuthorization: Bearer %s\r\n"
+			 "Content-Type: application/octet-stream\r\nContent-Length: %u\r\n\r\n",
+			 cfg->url.host, cfg->url.port, cfg->api_key, cfg->size);
+	if (n < 0 || (size_t)n >= sizeof(tail))
+		return -ENAMETOOLONG;
+	w->req_tail = strdup(tail);
+	w->req_tail_len = (size_t)n;
+	/* the longest room name is the last one's */
+	room_name(cfg->rooms - 1, rn, sizeof(rn));
+	int tl = rr_bench_url_target(&cfg->url, rn, target, sizeof(target));
+	if (tl < 0 || !w->req_tail)
+		return tl < 0 ? tl : -ENOMEM;
+	w->req_max = 9 + (size_t)tl + w->req_tail_len + cfg->size;
+	size_t tx = w->req_max * cfg->window;
+	if (tx > HTTP_INFLIGHT_MAX + w->req_max)
+		tx = HTTP_INFLIGHT_MAX + w->req_max;
+	if (w->txsz < tx)
+		w->txsz = tx;
+	uint32_t nh = w->nconns - w->http_first;
+	w->hps = calloc(nh ? nh : 1, sizeof(*w->hps));
+	if (!w->hps)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nh; i++) {
+		struct http_pub *hp = &w->hps[i];
+		rr_bench_http_rx_init(&hp->rx);
+		hp->ts = calloc(cfg->window, sizeof(*hp->ts));
+		hp->len = calloc(cfg->window, sizeof(*hp->len));
+		if (!hp->ts || !hp->len)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* The connection slots: their cost is per connection, so they are allocated
  * after the fixed-size ring and buffers have been measured. */
 static int setup_conns(struct worker *w)
@@ -1446,6 +1733,8 @@ static int setup_conns(struct worker *w)
 		w->seqs = calloc((size_t)w->nconns * w->seqs_per_conn + 1, sizeof(*w->seqs));
 	if (!w->conns || !w->flushq || !w->rearmq || !w->pubs || (w->seqs_per_conn && !w->seqs))
 		return -ENOMEM;
+	w->http_first = w->nconns;
+	uint32_t nmembers = cfg->rooms * cfg->members;
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct bconn *c = &w->conns[i];
 		c->fd = -1;
@@ -1453,10 +1742,18 @@ static int setup_conns(struct worker *w)
 		c->pub = -1;
 		if (w->seqs)
 			c->seq = &w->seqs[(size_t)i * w->seqs_per_conn];
-		if (rr_bench_mode_rooms(cfg->mode)) {
+		if (cfg->mode == RR_BENCH_PUBLISH && c->gid >= nmembers) {
+			/* the HTTP publishers come after every member */
+			if (w->http_first == w->nconns)
+				w->http_first = i;
+			c->pub = (int32_t)(c->gid - nmembers); /* k, 0 .. P-1 */
+			c->room = 0;
+			c->seq = NULL;
+			w->pubs[w->npubs++] = i;
+		} else if (rr_bench_mode_rooms(cfg->mode)) {
 			c->room = c->gid / cfg->members;
 			uint32_t m = c->gid % cfg->members;
-			if (m < cfg->publishers) {
+			if (cfg->mode != RR_BENCH_PUBLISH && m < cfg->publishers) {
 				c->pub = (int32_t)(c->room * cfg->publishers + m);
 				w->pubs[w->npubs++] = i;
 			} else if (m >= cfg->members - rr_bench_cfg_slow_per_room(cfg)) {
@@ -1476,13 +1773,20 @@ static int setup_conns(struct worker *w)
 			return -ENOMEM;
 	}
 	size_t frame = rr_bench_frame_len(cfg->mode == RR_BENCH_CHAT ? w->chat_max : cfg->size);
-	size_t batch = rr_bench_mode_rooms(cfg->mode) ? PUB_BATCH_MAX : 1;
+	/* publish: members send only pongs and closes */
+	size_t batch =
+	    rr_bench_mode_rooms(cfg->mode) && cfg->mode != RR_BENCH_PUBLISH ? PUB_BATCH_MAX : 1;
 	if (batch > 1 && frame * batch > 256 * 1024)
 		batch = (256 * 1024) / frame ? (256 * 1024) / frame : 1;
 	/* room for a batch of messages, a pong, a close and, first, the request */
 	w->txsz = frame * batch + 256 + 128;
 	if (w->txsz < RR_BENCH_URL_PATH_MAX + 1024)
 		w->txsz = RR_BENCH_URL_PATH_MAX + 1024;
+	if (cfg->mode == RR_BENCH_PUBLISH) {
+		int err = http_setup(w);
+		if (err < 0)
+			return err;
+	}
 	w->msg_tmpl = calloc(1, cfg->size);
 	if (!w->msg_tmpl)
 		return -ENOMEM;
@@ -1500,10 +1804,11 @@ static void graceful_close(struct worker *w)
 	uint64_t deadline = rr_bench_now_ns() + 1000000000ull;
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct bconn *c = &w->conns[i];
-		if (c->state == C_OPEN) {
+		if (c->state == C_OPEN && !is_http(w, c)) {
 			c->flags |= F_CLOSE_TX;
 			queue_flush(w, c);
 		} else if (c->state != C_FREE && c->state != C_CLOSING) {
+			/* an HTTP publisher has nothing to say: just close it */
 			conn_kill(w, c);
 		}
 	}
