@@ -91,7 +91,8 @@ struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name
 	r->next = t->buckets[k];
 	t->buckets[k] = r;
 	t->count++;
-	RR_STAT_INC(core, rooms_open);
+	if (kind != RR_ROOM_KIND_INTERNAL)
+		RR_STAT_INC(core, rooms_open);
 	return r;
 }
 
@@ -109,7 +110,8 @@ void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r)
 	rr_assert(*pp == r);
 	*pp = r->next;
 	t->count--;
-	RR_STAT_DEC(core, rooms_open);
+	if (r->kind != RR_ROOM_KIND_INTERNAL)
+		RR_STAT_DEC(core, rooms_open);
 	room_free(core, r);
 }
 

@@ -24,6 +24,9 @@ struct rr_conn;
 struct rr_room;
 
 #define RR_ROOM_NAME_MAX 128
+/* The kind of the runtime's own rooms (the alarm index): not counted in
+ * ringroom_rooms_open, never listed. */
+#define RR_ROOM_KIND_INTERNAL 0xff
 
 /* What the owner of a room's state (the handler runtime) hears. */
 struct rr_room_ops {

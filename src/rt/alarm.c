@@ -73,7 +73,7 @@ static struct rr_room *index_room(struct rr_core *core)
 {
 	if (tl_index)
 		return tl_index;
-	struct rr_room *r = rr_rt_room_get(core, &index_handler, 0xff, "index", 5);
+	struct rr_room *r = rr_rt_room_get(core, &index_handler, RR_ROOM_KIND_INTERNAL, "index", 5);
 	if (r == NULL)
 		return NULL;
 	rt_of(r)->pinned = true;
@@ -181,7 +181,7 @@ int rr_alarm_set(struct rr_room *room, uint64_t at_ms, const void *payload, size
 		 uint64_t *id_out)
 {
 	struct rr_core *core = rr_core_current();
-	if (rt_of(room) == NULL || room->kind == 0xff)
+	if (rt_of(room) == NULL || room->kind == RR_ROOM_KIND_INTERNAL)
 		return -EINVAL;
 	if (len > ALARM_PAYLOAD_MAX)
 		return -E2BIG;
