@@ -162,9 +162,11 @@ int main(int argc, char **argv)
 		break;
 	}
 	rr_notify_stopping();
-	rr_info("%s: draining (at most %llu ms, /healthz 503 for %llu ms first)",
-		sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)broker.cfg.drain_timeout_ms,
-		(unsigned long long)broker.cfg.drain_grace_ms);
+	rr_info("%s: draining (at most %llu ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+		(unsigned long long)broker.cfg.drain_timeout_ms);
+	if (broker.cfg.drain_grace_ms)
+		rr_info("--drain-grace: /healthz answers 503 for %llu ms before members are closed",
+			(unsigned long long)broker.cfg.drain_grace_ms);
 	rr_broker_drain(&broker);
 	uint64_t start = rr_now_ms(), limit = broker.cfg.drain_timeout_ms;
 	/* the balancer sees /healthz 503 and stops sending clients first */
