@@ -28,6 +28,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -235,7 +236,9 @@ static int rr_tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *arg)
  * wolfSSL 5.5.4's wolfSSL_CTX_check_private_key() catches a mismatched RSA
  * key but accepts any EC key with any EC certificate (seen in this
  * project's tests). So for EC keys compare the public point computed from
- * the private scalar with the certificate's. Returns 1 match, 0 mismatch,
+ * the private scalar with the certificate's. The certificate is decoded with
+ * wolfCrypt's own parser (not the X509 API of the OpenSSL compatibility
+ * layer, which the bundled build leaves out). Returns 1 match, 0 mismatch,
  * -1 not an EC key pair (left to wolfSSL's check), -ENOMEM.
  */
 static int rr_tls_ec_key_matches(const void *cert_pem, size_t cert_len, const void *key_pem,
@@ -244,14 +247,16 @@ static int rr_tls_ec_key_matches(const void *cert_pem, size_t cert_len, const vo
 	unsigned char pub_a[RR_TLS_EC_POINT_MAX], pub_b[RR_TLS_EC_POINT_MAX];
 	word32 len_a = sizeof(pub_a), len_b = sizeof(pub_b), idx = 0;
 	unsigned char *der = malloc(RR_TLS_DER_MAX);
-	WOLFSSL_X509 *x509 = NULL;
+	struct DecodedCert *cert = malloc(sizeof(*cert));
 	ecc_key priv, pub;
 	WC_RNG rng;
 	int n, ret = -1;
-	bool have_priv = false, have_pub = false, have_rng = false;
+	bool have_priv = false, have_pub = false, have_rng = false, have_cert = false;
 
-	if (!der)
-		return -ENOMEM;
+	if (!der || !cert) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	if (wc_ecc_init(&priv) != 0 || wc_ecc_init(&pub) != 0)
 		goto out;
 	have_priv = have_pub = true;
@@ -272,26 +277,33 @@ static int rr_tls_ec_key_matches(const void *cert_pem, size_t cert_len, const vo
 	    wc_ecc_export_x963(&priv, pub_a, &len_a) != 0)
 		goto out;
 
-	x509 = wolfSSL_X509_load_certificate_buffer(cert_pem, (int)cert_len, WOLFSSL_FILETYPE_PEM);
-	n = RR_TLS_DER_MAX;
-	if (!x509 || wolfSSL_X509_get_pubkey_buffer(x509, der, &n) != WOLFSSL_SUCCESS)
+	/* the leaf (first certificate of the chain); der is reused: the key is decoded */
+	n = wc_CertPemToDer(cert_pem, (int)cert_len, der, RR_TLS_DER_MAX, CERT_TYPE);
+	if (n <= 0)
+		goto out;
+	wc_InitDecodedCert(cert, der, (word32)n, NULL);
+	have_cert = true;
+	if (wc_ParseCert(cert, CERT_TYPE, NO_VERIFY, NULL) != 0)
 		goto out;
 	idx = 0;
-	if (wc_EccPublicKeyDecode(der, &idx, &pub, (word32)n) != 0 ||
+	/* publicKey is the SubjectPublicKeyInfo for an EC certificate */
+	if (cert->keyOID != ECDSAk || !cert->publicKey ||
+	    wc_EccPublicKeyDecode(cert->publicKey, &idx, &pub, cert->pubKeySize) != 0 ||
 	    wc_ecc_export_x963(&pub, pub_b, &len_b) != 0) {
 		ret = 0; /* EC key, non-EC certificate */
 		goto out;
 	}
 	ret = len_a == len_b && memcmp(pub_a, pub_b, len_a) == 0;
 out:
-	if (x509)
-		wolfSSL_X509_free(x509);
+	if (have_cert)
+		wc_FreeDecodedCert(cert);
 	if (have_rng)
 		wc_FreeRng(&rng);
 	if (have_pub)
 		wc_ecc_free(&pub);
 	if (have_priv)
 		wc_ecc_free(&priv);
+	free(cert);
 	free(der);
 	return ret;
 }
@@ -425,8 +437,10 @@ void rr_tls_ctx_unref(struct rr_tls_ctx *ctx)
 
 void rr_tls_thread_exit(void)
 {
+#ifdef FP_ECC
 	/* the FP_ECC point cache is thread-local (HAVE_THREAD_LS + FP_ECC) */
 	wc_ecc_fp_free();
+#endif
 }
 
 /* ---- connection ------------------------------------------------------------ */
