@@ -64,6 +64,29 @@
 struct rr_tls_ctx;
 struct rr_tls;
 
+/* ---- the library build ---------------------------------------------------- */
+
+/*
+ * One line naming the TLS library and its build, for `ringroom --version`
+ * and the start-up log, e.g.
+ *   "TLS: wolfSSL 5.5.4, bundled build, AES-NI, AES-GCM first"
+ *   "TLS: wolfSSL 5.5.4, system build, AES in C (library built without
+ *    AES-NI), ChaCha20-Poly1305 first"
+ * "bundled" is tools/wolfssl-bundle's static build, "system" Debian's shared
+ * libwolfssl (meson -Dtls_lib). "AES-NI" appears exactly when
+ * rr_tls_aes_hw() is true. Static string, any thread.
+ */
+const char *rr_tls_build_info(void);
+
+/*
+ * True when the library's AES (and GCM's GHASH) runs on the CPU's
+ * instructions: it was compiled with AES-NI (WOLFSSL_AESNI, the bundled
+ * build) and this CPU has them (wolfSSL falls back to C otherwise). Decides
+ * the cipher order of every context: AES-GCM first when true,
+ * ChaCha20-Poly1305 first when false.
+ */
+bool rr_tls_aes_hw(void);
+
 /* ---- server context ---------------------------------------------------- */
 
 /*
