@@ -262,9 +262,9 @@ static void rr_tls_info_init(void)
 	const char *aes;
 
 #ifdef WOLFSSL_AESNI
-	aes = rr_tls_aes_hw() ? "AES-NI" : "AES in C (this CPU has no AES-NI)";
+	aes = rr_tls_aes_hw() ? "AES-NI" : "AES in C (the CPU lacks AES instructions)";
 #else
-	aes = "AES in C (library built without AES-NI)";
+	aes = "AES in C (library built without AES assembly)";
 #endif
 	snprintf(rr_tls_info, sizeof(rr_tls_info), "TLS: wolfSSL %s, %s build, %s, %s first",
 		 wolfSSL_lib_version(), RR_TLS_LIB, aes,

@@ -73,8 +73,8 @@ struct rr_tls;
  * One line naming the TLS library and its build, for `ringroom --version`
  * and the start-up log, e.g.
  *   "TLS: wolfSSL 5.5.4, bundled build, AES-NI, AES-GCM first"
- *   "TLS: wolfSSL 5.5.4, system build, AES in C (library built without
- *    AES-NI), ChaCha20-Poly1305 first"
+ *   "TLS: wolfSSL 5.5.4, system build, AES in C (library built without AES
+ *    assembly), ChaCha20-Poly1305 first"
  * "bundled" is tools/wolfssl-bundle's static build, "system" Debian's shared
  * libwolfssl (meson -Dtls_lib). "AES-NI" appears exactly when
  * rr_tls_aes_hw() is true. Static string, any thread.
