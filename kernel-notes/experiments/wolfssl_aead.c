@@ -54,8 +54,8 @@ static int seal(enum aead a, Aes *aes, const unsigned char *key, size_t sz, long
 		memcpy(iv + 4, &i, sizeof(i)); /* per-record nonce, as TLS does */
 		aad[3] = (unsigned char)(sz >> 8);
 		aad[4] = (unsigned char)sz;
-		int rc = a == AES_GCM ? wc_AesGcmEncrypt(aes, out, in, (word32)sz, iv, sizeof(iv), tag,
-							 sizeof(tag), aad, sizeof(aad))
+		int rc = a == AES_GCM ? wc_AesGcmEncrypt(aes, out, in, (word32)sz, iv, sizeof(iv),
+							 tag, sizeof(tag), aad, sizeof(aad))
 				      : wc_ChaCha20Poly1305_Encrypt(key, iv, aad, sizeof(aad), in,
 								    (word32)sz, out, tag);
 		if (rc != 0)
@@ -104,7 +104,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 #ifdef WOLFSSL_AESNI
-	printf("%s: wolfSSL %s, built with AES-NI (WOLFSSL_AESNI)\n", label, LIBWOLFSSL_VERSION_STRING);
+	printf("%s: wolfSSL %s, built with AES-NI (WOLFSSL_AESNI)\n", label,
+	       LIBWOLFSSL_VERSION_STRING);
 #else
 	printf("%s: wolfSSL %s, built without AES-NI\n", label, LIBWOLFSSL_VERSION_STRING);
 #endif

@@ -547,13 +547,13 @@ static void test_handshake_12(void)
 static void test_refuse_11(void)
 {
 	static const unsigned char hello[] = {
-		0x16, 0x03, 0x01, 0x00, 0x2d,		    /* record: handshake, 45 B */
-		0x01, 0x00, 0x00, 0x29, 0x03, 0x02,	    /* ClientHello, 41 B, TLS 1.1 */
-		1,    2,    3,	  4,	5,    6,    7,	  8, 9, 10, 11, 12, 13, 14, 15, 16, /* random */
-		17,   18,   19,	  20,	21,   22,   23,	  24, 25, 26, 27, 28, 29, 30, 31, 32,
-		0x00,				    /* no session id */
-		0x00, 0x02, 0xc0, 0x13,		    /* one cipher suite */
-		0x01, 0x00,				    /* null compression */
+	    0x16, 0x03, 0x01, 0x00, 0x2d,	/* record: handshake, 45 B */
+	    0x01, 0x00, 0x00, 0x29, 0x03, 0x02, /* ClientHello, 41 B, TLS 1.1 */
+	    1,	  2,	3,    4,    5,	  6,	7,  8,	9,  10, 11, 12, 13, 14, 15, 16, /* random */
+	    17,	  18,	19,   20,   21,	  22,	23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+	    0x00,		    /* no session id */
+	    0x00, 0x02, 0xc0, 0x13, /* one cipher suite */
+	    0x01, 0x00,		    /* null compression */
 	};
 	struct rr_tls *s = rr_tls_new(ctx_ec);
 	int ret;

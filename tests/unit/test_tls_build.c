@@ -51,8 +51,8 @@ static double aes_gcm_mb_s(void)
 
 		for (int i = 0; i < RECORDS_PER_ROUND; i++) {
 			iv[11] = (unsigned char)i;
-			if (wc_AesGcmEncrypt(&aes, out, in, RECORD, iv, sizeof(iv), tag, sizeof(tag),
-					     aad, sizeof(aad)) != 0) {
+			if (wc_AesGcmEncrypt(&aes, out, in, RECORD, iv, sizeof(iv), tag,
+					     sizeof(tag), aad, sizeof(aad)) != 0) {
 				wc_AesFree(&aes);
 				return -1;
 			}
