@@ -90,6 +90,17 @@ int rr_bench_tls_ctx_new(struct rr_bench_tls_ctx **out, const char *ca_file, cha
 	} else {
 		wolfSSL_CTX_set_verify(c->w, WOLFSSL_VERIFY_NONE, NULL);
 	}
+	/*
+	 * RINGROOM_BENCH_TLS_CIPHERS (wolfSSL names, ':'-separated) narrows what
+	 * the client offers, to measure one suite whatever the server prefers,
+	 * e.g. TLS13-AES128-GCM-SHA256 or TLS13-CHACHA20-POLY1305-SHA256.
+	 */
+	const char *ciphers = getenv("RINGROOM_BENCH_TLS_CIPHERS");
+	if (ciphers && *ciphers && wolfSSL_CTX_set_cipher_list(c->w, ciphers) != WOLFSSL_SUCCESS) {
+		snprintf(err, errlen, "RINGROOM_BENCH_TLS_CIPHERS: no usable suite in %s", ciphers);
+		rr_bench_tls_ctx_free(c);
+		return -EINVAL;
+	}
 	wolfSSL_CTX_SetIORecv(c->w, io_recv);
 	wolfSSL_CTX_SetIOSend(c->w, io_send);
 	*out = c;

@@ -14,6 +14,7 @@
 #include "room/room.h"
 #include "reactor/file.h"
 #include "rt/rt.h"
+#include "tls/tls.h"
 #include "reactor/loop.h"
 
 #include <errno.h>
@@ -75,7 +76,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (broker.cfg.version) {
-		printf("ringroom %s\n", RINGROOM_VERSION);
+		printf("ringroom %s\n%s\n", RINGROOM_VERSION, rr_tls_build_info());
 		return 0;
 	}
 	rr_log_level = broker.cfg.log_level;

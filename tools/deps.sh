@@ -16,3 +16,19 @@ rr_install() {
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+
+# rr_wolfssl_bundle: the wolfSSL that meson links by default (-Dtls_lib=bundled),
+# Debian's source of the installed version built for ringroom by
+# tools/wolfssl-bundle and cached outside the checkout. A cache hit costs
+# nothing; a miss installs the build tools and builds once (about a minute).
+RINGROOM_WOLFSSL_PKGS="dpkg-dev autoconf automake libtool"
+rr_wolfssl_bundle() {
+	local prefix
+	prefix=$(tools/wolfssl-bundle --prefix) || return 1
+	if [ -f "$prefix/.complete" ]; then
+		return 0
+	fi
+	# shellcheck disable=SC2086
+	rr_install $RINGROOM_WOLFSSL_PKGS || return 1
+	tools/wolfssl-bundle >/dev/null
+}

@@ -28,25 +28,39 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
 
 /*
- * TLS 1.3 suites first (all AEAD, ECDHE or FFDHE key exchange per the
- * groups below), then TLS 1.2 ECDHE + AEAD only: no RSA key exchange (no
- * forward secrecy), no CBC (Lucky13 class), no RC4/NULL/anon, all of which
- * Debian's build compiles.
+ * TLS 1.3 suites first (all AEAD, ECDHE key exchange per the groups below),
+ * then TLS 1.2 ECDHE + AEAD only: no RSA key exchange (no forward secrecy),
+ * no CBC (Lucky13 class), no RC4/NULL/anon, all of which Debian's build
+ * compiles. Two orders, picked once per context by rr_tls_aes_hw(): AES-GCM
+ * first where the library runs AES on the CPU's instructions (3-6x
+ * ChaCha20-Poly1305 there), ChaCha20-Poly1305 first where AES would run in C
+ * (there ChaCha20-Poly1305 is the faster; kernel-notes/wolfssl-build.md).
+ * The server's order wins (CIPHER_SERVER_PREFERENCE below).
  */
-static const char rr_tls_ciphers[] = "TLS13-AES128-GCM-SHA256:"
-				     "TLS13-CHACHA20-POLY1305-SHA256:"
-				     "TLS13-AES256-GCM-SHA384:"
-				     "ECDHE-ECDSA-AES128-GCM-SHA256:"
-				     "ECDHE-RSA-AES128-GCM-SHA256:"
-				     "ECDHE-ECDSA-CHACHA20-POLY1305:"
-				     "ECDHE-RSA-CHACHA20-POLY1305:"
-				     "ECDHE-ECDSA-AES256-GCM-SHA384:"
-				     "ECDHE-RSA-AES256-GCM-SHA384";
+static const char rr_tls_ciphers_aes[] = "TLS13-AES128-GCM-SHA256:"
+					 "TLS13-CHACHA20-POLY1305-SHA256:"
+					 "TLS13-AES256-GCM-SHA384:"
+					 "ECDHE-ECDSA-AES128-GCM-SHA256:"
+					 "ECDHE-RSA-AES128-GCM-SHA256:"
+					 "ECDHE-ECDSA-CHACHA20-POLY1305:"
+					 "ECDHE-RSA-CHACHA20-POLY1305:"
+					 "ECDHE-ECDSA-AES256-GCM-SHA384:"
+					 "ECDHE-RSA-AES256-GCM-SHA384";
+static const char rr_tls_ciphers_chacha[] = "TLS13-CHACHA20-POLY1305-SHA256:"
+					    "TLS13-AES128-GCM-SHA256:"
+					    "TLS13-AES256-GCM-SHA384:"
+					    "ECDHE-ECDSA-CHACHA20-POLY1305:"
+					    "ECDHE-RSA-CHACHA20-POLY1305:"
+					    "ECDHE-ECDSA-AES128-GCM-SHA256:"
+					    "ECDHE-RSA-AES128-GCM-SHA256:"
+					    "ECDHE-ECDSA-AES256-GCM-SHA384:"
+					    "ECDHE-RSA-AES256-GCM-SHA384";
 
 /* Key-exchange groups: ECDHE only, X25519 first (fast, what browsers send). */
 static int rr_tls_groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
@@ -224,6 +238,45 @@ static int rr_tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	return sz;
 }
 
+/* ---- what the library is ------------------------------------------------- */
+
+#ifndef RR_TLS_LIB
+#define RR_TLS_LIB "system" /* src/tls/meson.build says which; see -Dtls_lib */
+#endif
+
+bool rr_tls_aes_hw(void)
+{
+#if defined(WOLFSSL_AESNI) && (defined(__x86_64__) || defined(__i386__))
+	/* wolfSSL's own run-time test (Check_CPU_support_AES): CPUID AES bit */
+	return __builtin_cpu_supports("aes");
+#else
+	return false; /* built without AES-NI: AES and GHASH in C whatever the CPU */
+#endif
+}
+
+static pthread_once_t rr_tls_info_once = PTHREAD_ONCE_INIT;
+static char rr_tls_info[160];
+
+static void rr_tls_info_init(void)
+{
+	const char *aes;
+
+#ifdef WOLFSSL_AESNI
+	aes = rr_tls_aes_hw() ? "AES-NI" : "AES in C (the CPU lacks AES instructions)";
+#else
+	aes = "AES in C (library built without AES assembly)";
+#endif
+	snprintf(rr_tls_info, sizeof(rr_tls_info), "TLS: wolfSSL %s, %s build, %s, %s first",
+		 wolfSSL_lib_version(), RR_TLS_LIB, aes,
+		 rr_tls_aes_hw() ? "AES-GCM" : "ChaCha20-Poly1305");
+}
+
+const char *rr_tls_build_info(void)
+{
+	pthread_once(&rr_tls_info_once, rr_tls_info_init);
+	return rr_tls_info;
+}
+
 /* ---- context --------------------------------------------------------------- */
 
 /* Upper bound of an EC public point in X9.63 form (P-521: 1 + 2 * 66). */
@@ -235,7 +288,9 @@ static int rr_tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *arg)
  * wolfSSL 5.5.4's wolfSSL_CTX_check_private_key() catches a mismatched RSA
  * key but accepts any EC key with any EC certificate (seen in this
  * project's tests). So for EC keys compare the public point computed from
- * the private scalar with the certificate's. Returns 1 match, 0 mismatch,
+ * the private scalar with the certificate's. The certificate is decoded with
+ * wolfCrypt's own parser (not the X509 API of the OpenSSL compatibility
+ * layer, which the bundled build leaves out). Returns 1 match, 0 mismatch,
  * -1 not an EC key pair (left to wolfSSL's check), -ENOMEM.
  */
 static int rr_tls_ec_key_matches(const void *cert_pem, size_t cert_len, const void *key_pem,
@@ -244,14 +299,16 @@ static int rr_tls_ec_key_matches(const void *cert_pem, size_t cert_len, const vo
 	unsigned char pub_a[RR_TLS_EC_POINT_MAX], pub_b[RR_TLS_EC_POINT_MAX];
 	word32 len_a = sizeof(pub_a), len_b = sizeof(pub_b), idx = 0;
 	unsigned char *der = malloc(RR_TLS_DER_MAX);
-	WOLFSSL_X509 *x509 = NULL;
+	struct DecodedCert *cert = malloc(sizeof(*cert));
 	ecc_key priv, pub;
 	WC_RNG rng;
 	int n, ret = -1;
-	bool have_priv = false, have_pub = false, have_rng = false;
+	bool have_priv = false, have_pub = false, have_rng = false, have_cert = false;
 
-	if (!der)
-		return -ENOMEM;
+	if (!der || !cert) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	if (wc_ecc_init(&priv) != 0 || wc_ecc_init(&pub) != 0)
 		goto out;
 	have_priv = have_pub = true;
@@ -272,26 +329,33 @@ static int rr_tls_ec_key_matches(const void *cert_pem, size_t cert_len, const vo
 	    wc_ecc_export_x963(&priv, pub_a, &len_a) != 0)
 		goto out;
 
-	x509 = wolfSSL_X509_load_certificate_buffer(cert_pem, (int)cert_len, WOLFSSL_FILETYPE_PEM);
-	n = RR_TLS_DER_MAX;
-	if (!x509 || wolfSSL_X509_get_pubkey_buffer(x509, der, &n) != WOLFSSL_SUCCESS)
+	/* the leaf (first certificate of the chain); der is reused: the key is decoded */
+	n = wc_CertPemToDer(cert_pem, (int)cert_len, der, RR_TLS_DER_MAX, CERT_TYPE);
+	if (n <= 0)
+		goto out;
+	wc_InitDecodedCert(cert, der, (word32)n, NULL);
+	have_cert = true;
+	if (wc_ParseCert(cert, CERT_TYPE, NO_VERIFY, NULL) != 0)
 		goto out;
 	idx = 0;
-	if (wc_EccPublicKeyDecode(der, &idx, &pub, (word32)n) != 0 ||
+	/* publicKey is the SubjectPublicKeyInfo for an EC certificate */
+	if (cert->keyOID != ECDSAk || !cert->publicKey ||
+	    wc_EccPublicKeyDecode(cert->publicKey, &idx, &pub, cert->pubKeySize) != 0 ||
 	    wc_ecc_export_x963(&pub, pub_b, &len_b) != 0) {
 		ret = 0; /* EC key, non-EC certificate */
 		goto out;
 	}
 	ret = len_a == len_b && memcmp(pub_a, pub_b, len_a) == 0;
 out:
-	if (x509)
-		wolfSSL_X509_free(x509);
+	if (have_cert)
+		wc_FreeDecodedCert(cert);
 	if (have_rng)
 		wc_FreeRng(&rng);
 	if (have_pub)
 		wc_ecc_free(&pub);
 	if (have_priv)
 		wc_ecc_free(&priv);
+	free(cert);
 	free(der);
 	return ret;
 }
@@ -330,7 +394,8 @@ int rr_tls_ctx_new(struct rr_tls_ctx **out, const void *cert_pem, size_t cert_le
 		rr_tls_set_err(err, errlen, "setting TLS 1.2 minimum", ret);
 		goto free_w;
 	}
-	ret = wolfSSL_CTX_set_cipher_list(w, rr_tls_ciphers);
+	ret = wolfSSL_CTX_set_cipher_list(w, rr_tls_aes_hw() ? rr_tls_ciphers_aes
+							     : rr_tls_ciphers_chacha);
 	if (ret != WOLFSSL_SUCCESS) {
 		rr_tls_set_err(err, errlen, "setting cipher list", 0);
 		goto free_w;
@@ -425,8 +490,10 @@ void rr_tls_ctx_unref(struct rr_tls_ctx *ctx)
 
 void rr_tls_thread_exit(void)
 {
+#ifdef FP_ECC
 	/* the FP_ECC point cache is thread-local (HAVE_THREAD_LS + FP_ECC) */
 	wc_ecc_fp_free();
+#endif
 }
 
 /* ---- connection ------------------------------------------------------------ */

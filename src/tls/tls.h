@@ -1,5 +1,7 @@
 /*
- * TLS server over memory buffers (wolfSSL 5.5.4, Debian's build).
+ * TLS server over memory buffers (wolfSSL 5.5.4: by default the static build
+ * tools/wolfssl-bundle makes for ringroom from Debian's source package,
+ * with -Dtls_lib=system Debian's shared libwolfssl; rr_tls_build_info()).
  *
  * This module never touches a socket. The connection layer receives
  * ciphertext with io_uring and hands it to rr_tls_feed(); it drives the
@@ -7,9 +9,10 @@
  * rr_tls_write_iov() and sends whatever rr_tls_pending_iov() exposes, then
  * calls rr_tls_consume() with what the socket accepted.
  *
- * Policy (fixed, not a flag): TLS 1.2 minimum (Debian's wolfSSL still
- * compiles 1.0/1.1; they are refused at run time), 1.3 preferred; ECDHE key
- * exchange with AEAD ciphers only (AES-GCM, ChaCha20-Poly1305); ALPN
+ * Policy (fixed, not a flag): TLS 1.2 minimum (the bundled build has no
+ * 1.0/1.1 code; Debian's still compiles them and they are refused at run
+ * time), 1.3 preferred; ECDHE key exchange with AEAD ciphers only (AES-GCM
+ * first when the library runs AES on AES-NI, else ChaCha20-Poly1305); ALPN
  * "http/1.1" — a client that offers ALPN without http/1.1 is refused with a
  * fatal no_application_protocol alert (RFC 7301 section 3.2), a client that
  * offers no ALPN is served; SNI is accepted whatever the name; session
@@ -19,8 +22,8 @@
  * tickets advertised for 300 s (wolfSSL's default hint), and all keys
  * replaced when a reload builds a new context, so old tickets fall back to
  * a full handshake; no renegotiation (a client's attempt draws a fatal
- * unexpected_message alert), no compression, no 0-RTT (Debian's build
- * compiles neither secure renegotiation, zlib nor early data).
+ * unexpected_message alert), no compression, no 0-RTT (neither build
+ * compiles secure renegotiation, zlib or early data).
  *
  * DESIGN: memory per connection matters more than copies. An idle
  * connection owns no input and no output buffer: rr_tls_feed() copies
@@ -31,12 +34,12 @@
  * handshake wolfSSL's handshake-only state is released.
  *
  * Cost, measured by tests/unit/test_tls.c: an idle connection after its
- * handshake holds about 60 KB (1.3, EC cert) or 57 KB (1.2, RSA), nearly
- * all of it wolfSSL's (this module adds one 80-byte struct rr_tls): the
- * WOLFSSL_SESSION alone is 37.5 KB, because Debian builds with
- * SESSION_CERTS (room for a 9-deep peer chain inline), and the WOLFSSL
- * object 10.9 KB. Getting far below that needs a leaner wolfSSL build, not
- * code here.
+ * handshake holds about 4 KB in wolfSSL with the bundled build (1.3 EC cert
+ * or 1.2 RSA; this module adds one 80-byte struct rr_tls). Debian's build
+ * holds about 58 KB (1.3, EC) or 55 KB (1.2, RSA): its WOLFSSL_SESSION alone
+ * is 37.5 KB, because it compiles SESSION_CERTS (room for a 9-deep peer
+ * chain inline), and the WOLFSSL object 10.9 KB. See
+ * kernel-notes/wolfssl-build.md.
  *
  * Threads: a context is shared by every core (atomic refcount, immutable
  * after creation). A connection has no thread-local state and may move to
@@ -63,6 +66,29 @@
 
 struct rr_tls_ctx;
 struct rr_tls;
+
+/* ---- the library build ---------------------------------------------------- */
+
+/*
+ * One line naming the TLS library and its build, for `ringroom --version`
+ * and the start-up log, e.g.
+ *   "TLS: wolfSSL 5.5.4, bundled build, AES-NI, AES-GCM first"
+ *   "TLS: wolfSSL 5.5.4, system build, AES in C (library built without AES
+ *    assembly), ChaCha20-Poly1305 first"
+ * "bundled" is tools/wolfssl-bundle's static build, "system" Debian's shared
+ * libwolfssl (meson -Dtls_lib). "AES-NI" appears exactly when
+ * rr_tls_aes_hw() is true. Static string, any thread.
+ */
+const char *rr_tls_build_info(void);
+
+/*
+ * True when the library's AES (and GCM's GHASH) runs on the CPU's
+ * instructions: it was compiled with AES-NI (WOLFSSL_AESNI, the bundled
+ * build) and this CPU has them (wolfSSL falls back to C otherwise). Decides
+ * the cipher order of every context: AES-GCM first when true,
+ * ChaCha20-Poly1305 first when false.
+ */
+bool rr_tls_aes_hw(void);
 
 /* ---- server context ---------------------------------------------------- */
 
@@ -99,6 +125,7 @@ void rr_tls_ctx_unref(struct rr_tls_ctx *ctx);
  * thread-local storage; measured about 1.6 MiB once a thread has done a few
  * ECDHE handshakes) that is otherwise leaked when the thread ends. Harmless
  * on a thread that did none. The cache is per thread, not per connection.
+ * The bundled build has no FP_ECC cache (its P-256 is SP assembly): a no-op.
  */
 void rr_tls_thread_exit(void);
 
