@@ -156,7 +156,6 @@ static void in_free(struct rr_conn *c)
 {
 	free(c->in);
 	c->in = NULL;
-	c->flags &= ~RR_CF_BACKLOG;
 }
 
 static bool backlogged(const struct rr_conn *c)
@@ -195,16 +194,22 @@ void rr_in_settle(struct rr_core *core)
 		bool decoding = c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING;
 		if (in && in->len > in->off && decoding)
 			in->off += (uint32_t)ws_feed(core, c, in->data + in->off, in->len - in->off);
-		if (c->in == NULL || c->in->len == c->in->off || !decoding)
+		if (c->in && (c->in->len == c->in->off || !decoding))
 			in_free(c); /* done, or nobody reads it any more */
-		else
-			cs->backlog[keep++] = c;
-		if ((c->flags & RR_CF_RECV_PAUSED) && reading_state(c) &&
-		    (c->in == NULL || c->in->len - c->in->off < RR_INPUT_BACKLOG_MAX / 2) &&
+		/* A paused receive is armed again once the backlog is half gone
+		 * and its cancel has completed; until then the connection stays
+		 * on the list, drained or not, so the re-arm is never missed. */
+		bool paused = (c->flags & RR_CF_RECV_PAUSED) && reading_state(c);
+		if (paused && (c->in == NULL || c->in->len - c->in->off < RR_INPUT_BACKLOG_MAX / 2) &&
 		    !(c->flags & (RR_CF_RECV_ARMED | RR_CF_REARM))) {
 			c->flags &= ~RR_CF_RECV_PAUSED;
 			rr_conn_arm_recv(core, c);
+			paused = false;
 		}
+		if (c->in || paused)
+			cs->backlog[keep++] = c;
+		else
+			c->flags &= ~RR_CF_BACKLOG;
 	}
 	cs->nbacklog = keep;
 }
