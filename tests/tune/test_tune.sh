@@ -128,7 +128,7 @@ for w in "sysctl -w net.core.somaxconn=4096" \
 	"sysctl -w net.ipv4.tcp_mem='300000 400000 1600000'" \
 	"sysctl -w net.ipv4.tcp_wmem='4096 16384 4194304'" \
 	"sysctl -w fs.file-max=165536"; do
-	echo "$out" | grep -qxF "would run: $w" || bad "--apply --dry-run: missing '$w'"
+	echo "$out" | grep -qxF "would run: $w" || { bad "--apply --dry-run: missing '$w'"; echo "$out" | head -40; }
 done
 echo "$out" | grep -q "would run: sysctl -w fs.nr_open" && bad "--apply --dry-run: fs.nr_open is fine"
 echo "$out" | grep -q "LimitNOFILE=1048576 in the unit" || bad "--apply --dry-run: RLIMIT_NOFILE advice"
