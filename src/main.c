@@ -135,6 +135,8 @@ int main(int argc, char **argv)
 	rr_room_register();
 	rr_rt_add(RR_ROUTE_CHAT, rr_chat_handler());
 	rr_rt_register();
+	if (broker.cfg.tls_cert[0])
+		rr_info("%s", rr_tls_build_info()); /* the TLS build and its cipher order */
 	if (rr_broker_init(&broker) < 0) {
 		rr_store_close(store);
 		return 1;
