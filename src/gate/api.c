@@ -355,7 +355,8 @@ static struct rr_api_call *make_call(struct rr_core *core, struct rr_conn *c,
 	call->kind = rt->kind;
 	call->route = rt->kind == RR_API_RAW_PUBLISH ? RR_ROUTE_RAW : RR_ROUTE_CHAT;
 	call->room_len = rt->room.n;
-	memcpy(call->room, rt->room.p, rt->room.n);
+	if (rt->room.n) /* none for /api/rooms */
+		memcpy(call->room, rt->room.p, rt->room.n);
 	call->conn_idx = c->idx;
 	call->conn_gen = c->gen;
 	if (req->body.n)
