@@ -336,6 +336,10 @@ int rr_jwt_sign(const struct rr_jwt_claims *claims, const uint8_t *secret, size_
 		json_array_append_new(perms, json_string("read"));
 	if (claims->perm_write)
 		json_array_append_new(perms, json_string("write"));
+	if (claims->perm_publish)
+		json_array_append_new(perms, json_string("publish"));
+	if (claims->perm_admin)
+		json_array_append_new(perms, json_string("admin"));
 	json_object_set(p, "perms", perms);
 	if (claims->exp != 0)
 		json_object_set_new(p, "exp", json_integer((json_int_t)claims->exp));

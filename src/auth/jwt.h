@@ -97,7 +97,7 @@ const char *rr_jwt_strerror(int rc);
 
 /*
  * Sign claims with the header {"alg":"HS256","typ":"JWT"}: payload members
- * sub, name (if name[0]), perms (from perm_read/perm_write, possibly []),
+ * sub, name (if name[0]), perms (from the perm_* flags, possibly []),
  * exp (if non-zero), nbf (if non-zero). sub must be 1..RR_JWT_SUB_MAX bytes.
  * Writes the NUL-terminated token into out[0..out_size).
  * Returns the token length (excluding the NUL), or -EINVAL (empty sub,
