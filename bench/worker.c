@@ -70,8 +70,8 @@
 #define SLOW_RCVBUF 8192
 /* publish: request bytes awaiting their answers per HTTP connection (past
  * the first request). The broker keeps a connection's unanswered requests
- * in its request buffer, --max-header-bytes + --recv-buffer-size (24 KiB by
- * default), and answers 431 past it. */
+ * in its request buffer (a body of --max-message-bytes plus 256 KiB of
+ * pipelined requests) and answers 431 past it: 16 KiB stays well inside. */
 #define HTTP_INFLIGHT_MAX (16 * 1024)
 /* publish: non-200 answers and unframeable streams shown in detail */
 #define HTTP_ERRORS_SHOWN_MAX 5
