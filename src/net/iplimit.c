@@ -108,12 +108,3 @@ void rr_iplimit_release(struct rr_ip_entry *e)
 	}
 	pthread_mutex_unlock(&lock);
 }
-
-void rr_iplimit_format(const struct rr_ip_entry *e, char *out, size_t cap)
-{
-	static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	if (memcmp(e->addr, v4mapped, 12) == 0)
-		inet_ntop(AF_INET, e->addr + 12, out, (socklen_t)cap);
-	else
-		inet_ntop(AF_INET6, e->addr, out, (socklen_t)cap);
-}

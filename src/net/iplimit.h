@@ -22,7 +22,5 @@ void rr_iplimit_free(void);
  * counts until released). NULL when out of memory or limits are off. */
 struct rr_ip_entry *rr_iplimit_acquire(const struct sockaddr *sa, bool *over);
 void rr_iplimit_release(struct rr_ip_entry *e);
-/* Text form of an entry's address, for logs. */
-void rr_iplimit_format(const struct rr_ip_entry *e, char *out, size_t cap);
 
 #endif
