@@ -100,8 +100,8 @@ static void on_accepted(struct rr_core *core, int slot, const struct sockaddr *p
 		if (!rr_proxy_from_match(&b->proxy_from, peer)) {
 			char who[64];
 			rr_conn_peer(c, who, sizeof(who));
-			rr_info("conn %u (%s): not in --proxy-from, closing without an answer", c->idx,
-				who);
+			rr_info("conn %u (%s): not in --proxy-from, closing without an answer",
+				c->idx, who);
 			RR_STAT_INC(core, proxy_rejected);
 			rr_conn_kill(core, c);
 			return;

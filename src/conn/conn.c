@@ -6,12 +6,14 @@
  * writes, conn/handoff.c moves, conn/accept.c creates; conn/layer.c wires
  * them into the loop); this file is the part they all call: the slots, the
  * output policy (the slow-consumer limit, the hold of a replay) over the
- * queue of conn/outq.c, and the close path. Closing is one path for every cause: queue the last output (close
- * frame or HTTP answer), and once it is sent shutdown(SHUT_WR) and read until
- * the peer's FIN (lingering close: the peer gets our last bytes, not a
- * reset); the close timeout bounds every wait. rr_conn_kill() is the hard
- * stop. Neither calls the owner: the connection is queued on the core's
- * leaving list and the owner hears of it in the settle step (see conn.h).
+ * queue of conn/outq.c, and the close path.
+ *
+ * Closing is one path for every cause: queue the last output (close frame
+ * or HTTP answer), and once it is sent shutdown(SHUT_WR) and read until the
+ * peer's FIN (lingering close: the peer gets our last bytes, not a reset);
+ * the close timeout bounds every wait. rr_conn_kill() is the hard stop.
+ * Neither calls the owner: the connection is queued on the core's leaving
+ * list and the owner hears of it in the settle step (see conn.h).
  */
 #include "conn/conn.h"
 #include "core/assert.h"
@@ -28,8 +30,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-
-
 
 static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms);
 
@@ -218,8 +218,8 @@ int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 	if (rr_unlikely(queued + f->len > core->broker->cfg.max_queued_bytes)) {
 		char peer[64];
 		rr_conn_peer(c, peer, sizeof(peer));
-		rr_info("conn %u (%s): slow consumer (%llu bytes queued), closing with 1013", c->idx,
-			peer, (unsigned long long)queued);
+		rr_info("conn %u (%s): slow consumer (%llu bytes queued), closing with 1013",
+			c->idx, peer, (unsigned long long)queued);
 		rr_outq_drop_unsent(&c->out, &rr_conns(core)->pool);
 		c->flags &= ~RR_CF_HOLD;
 		rr_conn_close(core, c, RR_WS_CLOSE_TRY_LATER, "slow consumer");
@@ -298,8 +298,8 @@ static void log_conn(const struct rr_conn *c, const char *event, uint16_t code)
 	rr_conn_peer(c, peer, sizeof(peer));
 	if (c->owner && c->owner->room)
 		room_len = c->owner->room(c, &room);
-	rr_log_event(RR_LOG_INFO, event, "conn=%u peer=%s route=%u room=%.*s code=%u ms=%llu", c->idx,
-		     peer, c->route, (int)room_len, room, code,
+	rr_log_event(RR_LOG_INFO, event, "conn=%u peer=%s route=%u room=%.*s code=%u ms=%llu",
+		     c->idx, peer, c->route, (int)room_len, room, code,
 		     (unsigned long long)((rr_now_ns() - c->accepted_ns) / 1000000));
 }
 
@@ -407,16 +407,35 @@ void rr_conn_fail(struct rr_core *core, struct rr_conn *c, uint16_t code)
 void rr_conn_reply(struct rr_core *core, struct rr_conn *c, int status, struct rr_frame *f)
 {
 	switch (status) {
-	case 400: RR_STAT_INC(core, rejected_400); break;
-	case 401: RR_STAT_INC(core, rejected_401); break;
-	case 403: RR_STAT_INC(core, rejected_403); break;
-	case 404: RR_STAT_INC(core, rejected_404); break;
-	case 405: RR_STAT_INC(core, rejected_405); break;
-	case 426: RR_STAT_INC(core, rejected_426); break;
-	case 429: RR_STAT_INC(core, rejected_429); break;
-	case 431: RR_STAT_INC(core, rejected_431); break;
-	case 503: RR_STAT_INC(core, rejected_503); break;
-	default: break;
+	case 400:
+		RR_STAT_INC(core, rejected_400);
+		break;
+	case 401:
+		RR_STAT_INC(core, rejected_401);
+		break;
+	case 403:
+		RR_STAT_INC(core, rejected_403);
+		break;
+	case 404:
+		RR_STAT_INC(core, rejected_404);
+		break;
+	case 405:
+		RR_STAT_INC(core, rejected_405);
+		break;
+	case 426:
+		RR_STAT_INC(core, rejected_426);
+		break;
+	case 429:
+		RR_STAT_INC(core, rejected_429);
+		break;
+	case 431:
+		RR_STAT_INC(core, rejected_431);
+		break;
+	case 503:
+		RR_STAT_INC(core, rejected_503);
+		break;
+	default:
+		break;
 	}
 	if (f == NULL)
 		f = rr_http_response(status, NULL, NULL, 0);
@@ -499,8 +518,7 @@ void rr_conn_kill(struct rr_core *core, struct rr_conn *c)
 	member_done(core, c);
 	rr_timer_cancel(&core->wheel, &c->timer);
 	c->state = RR_CONN_DEAD;
-	if (!(c->flags & RR_CF_HANDED_OFF) &&
-	    (c->flags & (RR_CF_RECV_ARMED | RR_CF_SEND_INFLIGHT)))
+	if (!(c->flags & RR_CF_HANDED_OFF) && (c->flags & (RR_CF_RECV_ARMED | RR_CF_SEND_INFLIGHT)))
 		submit_shutdown(core, c, SHUT_RDWR); /* ends the receive and send */
 	if (c->inflight == 0)
 		submit_close(core, c);
@@ -642,4 +660,3 @@ void rr_conn_peer(const struct rr_conn *c, char *out, size_t cap)
 {
 	rr_addr_format(&c->peer, out, cap);
 }
-

@@ -44,13 +44,13 @@
 
 enum rr_conn_state {
 	RR_CONN_FREE = 0,
-	RR_CONN_HS,      /* reading the HTTP request */
+	RR_CONN_HS,	 /* reading the HTTP request */
 	RR_CONN_HANDOFF, /* being moved to its room's home core */
-	RR_CONN_WAIT,    /* on the home core, waiting for its room or session */
-	RR_CONN_OPEN,    /* WebSocket */
+	RR_CONN_WAIT,	 /* on the home core, waiting for its room or session */
+	RR_CONN_OPEN,	 /* WebSocket */
 	RR_CONN_CLOSING, /* close frame queued or sent; waiting for the peer's */
-	RR_CONN_LINGER,  /* shutdown(SHUT_WR) done; reading until EOF */
-	RR_CONN_DEAD,    /* dropping the socket once nothing is in flight */
+	RR_CONN_LINGER,	 /* shutdown(SHUT_WR) done; reading until EOF */
+	RR_CONN_DEAD,	 /* dropping the socket once nothing is in flight */
 };
 
 enum rr_conn_flag {
@@ -59,25 +59,25 @@ enum rr_conn_flag {
 	RR_CF_SEND_INFLIGHT = 1u << 2,
 	RR_CF_DIRTY = 1u << 3,
 	RR_CF_REARM = 1u << 4,
-	RR_CF_CLOSE_SENT = 1u << 5,  /* our close frame is queued */
-	RR_CF_CLOSE_RCVD = 1u << 6,  /* the peer's close frame arrived */
-	RR_CF_INPUT_DONE = 1u << 7,  /* ignore further input (after a failure) */
-	RR_CF_REPLY = 1u << 8,       /* an HTTP response is the last output */
-	RR_CF_LEAVING = 1u << 9,     /* queued for the owner's detach and leave */
-	RR_CF_FD_CLOSING = 1u << 10, /* close_direct issued */
-	RR_CF_COUNTED = 1u << 11,    /* counted in broker->live_conns */
-	RR_CF_HANDED_OFF = 1u << 12, /* the socket now belongs to another core */
-	RR_CF_OVER_LIMIT = 1u << 13, /* accepted past --max-connections */
-	RR_CF_MEMBER = 1u << 14,     /* counted as an upgraded member */
-	RR_CF_OVER_IP = 1u << 15,    /* past --max-connections-per-ip */
-	RR_CF_HANDOFF_WAIT = 1u << 16, /* hand-off waits for TLS output to leave */
-	RR_CF_HEAD = 1u << 17,         /* a HEAD request: answer without the body */
-	RR_CF_HOLD = 1u << 18,         /* live output waits behind a replay */
-	RR_CF_CLEAN = 1u << 19,        /* the leave is a clean close (1000/1001/peer's) */
+	RR_CF_CLOSE_SENT = 1u << 5,	/* our close frame is queued */
+	RR_CF_CLOSE_RCVD = 1u << 6,	/* the peer's close frame arrived */
+	RR_CF_INPUT_DONE = 1u << 7,	/* ignore further input (after a failure) */
+	RR_CF_REPLY = 1u << 8,		/* an HTTP response is the last output */
+	RR_CF_LEAVING = 1u << 9,	/* queued for the owner's detach and leave */
+	RR_CF_FD_CLOSING = 1u << 10,	/* close_direct issued */
+	RR_CF_COUNTED = 1u << 11,	/* counted in broker->live_conns */
+	RR_CF_HANDED_OFF = 1u << 12,	/* the socket now belongs to another core */
+	RR_CF_OVER_LIMIT = 1u << 13,	/* accepted past --max-connections */
+	RR_CF_MEMBER = 1u << 14,	/* counted as an upgraded member */
+	RR_CF_OVER_IP = 1u << 15,	/* past --max-connections-per-ip */
+	RR_CF_HANDOFF_WAIT = 1u << 16,	/* hand-off waits for TLS output to leave */
+	RR_CF_HEAD = 1u << 17,		/* a HEAD request: answer without the body */
+	RR_CF_HOLD = 1u << 18,		/* live output waits behind a replay */
+	RR_CF_CLEAN = 1u << 19,		/* the leave is a clean close (1000/1001/peer's) */
 	RR_CF_WANT_WRITABLE = 1u << 20, /* tell the owner when the queue runs low */
-	RR_CF_BACKLOG = 1u << 22,       /* on the core's input backlog list */
-	RR_CF_PROXY = 1u << 23,         /* reading its PROXY protocol header */
-	RR_CF_BODY = 1u << 24,          /* HTTP requests with bodies (the backend API) */
+	RR_CF_BACKLOG = 1u << 22,	/* on the core's input backlog list */
+	RR_CF_PROXY = 1u << 23,		/* reading its PROXY protocol header */
+	RR_CF_BODY = 1u << 24,		/* HTTP requests with bodies (the backend API) */
 };
 
 struct rr_hs {
@@ -132,8 +132,8 @@ struct rr_conn {
 	struct rr_conn *next_rearm;
 
 	const struct rr_conn_owner *owner;
-	void *ctx;    /* the owner's per-connection state */
-	void *room;   /* the room layer's: the room this is a member of */
+	void *ctx;  /* the owner's per-connection state */
+	void *room; /* the room layer's: the room this is a member of */
 	uint32_t member_idx;
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
@@ -142,11 +142,11 @@ struct rr_conn {
 	struct rr_timer timer;
 	struct rr_ws_rx rx;
 	struct rr_hs *hs;
-	struct rr_inbuf *in;        /* input backlog, while over budget */
+	struct rr_inbuf *in;	    /* input backlog, while over budget */
 	struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
-	struct rr_ip_entry *ip;     /* with --max-connections-per-ip */
-	struct rr_addr peer;        /* the client: accepted peer or PROXY source */
-	struct rr_tls *tls;         /* NULL on the plain port */
+	struct rr_ip_entry *ip;	    /* with --max-connections-per-ip */
+	struct rr_addr peer;	    /* the client: accepted peer or PROXY source */
+	struct rr_tls *tls;	    /* NULL on the plain port */
 };
 
 /* What the gate registers: it hears the request bytes of a connection in

@@ -72,10 +72,10 @@ static int on_ws_close(void *ctx, uint16_t code, const uint8_t *reason, size_t n
 }
 
 static const struct rr_ws_rx_ops ws_ops = {
-	.message = on_ws_message,
-	.ping = on_ws_ping,
-	.pong = on_ws_pong,
-	.close = on_ws_close,
+    .message = on_ws_message,
+    .ping = on_ws_ping,
+    .pong = on_ws_pong,
+    .close = on_ws_close,
 };
 
 /* Decode up to the budget; returns the bytes taken (n unless the budget
@@ -193,14 +193,16 @@ void rr_in_settle(struct rr_core *core)
 		struct rr_inbuf *in = c->in;
 		bool decoding = c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING;
 		if (in && in->len > in->off && decoding)
-			in->off += (uint32_t)ws_feed(core, c, in->data + in->off, in->len - in->off);
+			in->off +=
+			    (uint32_t)ws_feed(core, c, in->data + in->off, in->len - in->off);
 		if (c->in && (c->in->len == c->in->off || !decoding))
 			in_free(c); /* done, or nobody reads it any more */
 		/* A paused receive is armed again once the backlog is half gone
 		 * and its cancel has completed; until then the connection stays
 		 * on the list, drained or not, so the re-arm is never missed. */
 		bool paused = (c->flags & RR_CF_RECV_PAUSED) && reading_state(c);
-		if (paused && (c->in == NULL || c->in->len - c->in->off < RR_INPUT_BACKLOG_MAX / 2) &&
+		if (paused &&
+		    (c->in == NULL || c->in->len - c->in->off < RR_INPUT_BACKLOG_MAX / 2) &&
 		    !(c->flags & (RR_CF_RECV_ARMED | RR_CF_REARM))) {
 			c->flags &= ~RR_CF_RECV_PAUSED;
 			rr_conn_arm_recv(core, c);
@@ -351,7 +353,8 @@ void rr_in_tls_drain(struct rr_core *core, struct rr_conn *c)
 			break;
 		if (n < 0) {
 			if (n == -EPROTO)
-				rr_info("conn %u: TLS record error: %s", c->idx, rr_tls_error(c->tls));
+				rr_info("conn %u: TLS record error: %s", c->idx,
+					rr_tls_error(c->tls));
 			rr_conn_kill(core, c);
 			return;
 		}
@@ -383,7 +386,8 @@ static void tls_on_data(struct rr_core *core, struct rr_conn *c, const uint8_t *
 			RR_STAT_INC(core, tls_handshake_failures);
 			char peer[64];
 			rr_conn_peer(c, peer, sizeof(peer));
-			rr_info("conn %u (%s): TLS handshake failed: %s", c->idx, peer, rr_tls_error(t));
+			rr_info("conn %u (%s): TLS handshake failed: %s", c->idx, peer,
+				rr_tls_error(t));
 			/* send the alert if there is one, then close */
 			free(c->hs);
 			c->hs = NULL;

@@ -126,15 +126,15 @@ static void conns_fini(struct rr_core *core)
 }
 
 static const struct rr_layer conn_layer = {
-	.name = "connections",
-	.init = conns_init,
-	.start = rr_accept_start,
-	.settle = conns_settle,
-	.flush = conns_flush,
-	.drain = conns_drain,
-	.stopped_listening = conns_stopped_listening,
-	.stop = conns_stop,
-	.fini = conns_fini,
+    .name = "connections",
+    .init = conns_init,
+    .start = rr_accept_start,
+    .settle = conns_settle,
+    .flush = conns_flush,
+    .drain = conns_drain,
+    .stopped_listening = conns_stopped_listening,
+    .stop = conns_stop,
+    .fini = conns_fini,
 };
 
 static void on_op_done(struct rr_core *core, const struct io_uring_cqe *cqe)

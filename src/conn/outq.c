@@ -105,8 +105,7 @@ static void append_node(struct rr_out **head, struct rr_out **tail, struct rr_ou
 	*tail = o;
 }
 
-int rr_outq_push(struct rr_outq *q, struct rr_out_pool *p, struct rr_frame *f, bool held,
-		 bool bulk)
+int rr_outq_push(struct rr_outq *q, struct rr_out_pool *p, struct rr_frame *f, bool held, bool bulk)
 {
 	struct rr_out **head = held ? &q->held_head : &q->head;
 	struct rr_out **tail = held ? &q->held_tail : &q->tail;

@@ -44,11 +44,11 @@ struct rr_out_pool {
 struct rr_outq {
 	struct rr_out *head, *tail, *pong;
 	struct rr_out *held_head, *held_tail;
-	uint64_t bytes;      /* queued (held included), the send in flight too */
-	uint64_t bulk;       /* of bytes: paced by the owner (replays, pongs) */
-	uint32_t held;       /* of bytes: held */
+	uint64_t bytes;	     /* queued (held included), the send in flight too */
+	uint64_t bulk;	     /* of bytes: paced by the owner (replays, pongs) */
+	uint32_t held;	     /* of bytes: held */
 	uint32_t send_nodes; /* nodes in the send in flight */
-	bool keep_head;      /* never drop the head unsent (the 101) */
+	bool keep_head;	     /* never drop the head unsent (the 101) */
 };
 
 /* Append f's bytes (to the held list when held). 0 or -ENOMEM. */

@@ -52,7 +52,8 @@ void rr_send_flush_all(struct rr_core *core)
 			c = next;
 			continue;
 		}
-		if (cs->msgs_used == cs->msgs_cap || cs->iovs_used + RR_SEND_IOV_MAX > cs->iovs_cap) {
+		if (cs->msgs_used == cs->msgs_cap ||
+		    cs->iovs_used + RR_SEND_IOV_MAX > cs->iovs_cap) {
 			/* the kernel has consumed the scratch once submitted */
 			io_uring_submit(&core->ring);
 			cs->msgs_used = 0;
@@ -67,7 +68,8 @@ void rr_send_flush_all(struct rr_core *core)
 				continue;
 			}
 		} else {
-			n = rr_outq_iov(&c->out, iov, cork ? RR_SEND_IOV_MAX : 1, RR_SEND_BYTES_MAX);
+			n = rr_outq_iov(&c->out, iov, cork ? RR_SEND_IOV_MAX : 1,
+					RR_SEND_BYTES_MAX);
 		}
 		struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
 		if (n == 1) {

@@ -42,10 +42,10 @@ void rr_gate_rooms(rr_gate_rooms_fn *fn)
 /* A connection speaking the API (conn->ctx). */
 struct api_conn {
 	uint32_t consumed; /* bytes of the request being answered */
-	bool busy;         /* its call is out */
-	bool keep;         /* keep-alive after this answer */
-	bool head;         /* HEAD: no body */
-	bool continued;    /* "100 Continue" sent for this request */
+	bool busy;	   /* its call is out */
+	bool keep;	   /* keep-alive after this answer */
+	bool head;	   /* HEAD: no body */
+	bool continued;	   /* "100 Continue" sent for this request */
 };
 
 /* The room list's collector, at the origin. */
@@ -65,7 +65,7 @@ static void api_release(struct rr_core *core, struct rr_conn *c)
 }
 
 static const struct rr_conn_owner api_owner = {
-	.release = api_release,
+    .release = api_release,
 };
 
 static struct rr_apikey_store keys;
@@ -178,9 +178,8 @@ static void post(struct rr_core *core, unsigned dst, struct rr_api_call *call, e
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
 	io_uring_prep_msg_ring(sqe, core->broker->cores[dst].ring_fd, 0, rr_ud_ptr(kind, call), 0);
 	/* only a failure comes back (the target ring's queue is full) */
-	io_uring_sqe_set_data64(sqe, rr_ud_ptr(kind == RR_UD_API_IN ? RR_UD_API_SENT
-								 : RR_UD_API_BACK_FAILED,
-					      call));
+	io_uring_sqe_set_data64(
+	    sqe, rr_ud_ptr(kind == RR_UD_API_IN ? RR_UD_API_SENT : RR_UD_API_BACK_FAILED, call));
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
@@ -195,8 +194,8 @@ static void send_call(struct rr_core *core, unsigned home, struct rr_api_call *c
 
 static void answer(struct rr_core *core, struct rr_api_call *call);
 
-void rr_gate_api_done(struct rr_core *core, struct rr_api_call *call, int status,
-		      const char *json, size_t len)
+void rr_gate_api_done(struct rr_core *core, struct rr_api_call *call, int status, const char *json,
+		      size_t len)
 {
 	call->status = status;
 	if (json && len) {
@@ -214,8 +213,8 @@ void rr_gate_api_done(struct rr_core *core, struct rr_api_call *call, int status
 		post(core, call->origin, call, RR_UD_API_OUT);
 }
 
-void rr_gate_api_error(struct rr_core *core, struct rr_api_call *call, int status,
-		       const char *code, const char *message)
+void rr_gate_api_error(struct rr_core *core, struct rr_api_call *call, int status, const char *code,
+		       const char *message)
 {
 	char body[512];
 	ssize_t n = rr_http_api_error_body(body, sizeof(body), code, message);
@@ -378,7 +377,8 @@ static struct rr_api_call *make_call(struct rr_core *core, struct rr_conn *c,
 		}
 	}
 	if (rt->kind == RR_API_CHAT_KICK) {
-		ssize_t n = rr_http_pct_decode(rt->user_id, call->user_id, sizeof(call->user_id) - 1);
+		ssize_t n =
+		    rr_http_pct_decode(rt->user_id, call->user_id, sizeof(call->user_id) - 1);
 		if (n <= 0) {
 			free(call);
 			respond_error(core, c, 400, "invalid_format", "bad userId", NULL);
@@ -442,7 +442,8 @@ static void api_next(struct rr_core *core, struct rr_conn *c)
 		if (rt.status) {
 			respond_error(core, c, rt.status,
 				      rt.status == 405 ? "method_not_allowed" : "invalid_format",
-				      rr_http_status_text(rt.status), rt.status == 405 ? rt.allow : NULL);
+				      rr_http_status_text(rt.status),
+				      rt.status == 405 ? rt.allow : NULL);
 			continue;
 		}
 		const char *why = NULL;
@@ -451,7 +452,8 @@ static void api_next(struct rr_core *core, struct rr_conn *c)
 			char who[64];
 			rr_conn_peer(c, who, sizeof(who));
 			rr_info("conn %u (%s): API request refused (%d): %s", c->idx, who, st, why);
-			respond_error(core, c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL);
+			respond_error(core, c, st, st == 401 ? "unauthorized" : "forbidden", why,
+				      NULL);
 			continue;
 		}
 		struct rr_api_call *call = make_call(core, c, &req, &rt);
@@ -484,7 +486,8 @@ static void api_next(struct rr_core *core, struct rr_conn *c)
 			}
 			send_call(core, core->id, call);
 		} else {
-			send_call(core, rr_broker_home(core->broker, call->room, call->room_len), call);
+			send_call(core, rr_broker_home(core->broker, call->room, call->room_len),
+				  call);
 		}
 	}
 }

@@ -75,16 +75,16 @@ static void gate_arrived(struct rr_core *core, struct rr_conn *c, const void *p,
 	(void)len;
 	uint8_t *proto = (uint8_t *)r->bytes + r->query_len;
 	struct rr_gate_upgrade u = {
-		.route = r->route,
-		.room = r->room,
-		.room_len = r->room_len,
-		.accept = r->accept,
-		.id = r->has_id ? &r->id : NULL,
-		.protocol = (const char *)proto,
-		.query = (const char *)r->bytes,
-		.query_len = r->query_len,
-		.extra = proto + r->protocol_len + 1,
-		.extra_len = r->extra_len,
+	    .route = r->route,
+	    .room = r->room,
+	    .room_len = r->room_len,
+	    .accept = r->accept,
+	    .id = r->has_id ? &r->id : NULL,
+	    .protocol = (const char *)proto,
+	    .query = (const char *)r->bytes,
+	    .query_len = r->query_len,
+	    .extra = proto + r->protocol_len + 1,
+	    .extra_len = r->extra_len,
 	};
 	open_here(core, c, &u);
 }
@@ -137,7 +137,8 @@ static void answer_plain(struct rr_core *core, struct rr_conn *c, enum rr_route_
 			rr_conn_reply(core, c, 503, NULL);
 			return;
 		}
-		rr_conn_reply(core, c, 200, rr_http_response(200, "text/plain; version=0.0.4", buf, n));
+		rr_conn_reply(core, c, 200,
+			      rr_http_response(200, "text/plain; version=0.0.4", buf, n));
 		free(buf);
 		return;
 	}
@@ -257,7 +258,8 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 		return;
 	}
 	if (c->flags & RR_CF_OVER_LIMIT) {
-		rr_info("%s: --max-connections or the fixed-file table reached, answering 503", who);
+		rr_info("%s: --max-connections or the fixed-file table reached, answering 503",
+			who);
 		rr_conn_reply(core, c, 503, NULL);
 		return;
 	}
@@ -276,16 +278,16 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 	/* open_here may feed the extra bytes; c->hs stays ours until it returns */
 	struct rr_hs *hs = c->hs;
 	struct rr_gate_upgrade u = {
-		.route = rt.kind,
-		.room = rt.room.p,
-		.room_len = rt.room.n,
-		.accept = accept,
-		.id = has_id ? &ident : NULL,
-		.protocol = protocol,
-		.query = req->query.p,
-		.query_len = req->query.n,
-		.extra = hs->buf + head_len,
-		.extra_len = hs->len - head_len,
+	    .route = rt.kind,
+	    .room = rt.room.p,
+	    .room_len = rt.room.n,
+	    .accept = accept,
+	    .id = has_id ? &ident : NULL,
+	    .protocol = protocol,
+	    .query = req->query.p,
+	    .query_len = req->query.n,
+	    .extra = hs->buf + head_len,
+	    .extra_len = hs->len - head_len,
 	};
 	unsigned home = core->id;
 	if (rt.kind != RR_ROUTE_ECHO)
@@ -333,8 +335,8 @@ static void gate_request(struct rr_core *core, struct rr_conn *c)
 }
 
 static const struct rr_conn_gate gate = {
-	.request = gate_request,
-	.arrived = gate_arrived,
+    .request = gate_request,
+    .arrived = gate_arrived,
 };
 
 void rr_gate_register(void)

@@ -34,10 +34,10 @@ struct rr_gate_upgrade {
 	unsigned route;
 	const char *room;
 	size_t room_len;
-	const char *accept;              /* Sec-WebSocket-Accept, 28 chars */
-	const struct rr_identity *id;    /* NULL: anonymous */
-	const char *protocol;            /* Sec-WebSocket-Protocol to answer, or "" */
-	const char *query;               /* raw query string (still %-encoded) */
+	const char *accept;	      /* Sec-WebSocket-Accept, 28 chars */
+	const struct rr_identity *id; /* NULL: anonymous */
+	const char *protocol;	      /* Sec-WebSocket-Protocol to answer, or "" */
+	const char *query;	      /* raw query string (still %-encoded) */
 	size_t query_len;
 	uint8_t *extra;
 	size_t extra_len;
@@ -49,15 +49,14 @@ typedef void rr_gate_open_fn(struct rr_core *core, struct rr_conn *c,
 			     const struct rr_gate_upgrade *u);
 /* A matcher of extra path prefixes (loaded handlers): the route kind and
  * the room part, or 0. */
-typedef unsigned rr_gate_match_fn(const char *path, size_t n, const char **room,
-				  size_t *room_len);
+typedef unsigned rr_gate_match_fn(const char *path, size_t n, const char **room, size_t *room_len);
 
 struct rr_apikey_store;
 
 struct rr_gate_config {
 	uint8_t auth_secret[256]; /* HS256 key; auth_secret_len 0: no auth */
 	size_t auth_secret_len;
-	struct rr_store *store;   /* for /metrics, or NULL */
+	struct rr_store *store;		  /* for /metrics, or NULL */
 	struct rr_apikey_store *api_keys; /* --api-key-file, or NULL */
 	const char *api_key_file;
 };
@@ -79,25 +78,25 @@ void rr_gate_api_fini(void);
  * through rr_gate_api_done.
  */
 struct rr_api_call {
-	unsigned kind;   /* enum rr_api_kind (http/http.h) */
-	unsigned route;  /* RR_ROUTE_RAW or RR_ROUTE_CHAT */
+	unsigned kind;	/* enum rr_api_kind (http/http.h) */
+	unsigned route; /* RR_ROUTE_RAW or RR_ROUTE_CHAT */
 	char room[129];
 	size_t room_len;
-	bool text;                /* publish to /raw/: a text frame (else binary) */
-	uint64_t before_id;       /* history: 0 = from the newest */
-	uint32_t limit;           /* history */
-	char user_id[129];        /* kick */
-	const uint8_t *body;      /* publish */
+	bool text;	     /* publish to /raw/: a text frame (else binary) */
+	uint64_t before_id;  /* history: 0 = from the newest */
+	uint32_t limit;	     /* history */
+	char user_id[129];   /* kick */
+	const uint8_t *body; /* publish */
 	size_t body_len;
 	/* the answer */
 	int status;
-	char *answer;             /* JSON body, malloc'd */
+	char *answer; /* JSON body, malloc'd */
 	size_t answer_len;
 	/* the gate's */
 	unsigned origin;
 	uint32_t conn_idx, conn_gen;
 	struct rr_api_call *next; /* a runtime's queue of calls waiting for a room */
-	void *agg;                /* the room list's collector */
+	void *agg;		  /* the room list's collector */
 	uint8_t data[];
 };
 
@@ -109,11 +108,11 @@ void rr_gate_api(unsigned route, rr_gate_api_fn *fn);
 typedef void rr_gate_rooms_fn(struct rr_core *core, char **out, size_t *len);
 void rr_gate_rooms(rr_gate_rooms_fn *fn);
 /* The answer to call (json copied; NULL for an empty body). */
-void rr_gate_api_done(struct rr_core *core, struct rr_api_call *call, int status,
-		      const char *json, size_t len);
+void rr_gate_api_done(struct rr_core *core, struct rr_api_call *call, int status, const char *json,
+		      size_t len);
 /* An error answer {"error":{"code":…,"message":…}}. */
-void rr_gate_api_error(struct rr_core *core, struct rr_api_call *call, int status,
-		       const char *code, const char *message);
+void rr_gate_api_error(struct rr_core *core, struct rr_api_call *call, int status, const char *code,
+		       const char *message);
 
 /* Register the gate with the connection layer. Once, before the cores start. */
 void rr_gate_register(void);

@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 
 struct rr_addr {
-	uint8_t ip[16];  /* IPv4 as IPv4-mapped IPv6 */
-	uint16_t port;   /* host order */
-	uint8_t family;  /* AF_INET, AF_INET6, or 0 when unknown */
+	uint8_t ip[16]; /* IPv4 as IPv4-mapped IPv6 */
+	uint16_t port;	/* host order */
+	uint8_t family; /* AF_INET, AF_INET6, or 0 when unknown */
 	uint8_t _pad;
 };
 

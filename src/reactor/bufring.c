@@ -23,8 +23,8 @@ static void provide_buffers(struct rr_bufring *b, uint32_t n)
 	/* after the returns already staged this batch */
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t bid = b->provided + i;
-		io_uring_buf_ring_add(b->br, rr_bufring_buf(b, bid), b->size,
-				      (unsigned short)bid, mask, (int)(b->to_return + i));
+		io_uring_buf_ring_add(b->br, rr_bufring_buf(b, bid), b->size, (unsigned short)bid,
+				      mask, (int)(b->to_return + i));
 	}
 	b->to_return += n;
 	b->provided += n;
@@ -43,13 +43,13 @@ int rr_bufring_setup(struct rr_bufring *b, struct io_uring *ring, uint32_t nbufs
 		b->nbufs = RR_RECV_BUFFERS_CEIL;
 	b->size = size;
 	size_t ring_bytes = b->nbufs * sizeof(struct io_uring_buf);
-	void *ring_mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *ring_mem =
+	    mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ring_mem == MAP_FAILED)
 		return -ENOMEM;
 	b->br = ring_mem;
 	b->bufs = mmap(NULL, (size_t)b->nbufs * b->size, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (b->bufs == MAP_FAILED) {
 		b->bufs = NULL;
 		return -ENOMEM;
@@ -79,9 +79,8 @@ void rr_bufring_free(struct rr_bufring *b)
 
 void rr_bufring_return(struct rr_bufring *b, uint32_t bid)
 {
-	io_uring_buf_ring_add(b->br, rr_bufring_buf(b, bid), b->size,
-			      (unsigned short)bid, io_uring_buf_ring_mask(b->nbufs),
-			      (int)b->to_return);
+	io_uring_buf_ring_add(b->br, rr_bufring_buf(b, bid), b->size, (unsigned short)bid,
+			      io_uring_buf_ring_mask(b->nbufs), (int)b->to_return);
 	b->to_return++;
 }
 

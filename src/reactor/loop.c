@@ -43,11 +43,11 @@ struct rr_core *rr_core_current(void)
 	return tl_core;
 }
 
-#define EACH_LAYER(l, hook)                                                                \
-	for (unsigned _i = 0; _i < RR_LAYERS; _i++)                                        \
+#define EACH_LAYER(l, hook)                                                                        \
+	for (unsigned _i = 0; _i < RR_LAYERS; _i++)                                                \
 		if ((l = layers[_i]) != NULL && l->hook != NULL)
-#define EACH_LAYER_DOWN(l, hook)                                                           \
-	for (unsigned _i = RR_LAYERS; _i-- > 0;)                                           \
+#define EACH_LAYER_DOWN(l, hook)                                                                   \
+	for (unsigned _i = RR_LAYERS; _i-- > 0;)                                                   \
 		if ((l = layers[_i]) != NULL && l->hook != NULL)
 
 int rr_core_setup(struct rr_broker *b, struct rr_core *core, unsigned id, bool listen)

@@ -42,8 +42,8 @@ struct rr_core;
 /* Per-core state of the layers above, in the order they are layered. */
 enum rr_layer_id {
 	RR_LAYER_CONN = 0, /* connections and the gate */
-	RR_LAYER_ROOM,     /* room registry */
-	RR_LAYER_RT,       /* handler runtime */
+	RR_LAYER_ROOM,	   /* room registry */
+	RR_LAYER_RT,	   /* handler runtime */
 	RR_LAYERS,
 };
 
@@ -120,14 +120,14 @@ struct rr_broker {
 	struct rr_ring_features features;
 	unsigned ncores;
 	struct rr_core *cores;
-	atomic_uint live_conns;   /* all cores: for --max-connections */
-	atomic_bool draining;       /* /healthz and upgrades answer 503 */
-	atomic_bool closing;        /* members are being closed with 1001 */
-	atomic_bool stopping;       /* after the drain: close listeners and exit */
-	atomic_uint cores_drained;  /* cores whose members are all gone */
+	atomic_uint live_conns;	   /* all cores: for --max-connections */
+	atomic_bool draining;	   /* /healthz and upgrades answer 503 */
+	atomic_bool closing;	   /* members are being closed with 1001 */
+	atomic_bool stopping;	   /* after the drain: close listeners and exit */
+	atomic_uint cores_drained; /* cores whose members are all gone */
 	atomic_bool abort_start;
 	pthread_mutex_t tls_lock;
-	struct rr_tls_ctx *tls_ctx; /* swapped on SIGHUP; under tls_lock */
+	struct rr_tls_ctx *tls_ctx;	 /* swapped on SIGHUP; under tls_lock */
 	struct rr_proxy_from proxy_from; /* --proxy-from, parsed */
 	pthread_barrier_t ready, go;
 	uint64_t start_ms;

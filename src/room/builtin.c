@@ -27,7 +27,7 @@ static void echo_message(struct rr_core *core, struct rr_conn *c, uint8_t opcode
 }
 
 static const struct rr_conn_owner echo_owner = {
-	.message = echo_message,
+    .message = echo_message,
 };
 
 static void raw_message(struct rr_core *core, struct rr_conn *c, uint8_t opcode, uint8_t *p,
@@ -61,9 +61,9 @@ static size_t raw_room(const struct rr_conn *c, const char **name)
 }
 
 static const struct rr_conn_owner raw_owner = {
-	.message = raw_message,
-	.detach = raw_detach,
-	.room = raw_room,
+    .message = raw_message,
+    .detach = raw_detach,
+    .room = raw_room,
 };
 
 static void echo_open(struct rr_core *core, struct rr_conn *c, const struct rr_gate_upgrade *u)
@@ -103,7 +103,7 @@ static void raw_api(struct rr_core *core, struct rr_api_call *call)
 	uint32_t n = 0;
 	if (r && r->count) {
 		struct rr_frame *f =
-			rr_frame_ws(call->text ? RR_WS_TEXT : RR_WS_BINARY, call->body, call->body_len);
+		    rr_frame_ws(call->text ? RR_WS_TEXT : RR_WS_BINARY, call->body, call->body_len);
 		if (f == NULL) {
 			rr_gate_api_error(core, call, 503, "unavailable", "out of memory");
 			return;
@@ -126,7 +126,9 @@ struct list {
 static void list_room(struct rr_room *r, void *arg)
 {
 	struct list *l = arg;
-	const char *prefix = r->kind == RR_ROUTE_RAW ? "/raw/" : r->kind == RR_ROUTE_CHAT ? "/chat/" : NULL;
+	const char *prefix = r->kind == RR_ROUTE_RAW	? "/raw/"
+			     : r->kind == RR_ROUTE_CHAT ? "/chat/"
+							: NULL;
 	if (prefix == NULL || l->failed)
 		return; /* internal rooms (the alarm index) and --handler rooms */
 	if (l->cap - l->len < RR_ROOM_NAME_MAX + 80) {

@@ -209,9 +209,9 @@ static void rooms_fini(struct rr_core *core)
 }
 
 static const struct rr_layer room_layer = {
-	.name = "rooms",
-	.init = rooms_init,
-	.fini = rooms_fini,
+    .name = "rooms",
+    .init = rooms_init,
+    .fini = rooms_fini,
 };
 
 void rr_room_layer_register(void)

@@ -42,8 +42,8 @@ struct rr_room {
 	uint64_t hash;
 	struct rr_conn **members;
 	uint32_t count, cap;
-	uint32_t busy;    /* > 0 while work on the room runs: not freed */
-	uint32_t walking; /* > 0 while a walk is over the members: no change */
+	uint32_t busy;		       /* > 0 while work on the room runs: not freed */
+	uint32_t walking;	       /* > 0 while a walk is over the members: no change */
 	const struct rr_room_ops *ops; /* NULL for /raw/ rooms */
 	void *owner;
 	uint8_t kind; /* the route: /raw/ and /chat/ rooms of one name differ */

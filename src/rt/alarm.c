@@ -25,7 +25,6 @@ struct alarm {
 	uint8_t payload[];
 };
 
-
 /*
  * DESIGN: every alarm is one key in a broker-wide index kept in room storage
  * under the pseudo-room "alarms:index": big-endian due time, id, route and
@@ -40,8 +39,8 @@ static __thread struct alarm *tl_alarms; /* armed on this core */
 static __thread struct rr_room *tl_index;
 
 static const struct rr_handler index_handler = {
-	.abi = RR_HANDLER_ABI,
-	.name = "alarms",
+    .abi = RR_HANDLER_ABI,
+    .name = "alarms",
 };
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -106,7 +105,8 @@ static void index_delete(struct rr_core *core, const struct alarm *a)
 {
 	uint8_t k[ALARM_KEY_MAX];
 	struct rr_room *ix = index_room(core);
-	if (ix == NULL || rr_rt_kv_op(ix, RR_STORE_KV_DEL, k, alarm_key(a, k), NULL, 0, NULL, NULL) < 0)
+	if (ix == NULL ||
+	    rr_rt_kv_op(ix, RR_STORE_KV_DEL, k, alarm_key(a, k), NULL, 0, NULL, NULL) < 0)
 		rr_warn("alarm %llu: index key not deleted (storage busy); it may fire again",
 			(unsigned long long)a->id);
 }
@@ -315,7 +315,6 @@ void rr_rt_alarms_stop(struct rr_core *core)
 		tl_index = NULL;
 	}
 }
-
 
 static void alarms_free(struct alarm *a)
 {

@@ -331,8 +331,7 @@ int rr_log_read_before(struct rr_room *room, uint64_t id, uint32_t limit, rr_log
 	return log_read(room, RR_STORE_READ_BEFORE, id, limit, done, arg);
 }
 
-int rr_kv_get(struct rr_room *room, const void *key, size_t klen, rr_kv_done_fn *done,
-	      void *arg)
+int rr_kv_get(struct rr_room *room, const void *key, size_t klen, rr_kv_done_fn *done, void *arg)
 {
 	return rr_rt_kv_op(room, RR_STORE_KV_GET, key, klen, NULL, 0, done, arg);
 }
@@ -343,8 +342,7 @@ int rr_kv_put(struct rr_room *room, const void *key, size_t klen, const void *va
 	return rr_rt_kv_op(room, RR_STORE_KV_PUT, key, klen, val, vlen, done, arg);
 }
 
-int rr_kv_delete(struct rr_room *room, const void *key, size_t klen, rr_kv_done_fn *done,
-		 void *arg)
+int rr_kv_delete(struct rr_room *room, const void *key, size_t klen, rr_kv_done_fn *done, void *arg)
 {
 	return rr_rt_kv_op(room, RR_STORE_KV_DEL, key, klen, NULL, 0, done, arg);
 }
@@ -380,7 +378,6 @@ uint64_t rr_now_wall_ms(void)
 {
 	return rr_wall_ms();
 }
-
 
 int rr_query_param(const char *query, size_t len, const char *name, char *out, size_t cap)
 {

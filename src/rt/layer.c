@@ -16,9 +16,9 @@ static void rt_stop(struct rr_core *core)
 }
 
 static const struct rr_layer rt_layer = {
-	.name = "handler runtime",
-	.start = rt_start,
-	.stop = rt_stop,
+    .name = "handler runtime",
+    .start = rt_start,
+    .stop = rt_stop,
 };
 
 void rr_rt_register(void)

@@ -80,8 +80,8 @@ static void on_loaded(struct rr_core *core, struct sreq *s)
 }
 
 /* Find or create a handler room with its runtime state. */
-struct rr_room *rr_rt_room_get(struct rr_core *core, const struct rr_handler *h,
-				   unsigned route, const char *name, size_t name_len)
+struct rr_room *rr_rt_room_get(struct rr_core *core, const struct rr_handler *h, unsigned route,
+			       const char *name, size_t name_len)
 {
 	struct rr_room *r = rr_room_get(core, (uint8_t)route, name, name_len);
 	if (r == NULL || r->ops)
@@ -168,7 +168,6 @@ static bool rt_room_empty(struct rr_core *core, struct rr_room *r)
 	return false;
 }
 
-
 /* ---- members -------------------------------------------------------------- */
 
 /* An anonymous user's display name (?name=): 1..64 bytes of UTF-8 without
@@ -224,15 +223,15 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 	if (arc < 0)
 		return;
 	struct rr_open_info info = {
-		.query = x->query,
-		.query_len = x->query_len,
-		.user_id = x->id.user_id,
-		.user_name = x->id.user_name,
-		.perm_read = x->id.perm_read,
-		.perm_write = x->id.perm_write,
-		.token_exp_s = x->id.exp_s,
-		.resumed = x->resumed,
-		.resumed_last_id = x->resumed_last_id,
+	    .query = x->query,
+	    .query_len = x->query_len,
+	    .user_id = x->id.user_id,
+	    .user_name = x->id.user_name,
+	    .perm_read = x->id.perm_read,
+	    .perm_write = x->id.perm_write,
+	    .token_exp_s = x->id.exp_s,
+	    .resumed = x->resumed,
+	    .resumed_last_id = x->resumed_last_id,
 	};
 	x->opened = true;
 	r->busy++; /* open() may close the last member: the room stays */
@@ -274,15 +273,14 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 	struct rr_room *r = x->waiting_room;
 	const struct rr_store_session *ss = &s->req.out.session;
 	uint8_t h[32];
-	rr_rt_sha256(x->resume_token ? x->resume_token : "", x->resume_token ? strlen(x->resume_token) : 0,
-	       h);
+	rr_rt_sha256(x->resume_token ? x->resume_token : "",
+		     x->resume_token ? strlen(x->resume_token) : 0, h);
 	bool presented = x->resume_token && x->resume_token[0] != '\0';
 	free(x->resume_token);
 	x->resume_token = NULL;
 	if (s->req.res == 0 && presented && ss->room_len == rt_of(r)->store_name_len &&
 	    memcmp(ss->room, rt_of(r)->store_name, ss->room_len) == 0 &&
-	    ct_equal(h, ss->resume_hash, 32) &&
-	    rr_room_member_by_session(r, x->session) == NULL) {
+	    ct_equal(h, ss->resume_hash, 32) && rr_room_member_by_session(r, x->session) == NULL) {
 		x->resumed = true;
 		x->resumed_last_id = ss->last_id;
 		x->last_id = ss->last_id;
@@ -393,7 +391,7 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 	if (h->durable && rr_handler_cfg.store && query_get(x, "session", sid, sizeof(sid)) &&
 	    query_get(x, "resume", token, sizeof(token)) && strlen(sid) == RR_SESSION_ID_LEN) {
 		struct sreq *s = rr_rt_sreq_new(core, r, RR_STORE_SESSION_GET, SR_SESSION_GET,
-					  RR_SESSION_ID_LEN);
+						RR_SESSION_ID_LEN);
 		x->resume_token = strdup(token);
 		if (s && x->resume_token) {
 			memcpy(x->session, sid, RR_SESSION_ID_LEN + 1);
@@ -450,8 +448,8 @@ static bool auto_response(struct rr_core *core, struct rr_conn *c, struct rr_roo
 		/* {"type":"<req>"} with any spacing and nothing else: a
 		 * heartbeat; anything richer goes to the handler */
 		size_t i = 0;
-#define SKIP_WS                                                                            \
-	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))      \
+#define SKIP_WS                                                                                    \
+	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))             \
 	i++
 		SKIP_WS;
 		hit = false;
@@ -465,7 +463,8 @@ static bool auto_response(struct rr_core *core, struct rr_conn *c, struct rr_roo
 					i++;
 					SKIP_WS;
 					if (n - i >= rt->auto_req_len + 2 && p[i] == '"' &&
-					    memcmp(p + i + 1, rt->auto_req, rt->auto_req_len) == 0 &&
+					    memcmp(p + i + 1, rt->auto_req, rt->auto_req_len) ==
+						0 &&
 					    p[i + 1 + rt->auto_req_len] == '"') {
 						i += rt->auto_req_len + 2;
 						SKIP_WS;
@@ -597,21 +596,22 @@ static void api_run(struct rr_core *core, struct rr_room *r, struct rr_api_call 
 {
 	struct rr_room_rt *rt = rt_of(r);
 	static const enum rr_api_op ops[] = {
-		[RR_API_CHAT_PUBLISH] = RR_API_OP_PUBLISH,
-		[RR_API_CHAT_HISTORY] = RR_API_OP_HISTORY,
-		[RR_API_CHAT_PRESENCE] = RR_API_OP_PRESENCE,
-		[RR_API_CHAT_KICK] = RR_API_OP_KICK,
+	    [RR_API_CHAT_PUBLISH] = RR_API_OP_PUBLISH,
+	    [RR_API_CHAT_HISTORY] = RR_API_OP_HISTORY,
+	    [RR_API_CHAT_PRESENCE] = RR_API_OP_PRESENCE,
+	    [RR_API_CHAT_KICK] = RR_API_OP_KICK,
 	};
 	struct rr_api_request req = {
-		.op = call->kind < sizeof(ops) / sizeof(ops[0]) ? ops[call->kind] : 0,
-		.body = call->body,
-		.body_len = call->body_len,
-		.before_id = call->before_id,
-		.limit = call->limit,
-		.user_id = call->user_id,
+	    .op = call->kind < sizeof(ops) / sizeof(ops[0]) ? ops[call->kind] : 0,
+	    .body = call->body,
+	    .body_len = call->body_len,
+	    .before_id = call->before_id,
+	    .limit = call->limit,
+	    .user_id = call->user_id,
 	};
 	if (rt->load != RR_LOAD_READY) {
-		rr_gate_api_error(core, call, 503, "storage_unavailable", "the room could not be loaded");
+		rr_gate_api_error(core, call, 503, "storage_unavailable",
+				  "the room could not be loaded");
 		return;
 	}
 	r->busy++; /* what the handler closes leaves in the settle step */

@@ -12,7 +12,7 @@
 #include <string.h>
 
 struct rr_handler_config rr_handler_cfg;
-struct rr_conn_owner rr_rt_owner;   /* filled by rr_rt_member_register() */
+struct rr_conn_owner rr_rt_owner; /* filled by rr_rt_member_register() */
 struct rr_room_ops rr_rt_room_ops;
 
 static const struct rr_handler *builtin[RR_ROUTE_CUSTOM_BASE];

@@ -48,7 +48,7 @@ struct rr_conn_ext {
 	struct rr_identity id;
 	char *query; /* until open() */
 	uint32_t query_len;
-	uint8_t *early;     /* bytes after the request, fed after open() */
+	uint8_t *early; /* bytes after the request, fed after open() */
 	uint32_t early_len;
 	char accept[29];
 	char *protocol; /* Sec-WebSocket-Protocol to answer, until open */
@@ -82,10 +82,10 @@ struct rr_room_rt {
 	bool auto_match_type;
 	bool initialised;
 	bool evict_now;
-	bool pinned;                 /* never evicted (the alarm index) */
-	struct alarm *pending_alarms; /* due while the room was loading */
+	bool pinned;			 /* never evicted (the alarm index) */
+	struct alarm *pending_alarms;	 /* due while the room was loading */
 	struct rr_api_call *api_waiters; /* backend API calls waiting for the load */
-	struct rr_timer idle_timer; /* hibernation: --room-idle-evict */
+	struct rr_timer idle_timer;	 /* hibernation: --room-idle-evict */
 	/* the room's name in storage: "<handler>:<room>", so /chat/x and a
 	 * --handler room x don't share a log */
 	char store_name[200];
@@ -166,7 +166,7 @@ struct sreq {
 	void (*done)(struct rr_core *core, struct sreq *s);
 	struct rr_store_session sess;
 	uint64_t submit_ns; /* rr_now_ns() at submit: storage commit latency */
-	uint8_t data[]; /* room name, key, value, session blobs */
+	uint8_t data[];	    /* room name, key, value, session blobs */
 };
 
 struct sreq *rr_rt_sreq_new(struct rr_core *core, struct rr_room *r, enum rr_store_op op,

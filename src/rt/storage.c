@@ -19,7 +19,7 @@
 static void sreq_done(struct rr_store_req *req);
 
 struct sreq *rr_rt_sreq_new(struct rr_core *core, struct rr_room *r, enum rr_store_op op,
-			     uint8_t kind, size_t extra)
+			    uint8_t kind, size_t extra)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	struct sreq *s = calloc(1, sizeof(*s) + rt->store_name_len + extra);
@@ -111,7 +111,7 @@ void rr_rt_new_session(struct rr_conn_ext *x)
 	/* without a token (out of memory) the hash is of "", which no
 	 * presented token (checked non-empty) ever matches */
 	rr_rt_sha256(x->resume_token ? x->resume_token : "", x->resume_token ? 43 : 0,
-	       x->resume_hash);
+		     x->resume_hash);
 }
 
 /* ---- storage completions ------------------------------------------------- */
@@ -125,7 +125,6 @@ static void log_entries(const struct rr_store_req *req, struct rr_log_entry *out
 		out[i].len = req->out.items[i].val_len;
 	}
 }
-
 
 /* The log position after a failed append: renumber from what is stored. */
 static void on_reloaded(struct rr_core *core, struct sreq *s)
@@ -261,7 +260,7 @@ void rr_rt_sha256(const void *p, size_t n, uint8_t out[32])
 }
 
 int rr_rt_kv_op(struct rr_room *room, enum rr_store_op op, const void *key, size_t klen,
-		 const void *val, size_t vlen, rr_kv_done_fn *done, void *arg)
+		const void *val, size_t vlen, rr_kv_done_fn *done, void *arg)
 {
 	struct rr_core *core = rr_core_current();
 	if (rt_of(room) == NULL || rr_handler_cfg.store == NULL)
@@ -283,4 +282,3 @@ int rr_rt_kv_op(struct rr_room *room, enum rr_store_op op, const void *key, size
 	s->arg = arg;
 	return rr_rt_sreq_submit(core, s);
 }
-

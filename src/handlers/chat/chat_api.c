@@ -19,8 +19,8 @@ static void chat_position(struct rr_room *room, struct chat_room *st)
 	}
 }
 
-static void api_history_done(struct rr_room *room, void *arg, int res,
-			     const struct rr_log_entry *e, size_t n, bool more)
+static void api_history_done(struct rr_room *room, void *arg, int res, const struct rr_log_entry *e,
+			     size_t n, bool more)
 {
 	struct rr_api_call *call = arg;
 	(void)more;
@@ -63,8 +63,9 @@ static int api_presence(struct chat_room *st, struct rr_api_call *call)
 	if (st->users) {
 		json_object_foreach(st->users, uid, u)
 		{
-			json_array_append_new(list, json_pack("{s:s, s:O}", "userId", uid, "username",
-							      json_object_get(u, "username")));
+			json_array_append_new(list,
+					      json_pack("{s:s, s:O}", "userId", uid, "username",
+							json_object_get(u, "username")));
 		}
 	}
 	json_t *o = json_pack("{s:o}", "onlineUsers", list);
