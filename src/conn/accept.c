@@ -74,8 +74,8 @@ void rr_accept_start(struct rr_core *core)
 	}
 }
 
-/* A new connection in fixed-file slot; peer is NULL when accepted without
- * its address (multishot accept). */
+/* A new connection in fixed-file slot; peer is its address (NULL only for a
+ * socket handed in without one: the fake ring of tests/unit/test_fake_ring.c). */
 static void on_accepted(struct rr_core *core, int slot, const struct sockaddr *peer, bool tls)
 {
 	struct rr_broker *b = core->broker;
