@@ -16,6 +16,9 @@
 #include "rt/rt.h"
 #include "tls/tls.h"
 #include "reactor/loop.h"
+#if RR_HAVE_CLUSTER
+#include "cluster/cluster.h"
+#endif
 
 #include <errno.h>
 #include <signal.h>
@@ -28,6 +31,58 @@
 
 static struct rr_broker broker;
 static struct rr_store *store;
+#if RR_HAVE_CLUSTER
+static struct rr_cluster *cluster;
+#endif
+
+/* --cluster: start the cluster thread (it connects in the background).
+ * 0, or the exit status. Nothing uses the cluster yet but /metrics and the
+ * log (issue 15 builds the rooms on it). */
+static int start_cluster(const struct rr_config *cfg)
+{
+	if (cfg->cluster[0] == '\0')
+		return 0;
+#if RR_HAVE_CLUSTER
+	char node[320], err[256];
+
+	if (cfg->node_name[0]) {
+		snprintf(node, sizeof(node), "%s", cfg->node_name);
+	} else {
+		char host[256] = "localhost";
+
+		gethostname(host, sizeof(host) - 1);
+		snprintf(node, sizeof(node), "%s:%u", host, cfg->port);
+	}
+	struct rr_cluster_opts co = {
+		.servers = cfg->cluster,
+		.node_name = node,
+		.cores = cfg->cores,
+		.stream = "RINGROOM_CHAT",
+		.stream_subjects = "ringroom.chat.>",
+	};
+	if (rr_cluster_open(&cluster, &co, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringroom: %s\n", err);
+		return 2;
+	}
+	rr_gate_cfg.cluster = cluster;
+	rr_info("cluster: node %s, NATS %s", node, cfg->cluster);
+	return 0;
+#else
+	fprintf(stderr, "ringroom: --cluster: this build has no cluster mode (build with "
+			"libnats-dev installed, meson -Dcluster=enabled)\n");
+	return 2;
+#endif
+}
+
+/* Before the store and the cores' rings go: the cluster posts to them. */
+static void stop_cluster(void)
+{
+#if RR_HAVE_CLUSTER
+	rr_gate_cfg.cluster = NULL;
+	rr_cluster_close(cluster);
+	cluster = NULL;
+#endif
+}
 
 static int load_auth_secret(const struct rr_config *cfg)
 {
@@ -124,7 +179,13 @@ int main(int argc, char **argv)
 	};
 	rr_chat_configure(&chat);
 	rr_gate_cfg.store = store;
+	int rc = start_cluster(&broker.cfg);
+	if (rc != 0) {
+		rr_store_close(store);
+		return rc;
+	}
 	if (broker.cfg.api_key_file[0] && rr_gate_api_keys(broker.cfg.api_key_file) < 0) {
+		stop_cluster();
 		rr_store_close(store);
 		return 2;
 	}
@@ -138,10 +199,12 @@ int main(int argc, char **argv)
 	if (broker.cfg.tls_cert[0])
 		rr_info("%s", rr_tls_build_info()); /* the TLS build and its cipher order */
 	if (rr_broker_init(&broker) < 0) {
+		stop_cluster();
 		rr_store_close(store);
 		return 1;
 	}
 	if (rr_broker_start(&broker) < 0) {
+		stop_cluster();
 		rr_broker_free(&broker);
 		rr_store_close(store);
 		return 1;
@@ -190,6 +253,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 	/* cores waited for their storage completions; flush and close */
+	stop_cluster();
 	rr_store_close(store);
 	rr_broker_free(&broker);
 	rr_iplimit_free();

@@ -102,6 +102,10 @@ static const struct flag flags[] = {
 	 "accept tokens without an exp claim (by default they are refused)"},
 	{"no-cork", F_BOOL, OFF(no_cork), "off", 0, 1,
 	 "send each frame on its own instead of one send per connection per iteration"},
+	{"cluster", F_STR, OFF(cluster), NULL, 0, 1023,
+	 "NATS servers, nats://HOST:PORT[,nats://...]: turns cluster mode on (kernel-notes/cluster.md)"},
+	{"node-name", F_STR, OFF(node_name), NULL, 0, 255,
+	 "this node's name in the cluster (none: hostname:port)"},
 	{"log-level", F_LEVEL, OFF(log_level), "info", 0, 3, "error, warn, info or debug"},
 	{"help", F_BOOL, OFF(help), "off", 0, 1, "print this and exit"},
 	{"version", F_BOOL, OFF(version), "off", 0, 1, "print the version and exit"},
@@ -320,6 +324,10 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 	}
 	if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0) {
 		snprintf(err, err_len, "--log-format: '%s' is not text or json", cfg->log_format);
+		return -EINVAL;
+	}
+	if (cfg->node_name[0] && cfg->cluster[0] == '\0') {
+		snprintf(err, err_len, "--node-name needs --cluster");
 		return -EINVAL;
 	}
 	if (cfg->auth_secret[0] && cfg->auth_secret_file[0]) {

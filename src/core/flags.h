@@ -57,6 +57,8 @@ struct rr_config {
 	uint64_t max_chat_bytes;
 	bool allow_no_exp;
 	uint64_t drain_grace_ms;
+	char cluster[1024];  /* --cluster: nats:// URLs, comma-separated; empty: off */
+	char node_name[256]; /* --node-name; empty: hostname:port */
 	uint32_t nhandlers;
 	int log_level;
 	bool help;

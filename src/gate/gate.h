@@ -19,6 +19,7 @@
 struct rr_core;
 struct rr_conn;
 struct rr_store;
+struct rr_cluster;
 
 /* Who a connection is (from its token, or anonymous). */
 struct rr_identity {
@@ -57,6 +58,7 @@ struct rr_gate_config {
 	uint8_t auth_secret[256]; /* HS256 key; auth_secret_len 0: no auth */
 	size_t auth_secret_len;
 	struct rr_store *store;		  /* for /metrics, or NULL */
+	struct rr_cluster *cluster;	  /* for /metrics, or NULL (no --cluster) */
 	struct rr_apikey_store *api_keys; /* --api-key-file, or NULL */
 	const char *api_key_file;
 };

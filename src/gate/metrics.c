@@ -2,6 +2,9 @@
 #include "core/time.h"
 #include "gate/gate.h"
 #include "persist/store.h"
+#if RR_HAVE_CLUSTER
+#include "cluster/cluster.h"
+#endif
 #include "reactor/loop.h"
 
 #include <errno.h>
@@ -65,6 +68,74 @@ static size_t render_hist(char *buf, size_t cap, size_t n, const char *name,
 		(unsigned long long)cum);
 	return n;
 }
+
+#if RR_HAVE_CLUSTER
+/* The cluster thread's series (--cluster): connection state, messages per
+ * core, JetStream acks and their round trip, the posting machinery. */
+static size_t render_cluster(struct rr_cluster *cl, char *buf, size_t cap, size_t n)
+{
+	static const enum rr_cluster_state states[] = {
+	    RR_CLUSTER_CONNECTING, RR_CLUSTER_CONNECTED, RR_CLUSTER_RECONNECTING,
+	    RR_CLUSTER_CLOSED};
+	uint32_t ncores = rr_cluster_cores(cl);
+	struct rr_cluster_core_stats *pc = calloc(ncores, sizeof(*pc));
+	struct rr_cluster_stats st;
+	char mname[96];
+
+	rr_cluster_stats_get(cl, &st, pc);
+	n = put(buf, cap, n, "# HELP ringroom_cluster_up 1 while connected to NATS\n"
+			     "# TYPE ringroom_cluster_up gauge\n"
+			     "ringroom_cluster_up %d\n",
+		st.state == RR_CLUSTER_CONNECTED);
+	n = put(buf, cap, n, "# HELP ringroom_cluster_state the NATS connection's state (1 for "
+			     "the current one)\n# TYPE ringroom_cluster_state gauge\n");
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		n = put(buf, cap, n, "ringroom_cluster_state{state=\"%s\"} %d\n",
+			rr_cluster_state_name(states[i]), st.state == states[i]);
+	if (pc != NULL) {
+		n = put(buf, cap, n, "# HELP ringroom_cluster_messages_out_total messages a core "
+				     "published to NATS (raw and JetStream)\n"
+				     "# TYPE ringroom_cluster_messages_out_total counter\n");
+		for (uint32_t c = 0; c < ncores; c++)
+			n = put(buf, cap, n, "ringroom_cluster_messages_out_total{core=\"%u\"} %llu\n",
+				c, (unsigned long long)pc[c].msgs_out);
+		n = put(buf, cap, n, "# HELP ringroom_cluster_messages_in_total messages from NATS "
+				     "subscriptions delivered to a core\n"
+				     "# TYPE ringroom_cluster_messages_in_total counter\n");
+		for (uint32_t c = 0; c < ncores; c++)
+			n = put(buf, cap, n, "ringroom_cluster_messages_in_total{core=\"%u\"} %llu\n",
+				c, (unsigned long long)pc[c].msgs_in);
+		free(pc);
+	}
+#define CLUSTER_STAT(name, kind, help, v)                                                  \
+	n = put(buf, cap, n, "# HELP %s " help "\n# TYPE %s " kind "\n%s %llu\n",              \
+		metric_name(mname, "ringroom_cluster_" name, kind), mname, mname,          \
+		(unsigned long long)(v))
+	CLUSTER_STAT("subscriptions", "gauge", "NATS subscriptions now", st.subscriptions);
+	CLUSTER_STAT("disconnects", "counter", "connections to NATS lost", st.disconnects);
+	CLUSTER_STAT("reconnects", "counter", "connections to NATS regained", st.reconnects);
+	CLUSTER_STAT("publish_refused", "counter",
+		     "publishes refused at once: NATS down or the core's queue full",
+		     st.publish_refused);
+	CLUSTER_STAT("publish_failures", "counter", "publishes libnats failed", st.publish_failures);
+	CLUSTER_STAT("js_acks", "counter", "JetStream publishes acked (stored)", st.js_acks);
+	CLUSTER_STAT("js_failures", "counter", "JetStream publishes answered with an error",
+		     st.js_failures);
+	CLUSTER_STAT("late_acks", "counter", "JetStream acks after their publish had failed",
+		     st.late_acks);
+	CLUSTER_STAT("dropped", "counter", "incoming messages dropped (cores behind)", st.dropped);
+	CLUSTER_STAT("post_failures", "counter", "posts a core's ring refused (held, retried)",
+		     st.post_failures);
+	CLUSTER_STAT("post_retries", "counter", "held posts delivered by a retry",
+		     st.post_retries);
+	CLUSTER_STAT("post_abandoned", "counter", "held posts given up at close",
+		     st.post_abandoned);
+#undef CLUSTER_STAT
+	n = put(buf, cap, n, "# HELP ringroom_cluster_js_ack_seconds JetStream publish to its ack\n"
+			     "# TYPE ringroom_cluster_js_ack_seconds histogram\n");
+	return render_hist(buf, cap, n, "ringroom_cluster_js_ack_seconds", &st.js_ack_rtt);
+}
+#endif
 
 static size_t render(const struct rr_broker *b, char *buf, size_t cap)
 {
@@ -154,6 +225,10 @@ static size_t render(const struct rr_broker *b, char *buf, size_t cap)
 			   st.post_abandoned);
 #undef STORE_STAT
 	}
+#if RR_HAVE_CLUSTER
+	if (rr_gate_cfg.cluster)
+		n = render_cluster(rr_gate_cfg.cluster, buf, cap, n);
+#endif
 	return n;
 }
 

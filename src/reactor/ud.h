@@ -1,7 +1,7 @@
 /*
  * io_uring user_data encoding, shared by everything that posts completions to
  * a core's ring (the core itself, other cores through MSG_RING, the storage
- * worker).
+ * worker, the cluster thread).
  *
  * DESIGN: the top 8 bits name the kind of completion. For operations on a
  * connection the rest is a 24-bit generation and a 32-bit slot index, so a
@@ -30,6 +30,8 @@ enum rr_ud_kind {
 	RR_UD_API_OUT = 15, /* pointer: its answer back at the connection's core */
 	RR_UD_API_SENT = 16, /* pointer: a call's MSG_RING failed (only failures post) */
 	RR_UD_API_BACK_FAILED = 17, /* pointer: an answer's MSG_RING failed */
+	RR_UD_CLUSTER = 18,	    /* pointer: a completed cluster request (cluster/) */
+	RR_UD_CLUSTER_MSG = 19,	    /* pointer: a message from a cluster subscription */
 };
 
 #define RR_UD_KIND_SHIFT 56
