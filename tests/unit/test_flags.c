@@ -53,6 +53,18 @@ int main(void)
 	CHECK_EQ(parse(&cfg, err, "--log-level", "debug", NULL), 0);
 	CHECK_EQ(cfg.log_level, 3);
 
+	/* cluster mode: off by default; --node-name alone is a mistake */
+	CHECK_EQ(parse(&cfg, err, NULL, NULL, NULL), 0);
+	CHECK_EQ(cfg.cluster[0], '\0');
+	CHECK_EQ(cfg.node_name[0], '\0');
+	CHECK_EQ(parse(&cfg, err, "--cluster=nats://127.0.0.1:4222,nats://127.0.0.2:4222",
+		       "--node-name", "a:8080"),
+		 0);
+	CHECK(strcmp(cfg.cluster, "nats://127.0.0.1:4222,nats://127.0.0.2:4222") == 0);
+	CHECK(strcmp(cfg.node_name, "a:8080") == 0);
+	CHECK_EQ(parse(&cfg, err, "--node-name", "a", NULL), -EINVAL);
+	CHECK(strstr(err, "--node-name needs --cluster") != NULL);
+
 	CHECK_EQ(rr_parse_duration_ms("2s", &v), 0);
 	CHECK_EQ(v, 2000);
 	CHECK_EQ(rr_parse_duration_ms("3", &v), 0);

@@ -1,0 +1,686 @@
+/*
+ * The cluster thread (src/cluster/) against a real nats-server with
+ * JetStream, started by this test on a temporary folder and a loopback port,
+ * and real io_uring rings standing in for the cores: the test thread reaps
+ * them and dispatches RR_UD_CLUSTER / RR_UD_CLUSTER_MSG the way a core's
+ * loop does. Two cluster instances in one process play two nodes (each its
+ * own NATS connection).
+ *
+ *  - --cluster URL checks: a bad URL is refused with a message naming it;
+ *  - a node started before its NATS server says "connecting", then
+ *    "connected" once the server is there, and creates its stream;
+ *  - publish/subscribe: node A's raw publishes reach node B's subscriptions
+ *    on the subscribing core, every message once and in order; A gets none
+ *    of its own back (no echo); after an UNSUBSCRIBE completion nothing of
+ *    that subscription arrives; /metrics counters match;
+ *  - JetStream: publishes on ringroom.chat.<room> are acked with contiguous
+ *    stream sequences, the ack round trip is in the histogram; a subject no
+ *    stream listens on fails with -ENOENT, never an ack;
+ *  - a refusing core ring: completions are held and retried, each arrives
+ *    exactly once and in order; held completions count against the quota;
+ *  - NATS outage: SIGKILL nats-server under JetStream load: the state says
+ *    down, every publish completes exactly once, each ack names a message
+ *    that is in the stream after the restart (no false ack), publishes
+ *    while down fail at once; after the restart (same folder and port) the
+ *    state is connected again, the subscription works without being made
+ *    again, and JetStream sequences go on.
+ *
+ * Exits 77 (SKIP) only when nats-server is not installed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#include <nats/nats.h>
+
+#include "check.h"
+#include "cluster/cluster.h"
+#include "core/time.h"
+
+/* Deadline for what must happen (a connect, a delivery, a reconnect): a
+ * passing run never waits it out; it is long because the machine is shared
+ * and the sanitizer builds are several times slower. */
+#define EVENTUALLY_MS 30000
+
+#define STREAM "RINGROOM_CHAT"
+#define N_RAW 200
+#define N_JS 50
+#define N_LOAD 400
+
+static char nats_dir[64];
+static int nats_port;
+static pid_t nats_pid = -1;
+static char url[64];
+
+/* ---- nats-server ---- */
+
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+		perror("free port");
+		exit(1);
+	}
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static bool port_open(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	close(fd);
+	return ok;
+}
+
+static void nats_start(void)
+{
+	char port[16], sd[96], log[96];
+
+	snprintf(port, sizeof(port), "%d", nats_port);
+	snprintf(sd, sizeof(sd), "%s/js", nats_dir);
+	snprintf(log, sizeof(log), "%s/nats.log", nats_dir);
+	nats_pid = fork();
+	if (nats_pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd",
+		       sd, (char *)NULL);
+		_exit(127);
+	}
+	uint64_t until = rr_now_ms() + EVENTUALLY_MS;
+
+	while (!port_open(nats_port) && rr_now_ms() < until)
+		usleep(20000);
+	if (!port_open(nats_port)) {
+		fprintf(stderr, "nats-server did not listen on %d (see %s)\n", nats_port, log);
+		exit(1);
+	}
+}
+
+static void nats_kill(void)
+{
+	if (nats_pid > 0) {
+		kill(nats_pid, SIGKILL);
+		waitpid(nats_pid, NULL, 0);
+	}
+	nats_pid = -1;
+}
+
+/* ---- fake cores: one io_uring each, reaped by this thread ---- */
+
+struct node {
+	struct rr_cluster *cl;
+	struct io_uring ring[2];
+};
+
+static struct node A, B;
+
+struct treq {
+	struct rr_cluster_req r;
+	unsigned done;	   /* completions run: must end at exactly 1 */
+	unsigned order;	   /* position among all completions */
+	int ring_core;	   /* the core whose ring delivered it */
+};
+
+struct rx {
+	unsigned got;
+	unsigned next;	   /* the index expected next */
+	unsigned out_of_order;
+	unsigned wrong_core;
+	uint32_t core;	   /* the subscribing core */
+	unsigned after_unsub;
+	bool unsubscribed;
+};
+
+static unsigned completions;
+static int reaping_core = -1;
+
+static void t_done(struct rr_cluster_req *req)
+{
+	struct treq *t = req->arg;
+
+	t->done++;
+	t->order = completions++;
+	t->ring_core = reaping_core;
+}
+
+/* Payloads are "<index>" in decimal. */
+static void t_on_msg(struct rr_cluster_msg *msg)
+{
+	struct rx *rx = msg->sub_ctx;
+	char buf[16];
+	size_t n = msg->len < sizeof(buf) - 1 ? msg->len : sizeof(buf) - 1;
+
+	memcpy(buf, msg->data, n);
+	buf[n] = '\0';
+	unsigned i = (unsigned)strtoul(buf, NULL, 10);
+
+	if (rx->unsubscribed)
+		rx->after_unsub++;
+	if (i != rx->next)
+		rx->out_of_order++;
+	if (msg->core != rx->core || reaping_core != (int)rx->core)
+		rx->wrong_core++;
+	rx->next = i + 1;
+	rx->got++;
+}
+
+static void pump_ring(struct io_uring *ring, int core)
+{
+	struct io_uring_cqe *cqe;
+
+	while (io_uring_peek_cqe(ring, &cqe) == 0) {
+		uint64_t ud = cqe->user_data;
+
+		io_uring_cqe_seen(ring, cqe);
+		reaping_core = core;
+		if (rr_ud_kind(ud) == RR_UD_CLUSTER)
+			rr_cluster_complete(rr_ud_to_ptr(ud));
+		else if (rr_ud_kind(ud) == RR_UD_CLUSTER_MSG)
+			rr_cluster_deliver(rr_ud_to_ptr(ud));
+		else
+			CHECK(!"a CQE of another kind");
+		reaping_core = -1;
+	}
+}
+
+static void pump(void)
+{
+	struct node *nodes[] = {&A, &B};
+
+	for (int k = 0; k < 2; k++)
+		for (int c = 0; c < 2; c++)
+			if (nodes[k]->cl != NULL)
+				pump_ring(&nodes[k]->ring[c], c);
+}
+
+/* Reap every ring until cond holds or EVENTUALLY_MS pass; cond's value. */
+#define PUMP_UNTIL(cond)                                                                   \
+	({                                                                                 \
+		uint64_t until_ = rr_now_ms() + EVENTUALLY_MS;                             \
+		while (!(cond) && rr_now_ms() < until_) {                                  \
+			pump();                                                            \
+			usleep(1000);                                                      \
+		}                                                                          \
+		pump();                                                                    \
+		(cond);                                                                    \
+	})
+
+static void node_rings(struct node *n)
+{
+	for (int c = 0; c < 2; c++) {
+		int ret = io_uring_queue_init(256, &n->ring[c], 0);
+
+		if (ret < 0) {
+			fprintf(stderr, "io_uring_queue_init: %s\n", strerror(-ret));
+			exit(1);
+		}
+	}
+}
+
+static int node_open(struct node *n, const char *name, uint32_t queue)
+{
+	char err[256];
+	struct rr_cluster_opts o = {
+	    .servers = url,
+	    .node_name = name,
+	    .cores = 2,
+	    .queue_capacity = queue,
+	    .ack_timeout_ms = 3000,
+	    .reconnect_wait_ms = 100,
+	    .stream = STREAM,
+	    .stream_subjects = "ringroom.chat.>",
+	};
+	int ret = rr_cluster_open(&n->cl, &o, err, sizeof(err));
+
+	if (ret < 0)
+		fprintf(stderr, "rr_cluster_open: %s\n", err);
+	return ret;
+}
+
+static void node_close(struct node *n)
+{
+	rr_cluster_close(n->cl);
+	pump(); /* completions posted while closing */
+	n->cl = NULL;
+}
+
+static void req_init(struct treq *t, struct node *n, uint32_t core, enum rr_cluster_op op)
+{
+	memset(t, 0, sizeof(*t));
+	t->r.op = op;
+	t->r.core = core;
+	t->r.reply_ring_fd = n->ring[core].ring_fd;
+	t->r.done = t_done;
+	t->r.arg = t;
+	t->ring_core = -1;
+}
+
+static int subscribe(struct treq *t, struct node *n, uint32_t core, const char *subject,
+		     struct rx *rx)
+{
+	req_init(t, n, core, RR_CLUSTER_SUBSCRIBE);
+	t->r.subject = subject;
+	t->r.on_msg = t_on_msg;
+	t->r.sub_ctx = rx;
+	rx->core = core;
+	int ret = rr_cluster_submit(n->cl, &t->r);
+
+	if (ret < 0)
+		return ret;
+	if (!PUMP_UNTIL(t->done == 1))
+		return -ETIMEDOUT;
+	return t->r.res;
+}
+
+/* Publish "0" on subject from n's core until rx has a message: the
+ * subscriber's interest reaches the server a moment after its SUBSCRIBE
+ * completes (or after a reconnect). Returns the publishes made, 0 if rx
+ * never got one. */
+static unsigned publish_until_seen(struct node *n, uint32_t core, const char *subject,
+				   struct rx *rx)
+{
+	uint64_t until = rr_now_ms() + EVENTUALLY_MS;
+	unsigned sent = 0;
+
+	while (rx->got == 0 && rr_now_ms() < until) {
+		if (rr_cluster_publish(n->cl, core, subject, "0", 1) == 0)
+			sent++;
+		for (int i = 0; i < 20 && rx->got == 0; i++) {
+			pump();
+			usleep(1000);
+		}
+	}
+	return rx->got > 0 ? sent : 0;
+}
+
+static bool connected(struct node *n)
+{
+	return rr_cluster_state(n->cl) == RR_CLUSTER_CONNECTED;
+}
+
+/* ---- cases ---- */
+
+static void test_bad_urls(void)
+{
+	const char *bad[] = {"http://127.0.0.1:4222", "nats://127.0.0.1", "nats://:4222",
+			     "nats://h:0", "nats://h:99999", ",", "nats://h:4222,ftp://x:1"};
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct rr_cluster *cl = NULL;
+		struct rr_cluster_opts o = {.servers = bad[i], .cores = 1};
+
+		CHECK_EQ(rr_cluster_open(&cl, &o, err, sizeof(err)), -EINVAL);
+		CHECK(strstr(err, "--cluster") != NULL);
+		CHECK(cl == NULL);
+	}
+}
+
+static struct rx rx_b0, rx_b1, rx_a0, rx_other;
+static struct treq sub_b0, sub_b1, sub_a0, sub_other, unsub_b1;
+
+static void test_pubsub(void)
+{
+	struct rr_cluster_stats st;
+	struct rr_cluster_core_stats pa[2], pb[2];
+
+	/* B: core 0 and core 1 both listen to the room; A: core 0 too */
+	CHECK_EQ(subscribe(&sub_b0, &B, 0, "ringroom.raw.lobby", &rx_b0), 0);
+	CHECK_EQ(subscribe(&sub_b1, &B, 1, "ringroom.raw.*", &rx_b1), 0);
+	CHECK_EQ(subscribe(&sub_a0, &A, 0, "ringroom.raw.lobby", &rx_a0), 0);
+	CHECK_EQ(subscribe(&sub_other, &B, 0, "ringroom.ctl.marker", &rx_other), 0);
+	rr_cluster_stats_get(B.cl, &st, NULL);
+	CHECK_EQ(st.subscriptions, 3);
+
+	/* B's interest is at the server once a marker on "other" (subscribed
+	 * last) arrives; the server applies one connection's SUBs in order */
+	unsigned markers = publish_until_seen(&A, 1, "ringroom.ctl.marker", &rx_other);
+
+	CHECK(markers > 0);
+	unsigned other_before = rx_other.got;
+
+	for (unsigned i = 0; i < N_RAW; i++) {
+		char buf[16];
+		int n = snprintf(buf, sizeof(buf), "%u", i);
+
+		CHECK_EQ(rr_cluster_publish(A.cl, 1, "ringroom.raw.lobby", buf, (uint32_t)n), 0);
+	}
+	CHECK(PUMP_UNTIL(rx_b0.got >= N_RAW && rx_b1.got >= N_RAW));
+	CHECK_EQ(rx_b0.got, N_RAW);
+	CHECK_EQ(rx_b1.got, N_RAW);
+	CHECK_EQ(rx_b0.out_of_order, 0);
+	CHECK_EQ(rx_b1.out_of_order, 0);
+	CHECK_EQ(rx_b0.wrong_core, 0);
+	CHECK_EQ(rx_b1.wrong_core, 0);
+
+	/* no echo: A's own messages never came back to A. Checked by order:
+	 * B publishes one message A must get, and A gets exactly that */
+	CHECK_EQ(rr_cluster_publish(B.cl, 0, "ringroom.raw.lobby", "0", 1), 0);
+	CHECK(PUMP_UNTIL(rx_a0.got >= 1));
+	CHECK_EQ(rx_a0.got, 1);
+	CHECK_EQ(rx_a0.out_of_order, 0);
+
+	rr_cluster_stats_get(A.cl, &st, pa);
+	CHECK_EQ(pa[1].msgs_out, N_RAW + markers);
+	CHECK_EQ(pa[0].msgs_in, 1);
+	rr_cluster_stats_get(B.cl, &st, pb);
+	CHECK_EQ(pb[1].msgs_in, N_RAW);
+	CHECK(pb[0].msgs_in >= N_RAW + rx_other.got); /* lobby, and markers */
+	CHECK_EQ(pb[0].msgs_out, 1);
+
+	/* unsubscribe core 1: after its completion, nothing of it arrives.
+	 * Checked by order: A publishes on lobby then on other; when other's
+	 * message is in, lobby's went past core 1 */
+	req_init(&unsub_b1, &B, 1, RR_CLUSTER_UNSUBSCRIBE);
+	unsub_b1.r.sub = sub_b1.r.sub;
+	CHECK_EQ(rr_cluster_submit(B.cl, &unsub_b1.r), 0);
+	CHECK(PUMP_UNTIL(unsub_b1.done == 1));
+	CHECK_EQ(unsub_b1.r.res, 0);
+	rx_b1.unsubscribed = true;
+	unsigned before = rx_b0.got;
+
+	CHECK_EQ(rr_cluster_publish(A.cl, 0, "ringroom.raw.lobby", "200", 3), 0);
+	CHECK_EQ(rr_cluster_publish(A.cl, 0, "ringroom.ctl.marker", "0", 1), 0);
+	CHECK(PUMP_UNTIL(rx_other.got > other_before && rx_b0.got > before));
+	CHECK_EQ(rx_b1.after_unsub, 0);
+	CHECK_EQ(rx_b1.got, N_RAW);
+	rr_cluster_stats_get(B.cl, &st, NULL);
+	CHECK_EQ(st.subscriptions, 2);
+
+	/* a bad subject is refused at once */
+	CHECK_EQ(rr_cluster_publish(A.cl, 0, "has space", "x", 1), -EINVAL);
+	CHECK_EQ(rr_cluster_publish(A.cl, 0, "", "x", 1), -EINVAL);
+}
+
+static struct treq js[N_LOAD];
+
+static unsigned js_publish(struct node *n, uint32_t core, unsigned from, unsigned count,
+			   const char *subject)
+{
+	unsigned submitted = 0;
+
+	for (unsigned i = from; i < from + count; i++) {
+		static char payload[N_LOAD][16];
+		int len = snprintf(payload[i], sizeof(payload[i]), "%u", i);
+
+		req_init(&js[i], n, core, RR_CLUSTER_JS_PUBLISH);
+		js[i].r.subject = subject;
+		js[i].r.data = payload[i];
+		js[i].r.len = (uint32_t)len;
+		if (rr_cluster_submit(n->cl, &js[i].r) == 0)
+			submitted++;
+	}
+	return submitted;
+}
+
+static bool all_done(unsigned from, unsigned count)
+{
+	for (unsigned i = from; i < from + count; i++)
+		if (js[i].done == 0)
+			return false;
+	return true;
+}
+
+static uint64_t last_seq;
+
+static void test_jetstream(void)
+{
+	struct rr_cluster_stats st;
+
+	CHECK_EQ(js_publish(&A, 0, 0, N_JS, "ringroom.chat.room1"), N_JS);
+	CHECK(PUMP_UNTIL(all_done(0, N_JS)));
+	for (unsigned i = 0; i < N_JS; i++) {
+		CHECK_EQ(js[i].done, 1);
+		CHECK_EQ(js[i].r.res, 0);
+		CHECK_EQ(js[i].r.seq, i + 1); /* a new stream: 1..N in publish order */
+		CHECK_EQ(js[i].ring_core, 0);
+	}
+	last_seq = js[N_JS - 1].r.seq;
+	rr_cluster_stats_get(A.cl, &st, NULL);
+	CHECK_EQ(st.js_acks, N_JS);
+	uint64_t hist = 0;
+
+	for (unsigned k = 0; k <= RR_HIST_BUCKETS; k++)
+		hist += st.js_ack_rtt.bucket[k];
+	CHECK_EQ(hist, N_JS);
+	CHECK(st.js_ack_rtt.sum_ns > 0);
+
+	/* no stream on this subject: an error, never an ack */
+	CHECK_EQ(js_publish(&A, 1, N_JS, 1, "nostream.x"), 1);
+	CHECK(PUMP_UNTIL(js[N_JS].done == 1));
+	CHECK_EQ(js[N_JS].r.res, -ENOENT);
+	CHECK_EQ(js[N_JS].r.seq, 0);
+}
+
+/* A core's ring refusing posts: held, retried, in order, exactly once. */
+static void test_refused_posts(void)
+{
+	struct rr_cluster_stats st;
+
+	rr_cluster_inject_post_fault(A.cl, -EBUSY, 5);
+	CHECK_EQ(js_publish(&A, 0, 0, N_JS, "ringroom.chat.room2"), N_JS);
+	CHECK(PUMP_UNTIL(all_done(0, N_JS)));
+	for (unsigned i = 0; i < N_JS; i++) {
+		CHECK_EQ(js[i].done, 1);
+		CHECK_EQ(js[i].r.res, 0);
+		CHECK_EQ(js[i].r.seq, last_seq + 1 + i);
+		if (i > 0)
+			CHECK(js[i].order > js[i - 1].order);
+	}
+	last_seq += N_JS;
+	rr_cluster_stats_get(A.cl, &st, NULL);
+	CHECK(st.post_failures >= 1);
+	CHECK(st.post_retries >= 1);
+}
+
+/* Held completions count against the quota: a node whose core ring
+ * refuses everything takes queue_capacity requests, then -EAGAIN. */
+static void test_quota(void)
+{
+	struct node q = {0};
+	struct treq t[5];
+
+	q.ring[0] = A.ring[0];
+	q.ring[1] = A.ring[1];
+	CHECK_EQ(node_open(&q, "quota", 4), 0);
+	rr_cluster_inject_post_fault(q.cl, -EBUSY, 1000000);
+	for (int i = 0; i < 5; i++) {
+		req_init(&t[i], &q, 0, RR_CLUSTER_JS_PUBLISH);
+		t[i].r.subject = "nostream.q";
+		t[i].r.data = "q";
+		t[i].r.len = 1;
+	}
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ(rr_cluster_submit(q.cl, &t[i].r), 0);
+	CHECK_EQ(rr_cluster_submit(q.cl, &t[4].r), -EAGAIN);
+	/* closing: the refusing ring keeps its completions; they are given up
+	 * after the bounded retry and their callbacks never run */
+	rr_cluster_close(q.cl);
+	pump();
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(t[i].done, 0);
+}
+
+static void test_outage(void)
+{
+	struct rr_cluster_stats st;
+
+	/* JetStream load in flight when the server dies: publishes go on
+	 * being submitted, one per reap, and the server is killed half way */
+	for (unsigned i = 0; i < N_LOAD; i++) {
+		CHECK_EQ(js_publish(&A, 1, i, 1, "ringroom.chat.load"), 1);
+		pump();
+		if (i == N_LOAD / 2) {
+			/* a quarter acked; from here on the server takes the
+			 * publishes in but answers none (stopped), then dies */
+			CHECK(PUMP_UNTIL(js[N_LOAD / 4].done == 1));
+			kill(nats_pid, SIGSTOP);
+		}
+	}
+	/* give the last publishes time to be written to the socket */
+	uint64_t t0 = rr_now_ms();
+
+	PUMP_UNTIL(rr_now_ms() - t0 >= 50);
+	nats_kill();
+	CHECK(PUMP_UNTIL(!connected(&A) && !connected(&B)));
+	CHECK_EQ(rr_cluster_state(A.cl), RR_CLUSTER_RECONNECTING);
+	CHECK(PUMP_UNTIL(all_done(0, N_LOAD)));
+	unsigned acked = 0, failed = 0;
+
+	for (unsigned i = 0; i < N_LOAD; i++) {
+		CHECK_EQ(js[i].done, 1);
+		if (js[i].r.res == 0) {
+			acked++;
+			CHECK(js[i].r.seq > last_seq);
+		} else {
+			failed++;
+			CHECK(js[i].r.res == -ENOTCONN || js[i].r.res == -ETIMEDOUT);
+		}
+	}
+	CHECK_EQ(acked + failed, N_LOAD);
+	/* those submitted after the stop were in flight when the connection
+	 * dropped: each failed, none was acked */
+	for (unsigned i = N_LOAD / 2 + 1; i < N_LOAD; i++)
+		CHECK_EQ(js[i].r.res, -ENOTCONN);
+	printf("outage: %u of %u JetStream publishes acked before the kill, %u failed\n", acked,
+	       N_LOAD, failed);
+
+	/* while down: raw publishes refused at once, JetStream fails fast */
+	CHECK_EQ(rr_cluster_publish(A.cl, 0, "ringroom.raw.lobby", "x", 1), -ENOTCONN);
+	struct treq down;
+
+	req_init(&down, &A, 0, RR_CLUSTER_JS_PUBLISH);
+	down.r.subject = "ringroom.chat.room1";
+	down.r.data = "down";
+	down.r.len = 4;
+	CHECK_EQ(rr_cluster_submit(A.cl, &down.r), 0);
+	CHECK(PUMP_UNTIL(down.done == 1));
+	CHECK_EQ(down.r.res, -ENOTCONN);
+	rr_cluster_stats_get(A.cl, &st, NULL);
+	CHECK(st.disconnects >= 1);
+	CHECK(st.publish_refused >= 1);
+
+	/* back: same folder, same port */
+	nats_start();
+	CHECK(PUMP_UNTIL(connected(&A) && connected(&B)));
+	rr_cluster_stats_get(A.cl, &st, NULL);
+	CHECK(st.reconnects >= 1);
+
+	/* every ack named a message the stream has (no false ack) */
+	natsConnection *nc = NULL;
+	jsCtx *jc = NULL;
+
+	CHECK_EQ(natsConnection_ConnectTo(&nc, url), NATS_OK);
+	CHECK_EQ(natsConnection_JetStream(&jc, nc, NULL), NATS_OK);
+	unsigned verified = 0;
+
+	for (unsigned i = 0; jc != NULL && i < N_LOAD; i++) {
+		if (js[i].r.res != 0)
+			continue;
+		natsMsg *m = NULL;
+		char want[16];
+
+		snprintf(want, sizeof(want), "%u", i);
+		if (js_GetMsg(&m, jc, STREAM, js[i].r.seq, NULL, NULL) == NATS_OK) {
+			if (natsMsg_GetDataLength(m) == (int)strlen(want) &&
+			    memcmp(natsMsg_GetData(m), want, strlen(want)) == 0)
+				verified++;
+			natsMsg_Destroy(m);
+		}
+	}
+	CHECK_EQ(verified, acked);
+	jsStreamInfo *si = NULL;
+
+	CHECK_EQ(js_GetStreamInfo(&si, jc, STREAM, NULL, NULL), NATS_OK);
+	uint64_t stream_last = si ? si->State.LastSeq : 0;
+
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(jc);
+	natsConnection_Destroy(nc);
+
+	/* JetStream goes on after what the stream holds */
+	CHECK_EQ(js_publish(&A, 0, 0, 1, "ringroom.chat.room1"), 1);
+	CHECK(PUMP_UNTIL(js[0].done == 1));
+	CHECK_EQ(js[0].r.res, 0);
+	CHECK_EQ(js[0].r.seq, stream_last + 1);
+
+	/* B's subscription came back by itself: A publishes until it arrives
+	 * (the resubscription reaches the server a moment after the connect) */
+	rx_b0 = (struct rx){.core = 0};
+	CHECK(publish_until_seen(&A, 1, "ringroom.raw.lobby", &rx_b0) > 0);
+	CHECK_EQ(rx_b0.wrong_core, 0);
+}
+
+int main(void)
+{
+	if (system("command -v nats-server >/dev/null 2>&1") != 0) {
+		printf("SKIP cluster: nats-server is not installed (apt-get install nats-server)\n");
+		return 77;
+	}
+	snprintf(nats_dir, sizeof(nats_dir), "/tmp/rr-cluster-XXXXXX");
+	if (mkdtemp(nats_dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	nats_port = free_port();
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", nats_port);
+	signal(SIGPIPE, SIG_IGN);
+
+	test_bad_urls();
+
+	/* A starts before its server: connecting, then connected */
+	node_rings(&A);
+	node_rings(&B);
+	CHECK_EQ(node_open(&A, "node-a", 0), 0);
+	CHECK_EQ(rr_cluster_state(A.cl), RR_CLUSTER_CONNECTING);
+	nats_start();
+	CHECK(PUMP_UNTIL(connected(&A)));
+	CHECK_EQ(node_open(&B, "node-b", 0), 0);
+	CHECK(PUMP_UNTIL(connected(&B)));
+
+	test_pubsub();
+	test_jetstream();
+	test_refused_posts();
+	test_quota();
+	test_outage();
+
+	node_close(&B);
+	node_close(&A);
+	/* closed with a subscription left: nothing leaks into the rings */
+	for (int c = 0; c < 2; c++) {
+		io_uring_queue_exit(&A.ring[c]);
+		io_uring_queue_exit(&B.ring[c]);
+	}
+	nats_kill();
+	/* libnats' threads and globals, for the leak checkers */
+	nats_CloseAndWait(5000);
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", nats_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", nats_dir);
+	return check_done();
+}
