@@ -278,7 +278,6 @@ static void handle_events(struct rr_cluster *cl, struct cl_event *ev)
 				rr_cl_nats_up(cl);
 			break;
 		case CL_EV_DOWN:
-			CL_STAT_ADD(cl, disconnects, 1);
 			if (cl->stopping)
 				rr_info("connection to NATS closed");
 			else

@@ -37,7 +37,10 @@
  *                          ack_timeout_ms fails with -ETIMEDOUT.
  *   RR_CLUSTER_SUBSCRIBE   interest in a subject (wildcards allowed) for the
  *                          submitting core; its messages go to that core in
- *                          the order NATS delivered them. Survives
+ *                          the order NATS delivered them. The connection is
+ *                          made with no echo: what this process published
+ *                          never comes back to it (the node fans its own
+ *                          messages out locally). Survives
  *                          reconnects (libnats subscribes again); messages
  *                          published while the connection was down are not
  *                          replayed (core NATS is at most once).

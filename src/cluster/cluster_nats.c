@@ -85,7 +85,9 @@ static void on_connected(natsConnection *nc, void *closure)
 	struct rr_cluster *cl = closure;
 
 	(void)nc;
-	atomic_store(&cl->ever_connected, true);
+	/* counted with the state change, so the two agree for an observer */
+	if (atomic_exchange(&cl->ever_connected, true))
+		CL_STAT_ADD(cl, reconnects, 1);
 	atomic_store(&cl->state, RR_CLUSTER_CONNECTED);
 	rr_cl_push_event(cl, event_new(CL_EV_UP));
 }
@@ -95,6 +97,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
 	struct rr_cluster *cl = closure;
 
 	(void)nc;
+	CL_STAT_ADD(cl, disconnects, 1);
 	if (atomic_load(&cl->closing))
 		atomic_store(&cl->state, RR_CLUSTER_CLOSED);
 	else
@@ -218,6 +221,10 @@ int rr_cl_nats_start(struct rr_cluster *cl)
 		s = natsOptions_SetServers(o, cl->servers, cl->nservers);
 	if (s == NATS_OK)
 		s = natsOptions_SetName(o, cl->node_name);
+	/* a node fans its own messages out locally: NATS must not send them
+	 * back to it (a room's message would reach the node's members twice) */
+	if (s == NATS_OK)
+		s = natsOptions_SetNoEcho(o, true);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, -1); /* forever: NATS comes back */
 	if (s == NATS_OK)
@@ -335,7 +342,6 @@ void rr_cl_nats_up(struct rr_cluster *cl)
 	if (cl->nc != NULL)
 		natsConnection_GetConnectedUrl(cl->nc, url, sizeof(url));
 	if (cl->up_logged) {
-		CL_STAT_ADD(cl, reconnects, 1);
 		rr_info("reconnected to %s", url);
 	} else {
 		rr_info("connected to %s as %s", url, cl->node_name);
