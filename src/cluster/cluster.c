@@ -240,7 +240,7 @@ void rr_cluster_deliver(struct rr_cluster_msg *msg)
 /* The messages taken from the inbox: to their cores, unless the core gave
  * the subscription up (then no message of it may arrive after the
  * UNSUBSCRIBE completion, which went out before). */
-static void route_msgs(struct rr_cluster *cl, struct rr_cluster_msg *m)
+static void route_msgs(struct rr_cluster *cl, struct rr_cluster_msg *m, bool stopping)
 {
 	uint64_t dropped_bytes = 0;
 
@@ -249,7 +249,7 @@ static void route_msgs(struct rr_cluster *cl, struct rr_cluster_msg *m)
 		struct rr_cluster_sub *sub = m->_sub;
 
 		m->_next = NULL;
-		if (sub->unsubscribed || cl->stopping ||
+		if (sub->unsubscribed || stopping ||
 		    !rr_cl_post_add(cl, sub->core, rr_ud_ptr(RR_UD_CLUSTER_MSG, m), sub->ring_fd,
 				    m->len)) {
 			dropped_bytes += m->len;
@@ -278,7 +278,7 @@ static void handle_events(struct rr_cluster *cl, struct cl_event *ev)
 				rr_cl_nats_up(cl);
 			break;
 		case CL_EV_DOWN:
-			if (cl->stopping)
+			if (atomic_load(&cl->closing))
 				rr_info("connection to NATS closed");
 			else
 				rr_warn("lost the connection to NATS: reconnecting; JetStream "
@@ -416,7 +416,7 @@ static void *cluster_main(void *arg)
 		bool stopping = cl->stopping;
 
 		pthread_mutex_unlock(&cl->mu);
-		route_msgs(cl, msgs);
+		route_msgs(cl, msgs, stopping);
 		handle_events(cl, evs);
 		for (uint32_t i = 0; i < n; i++) {
 			if (stopping)
