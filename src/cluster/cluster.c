@@ -60,6 +60,82 @@ uint32_t rr_cluster_cores(const struct rr_cluster *cl)
 	return cl->opts.cores;
 }
 
+/* ---- subjects ---- */
+
+/* protocol.md's room alphabet */
+static bool room_byte(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '~' || c == '-';
+}
+
+int rr_cluster_room_subject(char *buf, size_t cap, const char *prefix, const char *room,
+			    size_t room_len)
+{
+	assert(buf != NULL && prefix != NULL && prefix[0] != '\0');
+	if (room == NULL || room_len == 0 || room_len > RR_CLUSTER_ROOM_MAX)
+		return -EINVAL;
+	if (cap > RR_CLUSTER_SUBJECT_MAX + 1)
+		cap = RR_CLUSTER_SUBJECT_MAX + 1;
+	size_t n = strlen(prefix);
+
+	if (n + 2 > cap)
+		return -ENAMETOOLONG;
+	memcpy(buf, prefix, n);
+	buf[n++] = '.';
+	for (size_t i = 0; i < room_len; i++) {
+		unsigned char c = (unsigned char)room[i];
+
+		if (!room_byte(c))
+			return -EINVAL;
+		const char *esc = c == '.' ? "~2e" : c == '~' ? "~7e" : NULL;
+		size_t k = esc ? 3 : 1;
+
+		if (n + k + 1 > cap)
+			return -ENAMETOOLONG;
+		if (esc)
+			memcpy(buf + n, esc, 3);
+		else
+			buf[n] = (char)c;
+		n += k;
+	}
+	buf[n] = '\0';
+	return (int)n;
+}
+
+int rr_cluster_subject_room(char *buf, size_t cap, const char *subject)
+{
+	assert(buf != NULL && subject != NULL);
+	const char *tok = strrchr(subject, '.');
+	size_t n = 0;
+
+	tok = tok ? tok + 1 : subject;
+	if (*tok == '\0')
+		return -EINVAL;
+	for (const char *p = tok; *p != '\0'; p++) {
+		char c = *p;
+
+		if (c == '~') {
+			if (p[1] == '2' && p[2] == 'e')
+				c = '.';
+			else if (p[1] == '7' && p[2] == 'e')
+				c = '~';
+			else
+				return -EINVAL;
+			p += 2;
+		} else if (!room_byte((unsigned char)c) || c == '.') {
+			return -EINVAL;
+		}
+		if (n + 2 > cap)
+			return -ENAMETOOLONG;
+		buf[n++] = c;
+	}
+	if (n > RR_CLUSTER_ROOM_MAX)
+		return -EINVAL;
+	buf[n] = '\0';
+	return (int)n;
+}
+
 /* ---- submission ---- */
 
 static int check_subject(const char *subject)

@@ -65,10 +65,13 @@
 
 /* ---- limits (default, ceiling, why) ---- */
 
-/* NATS subjects: tokens of a room name (128 bytes, protocol.md) plus a
- * prefix; 256 keeps one subject in a cache line's neighbourhood and far from
- * the server's own limits. */
-#define RR_CLUSTER_SUBJECT_MAX 256
+/* NATS subjects: a prefix such as "ringroom.chat." and a room name
+ * (1..128 bytes, protocol.md) escaped into one token, at most 3 bytes per
+ * byte (rr_cluster_room_subject): 14 + 384 fits, with room for longer
+ * prefixes, and stays far below the server's own limits. */
+#define RR_CLUSTER_SUBJECT_MAX 512
+/* Room names (protocol.md): 1..128 bytes. */
+#define RR_CLUSTER_ROOM_MAX 128
 /* One payload: the server's max_payload defaults to 1 MiB, the same as
  * --max-message-bytes; a bigger publish fails with -EMSGSIZE here rather
  * than in the server. */
@@ -245,6 +248,30 @@ static inline void rr_cluster_complete(struct rr_cluster_req *req)
 
 /* For the core, on RR_UD_CLUSTER_MSG: run on_msg, then free the message. */
 void rr_cluster_deliver(struct rr_cluster_msg *msg);
+
+/* ---- subjects ---- */
+
+/*
+ * The subject of a room: prefix, '.', and the room name as one subject
+ * token. Room names are 1..RR_CLUSTER_ROOM_MAX bytes of A-Z a-z 0-9 . _ ~ -
+ * (protocol.md); NATS splits subjects on '.', so '.' becomes "~2e" and the
+ * escape itself, '~', becomes "~7e" (a bijection: rr_cluster_subject_room
+ * undoes it). prefix: non-empty, no trailing '.', e.g. "ringroom.raw".
+ * Writes a NUL-terminated subject into buf and returns its length;
+ * -EINVAL for an empty or too long name or a byte outside that alphabet,
+ * -ENAMETOOLONG when it does not fit cap (or RR_CLUSTER_SUBJECT_MAX).
+ */
+int rr_cluster_room_subject(char *buf, size_t cap, const char *prefix, const char *room,
+			    size_t room_len);
+
+/*
+ * The room name in the last token of a subject made by
+ * rr_cluster_room_subject (e.g. one a wildcard subscription delivered).
+ * Writes the name, NUL-terminated, into buf; returns its length, or -EINVAL
+ * (not such a token: a bad escape, an empty token, a byte outside the
+ * alphabet) or -ENAMETOOLONG (cap).
+ */
+int rr_cluster_subject_room(char *buf, size_t cap, const char *subject);
 
 /* ---- observability ---- */
 

@@ -6,18 +6,23 @@
  * loop does. Two cluster instances in one process play two nodes (each its
  * own NATS connection).
  *
+ *  - room names as subject tokens (no server needed): escapes, limits,
+ *    every cut of an encoded token;
  *  - --cluster URL checks: a bad URL is refused with a message naming it;
  *  - a node started before its NATS server says "connecting", then
  *    "connected" once the server is there, and creates its stream;
- *  - publish/subscribe: node A's raw publishes reach node B's subscriptions
+ *  - publish/subscribe (on an escaped room name, one subscription through
+ *    a wildcard): node A's raw publishes reach node B's subscriptions
  *    on the subscribing core, every message once and in order; A gets none
  *    of its own back (no echo); after an UNSUBSCRIBE completion nothing of
  *    that subscription arrives; /metrics counters match;
  *  - JetStream: publishes on ringroom.chat.<room> are acked with contiguous
  *    stream sequences, the ack round trip is in the histogram; a subject no
  *    stream listens on fails with -ENOENT, never an ack;
- *  - a refusing core ring: completions are held and retried, each arrives
- *    exactly once and in order; held completions count against the quota;
+ *  - a refusing core ring (an injected refusal, and a ring the kernel
+ *    refuses: created disabled): completions are held and retried, each
+ *    arrives exactly once and in order; held completions count against the
+ *    quota;
  *  - NATS outage: SIGKILL nats-server under JetStream load: the state says
  *    down, every publish completes exactly once, each ack names a message
  *    that is in the stream after the restart (no false ack), publishes
@@ -25,7 +30,8 @@
  *    state is connected again, the subscription works without being made
  *    again, and JetStream sequences go on.
  *
- * Exits 77 (SKIP) only when nats-server is not installed.
+ * Exits 77 (SKIP, after the checks that need no server) only when
+ * nats-server is not installed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -153,6 +159,8 @@ struct rx {
 	uint32_t core;	   /* the subscribing core */
 	unsigned after_unsub;
 	bool unsubscribed;
+	const char *room; /* when set: every subject must decode to it */
+	unsigned wrong_room;
 };
 
 static unsigned completions;
@@ -178,6 +186,13 @@ static void t_on_msg(struct rr_cluster_msg *msg)
 	buf[n] = '\0';
 	unsigned i = (unsigned)strtoul(buf, NULL, 10);
 
+	if (rx->room != NULL) {
+		char room[RR_CLUSTER_ROOM_MAX + 1];
+
+		if (rr_cluster_subject_room(room, sizeof(room), msg->subject) < 0 ||
+		    strcmp(room, rx->room) != 0)
+			rx->wrong_room++;
+	}
 	if (rx->unsubscribed)
 		rx->after_unsub++;
 	if (i != rx->next)
@@ -324,6 +339,80 @@ static bool connected(struct node *n)
 
 /* ---- cases ---- */
 
+/* Room names as subject tokens: the examples, the limits, a round trip of
+ * every byte of the alphabet, and every cut of an encoded token. */
+static void test_subjects(void)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				       "0123456789._~-";
+	char subj[RR_CLUSTER_SUBJECT_MAX + 1], room[RR_CLUSTER_ROOM_MAX + 1];
+	char name[RR_CLUSTER_ROOM_MAX + 2];
+
+	CHECK_EQ(rr_cluster_room_subject(subj, sizeof(subj), "ringroom.raw", "lobby", 5), 18);
+	CHECK(strcmp(subj, "ringroom.raw.lobby") == 0);
+	CHECK_EQ(rr_cluster_room_subject(subj, sizeof(subj), "ringroom.chat", "a.b~c", 5), 23);
+	CHECK(strcmp(subj, "ringroom.chat.a~2eb~7ec") == 0);
+	CHECK_EQ(rr_cluster_subject_room(room, sizeof(room), subj), 5);
+	CHECK(strcmp(room, "a.b~c") == 0);
+
+	/* the whole alphabet, then the worst case: 128 dots */
+	size_t an = strlen(alphabet);
+
+	CHECK_EQ(rr_cluster_room_subject(subj, sizeof(subj), "p", alphabet, an), 2 + an + 4);
+	CHECK_EQ(rr_cluster_subject_room(room, sizeof(room), subj), an);
+	CHECK(strcmp(room, alphabet) == 0);
+	memset(name, '.', RR_CLUSTER_ROOM_MAX);
+	CHECK_EQ(rr_cluster_room_subject(subj, sizeof(subj), "ringroom.chat", name,
+					 RR_CLUSTER_ROOM_MAX),
+		 14 + 3 * RR_CLUSTER_ROOM_MAX);
+	CHECK_EQ(rr_cluster_subject_room(room, sizeof(room), subj), RR_CLUSTER_ROOM_MAX);
+	CHECK(memcmp(room, name, RR_CLUSTER_ROOM_MAX) == 0);
+
+	/* refused: empty, too long, outside the alphabet, too small a buffer */
+	CHECK_EQ(rr_cluster_room_subject(subj, sizeof(subj), "p", "", 0), -EINVAL);
+	CHECK_EQ(rr_cluster_room_subject(subj, sizeof(subj), "p", name, RR_CLUSTER_ROOM_MAX + 1),
+		 -EINVAL);
+	const char *bad[] = {"a b", "a*", "a>", "a/b", "a\n", "caf\xc3\xa9", "a%2e"};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK_EQ(rr_cluster_room_subject(subj, sizeof(subj), "p", bad[i], strlen(bad[i])),
+			 -EINVAL);
+	CHECK_EQ(rr_cluster_room_subject(subj, 8, "ringroom.raw", "x", 1), -ENAMETOOLONG);
+	CHECK_EQ(rr_cluster_room_subject(subj, 7, "p", "a.b", 3), -ENAMETOOLONG); /* no NUL */
+	CHECK_EQ(rr_cluster_room_subject(subj, 8, "p", "a.b", 3), 7);
+	CHECK(strcmp(subj, "p.a~2eb") == 0);
+	CHECK_EQ(rr_cluster_subject_room(room, 4, "p.a~2eb"), 3);
+	CHECK_EQ(rr_cluster_subject_room(room, 3, "p.a~2eb"), -ENAMETOOLONG);
+	const char *bad_tok[] = {"p.", "p.~", "p.~2", "p.~2f", "p.~7", "p.a*", "p.a b", "p.~~"};
+
+	for (size_t i = 0; i < sizeof(bad_tok) / sizeof(bad_tok[0]); i++)
+		CHECK_EQ(rr_cluster_subject_room(room, sizeof(room), bad_tok[i]), -EINVAL);
+
+	/* every cut of an encoded token decodes to a name that encodes back
+	 * to that cut, or is refused: never a different name */
+	const char *tok_room = "x.~y~.z";
+	int n = rr_cluster_room_subject(subj, sizeof(subj), "ringroom.raw", tok_room,
+					strlen(tok_room));
+
+	CHECK(n > 0);
+	for (int cut = 14; cut <= n; cut++) {
+		char part[RR_CLUSTER_SUBJECT_MAX + 1], again[RR_CLUSTER_SUBJECT_MAX + 1];
+
+		memcpy(part, subj, (size_t)cut);
+		part[cut] = '\0';
+		int r = rr_cluster_subject_room(room, sizeof(room), part);
+
+		if (r < 0) {
+			CHECK_EQ(r, -EINVAL);
+			continue;
+		}
+		CHECK_EQ(rr_cluster_room_subject(again, sizeof(again), "ringroom.raw", room,
+						 (size_t)r),
+			 cut);
+		CHECK(strcmp(again, part) == 0);
+	}
+}
+
 static void test_bad_urls(void)
 {
 	const char *bad[] = {"http://127.0.0.1:4222", "nats://127.0.0.1", "nats://:4222",
@@ -343,15 +432,23 @@ static void test_bad_urls(void)
 static struct rx rx_b0, rx_b1, rx_a0, rx_other;
 static struct treq sub_b0, sub_b1, sub_a0, sub_other, unsub_b1;
 
+#define LOBBY "lobby.main~1"
+static char lobby[RR_CLUSTER_SUBJECT_MAX + 1];
+
 static void test_pubsub(void)
 {
 	struct rr_cluster_stats st;
 	struct rr_cluster_core_stats pa[2], pb[2];
 
+	CHECK(rr_cluster_room_subject(lobby, sizeof(lobby), "ringroom.raw", LOBBY,
+				      strlen(LOBBY)) > 0);
+	CHECK(strcmp(lobby, "ringroom.raw.lobby~2emain~7e1") == 0);
+	rx_b0.room = rx_b1.room = rx_a0.room = LOBBY;
+
 	/* B: core 0 and core 1 both listen to the room; A: core 0 too */
-	CHECK_EQ(subscribe(&sub_b0, &B, 0, "ringroom.raw.lobby", &rx_b0), 0);
+	CHECK_EQ(subscribe(&sub_b0, &B, 0, lobby, &rx_b0), 0);
 	CHECK_EQ(subscribe(&sub_b1, &B, 1, "ringroom.raw.*", &rx_b1), 0);
-	CHECK_EQ(subscribe(&sub_a0, &A, 0, "ringroom.raw.lobby", &rx_a0), 0);
+	CHECK_EQ(subscribe(&sub_a0, &A, 0, lobby, &rx_a0), 0);
 	CHECK_EQ(subscribe(&sub_other, &B, 0, "ringroom.ctl.marker", &rx_other), 0);
 	rr_cluster_stats_get(B.cl, &st, NULL);
 	CHECK_EQ(st.subscriptions, 3);
@@ -367,7 +464,7 @@ static void test_pubsub(void)
 		char buf[16];
 		int n = snprintf(buf, sizeof(buf), "%u", i);
 
-		CHECK_EQ(rr_cluster_publish(A.cl, 1, "ringroom.raw.lobby", buf, (uint32_t)n), 0);
+		CHECK_EQ(rr_cluster_publish(A.cl, 1, lobby, buf, (uint32_t)n), 0);
 	}
 	CHECK(PUMP_UNTIL(rx_b0.got >= N_RAW && rx_b1.got >= N_RAW));
 	CHECK_EQ(rx_b0.got, N_RAW);
@@ -376,10 +473,12 @@ static void test_pubsub(void)
 	CHECK_EQ(rx_b1.out_of_order, 0);
 	CHECK_EQ(rx_b0.wrong_core, 0);
 	CHECK_EQ(rx_b1.wrong_core, 0);
+	CHECK_EQ(rx_b0.wrong_room, 0);
+	CHECK_EQ(rx_b1.wrong_room, 0); /* through the wildcard: decoded */
 
 	/* no echo: A's own messages never came back to A. Checked by order:
 	 * B publishes one message A must get, and A gets exactly that */
-	CHECK_EQ(rr_cluster_publish(B.cl, 0, "ringroom.raw.lobby", "0", 1), 0);
+	CHECK_EQ(rr_cluster_publish(B.cl, 0, lobby, "0", 1), 0);
 	CHECK(PUMP_UNTIL(rx_a0.got >= 1));
 	CHECK_EQ(rx_a0.got, 1);
 	CHECK_EQ(rx_a0.out_of_order, 0);
@@ -403,7 +502,7 @@ static void test_pubsub(void)
 	rx_b1.unsubscribed = true;
 	unsigned before = rx_b0.got;
 
-	CHECK_EQ(rr_cluster_publish(A.cl, 0, "ringroom.raw.lobby", "200", 3), 0);
+	CHECK_EQ(rr_cluster_publish(A.cl, 0, lobby, "200", 3), 0);
 	CHECK_EQ(rr_cluster_publish(A.cl, 0, "ringroom.ctl.marker", "0", 1), 0);
 	CHECK(PUMP_UNTIL(rx_other.got > other_before && rx_b0.got > before));
 	CHECK_EQ(rx_b1.after_unsub, 0);
@@ -632,7 +731,7 @@ static void test_outage(void)
 	       N_LOAD, failed);
 
 	/* while down: raw publishes refused at once, JetStream fails fast */
-	CHECK_EQ(rr_cluster_publish(A.cl, 0, "ringroom.raw.lobby", "x", 1), -ENOTCONN);
+	CHECK_EQ(rr_cluster_publish(A.cl, 0, lobby, "x", 1), -ENOTCONN);
 	struct treq down;
 
 	req_init(&down, &A, 0, RR_CLUSTER_JS_PUBLISH);
@@ -693,13 +792,16 @@ static void test_outage(void)
 	/* B's subscription came back by itself: A publishes until it arrives
 	 * (the resubscription reaches the server a moment after the connect) */
 	rx_b0 = (struct rx){.core = 0};
-	CHECK(publish_until_seen(&A, 1, "ringroom.raw.lobby", &rx_b0) > 0);
+	CHECK(publish_until_seen(&A, 1, lobby, &rx_b0) > 0);
 	CHECK_EQ(rx_b0.wrong_core, 0);
 }
 
 int main(void)
 {
+	test_subjects();
+	test_bad_urls();
 	if (system("command -v nats-server >/dev/null 2>&1") != 0) {
+		check_done();
 		printf("SKIP cluster: nats-server is not installed (apt-get install nats-server)\n");
 		return 77;
 	}
@@ -711,8 +813,6 @@ int main(void)
 	nats_port = free_port();
 	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", nats_port);
 	signal(SIGPIPE, SIG_IGN);
-
-	test_bad_urls();
 
 	/* A starts before its server: connecting, then connected */
 	node_rings(&A);
