@@ -801,7 +801,8 @@ int main(void)
 	test_subjects();
 	test_bad_urls();
 	if (system("command -v nats-server >/dev/null 2>&1") != 0) {
-		check_done();
+		if (check_done() != 0)
+			return 1;
 		printf("SKIP cluster: nats-server is not installed (apt-get install nats-server)\n");
 		return 77;
 	}
