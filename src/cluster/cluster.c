@@ -160,6 +160,8 @@ static int validate(const struct rr_cluster_req *req)
 	case RR_CLUSTER_JS_PUBLISH:
 		if (req->len > RR_CLUSTER_PAYLOAD_MAX)
 			return -EMSGSIZE;
+		if (req->msg_id != NULL && check_subject(req->msg_id) < 0)
+			return -EINVAL; /* a header value: printable, no spaces */
 		if (req->len > 0 && req->data == NULL)
 			return -EINVAL;
 		return check_subject(req->subject);

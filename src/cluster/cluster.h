@@ -178,6 +178,14 @@ struct rr_cluster_req {
 	rr_cluster_msg_fn *on_msg;  /* SUBSCRIBE: run on the core per message */
 	void *sub_ctx;		    /* SUBSCRIBE: handed to on_msg */
 	struct rr_cluster_sub *sub; /* UNSUBSCRIBE: in; SUBSCRIBE: out */
+	const char *msg_id;	    /* JS_PUBLISH: Nats-Msg-Id, or NULL; a
+				     * second publish with the same id within
+				     * the stream's duplicate window is acked
+				     * with the first one's seq, duplicate set */
+	bool expect_set;	    /* JS_PUBLISH: compare-and-set on the
+				     * subject: stored only if the subject's
+				     * last stream sequence is expect_seq */
+	uint64_t expect_seq;	    /* ... 0: the subject has no message yet */
 
 	/* ---- filled by the cluster thread before the completion ---- */
 	int res;	/* 0 or -errno (below) */
@@ -197,7 +205,8 @@ struct rr_cluster_req {
  * callback: nothing queued), -ESHUTDOWN (closing). Thread-safe.
  *
  * req->res in done():
- *   JS_PUBLISH   0 (stored; seq set), -ENOTCONN (down, or the connection
+ *   JS_PUBLISH   0 (stored; seq set), -ESTALE (expect_set and the subject
+ *                has moved on: not stored), -ENOTCONN (down, or the connection
  *                dropped before the ack: maybe stored, never acked),
  *                -ETIMEDOUT (no ack within ack_timeout_ms: maybe stored),
  *                -ENOENT (no stream listens on the subject), -EMSGSIZE (over

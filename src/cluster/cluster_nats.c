@@ -29,6 +29,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -199,7 +200,11 @@ static void on_ack(jsCtx *js, natsMsg *nmsg, jsPubAck *pa, jsPubAckErr *pae, voi
 		ev->err = pae != NULL ? status_errno(pae->Err) : -EIO;
 		if (ev->err == 0)
 			ev->err = -EIO;
-		if (pae != NULL && pae->ErrCode != 0) {
+		if (pae != NULL && pae->ErrCode == JSStreamWrongLastSequenceErr) {
+			/* a compare-and-set lost: the caller's business */
+			ev->js_code = (int)pae->ErrCode;
+			ev->err = -ESTALE;
+		} else if (pae != NULL && pae->ErrCode != 0) {
 			ev->js_code = (int)pae->ErrCode;
 			ev->err = -EIO;
 			rr_warn("cluster: JetStream refused a publish on %s: %s (code %d)",
@@ -376,7 +381,19 @@ static void run_js_publish(struct rr_cluster *cl, struct rr_cluster_req *req)
 	}
 	natsStatus s = natsMsg_Create(&m, req->subject, NULL, req->data, (int)req->len);
 
+	/* set as headers, not through jsPubOptions: libnats 3.4 sends
+	 * ExpectLastSubjectSeq only when it is > 0, and 0 ("no message yet")
+	 * is the one a new room needs */
+	if (s == NATS_OK && req->msg_id != NULL)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", req->msg_id);
+	if (s == NATS_OK && req->expect_set) {
+		char v[24];
+
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)req->expect_seq);
+		s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", v);
+	}
 	if (s != NATS_OK) {
+		natsMsg_Destroy(m);
 		rr_cl_finish(cl, req, status_errno(s));
 		return;
 	}

@@ -17,8 +17,9 @@
  *    of its own back (no echo); after an UNSUBSCRIBE completion nothing of
  *    that subscription arrives; /metrics counters match;
  *  - JetStream: publishes on ringroom.chat.<room> are acked with contiguous
- *    stream sequences, the ack round trip is in the histogram; a subject no
- *    stream listens on fails with -ENOENT, never an ack;
+ *    stream sequences, the ack round trip is in the histogram; the
+ *    compare-and-set on a subject (0: empty) and Nats-Msg-Id duplicates; a
+ *    subject no stream listens on fails with -ENOENT, never an ack;
  *  - a refusing core ring (an injected refusal, and a ring the kernel
  *    refuses: created disabled): completions are held and retried, each
  *    arrives exactly once and in order; held completions count against the
@@ -569,6 +570,43 @@ static void test_jetstream(void)
 	CHECK(st.js_ack_rtt.sum_ns > 0);
 	printf("jetstream: %u acks, mean publish-to-ack %.0f us (pipelined, file storage)\n",
 	       N_JS, (double)st.js_ack_rtt.sum_ns / N_JS / 1000.0);
+
+	/* compare-and-set on a subject, and the duplicate window */
+	struct treq c[5];
+	const struct {
+		bool set;
+		uint64_t expect; /* 1000: the first one's seq */
+		const char *id;
+	} cas[5] = {{true, 0, NULL}, {true, 0, NULL}, {true, 1000, "m-1"}, {true, 1000, "m-1"},
+		    {false, 0, "m-1"}};
+
+	for (int i = 0; i < 5; i++) {
+		req_init(&c[i], &A, 0, RR_CLUSTER_JS_PUBLISH);
+		c[i].r.subject = "ringroom.chat.cas";
+		c[i].r.data = "c";
+		c[i].r.len = 1;
+		c[i].r.msg_id = cas[i].id;
+		c[i].r.expect_set = cas[i].set;
+		c[i].r.expect_seq = cas[i].expect == 1000 ? c[0].r.seq : cas[i].expect;
+		CHECK_EQ(rr_cluster_submit(A.cl, &c[i].r), 0);
+		CHECK(PUMP_UNTIL(c[i].done == 1));
+	}
+	CHECK_EQ(c[0].r.res, 0);		   /* the subject was empty */
+	CHECK_EQ(c[0].r.seq, last_seq + 1);
+	CHECK_EQ(c[1].r.res, -ESTALE);		   /* no longer empty */
+	CHECK_EQ(c[2].r.res, 0);		   /* after the first */
+	CHECK_EQ(c[2].r.seq, c[0].r.seq + 1);
+	CHECK(!c[2].r.duplicate);
+	CHECK_EQ(c[3].r.res, 0);		   /* same id: the same message */
+	CHECK_EQ(c[3].r.seq, c[2].r.seq);
+	CHECK(c[3].r.duplicate);
+	CHECK_EQ(c[4].r.res, 0);
+	CHECK(c[4].r.duplicate);
+	last_seq = c[2].r.seq;
+	req_init(&c[0], &A, 0, RR_CLUSTER_JS_PUBLISH);
+	c[0].r.subject = "ringroom.chat.cas";
+	c[0].r.msg_id = "has space";
+	CHECK_EQ(rr_cluster_submit(A.cl, &c[0].r), -EINVAL);
 
 	/* no stream on this subject: an error, never an ack */
 	CHECK_EQ(js_publish(&A, 1, N_JS, 1, "nostream.x"), 1);
