@@ -181,5 +181,7 @@ static inline uint8_t *rr_core_buf(struct rr_core *core, uint32_t bid)
 /* The core running on the calling thread (set by the loop and by
  * rr_core_setup), or NULL. */
 struct rr_core *rr_core_current(void);
+/* Make core the calling thread's (a test driving several cores by hand). */
+void rr_core_enter(struct rr_core *core);
 
 #endif
