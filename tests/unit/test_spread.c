@@ -464,9 +464,10 @@ int main(void)
 {
 	char err[256];
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	char *argv[] = {"test_spread", "--cores", "2", "--spread-at", "4", "--log-level",
-			"warn", "--handshake-timeout", "1h", "--ping-interval", "1h",
-			"--idle-timeout", "2h", "--close-timeout", "1h", NULL};
+	char *argv[] = {"test_spread", "--cores",	  "2",	  "--spread-at",
+			"4",	       "--log-level",	  "warn", "--handshake-timeout",
+			"1h",	       "--ping-interval", "1h",	  "--idle-timeout",
+			"2h",	       "--close-timeout", "1h",	  NULL};
 	int argc = (int)(sizeof(argv) / sizeof(argv[0])) - 1;
 	if (rr_flags_parse(&broker.cfg, argc, argv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flags: %s\n", err);
