@@ -135,9 +135,9 @@ int rr_xq_frame(struct rr_core *core, unsigned dst, enum rr_xop op, uint8_t flag
 static void post(struct rr_core *core, struct rr_xbatch *b)
 {
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
-	RR_HB_RELEASE(b);
-	io_uring_prep_msg_ring(sqe, core->broker->cores[b->dst].ring_fd, 0,
-			       rr_ud_ptr(RR_UD_XQ_IN, b), 0);
+	int ring_fd = core->broker->cores[b->dst].ring_fd;
+	RR_HB_RELEASE(b); /* our last touch unless refused */
+	io_uring_prep_msg_ring(sqe, ring_fd, 0, rr_ud_ptr(RR_UD_XQ_IN, b), 0);
 	/* only a refusal comes back (the target's completion queue is full) */
 	io_uring_sqe_set_data64(sqe, rr_ud_ptr(RR_UD_XQ_FAILED, b));
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -169,6 +169,7 @@ void rr_xq_on_failed(struct rr_core *core, const struct io_uring_cqe *cqe)
 {
 	struct rr_xq *q = xq_of(core);
 	struct rr_xbatch *b = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	RR_HB_ACQUIRE(b); /* ours again */
 	if (atomic_load_explicit(&core->broker->stopping, memory_order_relaxed)) {
 		rr_xq_discard(b); /* stopping: the other core may be gone */
 		return;
