@@ -215,6 +215,15 @@ static void queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code, 
 		rr_frame_unref(f);
 }
 
+void rr_remote_free(struct rr_conn *c)
+{
+	if (c->remote == NULL)
+		return;
+	free(c->remote->early);
+	free(c->remote);
+	c->remote = NULL;
+}
+
 /* ---- stubs: what the home does to a member on another core -------------------- */
 
 /* A stub is done: out of the member count now, freed after this settle

@@ -1,6 +1,7 @@
 /* Queues between cores: see xq.h. */
 #include "conn/xq.h"
-#include "conn/conn.h"
+#include "core/assert.h"
+#include "reactor/loop.h"
 #include "core/frame.h"
 #include "core/log.h"
 #include "core/tsan.h"
@@ -22,7 +23,7 @@ struct rr_xq {
 
 static struct rr_xq *xq_of(struct rr_core *core)
 {
-	return rr_conns(core)->xq;
+	return core->xq;
 }
 
 int rr_xq_init(struct rr_core *core)
@@ -31,7 +32,7 @@ int rr_xq_init(struct rr_core *core)
 	struct rr_xq *q = calloc(1, sizeof(*q));
 	if (q == NULL)
 		return -ENOMEM;
-	rr_conns(core)->xq = q;
+	core->xq = q;
 	q->ncores = n;
 	q->out = calloc(n, sizeof(*q->out));
 	q->seq_out = calloc(n, sizeof(*q->seq_out));
@@ -82,7 +83,7 @@ void rr_xq_fini(struct rr_core *core)
 	free(q->seq_in);
 	free(q->early);
 	free(q);
-	rr_conns(core)->xq = NULL;
+	core->xq = NULL;
 }
 
 void *rr_xq_op(struct rr_core *core, unsigned dst, enum rr_xop op, uint8_t flag, uint16_t code,

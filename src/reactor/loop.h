@@ -94,6 +94,7 @@ struct rr_core {
 	uint32_t slots; /* fixed-file table size */
 	struct rr_wheel wheel;
 	void *layer[RR_LAYERS];
+	struct rr_xq *xq; /* queues to the other cores (conn/xq.h) */
 
 	/* Counts the layers keep so the loop knows when the core is drained
 	 * (no member, no hand-off) and when it may exit (nothing in flight). */
