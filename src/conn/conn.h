@@ -292,6 +292,7 @@ struct rr_conns {
 	struct rr_out_pool pool; /* output chunks */
 	/* stubs closed this iteration: freed after the leaving list */
 	struct rr_conn *dead_stubs;
+	uint32_t stubs; /* slots held by stubs (no fixed file) */
 	/* accepting */
 	struct rr_accept_slot *accept_slots;
 	struct rr_timer accept_retry; /* re-arms accepts parked on a full table */
