@@ -5,6 +5,7 @@
  * and the completion handlers it registers.
  */
 #include "conn/conn.h"
+#include "conn/xq.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "tls/tls.h"
@@ -26,9 +27,13 @@ static int conns_init(struct rr_core *core)
 		return -ENOMEM;
 	core->layer[RR_LAYER_CONN] = cs;
 	cs->core = core;
-	/* Connection slots: +25 % for connections handed to this core. The
-	 * mapping is lazily backed, so unused slots cost no memory. */
-	cs->cap = core->slots + core->slots / 4;
+	/* Connection slots: +25 % for connections handed to this core, and
+	 * stubs of members on the other cores (spread rooms: they hold no
+	 * fixed file, so up to --max-connections of them). The mapping is
+	 * lazily backed, so unused slots cost no memory. */
+	uint64_t stubs = core->broker->ncores > 1 ? core->broker->cfg.max_connections : 0;
+	uint64_t cap = (uint64_t)core->slots + core->slots / 4 + stubs;
+	cs->cap = cap > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)cap;
 	cs->slot = mmap(NULL, (size_t)cs->cap * sizeof(struct rr_conn), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (cs->slot == MAP_FAILED) {
@@ -41,6 +46,9 @@ static int conns_init(struct rr_core *core)
 	cs->iovs = calloc(cs->iovs_cap, sizeof(*cs->iovs));
 	if (cs->msgs == NULL || cs->iovs == NULL)
 		return -ENOMEM;
+	int rc = rr_xq_init(core);
+	if (rc < 0)
+		return rc;
 	if (core->broker->cfg.tls_cert[0]) {
 		cs->tls_plain_cap = RR_TLS_RECORD_MAX + 256;
 		cs->tls_plain = malloc(cs->tls_plain_cap);
@@ -60,6 +68,7 @@ static void conns_flush(struct rr_core *core)
 {
 	rr_send_flush_all(core);
 	rr_in_rearm_all(core);
+	rr_xq_flush(core); /* one batch per other core */
 }
 
 static void conns_drain(struct rr_core *core)
@@ -101,6 +110,7 @@ static void conns_fini(struct rr_core *core)
 	struct rr_conns *cs = rr_conns(core);
 	if (cs == NULL)
 		return;
+	rr_xq_fini(core);
 	for (uint32_t i = 0; cs->slot && i < cs->used; i++) {
 		struct rr_conn *c = &cs->slot[i];
 		if (c->state == RR_CONN_FREE)
@@ -162,4 +172,6 @@ void rr_conn_register(const struct rr_conn_gate *gate)
 	rr_reactor_on(RR_UD_CLOSE, on_op_done);
 	rr_reactor_on(RR_UD_HANDOFF_OUT, on_op_done);
 	rr_reactor_on(RR_UD_HANDOFF_IN, rr_handoff_on_in);
+	rr_reactor_on(RR_UD_XQ_IN, rr_remote_on_batch);
+	rr_reactor_on(RR_UD_XQ_FAILED, rr_xq_on_failed);
 }
