@@ -1,8 +1,8 @@
 # Sourced by tools/run and tools/test: install the Debian 12 packages
 # ringroom needs to build, run and test. Set RINGROOM_SKIP_APT=1 to skip
 # (e.g. when iterating locally with everything already installed).
-RINGROOM_BUILD_PKGS="build-essential meson ninja-build pkg-config liburing-dev libwolfssl-dev librocksdb-dev libjansson-dev"
-RINGROOM_TEST_PKGS="python3 python3-websockets openssl clang libclang-rt-14-dev curl gnuplot-nox chromium valgrind haproxy nodejs"
+RINGROOM_BUILD_PKGS="build-essential meson ninja-build pkg-config liburing-dev libwolfssl-dev librocksdb-dev libjansson-dev libnats-dev"
+RINGROOM_TEST_PKGS="python3 python3-websockets openssl clang libclang-rt-14-dev curl gnuplot-nox chromium valgrind haproxy nodejs nats-server"
 
 rr_install() {
 	if [ "${RINGROOM_SKIP_APT:-0}" = 1 ]; then
