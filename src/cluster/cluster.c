@@ -227,38 +227,51 @@ int rr_cluster_submit(struct rr_cluster *cl, struct rr_cluster_req *req)
 int rr_cluster_publish(struct rr_cluster *cl, uint32_t core, const char *subject,
 		       const void *data, uint32_t len)
 {
+	return rr_cluster_publish2(cl, core, subject, NULL, 0, data, len);
+}
+
+int rr_cluster_publish2(struct rr_cluster *cl, uint32_t core, const char *subject,
+			const void *head, uint32_t head_len, const void *data, uint32_t len)
+{
 	assert(cl != NULL && core < cl->opts.cores);
 
 	int ret = check_subject(subject);
 
 	if (ret < 0)
 		return ret;
-	if (len > RR_CLUSTER_PAYLOAD_MAX)
+	if (len > RR_CLUSTER_PAYLOAD_MAX || head_len > RR_CLUSTER_PAYLOAD_MAX - len)
 		return -EMSGSIZE;
-	if (len > 0 && data == NULL)
+	if ((len > 0 && data == NULL) || (head_len > 0 && head == NULL))
 		return -EINVAL;
 	if (rr_cluster_state(cl) != RR_CLUSTER_CONNECTED) {
 		CL_STAT_ADD(cl, publish_refused, 1);
 		return -ENOTCONN;
 	}
 	size_t sn = strlen(subject);
-	struct cl_raw *r = malloc(sizeof(*r) + sn + 1 + len);
+	struct cl_raw *r = malloc(sizeof(*r) + sn + 1 + head_len + len);
 
 	if (r == NULL)
 		return -ENOMEM;
 	r->core = core;
-	r->len = len;
+	r->len = head_len + len;
 	r->subject = (char *)(r + 1);
 	r->data = (uint8_t *)r->subject + sn + 1;
 	memcpy(r->subject, subject, sn + 1);
+	if (head_len > 0)
+		memcpy(r->data, head, head_len);
 	if (len > 0)
-		memcpy(r->data, data, len);
+		memcpy(r->data + head_len, data, len);
 	ret = enqueue(cl, r, core, true);
 	if (ret < 0) {
 		free(r);
 		CL_STAT_ADD(cl, publish_refused, 1);
 	}
 	return ret;
+}
+
+const char *rr_cluster_node_name(const struct rr_cluster *cl)
+{
+	return cl->node_name;
 }
 
 bool rr_cl_push_event(struct rr_cluster *cl, struct cl_event *ev)

@@ -229,6 +229,17 @@ int rr_cluster_submit(struct rr_cluster *cl, struct rr_cluster_req *req);
 int rr_cluster_publish(struct rr_cluster *cl, uint32_t core, const char *subject,
 		       const void *data, uint32_t len);
 
+/*
+ * The same with two parts sent as one payload, head then data (both copied:
+ * a small envelope in front of a frame's bytes without a copy of the
+ * caller's own). head_len + len at most RR_CLUSTER_PAYLOAD_MAX.
+ */
+int rr_cluster_publish2(struct rr_cluster *cl, uint32_t core, const char *subject,
+			const void *head, uint32_t head_len, const void *data, uint32_t len);
+
+/* The node's name (opts.node_name), for the whole life of cl. */
+const char *rr_cluster_node_name(const struct rr_cluster *cl);
+
 /* A message of a subscription, on the subscribing core. */
 struct rr_cluster_msg {
 	const char *subject; /* NUL-terminated (the concrete subject) */

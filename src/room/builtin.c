@@ -33,15 +33,17 @@ static const struct rr_conn_owner echo_owner = {
 static void raw_message(struct rr_core *core, struct rr_conn *c, uint8_t opcode, uint8_t *p,
 			size_t n)
 {
-	if (c->room == NULL)
+	struct rr_room *r = c->room;
+	if (r == NULL)
 		return;
 	struct rr_frame *f = rr_frame_ws(opcode, p, n);
 	if (f == NULL) {
 		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
-	rr_room_send_all(core, c->room, f, c, NULL, NULL);
+	rr_room_send_all(core, r, f, c, NULL, NULL);
 	rr_frame_unref(f);
+	rr_room_net_publish(core, r->name, r->name_len, opcode, p, n); /* other nodes */
 }
 
 static void raw_detach(struct rr_core *core, struct rr_conn *c)
@@ -50,6 +52,8 @@ static void raw_detach(struct rr_core *core, struct rr_conn *c)
 	if (r == NULL)
 		return;
 	rr_room_detach(core, c);
+	if (r->count == 0)
+		rr_room_net_watch(core, r); /* the node's last member of it left */
 	rr_room_release_if_empty(core, r);
 }
 
@@ -89,6 +93,8 @@ static void raw_open(struct rr_core *core, struct rr_conn *c, const struct rr_ga
 		return;
 	}
 	c->owner = &raw_owner;
+	if (r->count == 1)
+		rr_room_net_watch(core, r); /* the node's first member of it */
 	if (rr_conn_upgrade(core, c, u->accept, NULL) < 0) {
 		raw_detach(core, c); /* answered 503 instead */
 		return;
@@ -111,6 +117,9 @@ static void raw_api(struct rr_core *core, struct rr_api_call *call)
 		n = rr_room_send_all(core, r, f, NULL, NULL, NULL);
 		rr_frame_unref(f);
 	}
+	/* and to the members on other nodes ("delivered" counts this node's) */
+	rr_room_net_publish(core, call->room, call->room_len,
+			    call->text ? RR_WS_TEXT : RR_WS_BINARY, call->body, call->body_len);
 	char body[48];
 	int bl = snprintf(body, sizeof(body), "{\"delivered\":%u}", n);
 	rr_gate_api_done(core, call, 200, body, (size_t)bl);
@@ -165,6 +174,7 @@ void rr_room_register(void)
 {
 	rr_room_layer_register();
 	rr_room_shard_register();
+	rr_room_net_register();
 	rr_gate_api(RR_ROUTE_RAW, raw_api);
 	rr_gate_rooms(list_rooms);
 	rr_gate_route(RR_ROUTE_ECHO, echo_open, false);
