@@ -166,9 +166,12 @@ static int validate(const struct rr_cluster_req *req)
 			return -EINVAL;
 		return check_subject(req->subject);
 	case RR_CLUSTER_SUBSCRIBE:
+	case RR_CLUSTER_JS_CONSUME:
 		return req->on_msg == NULL ? -EINVAL : check_subject(req->subject);
 	case RR_CLUSTER_UNSUBSCRIBE:
 		return req->sub == NULL ? -EINVAL : 0;
+	case RR_CLUSTER_JS_LAST:
+		return check_subject(req->subject);
 	}
 	return -EINVAL;
 }
@@ -216,8 +219,10 @@ int rr_cluster_submit(struct rr_cluster *cl, struct rr_cluster_req *req)
 	req->duplicate = false;
 	req->_next = NULL;
 	req->_nmsg = NULL;
-	if (req->op == RR_CLUSTER_SUBSCRIBE)
+	if (req->op == RR_CLUSTER_SUBSCRIBE || req->op == RR_CLUSTER_JS_CONSUME)
 		req->sub = NULL;
+	if (req->op == RR_CLUSTER_JS_LAST)
+		req->room_id = 0;
 	ret = enqueue(cl, req, req->core, false);
 	if (ret == -EAGAIN && req->op == RR_CLUSTER_JS_PUBLISH)
 		CL_STAT_ADD(cl, publish_refused, 1);

@@ -45,7 +45,28 @@
  *                          published while the connection was down are not
  *                          replayed (core NATS is at most once).
  *   RR_CLUSTER_UNSUBSCRIBE no message of the subscription reaches the core
- *                          after this request's completion.
+ *                          after this request's completion (also ends a
+ *                          JS_CONSUME).
+ *   RR_CLUSTER_JS_CONSUME  read the stream (opts.stream) from start_seq (0:
+ *                          from its first message) on, only the messages of
+ *                          subject (a filter: wildcards allowed), through an
+ *                          ordered push consumer: each message once, in
+ *                          stream order, with its stream sequence (msg->seq)
+ *                          and its Rr-Id header (msg->room_id); this node's
+ *                          own publishes come too (no echo applies to core
+ *                          subscriptions only). Messages go to the core like
+ *                          a subscription's. Needs the connection up (the
+ *                          consumer is made by a JetStream API call, which
+ *                          blocks the cluster thread for up to a round trip,
+ *                          at most CL_JS_API_WAIT_MS); after a reconnect
+ *                          libnats makes the consumer again from the last
+ *                          sequence it delivered.
+ *   RR_CLUSTER_JS_LAST     the stream's last message on subject (no
+ *                          wildcard): its stream sequence (req->seq) and
+ *                          its Rr-Id header (req->room_id, 0 without one);
+ *                          -ENOENT when the subject has no message. A
+ *                          blocking JetStream API call on the cluster
+ *                          thread, like JS_CONSUME's.
  *
  * Memory: what a request points to (subject, data) is the submitter's and
  * must stay valid until done() runs; the cluster thread copies it into a
@@ -156,6 +177,8 @@ enum rr_cluster_op {
 	RR_CLUSTER_JS_PUBLISH = 1, /* in: subject, data, len; out: res, seq, duplicate */
 	RR_CLUSTER_SUBSCRIBE,	   /* in: subject, on_msg, sub_ctx; out: res, sub */
 	RR_CLUSTER_UNSUBSCRIBE,	   /* in: sub; out: res */
+	RR_CLUSTER_JS_CONSUME,	   /* in: subject, start_seq, on_msg, sub_ctx; out: res, sub */
+	RR_CLUSTER_JS_LAST,	   /* in: subject; out: res, seq, room_id */
 };
 
 struct rr_cluster_req;
@@ -186,6 +209,9 @@ struct rr_cluster_req {
 				     * subject: stored only if the subject's
 				     * last stream sequence is expect_seq */
 	uint64_t expect_seq;	    /* ... 0: the subject has no message yet */
+	uint64_t start_seq;	    /* JS_CONSUME: first stream sequence (0: all) */
+	uint64_t room_id;	    /* JS_PUBLISH: > 0 sets the header Rr-Id (the
+				     * message's id in its room); JS_LAST: out */
 
 	/* ---- filled by the cluster thread before the completion ---- */
 	int res;	/* 0 or -errno (below) */
@@ -215,6 +241,10 @@ struct rr_cluster_req {
  *   SUBSCRIBE    0 (req->sub set), -ENOMEM, -EIO (libnats refused: logged),
  *                -ESHUTDOWN. Works while the connection is down: the
  *                interest is sent when it comes back.
+ *   JS_CONSUME   0 (req->sub set), -ENOTCONN (down), -ETIMEDOUT, -ENOENT (no
+ *                stream), -ENOMEM, -EIO (logged), -ESHUTDOWN
+ *   JS_LAST      0 (seq, room_id set), -ENOENT (no message on the subject),
+ *                -ENOTCONN, -ETIMEDOUT, -EIO (logged), -ESHUTDOWN
  *   UNSUBSCRIBE  0 (always, once accepted: the sub is gone for the core)
  */
 int rr_cluster_submit(struct rr_cluster *cl, struct rr_cluster_req *req);
@@ -246,7 +276,9 @@ struct rr_cluster_msg {
 	const uint8_t *data;
 	uint32_t len;
 	uint32_t core;
-	void *sub_ctx; /* SUBSCRIBE's req->sub_ctx */
+	void *sub_ctx;	  /* SUBSCRIBE's req->sub_ctx */
+	uint64_t seq;	  /* JS_CONSUME: the stream sequence; 0 for core NATS */
+	uint64_t room_id; /* the Rr-Id header, 0 without one */
 
 	/* ---- private to the cluster ---- */
 	rr_cluster_msg_fn *_on_msg;

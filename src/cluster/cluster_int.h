@@ -97,6 +97,7 @@ struct rr_cluster_sub {
 	void *ctx;
 	uint32_t core;
 	int ring_fd;
+	bool js; /* a JetStream consumer: messages carry a stream sequence */
 	/* the cluster thread's */
 	natsSubscription *nsub;
 	bool unsubscribed; /* the core gave it up: its messages are dropped */

@@ -140,9 +140,21 @@ static void on_message(natsConnection *nc, natsSubscription *nsub, natsMsg *nmsg
 	struct rr_cluster *cl = sub->cl;
 	struct rr_cluster_msg *m = malloc(sizeof(*m));
 	int len = natsMsg_GetDataLength(nmsg);
+	uint64_t seq = 0, room_id = 0;
+	const char *v = NULL;
 
 	(void)nc;
 	(void)nsub;
+	if (sub->js) {
+		jsMsgMetaData *meta = NULL;
+
+		if (natsMsg_GetMetaData(&meta, nmsg) == NATS_OK) {
+			seq = meta->Sequence.Stream;
+			jsMsgMetaData_Destroy(meta);
+		}
+	}
+	if (natsMsgHeader_Get(nmsg, "Rr-Id", &v) == NATS_OK && v != NULL)
+		room_id = strtoull(v, NULL, 10);
 	pthread_mutex_lock(&cl->mu);
 	if (m == NULL || cl->inbox_bytes + (uint64_t)len > cl->opts.inbox_bytes) {
 		pthread_mutex_unlock(&cl->mu);
@@ -160,6 +172,8 @@ static void on_message(natsConnection *nc, natsSubscription *nsub, natsMsg *nmsg
 	    .len = (uint32_t)len,
 	    .core = sub->core,
 	    .sub_ctx = sub->ctx,
+	    .seq = seq,
+	    .room_id = room_id,
 	    ._on_msg = sub->on_msg,
 	    ._nmsg = nmsg,
 	    ._sub = sub,
@@ -386,6 +400,12 @@ static void run_js_publish(struct rr_cluster *cl, struct rr_cluster_req *req)
 	 * is the one a new room needs */
 	if (s == NATS_OK && req->msg_id != NULL)
 		s = natsMsgHeader_Set(m, "Nats-Msg-Id", req->msg_id);
+	if (s == NATS_OK && req->room_id > 0) {
+		char v[24];
+
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)req->room_id);
+		s = natsMsgHeader_Set(m, "Rr-Id", v);
+	}
 	if (s == NATS_OK && req->expect_set) {
 		char v[24];
 
@@ -443,12 +463,39 @@ static void run_subscribe(struct rr_cluster *cl, struct rr_cluster_req *req)
 	sub->ctx = req->sub_ctx;
 	sub->core = req->core;
 	sub->ring_fd = req->reply_ring_fd;
-	natsStatus s = natsConnection_Subscribe(&sub->nsub, cl->nc, req->subject, on_message, sub);
+	sub->js = req->op == RR_CLUSTER_JS_CONSUME;
+	natsStatus s;
+	jsErrCode jerr = 0;
+
+	if (sub->js) {
+		jsSubOptions so;
+
+		jsSubOptions_Init(&so);
+		so.Stream = cl->stream;
+		so.Ordered = true;
+		if (req->start_seq > 0) {
+			so.Config.DeliverPolicy = js_DeliverByStartSequence;
+			so.Config.OptStartSeq = req->start_seq;
+		}
+		s = cl->js == NULL || rr_cluster_state(cl) != RR_CLUSTER_CONNECTED
+			? NATS_CONNECTION_DISCONNECTED
+			: js_Subscribe(&sub->nsub, cl->js, req->subject, on_message, sub, NULL, &so,
+				       &jerr);
+	} else {
+		s = natsConnection_Subscribe(&sub->nsub, cl->nc, req->subject, on_message, sub);
+	}
 
 	if (s == NATS_OK)
 		s = natsSubscription_SetOnCompleteCB(sub->nsub, on_sub_done, sub);
 	if (s != NATS_OK) {
-		rr_warn("subscribing to %s: %s", req->subject, natsStatus_GetText(s));
+		int err = status_errno(s);
+
+		if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)
+			err = -ENOENT;
+		if (err != -ENOTCONN)
+			rr_warn("%s %s: %s (JetStream error %d)",
+				sub->js ? "consuming" : "subscribing to", req->subject,
+				natsStatus_GetText(s), (int)jerr);
 		if (sub->nsub != NULL) {
 			/* no completion callback: its handler may still run,
 			 * so the sub's memory is never freed (logged above) */
@@ -458,7 +505,9 @@ static void run_subscribe(struct rr_cluster *cl, struct rr_cluster_req *req)
 		} else {
 			free(sub);
 		}
-		rr_cl_finish(cl, req, status_errno(s) == -ENOMEM ? -ENOMEM : -EIO);
+		if (!sub->js && err != -ENOMEM)
+			err = -EIO; /* a core subscription fails only on a bad subject */
+		rr_cl_finish(cl, req, err);
 		return;
 	}
 	sub->next = cl->subs;
@@ -467,6 +516,37 @@ static void run_subscribe(struct rr_cluster *cl, struct rr_cluster_req *req)
 	cl->subs = sub;
 	CL_STAT_ADD(cl, subscriptions, 1);
 	req->sub = sub;
+	rr_cl_finish(cl, req, 0);
+}
+
+static void run_js_last(struct rr_cluster *cl, struct rr_cluster_req *req)
+{
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	const char *v = NULL;
+
+	if (cl->js == NULL || cl->stream == NULL ||
+	    rr_cluster_state(cl) != RR_CLUSTER_CONNECTED) {
+		rr_cl_finish(cl, req, cl->stream == NULL ? -ENOENT : -ENOTCONN);
+		return;
+	}
+	natsStatus s = js_GetLastMsg(&m, cl->js, cl->stream, req->subject, NULL, &jerr);
+
+	if (s != NATS_OK) {
+		int err = status_errno(s);
+
+		if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+			err = -ENOENT;
+		else if (err == -EIO)
+			rr_warn("the last message on %s: %s (JetStream error %d)", req->subject,
+				natsStatus_GetText(s), (int)jerr);
+		rr_cl_finish(cl, req, err);
+		return;
+	}
+	req->seq = natsMsg_GetSequence(m);
+	if (natsMsgHeader_Get(m, "Rr-Id", &v) == NATS_OK && v != NULL)
+		req->room_id = strtoull(v, NULL, 10);
+	natsMsg_Destroy(m);
 	rr_cl_finish(cl, req, 0);
 }
 
@@ -509,7 +589,11 @@ void rr_cl_nats_run(struct rr_cluster *cl, struct cl_qent *e)
 		run_js_publish(cl, req);
 		break;
 	case RR_CLUSTER_SUBSCRIBE:
+	case RR_CLUSTER_JS_CONSUME:
 		run_subscribe(cl, req);
+		break;
+	case RR_CLUSTER_JS_LAST:
+		run_js_last(cl, req);
 		break;
 	case RR_CLUSTER_UNSUBSCRIBE: {
 		struct rr_cluster_sub *sub = req->sub;

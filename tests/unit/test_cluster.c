@@ -20,6 +20,11 @@
  *    stream sequences, the ack round trip is in the histogram; the
  *    compare-and-set on a subject (0: empty) and Nats-Msg-Id duplicates; a
  *    subject no stream listens on fails with -ENOENT, never an ack;
+ *  - JetStream reads: the last message of a subject (its sequence and
+ *    Rr-Id; -ENOENT when none), ordered consumers from the start and from
+ *    a sequence: each message once, in order, with its sequence and Rr-Id,
+ *    the node's own publishes included, none of another subject, nothing
+ *    after the UNSUBSCRIBE completion;
  *  - a refusing core ring (an injected refusal, and a ring the kernel
  *    refuses: created disabled): completions are held and retried, each
  *    arrives exactly once and in order; held completions count against the
@@ -615,6 +620,152 @@ static void test_jetstream(void)
 	CHECK_EQ(js[N_JS].r.seq, 0);
 }
 
+/* What a JetStream consumer delivered. */
+struct jrx {
+	unsigned got;
+	uint64_t seq[16], room_id[16];
+	char data[16][8];
+	uint32_t core;
+	unsigned wrong_core;
+	bool unsubscribed;
+	unsigned after_unsub;
+};
+
+static void j_on_msg(struct rr_cluster_msg *msg)
+{
+	struct jrx *rx = msg->sub_ctx;
+
+	if (rx->unsubscribed)
+		rx->after_unsub++;
+	if (msg->core != rx->core || reaping_core != (int)rx->core)
+		rx->wrong_core++;
+	if (rx->got < 16) {
+		size_t n = msg->len < 7 ? msg->len : 7;
+
+		rx->seq[rx->got] = msg->seq;
+		rx->room_id[rx->got] = msg->room_id;
+		memcpy(rx->data[rx->got], msg->data, n);
+		rx->data[rx->got][n] = '\0';
+	}
+	rx->got++;
+}
+
+static int js_req(struct treq *t, struct node *n, uint32_t core, enum rr_cluster_op op,
+		  const char *subject)
+{
+	req_init(t, n, core, op);
+	t->r.subject = subject;
+	int ret = rr_cluster_submit(n->cl, &t->r);
+
+	if (ret < 0)
+		return ret;
+	if (!PUMP_UNTIL(t->done == 1))
+		return -ETIMEDOUT;
+	return t->r.res;
+}
+
+/* Publish "m<i>" with Rr-Id i on the subject, compare-and-set after prev. */
+static int js_put(struct node *n, const char *subject, unsigned i, uint64_t prev, uint64_t *seq)
+{
+	static char payload[16][8];
+	struct treq t;
+
+	snprintf(payload[i], sizeof(payload[i]), "m%u", i);
+	req_init(&t, n, 0, RR_CLUSTER_JS_PUBLISH);
+	t.r.subject = subject;
+	t.r.data = payload[i];
+	t.r.len = (uint32_t)strlen(payload[i]);
+	t.r.room_id = i;
+	t.r.expect_set = true;
+	t.r.expect_seq = prev;
+	int ret = rr_cluster_submit(n->cl, &t.r);
+
+	if (ret < 0)
+		return ret;
+	if (!PUMP_UNTIL(t.done == 1))
+		return -ETIMEDOUT;
+	*seq = t.r.seq;
+	return t.r.res;
+}
+
+static struct jrx jrx_a, jrx_b;
+static struct treq jsub_a, jsub_b, junsub_a, junsub_b;
+
+/* The two JetStream reads /chat/ needs (kernel-notes/cluster.md): the last
+ * message of a subject, and an ordered consumer from a sequence on. */
+static void test_consume(void)
+{
+	const char *subj = "ringroom.chat.cons";
+	uint64_t seq[8] = {0};
+	struct treq t;
+
+	CHECK_EQ(js_req(&t, &A, 0, RR_CLUSTER_JS_LAST, subj), -ENOENT);
+	for (unsigned i = 1; i <= 5; i++)
+		CHECK_EQ(js_put(&A, subj, i, seq[i - 1], &seq[i]), 0);
+	CHECK_EQ(js_put(&A, subj, 6, seq[4], &seq[6]), -ESTALE); /* 5 is the last */
+	CHECK_EQ(js_req(&t, &B, 1, RR_CLUSTER_JS_LAST, subj), 0);
+	CHECK_EQ(t.r.seq, seq[5]);
+	CHECK_EQ(t.r.room_id, 5);
+	CHECK_EQ(t.ring_core, 1);
+
+	/* B reads all of it, A from its third message on; a message on
+	 * another subject of the stream goes to neither */
+	req_init(&jsub_b, &B, 1, RR_CLUSTER_JS_CONSUME);
+	jsub_b.r.subject = subj;
+	jsub_b.r.on_msg = j_on_msg;
+	jsub_b.r.sub_ctx = &jrx_b;
+	jrx_b.core = 1;
+	CHECK_EQ(rr_cluster_submit(B.cl, &jsub_b.r), 0);
+	req_init(&jsub_a, &A, 0, RR_CLUSTER_JS_CONSUME);
+	jsub_a.r.subject = subj;
+	jsub_a.r.start_seq = seq[3];
+	jsub_a.r.on_msg = j_on_msg;
+	jsub_a.r.sub_ctx = &jrx_a;
+	jrx_a.core = 0;
+	CHECK_EQ(rr_cluster_submit(A.cl, &jsub_a.r), 0);
+	CHECK(PUMP_UNTIL(jsub_a.done == 1 && jsub_b.done == 1));
+	CHECK_EQ(jsub_a.r.res, 0);
+	CHECK_EQ(jsub_b.r.res, 0);
+	uint64_t other;
+
+	CHECK_EQ(js_put(&A, "ringroom.chat.cons2", 1, 0, &other), 0);
+	/* A's own publish comes back through its consumer (no echo is for
+	 * core subscriptions) */
+	CHECK_EQ(js_put(&A, subj, 6, seq[5], &seq[6]), 0);
+	CHECK(PUMP_UNTIL(jrx_b.got >= 6 && jrx_a.got >= 4));
+	CHECK_EQ(jrx_b.got, 6);
+	CHECK_EQ(jrx_a.got, 4);
+	for (unsigned i = 0; i < 6 && i < jrx_b.got; i++) {
+		char want[8];
+
+		snprintf(want, sizeof(want), "m%u", i + 1);
+		CHECK_EQ(jrx_b.seq[i], seq[i + 1]);
+		CHECK_EQ(jrx_b.room_id[i], i + 1);
+		CHECK(strcmp(jrx_b.data[i], want) == 0);
+	}
+	for (unsigned i = 0; i < 4 && i < jrx_a.got; i++) {
+		CHECK_EQ(jrx_a.seq[i], seq[i + 3]);
+		CHECK_EQ(jrx_a.room_id[i], i + 3);
+	}
+	CHECK_EQ(jrx_a.wrong_core + jrx_b.wrong_core, 0);
+
+	/* unsubscribed: nothing after the completion */
+	req_init(&junsub_a, &A, 0, RR_CLUSTER_UNSUBSCRIBE);
+	junsub_a.r.sub = jsub_a.r.sub;
+	req_init(&junsub_b, &B, 1, RR_CLUSTER_UNSUBSCRIBE);
+	junsub_b.r.sub = jsub_b.r.sub;
+	CHECK_EQ(rr_cluster_submit(A.cl, &junsub_a.r), 0);
+	CHECK_EQ(rr_cluster_submit(B.cl, &junsub_b.r), 0);
+	CHECK(PUMP_UNTIL(junsub_a.done == 1 && junsub_b.done == 1));
+	jrx_a.unsubscribed = jrx_b.unsubscribed = true;
+	CHECK_EQ(js_put(&A, subj, 7, seq[6], &seq[7]), 0);
+	CHECK_EQ(js_req(&t, &B, 1, RR_CLUSTER_JS_LAST, subj), 0);
+	CHECK_EQ(t.r.room_id, 7);
+	CHECK_EQ(t.r.seq, seq[7]);
+	CHECK_EQ(jrx_a.after_unsub + jrx_b.after_unsub, 0);
+	last_seq = seq[7]; /* the stream's newest, for the cases after */
+}
+
 /* A core's ring refusing posts: held, retried, in order, exactly once. */
 static void test_refused_posts(void)
 {
@@ -865,6 +1016,7 @@ int main(void)
 
 	test_pubsub();
 	test_jetstream();
+	test_consume();
 	test_refused_posts();
 	test_disabled_ring();
 	test_quota();
