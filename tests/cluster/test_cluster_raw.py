@@ -18,6 +18,9 @@ Cases:
     in each message of the other nodes once (..._in_total);
   - the backend API: POST /api/raw/{room} on one node reaches the members
     of every node;
+  - a room's only member on a node comes and goes 20 times (SUBSCRIBE and
+    UNSUBSCRIBE in flight together): the node ends subscribed while the
+    last one stays, unsubscribed once it leaves;
   - NATS stopped for 5 s: /metrics (ringroom_cluster_up 0, state
     reconnecting) and the log say so on every node; /raw/ keeps working
     within each node (and nothing of it reaches the other nodes, checked
@@ -357,11 +360,48 @@ class Suite:
                 return why
         return None
 
+    async def churn(self):
+        """A room whose only member on node-a comes and goes 20 times, its
+        SUBSCRIBE and UNSUBSCRIBE overtaking each other: node-a ends
+        subscribed while the last one stays (a message from node-b reaches
+        it), and unsubscribed once it leaves."""
+        room = "churn"
+        pa, pb = self.brokers["node-a"].port, self.brokers["node-b"].port
+
+        def url(port):
+            return "ws://127.0.0.1:%d/raw/%s" % (port, room)
+        for _ in range(20):
+            ws = await websockets.connect(url(pa), compression=None, ping_interval=None)
+            await ws.close()
+        a = await websockets.connect(url(pa), compression=None, ping_interval=None)
+        b = await websockets.connect(url(pb), compression=None, ping_interval=None)
+        try:
+            deadline = time.monotonic() + EVENTUALLY
+            got = None
+            while got is None and time.monotonic() < deadline:
+                await b.send("hello")
+                try:
+                    got = await asyncio.wait_for(a.recv(), 0.2)
+                except asyncio.TimeoutError:
+                    pass
+            if got != "hello":
+                return "node-a's member never heard node-b (%r)" % got
+        finally:
+            await a.close()
+        why = await metrics_wait(self.brokers["node-a"],
+                                 lambda m: m.value("ringroom_cluster_subscriptions") == 1,
+                                 "not down to the big room's subscription once the churn "
+                                 "room's member left")
+        await b.close()
+        return why
+
     async def run(self):
         cases = [
             ("10 publishers x %d: each message once to every other member, in order, never "
              "back; once out and once in per node" % PER_PUBLISHER, self.publishers),
             ("POST /api/raw on one node reaches every node's members", self.api),
+            ("a member coming and going 20 times: subscribed while it stays, "
+             "unsubscribed after", self.churn),
             ("NATS down %.0fs: metrics and log say so, /raw/ stays within each node; back: "
              "messages cross again, once, in order" % OUTAGE, self.outage),
             ("the last members leave: every node unsubscribes", self.leave),
