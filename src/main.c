@@ -59,6 +59,9 @@ static int start_cluster(const struct rr_config *cfg)
 		.cores = cfg->cores,
 		.stream = "RINGROOM_CHAT",
 		.stream_subjects = "ringroom.chat.>",
+		/* a room's history, as the local log keeps it */
+		.stream_max_per_subject = (int64_t)cfg->history_size,
+		.stream_max_age_ms = cfg->history_ttl_ms,
 	};
 	if (rr_cluster_open(&cluster, &co, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ringroom: %s\n", err);

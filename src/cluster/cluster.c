@@ -274,6 +274,11 @@ int rr_cluster_publish2(struct rr_cluster *cl, uint32_t core, const char *subjec
 	return ret;
 }
 
+uint64_t rr_cluster_stream_created(const struct rr_cluster *cl)
+{
+	return atomic_load_explicit(&cl->stream_created, memory_order_relaxed);
+}
+
 const char *rr_cluster_node_name(const struct rr_cluster *cl)
 {
 	return cl->node_name;

@@ -131,6 +131,11 @@ struct rr_cluster_opts {
 	 * NULL: none (RR_CLUSTER_JS_PUBLISH still works for streams that exist). */
 	const char *stream;
 	const char *stream_subjects; /* comma-separated, e.g. "ringroom.chat.>" */
+	/* Limits of a stream this node creates (an existing stream keeps its
+	 * own): messages kept per subject (a room's history: --history-size)
+	 * and their age (--history-ttl); 0: no limit. */
+	int64_t stream_max_per_subject;
+	uint64_t stream_max_age_ms;
 };
 
 struct rr_cluster;
@@ -266,6 +271,12 @@ int rr_cluster_publish(struct rr_cluster *cl, uint32_t core, const char *subject
  */
 int rr_cluster_publish2(struct rr_cluster *cl, uint32_t core, const char *subject,
 			const void *head, uint32_t head_len, const void *data, uint32_t len);
+
+/* When the stream (opts.stream) was created, in ns since 1970, as the
+ * server says at each connect; 0 until known. Every node sees the same
+ * value, and a stream deleted and made again has a new one: the base of
+ * a cluster-wide epoch. */
+uint64_t rr_cluster_stream_created(const struct rr_cluster *cl);
 
 /* The node's name (opts.node_name), for the whole life of cl. */
 const char *rr_cluster_node_name(const struct rr_cluster *cl);

@@ -154,6 +154,7 @@ struct rr_cluster {
 	_Atomic int state; /* enum rr_cluster_state */
 	atomic_bool ever_connected;
 	atomic_bool closing;
+	_Atomic uint64_t stream_created; /* ns since 1970; 0: not known yet */
 
 	/* ---- the cluster thread's ---- */
 	natsConnection *nc;

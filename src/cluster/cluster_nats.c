@@ -325,6 +325,7 @@ static void ensure_stream(struct rr_cluster *cl)
 	natsStatus s = js_GetStreamInfo(&si, cl->js, cl->stream, NULL, &jerr);
 
 	if (s == NATS_OK) {
+		atomic_store(&cl->stream_created, (uint64_t)si->Created);
 		jsStreamInfo_Destroy(si);
 		return;
 	}
@@ -336,12 +337,15 @@ static void ensure_stream(struct rr_cluster *cl)
 		sc.Subjects = cl->stream_subjects;
 		sc.SubjectsLen = cl->nstream_subjects;
 		sc.Storage = js_FileStorage;
+		sc.MaxMsgsPerSubject = cl->opts.stream_max_per_subject;
+		sc.MaxAge = (int64_t)cl->opts.stream_max_age_ms * 1000000;
 		jerr = 0;
 		s = js_AddStream(&si, cl->js, &sc, NULL, &jerr);
 		if (s == NATS_OK) {
 			rr_info("created JetStream stream %s on %s%s (file storage)",
 				cl->stream, cl->stream_subjects[0],
 				cl->nstream_subjects > 1 ? ", ..." : "");
+			atomic_store(&cl->stream_created, (uint64_t)si->Created);
 			jsStreamInfo_Destroy(si);
 			return;
 		}

@@ -25,6 +25,9 @@
  *    a sequence: each message once, in order, with its sequence and Rr-Id,
  *    the node's own publishes included, none of another subject, nothing
  *    after the UNSUBSCRIBE completion;
+ *  - a stream created with a per-subject limit keeps a room's last
+ *    messages only (a consumer from the start reads those); the stream's
+ *    creation time is the same on both nodes;
  *  - a refusing core ring (an injected refusal, and a ring the kernel
  *    refuses: created disabled): completions are held and retried, each
  *    arrives exactly once and in order; held completions count against the
@@ -148,7 +151,7 @@ struct node {
 	struct io_uring ring[2];
 };
 
-static struct node A, B;
+static struct node A, B, C;
 
 struct treq {
 	struct rr_cluster_req r;
@@ -230,9 +233,9 @@ static void pump_ring(struct io_uring *ring, int core)
 
 static void pump(void)
 {
-	struct node *nodes[] = {&A, &B};
+	struct node *nodes[] = {&A, &B, &C};
 
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < 3; k++)
 		for (int c = 0; c < 2; c++)
 			if (nodes[k]->cl != NULL)
 				pump_ring(&nodes[k]->ring[c], c);
@@ -766,6 +769,60 @@ static void test_consume(void)
 	last_seq = seq[7]; /* the stream's newest, for the cases after */
 }
 
+/* A stream this node creates with limits keeps a room's last messages:
+ * a consumer from the start reads only those, in order. And the stream's
+ * creation time, the base of a cluster-wide epoch, is the same on every
+ * node. */
+static void test_retention(void)
+{
+	char err[256];
+	struct rr_cluster_opts o = {
+	    .servers = url,
+	    .node_name = "node-c",
+	    .cores = 2,
+	    .reconnect_wait_ms = 100,
+	    .stream = "RR_RETAIN",
+	    .stream_subjects = "retain.>",
+	    .stream_max_per_subject = 3,
+	};
+	const char *subj = "retain.room";
+	uint64_t seq[8] = {0};
+	struct treq t, sub, unsub;
+	struct jrx rx = {.core = 1};
+
+	CHECK(PUMP_UNTIL(rr_cluster_stream_created(A.cl) != 0 &&
+			 rr_cluster_stream_created(B.cl) != 0));
+	CHECK_EQ(rr_cluster_stream_created(A.cl), rr_cluster_stream_created(B.cl));
+	node_rings(&C);
+	CHECK_EQ(rr_cluster_open(&C.cl, &o, err, sizeof(err)), 0);
+	if (C.cl == NULL)
+		return;
+	CHECK(PUMP_UNTIL(rr_cluster_stream_created(C.cl) != 0));
+	for (unsigned i = 1; i <= 5; i++)
+		CHECK_EQ(js_put(&C, subj, i, seq[i - 1], &seq[i]), 0);
+	CHECK_EQ(js_req(&t, &C, 0, RR_CLUSTER_JS_LAST, subj), 0);
+	CHECK_EQ(t.r.room_id, 5);
+	req_init(&sub, &C, 1, RR_CLUSTER_JS_CONSUME);
+	sub.r.subject = subj;
+	sub.r.on_msg = j_on_msg;
+	sub.r.sub_ctx = &rx;
+	CHECK_EQ(rr_cluster_submit(C.cl, &sub.r), 0);
+	CHECK(PUMP_UNTIL(sub.done == 1 && rx.got >= 3));
+	CHECK_EQ(sub.r.res, 0);
+	CHECK_EQ(rx.got, 3);
+	for (unsigned i = 0; i < 3 && i < rx.got; i++) {
+		CHECK_EQ(rx.room_id[i], i + 3);
+		CHECK_EQ(rx.seq[i], seq[i + 3]);
+	}
+	req_init(&unsub, &C, 1, RR_CLUSTER_UNSUBSCRIBE);
+	unsub.r.sub = sub.r.sub;
+	CHECK_EQ(rr_cluster_submit(C.cl, &unsub.r), 0);
+	CHECK(PUMP_UNTIL(unsub.done == 1));
+	node_close(&C);
+	for (int c = 0; c < 2; c++)
+		io_uring_queue_exit(&C.ring[c]);
+}
+
 /* A core's ring refusing posts: held, retried, in order, exactly once. */
 static void test_refused_posts(void)
 {
@@ -1017,6 +1074,7 @@ int main(void)
 	test_pubsub();
 	test_jetstream();
 	test_consume();
+	test_retention();
 	test_refused_posts();
 	test_disabled_ring();
 	test_quota();
