@@ -72,7 +72,7 @@ struct rr_room_net {
 	struct rr_core *core;
 	uint8_t head[NET_HEAD_MAX]; /* this node's envelope, opcode left 0 */
 	uint32_t head_len;
-	bool warned_name, warned_bad, warned_full;
+	bool warned_name, warned_bad, warned_full, warned_size;
 };
 
 static struct rr_cluster *cluster(void)
@@ -303,7 +303,12 @@ void rr_room_net_publish(struct rr_core *core, const char *room, size_t room_len
 		rr_warn("core %u: the cluster queue is full: /raw/ messages stay on this node "
 			"(counted in ringroom_cluster_publish_refused_total; logged once)",
 			core->id);
-	} else if (rc < 0 && rc != -ENOTCONN && rc != -EAGAIN) {
+	} else if (rc == -EMSGSIZE && !n->warned_size) {
+		n->warned_size = true;
+		rr_warn("core %u: a /raw/ message of %zu bytes is over the cluster's payload limit "
+			"(%u bytes with the envelope): it stays on this node (logged once)",
+			core->id, len, RR_CLUSTER_PAYLOAD_MAX);
+	} else if (rc < 0 && rc != -ENOTCONN && rc != -EAGAIN && rc != -EMSGSIZE) {
 		rr_debug("core %u: publishing on %s: %s", core->id, subj, strerror(-rc));
 	}
 }

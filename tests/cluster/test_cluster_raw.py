@@ -18,6 +18,7 @@ Cases:
     in each message of the other nodes once (..._in_total);
   - the backend API: POST /api/raw/{room} on one node reaches the members
     of every node;
+  - text and binary messages of 0 to 1,000,000 bytes cross unchanged;
   - a room's only member on a node comes and goes 20 times (SUBSCRIBE and
     UNSUBSCRIBE in flight together): the node ends subscribed while the
     last one stays, unsubscribed once it leaves;
@@ -395,6 +396,55 @@ class Suite:
         await b.close()
         return why
 
+    async def sizes(self):
+        """Text and binary messages of every length encoding, empty to
+        1,000,000 bytes (a frame and the envelope fit NATS's default
+        max_payload of 1 MiB), cross from node-a to node-b unchanged."""
+        room = "sizes"
+        pa, pb = self.brokers["node-a"].port, self.brokers["node-b"].port
+
+        async def conn(port):
+            return await websockets.connect("ws://127.0.0.1:%d/raw/%s" % (port, room),
+                                            compression=None, ping_interval=None,
+                                            max_size=2 << 20)
+        a, b = await conn(pa), await conn(pb)
+        try:
+            # the first message that crosses says node-b's interest is there
+            deadline = time.monotonic() + EVENTUALLY
+            got = None
+            while got != "ready" and time.monotonic() < deadline:
+                await a.send("ready")
+                try:
+                    got = await asyncio.wait_for(b.recv(), 0.2)
+                except asyncio.TimeoutError:
+                    pass
+            if got != "ready":
+                return "nothing crossed from node-a to node-b"
+            want = []
+            for n in (0, 1, 125, 126, 65535, 65536, 1000000):
+                want.append(os.urandom(n))
+                want.append(("é" * n)[:n // 2] + "x" * (n - 2 * (n // 2)))
+            for w in want:
+                await a.send(w)
+            await a.send("end")
+            got = []
+            while True:
+                m = await asyncio.wait_for(b.recv(), EVENTUALLY)
+                if m == "end":
+                    break
+                if m != "ready":
+                    got.append(m)
+            if len(got) != len(want):
+                return "%d messages crossed, want %d" % (len(got), len(want))
+            for g, w in zip(got, want):
+                if type(g) is not type(w) or g != w:
+                    return "a %s of %d bytes came as a %s of %d" % (
+                        type(w).__name__, len(w), type(g).__name__, len(g))
+            return None
+        finally:
+            await a.close()
+            await b.close()
+
     async def run(self):
         cases = [
             ("10 publishers x %d: each message once to every other member, in order, never "
@@ -402,6 +452,7 @@ class Suite:
             ("POST /api/raw on one node reaches every node's members", self.api),
             ("a member coming and going 20 times: subscribed while it stays, "
              "unsubscribed after", self.churn),
+            ("text and binary, 0 to 1,000,000 bytes, cross nodes unchanged", self.sizes),
             ("NATS down %.0fs: metrics and log say so, /raw/ stays within each node; back: "
              "messages cross again, once, in order" % OUTAGE, self.outage),
             ("the last members leave: every node unsubscribes", self.leave),
