@@ -68,6 +68,7 @@ static int start_cluster(const struct rr_config *cfg)
 		return 2;
 	}
 	rr_gate_cfg.cluster = cluster;
+	rr_handler_cfg.cluster = cluster;
 	rr_info("cluster: node %s, NATS %s", node, cfg->cluster);
 	return 0;
 #else
@@ -82,6 +83,7 @@ static void stop_cluster(void)
 {
 #if RR_HAVE_CLUSTER
 	rr_gate_cfg.cluster = NULL;
+	rr_handler_cfg.cluster = NULL;
 	rr_cluster_close(cluster);
 	cluster = NULL;
 #endif

@@ -112,6 +112,15 @@ struct rr_handler {
 	 * Return 0, or a negative errno to have it answered 503. Optional
 	 * (without it such requests are answered 404). (ABI 2) */
 	int (*api)(struct rr_room *room, struct rr_api_call *call, const struct rr_api_request *req);
+	/* Cluster mode (--cluster): the room's log is shared by every node
+	 * (kernel-notes/cluster.md). A message another node stored arrived,
+	 * already in this node's log under id: show it as the handler shows
+	 * its own. Calls come in log order, interleaved with the completions
+	 * of this node's own appends. A durable handler without it keeps a
+	 * log of its own per node. Optional; read for the built-in /chat/
+	 * handler only until the ABI number moves (a handler built against
+	 * ABI 2 has no such field). */
+	void (*log_arrived)(struct rr_room *room, uint64_t id, const void *data, size_t len);
 };
 
 /* ---- the backend API ------------------------------------------------------ */
@@ -272,6 +281,12 @@ uint64_t rr_log_first_id(const struct rr_room *room);
  * can broadcast it immediately; done runs once it is stored under
  * --durability (res 0), or failed (res -EIO/-ENOSPC: it was not stored and
  * must not be acknowledged). Writes of one loop iteration share one commit.
+ * In cluster mode (a handler with log_arrived) the log is the cluster's:
+ * done runs once the message is stored there and in this node's copy, and
+ * may also get -EXDEV (another node stored a message under this id first,
+ * or an earlier append of this room failed: nothing stored; append it
+ * again, the next id being rr_log_last_id() + 1) or -ENOTCONN/-ETIMEDOUT
+ * (the cluster is down, or the answer did not come: never acknowledge).
  * Returns 0, -EAGAIN (storage queue full: back-pressure, nothing appended)
  * or -ENOSYS (not a durable handler).
  */

@@ -268,7 +268,10 @@ const char *rr_log_epoch(const struct rr_room *room)
 
 uint64_t rr_log_last_id(const struct rr_room *room)
 {
-	return rt_of(room) ? rt_of(room)->last_id : 0;
+	const struct rr_room_rt *rt = rt_of(room);
+	if (rt && rt->clog)
+		return rr_rt_clog_last_id(rt);
+	return rt ? rt->last_id : 0;
 }
 
 uint64_t rr_log_first_id(const struct rr_room *room)
@@ -283,6 +286,8 @@ int rr_log_append(struct rr_room *room, const void *data, size_t len, uint64_t *
 	struct rr_room_rt *rt = rt_of(room);
 	if (rt == NULL || !rt->h->durable || rr_handler_cfg.store == NULL)
 		return -ENOSYS;
+	if (rt->clog)
+		return rr_rt_clog_append(rt, data, len, id_out, done, arg);
 	struct sreq *s = rr_rt_sreq_new(core, room, RR_STORE_APPEND, SR_APPEND, len);
 	if (s == NULL)
 		return -ENOMEM;

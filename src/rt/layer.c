@@ -17,6 +17,8 @@ static void rt_stop(struct rr_core *core)
 
 static const struct rr_layer rt_layer = {
     .name = "handler runtime",
+    .init = rr_rt_clog_init,
+    .fini = rr_rt_clog_fini,
     .start = rt_start,
     .stop = rt_stop,
 };

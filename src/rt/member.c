@@ -28,7 +28,7 @@ static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
 static void member_open(struct rr_core *core, struct rr_conn *c);
 static void api_room_ready(struct rr_core *core, struct rr_room *r);
 
-static void room_ready(struct rr_core *core, struct rr_room *r)
+void rr_rt_room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	r->busy++; /* opens and alarms below may empty the room */
@@ -72,11 +72,18 @@ static void on_loaded(struct rr_core *core, struct sreq *s)
 		memcpy(rt->epoch, s->req.out.epoch, sizeof(rt->epoch));
 		rt->last_id = s->req.out.last_id;
 		rt->first_id = s->req.out.first_id;
+		if (rr_rt_clog_wanted(r)) {
+			int rc = rr_rt_clog_start(core, r);
+			if (rc == 0)
+				return; /* ready once the cluster's log is here */
+			rr_warn("room '%s': the cluster's log: %s", r->name, strerror(-rc));
+			rt->load = RR_LOAD_FAILED;
+		}
 	} else {
 		rr_warn("room '%s': loading its log failed: %s", r->name, strerror(-s->req.res));
 		rt->load = RR_LOAD_FAILED;
 	}
-	room_ready(core, r);
+	rr_rt_room_ready(core, r);
 }
 
 /* Find or create a handler room with its runtime state. */
@@ -113,26 +120,28 @@ void rr_rt_room_wake(struct rr_core *core, struct rr_room *r)
 	if (rt->load != RR_LOAD_NONE)
 		return;
 	if (!rt->h->durable) {
-		room_ready(core, r);
+		rr_rt_room_ready(core, r);
 		return;
 	}
 	rt->load = RR_LOAD_LOADING;
 	if (rr_rt_room_load(core, r, on_loaded) < 0) {
 		rt->load = RR_LOAD_FAILED;
-		room_ready(core, r);
+		rr_rt_room_ready(core, r);
 	}
 }
 
 static bool rt_busy(const struct rr_room_rt *rt)
 {
 	return rt->ops_inflight > 0 || rt->waiters != NULL || rt->load == RR_LOAD_LOADING ||
-	       rt->pending_alarms != NULL || rt->api_waiters != NULL || rt->pinned;
+	       rt->pending_alarms != NULL || rt->api_waiters != NULL || rt->pinned ||
+	       rr_rt_clog_busy(rt);
 }
 
 static void rt_room_free(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	rr_timer_cancel(&core->wheel, &rt->idle_timer);
+	rr_rt_clog_stop(core, rt);
 	if (rt->pending_alarms)
 		rr_rt_alarm_hooks.free_pending(rt->pending_alarms);
 	if (rt->initialised && rt->h->evict)
@@ -321,7 +330,7 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 		rt_of(r)->load = RR_LOAD_LOADING;
 		if (rr_rt_room_load(core, r, on_loaded) < 0) {
 			rt_of(r)->load = RR_LOAD_FAILED;
-			room_ready(core, r);
+			rr_rt_room_ready(core, r);
 		}
 	}
 }
@@ -424,7 +433,7 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 	if (rt->load == RR_LOAD_LOADING)
 		return;
 	if (!h->durable) {
-		room_ready(core, r);
+		rr_rt_room_ready(core, r);
 		return;
 	}
 	rt->load = RR_LOAD_LOADING;
@@ -432,7 +441,7 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 	if (rc < 0) {
 		rr_warn("room '%s': can't load (%s)", r->name, strerror(-rc));
 		rt->load = RR_LOAD_FAILED;
-		room_ready(core, r);
+		rr_rt_room_ready(core, r);
 	}
 }
 

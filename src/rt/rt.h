@@ -91,13 +91,16 @@ struct rr_room_rt {
 	char store_name[200];
 	uint32_t store_name_len;
 	struct rr_room *room;
+	struct rt_clog *clog; /* cluster mode: the cluster's log (rt/cluster.c) */
 };
 
 enum { RR_LOAD_NONE = 0, RR_LOAD_LOADING, RR_LOAD_READY, RR_LOAD_FAILED };
 
 /* Broker-wide handler settings from the flags. */
+struct rr_cluster;
 struct rr_handler_config {
 	struct rr_store *store;
+	struct rr_cluster *cluster; /* --cluster: /chat/ logs are the cluster's */
 	uint64_t session_ttl_ms;
 	uint32_t max_attachment_bytes;
 	uint64_t room_idle_evict_ms;
@@ -134,6 +137,26 @@ static inline struct rr_room_rt *rt_of(const struct rr_room *r)
 {
 	return r && r->ops == &rr_rt_room_ops ? r->owner : NULL;
 }
+
+/* member.c: the room's load is over (rt->load READY or FAILED): open the
+ * members waiting for it */
+void rr_rt_room_ready(struct rr_core *core, struct rr_room *r);
+
+/* cluster.c: the cluster's log of a /chat/ room (--cluster). wanted: the
+ * room's log is the cluster's; start: after the local log's position is
+ * loaded, takes the load over (0), or -errno (the load fails); stop: the
+ * room leaves memory; append / last_id: rr_log_append / rr_log_last_id;
+ * busy: work in flight keeps the room; init/fini: the core's state. */
+struct rt_clog;
+bool rr_rt_clog_wanted(const struct rr_room *r);
+int rr_rt_clog_start(struct rr_core *core, struct rr_room *r);
+void rr_rt_clog_stop(struct rr_core *core, struct rr_room_rt *rt);
+int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint64_t *id_out,
+		      rr_log_done_fn *done, void *arg);
+uint64_t rr_rt_clog_last_id(const struct rr_room_rt *rt);
+bool rr_rt_clog_busy(const struct rr_room_rt *rt);
+int rr_rt_clog_init(struct rr_core *core);
+void rr_rt_clog_fini(struct rr_core *core);
 
 /* storage.c: requests to the storage worker */
 enum sreq_kind {

@@ -398,6 +398,7 @@ static const struct rr_handler chat_handler = {
     .close = chat_close,
     .writable = chat_writable,
     .api = chat_api,
+    .log_arrived = chat_log_arrived,
 };
 
 const struct rr_handler *rr_chat_handler(void)

@@ -69,10 +69,44 @@ static void chat_append_flush(struct rr_room *room, struct chat_room *st)
 	}
 }
 
+/* Cluster mode: another node took a's id (or an append before it failed):
+ * number it again as the next id and append it again, in its place in the
+ * queue. 0, or the error that ends it. */
+static int chat_append_again(struct rr_room *room, struct chat_room *st, struct chat_append *a)
+{
+	uint64_t next_id = rr_log_last_id(room) + 1;
+	json_error_t jerr;
+	json_t *o = json_loadb(a->stored, a->stored_len, 0, &jerr);
+	char *stored = NULL;
+	if (o && json_object_set_new(o, "id", json_integer((json_int_t)next_id)) == 0)
+		stored = json_dumps(o, JSON_COMPACT); /* keys keep their order: id first */
+	json_decref(o);
+	if (stored == NULL)
+		return -ENOMEM;
+	free(a->stored);
+	a->stored = stored;
+	a->stored_len = strlen(stored);
+	uint64_t id = 0;
+	bool was = st->appending;
+	st->appending = true;
+	int rc = rr_log_append(room, a->stored, a->stored_len, &id, chat_append_done, a);
+	st->appending = was;
+	if (rc == 0) {
+		a->id = id;
+		a->bad_id = id != next_id;
+	}
+	return rc;
+}
+
 void chat_append_done(struct rr_room *room, void *arg, int res, uint64_t id)
 {
 	struct chat_room *st = chat_state(room);
 	struct chat_append *a = arg;
+	if (res == -EXDEV) {
+		res = chat_append_again(room, st, a);
+		if (res == 0)
+			return; /* its completion comes again */
+	}
 	a->done = true;
 	a->res = res;
 	if (id)
@@ -116,6 +150,21 @@ static int chat_append_start(struct rr_room *room, struct chat_room *st, struct 
 		a->bad_id = true;
 	}
 	return 0;
+}
+
+/* Cluster mode: a message another node stored, in log order. */
+void chat_log_arrived(struct rr_room *room, uint64_t id, const void *data, size_t len)
+{
+	struct chat_room *st = chat_state(room);
+	if (!st->positioned)
+		return; /* no member has seen the room yet: the log has it */
+	struct chat_buf b = {0};
+	chat_buf_message_frame(&b, data, len);
+	if (!b.failed)
+		rr_room_broadcast(room, RR_TEXT, b.p, b.len, NULL);
+	free(b.p);
+	if (id > st->last_bcast)
+		st->last_bcast = id;
 }
 
 /* POST /api/chat/{room}: a message from a backend, stored and broadcast

@@ -134,6 +134,7 @@ void chat_buf_message(struct chat_buf *b, const void *data, size_t len);
 void chat_buf_messages(struct chat_buf *b, const struct rr_log_entry *e, size_t n,
 		       uint64_t max_id);
 void chat_buf_message_frame(struct chat_buf *b, const void *data, size_t len);
+void chat_log_arrived(struct rr_room *room, uint64_t id, const void *data, size_t len);
 int chat_send_obj(struct rr_conn *c, json_t *obj, bool now);
 int chat_broadcast_obj(struct rr_room *room, json_t *obj, struct rr_conn *except);
 void chat_send_error(struct rr_conn *c, const char *code, const char *msg,

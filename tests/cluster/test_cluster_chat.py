@@ -1,0 +1,282 @@
+#!/usr/bin/python3
+"""/chat/ rooms across nodes with one order (issue 15, kernel-notes/cluster.md
+"/chat/ across nodes"): three brokers on one nats-server with JetStream
+that this suite starts on a temporary folder and a loopback port.
+
+Cases:
+  - members on every node get the same epoch (the stream's);
+  - publishers on every node at once (compare-and-set races between the
+    nodes): every ack names an id, and every member on every node sees
+    ids 1..N, contiguous, in the same order with the same contents; each
+    acked message is there once, under its acked id;
+  - a member joining any node with since/epoch replays the rest exactly
+    once, then synced;
+  - NATS stopped: a publish gets storage_unavailable, never an ack, and
+    the members stay connected; NATS back: publishing goes on from N+1 on
+    every node.
+
+Usage: test_cluster_chat.py <ringroom binary>
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import rrtest  # noqa: E402
+import test_cluster_broker as tcb  # noqa: E402  (the Nats helper, wait_metrics)
+
+import websockets  # noqa: E402  (python3-websockets, Debian)
+
+LABEL = "cluster_chat"
+# What must happen (a connect, an ack, a delivery) within this: a passing
+# run never waits it out; long for the shared machine and sanitizer builds.
+EVENTUALLY = 60.0
+NODES = ("node-a", "node-b", "node-c")
+ROOM = "talk.room"
+MEMBERS_PER_NODE = 3
+PER_PUBLISHER = 20
+
+
+class Chat:
+    """One /chat/ connection; a reader task files every JSON frame."""
+
+    def __init__(self, node, ws):
+        self.node = node
+        self.ws = ws
+        self.frames = []
+        self.closed = None
+        self.task = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def open(cls, node, port, query=None):
+        url = "ws://127.0.0.1:%d/chat/%s" % (port, ROOM)
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        ws = await websockets.connect(url, max_size=None, ping_interval=None,
+                                      close_timeout=2, open_timeout=20)
+        return cls(node, ws)
+
+    async def _read(self):
+        try:
+            async for m in self.ws:
+                self.frames.append(json.loads(m))
+        except Exception as e:  # noqa: BLE001
+            self.closed = "%s: %s" % (type(e).__name__, e)
+        if self.closed is None:
+            self.closed = "closed %s" % self.ws.close_code
+
+    def of(self, typ):
+        return [f for f in self.frames if f.get("type") == typ]
+
+    def message_ids(self):
+        return [f["message"]["id"] for f in self.of("message")]
+
+    async def wait(self, pred, what):
+        deadline = time.monotonic() + EVENTUALLY
+        while time.monotonic() < deadline:
+            if pred():
+                return None
+            if self.closed:
+                return "%s: %s while waiting for %s" % (self.node, self.closed, what)
+            await asyncio.sleep(0.02)
+        return "%s: no %s within %.0fs (last frames %s)" % (
+            self.node, what, EVENTUALLY, json.dumps(self.frames[-3:])[:300])
+
+    async def publish(self, content, rid):
+        """The ack or error for one message."""
+        await self.ws.send(json.dumps({"type": "message", "content": content,
+                                       "requestId": rid}))
+        got = []
+
+        def answered():
+            got[:] = [f for f in self.frames if f.get("requestId") == rid and
+                      f.get("type") in ("ack", "error")]
+            return bool(got)
+        why = await self.wait(answered, "answer to %s" % rid)
+        if why:
+            raise AssertionError(why)
+        return got[0]
+
+    async def close(self):
+        try:
+            await asyncio.wait_for(self.ws.close(), 3)
+        except Exception:  # noqa: BLE001
+            pass
+        self.task.cancel()
+
+
+class Suite:
+    def __init__(self, report, brokers, nats):
+        self.report = report
+        self.brokers = brokers
+        self.nats = nats
+        self.members = []
+        self.acked = {}  # content -> id
+
+    async def case(self, name, coro):
+        try:
+            why = await coro
+        except Exception as e:  # noqa: BLE001
+            why = "%s: %s" % (type(e).__name__, e)
+        self.report.check(name, why)
+        return why is None
+
+    async def join(self):
+        for n in NODES:
+            for _ in range(MEMBERS_PER_NODE):
+                self.members.append(await Chat.open(n, self.brokers[n].port))
+        for m in self.members:
+            why = await m.wait(lambda: m.of("welcome"), "welcome")
+            if why:
+                return why
+        epochs = {m.of("welcome")[0]["epoch"] for m in self.members}
+        if len(epochs) != 1:
+            return "epochs differ between nodes: %s" % sorted(epochs)
+        self.epoch = epochs.pop()
+        return None
+
+    def same_log(self, n):
+        """Every member has ids 1..n in order, with one content per id."""
+        contents = {}
+        for m in self.members:
+            ids = m.message_ids()
+            if ids != list(range(1, n + 1)):
+                return "%s: ids %s (want 1..%d)" % (m.node, ids[:12] + ["..."] + ids[-5:], n)
+            for f in m.of("message"):
+                c = f["message"]["content"]
+                if contents.setdefault(f["message"]["id"], c) != c:
+                    return "id %d is %r on one member and %r on another" % (
+                        f["message"]["id"], contents[f["message"]["id"]], c)
+        for c, i in self.acked.items():
+            if contents.get(i) != c:
+                return "%r was acked as id %d, which is %r" % (c, i, contents.get(i))
+        if len(set(contents.values())) != len(contents):
+            return "a content appears under two ids"
+        return None
+
+    async def publishers(self):
+        pubs = [m for m in self.members if self.members.index(m) % MEMBERS_PER_NODE == 0]
+
+        async def run(p, k):
+            for i in range(PER_PUBLISHER):
+                content = "%s-%d-%d" % (p.node, k, i)
+                f = await p.publish(content, "r-%d-%d" % (k, i))
+                if f["type"] != "ack":
+                    raise AssertionError("%s: %s" % (content, f))
+                self.acked[content] = f["id"]
+        await asyncio.gather(*(run(p, k) for k, p in enumerate(pubs)))
+        n = len(pubs) * PER_PUBLISHER
+        for m in self.members:
+            why = await m.wait(lambda: len(m.of("message")) >= n, "%d messages" % n)
+            if why:
+                return why
+        self.n = n
+        return self.same_log(n)
+
+    async def replay(self):
+        since = self.n // 2
+        for n in NODES:
+            c = await Chat.open(n, self.brokers[n].port, {"since": since, "epoch": self.epoch})
+            try:
+                why = await c.wait(lambda: c.of("synced"), "synced")
+                if why:
+                    return why
+                ids = c.message_ids()
+                if ids != list(range(since + 1, self.n + 1)):
+                    return "%s: replay after %d gave %s" % (n, since, ids)
+            finally:
+                await c.close()
+        return None
+
+    async def outage(self):
+        self.nats.kill()
+        for n in NODES:
+            if tcb.wait_metrics(self.brokers[n],
+                                lambda m: m.value("ringroom_cluster_up") == 0) is None:
+                return "%s: still up with NATS down" % n
+        p = self.members[0]
+        f = await p.publish("during-the-outage", "down-1")
+        if f.get("type") != "error" or f.get("code") != "storage_unavailable":
+            return "a publish with NATS down got %s" % f
+        self.nats.start()
+        for n in NODES:
+            if tcb.wait_metrics(self.brokers[n],
+                                lambda m: m.value("ringroom_cluster_up") == 1) is None:
+                return "%s: not connected again" % n
+        # the consumers come back by themselves; publish from every node
+        extra = []
+        for k, n in enumerate(NODES):
+            p = self.members[k * MEMBERS_PER_NODE + 1]
+            deadline = time.monotonic() + EVENTUALLY
+            while True:
+                f = await p.publish("after-%s" % n, "up-%s-%f" % (n, time.monotonic()))
+                if f["type"] == "ack":
+                    break
+                if f.get("code") != "storage_unavailable" or time.monotonic() > deadline:
+                    return "%s after the outage: %s" % (n, f)
+                await asyncio.sleep(0.2)
+            self.acked["after-%s" % n] = f["id"]
+            extra.append(f["id"])
+        if sorted(extra) != list(range(self.n + 1, self.n + 4)):
+            return "ids after the outage %s, want %d..%d" % (extra, self.n + 1, self.n + 3)
+        for m in self.members:
+            why = await m.wait(lambda: len(m.of("message")) >= self.n + 3, "the new messages")
+            if why:
+                return why
+        stray = [m.node + ": " + m.closed for m in self.members if m.closed]
+        if stray:
+            return "members closed: %s" % stray[:3]
+        return self.same_log(self.n + 3)
+
+    async def run(self):
+        cases = [
+            ("publishers on every node at once: every member sees ids 1..N in one order, "
+             "each acked message once under its id", self.publishers),
+            ("since/epoch on any node replays the rest once, then synced", self.replay),
+            ("NATS down: storage_unavailable, never an ack; back: ids go on from N+1 on "
+             "every node", self.outage),
+        ]
+        joined = await self.case("%d members on 3 nodes get the same epoch" %
+                                 (MEMBERS_PER_NODE * 3), self.join())
+        for name, fn in cases:
+            if joined:
+                await self.case(name, fn())
+            else:
+                self.report.fail(name, "not run: the members did not join")
+        await asyncio.gather(*(m.close() for m in self.members))
+
+
+def main():
+    binary = rrtest.load_binary_arg(LABEL)
+    if shutil.which("nats-server") is None:
+        rrtest.skip_suite(LABEL, "nats-server is not installed (apt-get install nats-server)")
+    report = rrtest.Report(LABEL)
+    nats = tcb.Nats()
+    brokers = []
+    try:
+        nats.start()
+        by_name = {}
+        for n in NODES:
+            b = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", n,
+                                       "--chat-rate", "1000", "--idle-timeout", "10m"], name=n)
+            brokers.append(b)
+            b.start()
+            by_name[n] = b
+        for b in brokers:
+            if tcb.wait_metrics(b, lambda m: m.value("ringroom_cluster_up") == 1) is None:
+                raise RuntimeError("%s did not connect to NATS" % b.name)
+        asyncio.run(Suite(report, by_name, nats).run())
+    except RuntimeError as e:
+        report.fail("start", str(e))
+    status = rrtest.finish_suite(report, brokers)
+    nats.cleanup()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
