@@ -105,7 +105,10 @@ static struct rt_core *rtc(struct rr_core *core)
 bool rr_rt_clog_wanted(const struct rr_room *r)
 {
 	const struct rr_room_rt *rt = rt_of(r);
-	return cluster() && rt && r->kind == RR_ROUTE_CHAT && rt->h->log_arrived;
+	/* the built-in handler only: one loaded from a shared object is built
+	 * against ABI 2, whose struct has no log_arrived to read */
+	return cluster() && rt && r->kind == RR_ROUTE_CHAT &&
+	       rt->h == rr_handler_for_route(RR_ROUTE_CHAT) && rt->h->log_arrived;
 }
 
 static void clog_free(struct rt_clog *cl)

@@ -11,6 +11,11 @@ Cases:
     acked message is there once, under its acked id;
   - a member joining any node with since/epoch replays the rest exactly
     once, then synced;
+  - the backend API's publish on one node: answered with the next id and
+    the epoch once stored, seen on every node;
+  - a node SIGKILLed while another publishes, then restarted on its data
+    folder: it catches up from the stream (the same epoch; members joining
+    it replay everything from 0), and publishes in the one order;
   - NATS stopped: a publish gets storage_unavailable, never an ack, and
     the members stay connected; NATS back: publishing goes on from N+1 on
     every node.
@@ -40,6 +45,7 @@ NODES = ("node-a", "node-b", "node-c")
 ROOM = "talk.room"
 MEMBERS_PER_NODE = 3
 PER_PUBLISHER = 20
+API_KEY = "cluster-chat-test-key-0123456789"
 
 
 class Chat:
@@ -193,6 +199,66 @@ class Suite:
                 await c.close()
         return None
 
+    async def api(self):
+        loop = asyncio.get_running_loop()
+        body = json.dumps({"content": "from-the-api", "userId": "ci"}).encode()
+        req = (b"POST /api/chat/%s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                   ROOM.encode(), API_KEY.encode(), len(body), body))
+        st, _h, rb, _c = await loop.run_in_executor(
+            None, rrtest.http_request, self.brokers["node-b"].port, req)
+        want = {"id": self.n + 1, "epoch": self.epoch}
+        if st != 200 or json.loads(rb) != want:
+            return "POST /api/chat on node-b: %s %r (want 200 %s)" % (st, rb, want)
+        self.n += 1
+        self.acked["from-the-api"] = self.n
+        for m in self.members:
+            why = await m.wait(lambda: len(m.of("message")) >= self.n, "the API's message")
+            if why:
+                return why
+        return self.same_log(self.n)
+
+    async def restart(self):
+        """SIGKILL node-c; node-a goes on; node-c comes back on its data
+        folder, catches up from the stream, and its members replay and
+        publish in the one order."""
+        c = self.brokers["node-c"]
+        c.kill()
+        self.members = [m for m in self.members if m.node != "node-c"]
+        a = self.members[0]
+        for i in range(5):
+            f = await a.publish("while-c-is-down-%d" % i, "wcd-%d" % i)
+            if f["type"] != "ack" or f["id"] != self.n + 1:
+                return "with node-c down: %s (want ack %d)" % (f, self.n + 1)
+            self.n += 1
+            self.acked["while-c-is-down-%d" % i] = self.n
+        c.start()
+        if tcb.wait_metrics(c, lambda m: m.value("ringroom_cluster_up") == 1) is None:
+            return "node-c did not connect again"
+        fresh = []
+        for _ in range(MEMBERS_PER_NODE):
+            m = await Chat.open("node-c", c.port, {"since": 0, "epoch": self.epoch})
+            fresh.append(m)
+            why = await m.wait(lambda: m.of("synced"), "synced after the restart")
+            if why:
+                return why
+            if m.of("welcome")[0]["epoch"] != self.epoch:
+                return "node-c's epoch changed over its restart: %s" % m.of("welcome")[0]
+        self.members += fresh
+        why = self.same_log(self.n)
+        if why:
+            return "after node-c's restart: " + why
+        f = await fresh[0].publish("from-c-again", "fca")
+        if f["type"] != "ack" or f["id"] != self.n + 1:
+            return "node-c after its restart: %s (want ack %d)" % (f, self.n + 1)
+        self.n += 1
+        self.acked["from-c-again"] = self.n
+        for m in self.members:
+            why = await m.wait(lambda: len(m.of("message")) >= self.n, "node-c's message")
+            if why:
+                return why
+        return self.same_log(self.n)
+
     async def outage(self):
         self.nats.kill()
         for n in NODES:
@@ -211,7 +277,7 @@ class Suite:
         # the consumers come back by themselves; publish from every node
         extra = []
         for k, n in enumerate(NODES):
-            p = self.members[k * MEMBERS_PER_NODE + 1]
+            p = [m for m in self.members if m.node == n][1]
             deadline = time.monotonic() + EVENTUALLY
             while True:
                 f = await p.publish("after-%s" % n, "up-%s-%f" % (n, time.monotonic()))
@@ -238,6 +304,10 @@ class Suite:
             ("publishers on every node at once: every member sees ids 1..N in one order, "
              "each acked message once under its id", self.publishers),
             ("since/epoch on any node replays the rest once, then synced", self.replay),
+            ("POST /api/chat on one node: answered with the next id and the epoch, seen "
+             "on every node", self.api),
+            ("SIGKILL a node, publish, restart it: it catches up (same epoch, replay from 0 "
+             "on it), and its members publish in the one order", self.restart),
             ("NATS down: storage_unavailable, never an ack; back: ids go on from N+1 on "
              "every node", self.outage),
         ]
@@ -258,12 +328,16 @@ def main():
     report = rrtest.Report(LABEL)
     nats = tcb.Nats()
     brokers = []
+    keyfile = os.path.join(nats.dir, "api-keys")
+    with open(keyfile, "w") as f:
+        f.write(API_KEY + "\n")
     try:
         nats.start()
         by_name = {}
         for n in NODES:
             b = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", n,
-                                       "--chat-rate", "1000", "--idle-timeout", "10m"], name=n)
+                                       "--chat-rate", "1000", "--idle-timeout", "10m",
+                                       "--api-key-file", keyfile], name=n)
             brokers.append(b)
             b.start()
             by_name[n] = b
