@@ -81,6 +81,7 @@ struct rt_clog {
 	bool warned_gap;
 	uint64_t stale_seq;
 	uint64_t cache_id;	     /* newest id in the local log */
+	uint64_t shown_id;	     /* newest id shown (acked or log_arrived) */
 	uint64_t last_id, last_seq;  /* newest message consumed */
 	uint64_t target_id;	     /* loading: the stream's newest id */
 	struct clog_pub *pub_head, *pub_tail;
@@ -263,6 +264,8 @@ static void pump(struct rt_clog *cl)
 		struct clog_pub *p = cl->pub_head;
 		if (p == NULL || p->sent || !cl->ready || cl->room == NULL)
 			break;
+		if (cl->in_head)
+			break; /* show what came first: appends are numbered after it */
 		if (cl->stale && cl->last_seq == cl->stale_seq)
 			break; /* the message that won is not here yet */
 		cl->stale = false;
@@ -306,6 +309,8 @@ static void deliver(struct rt_clog *cl)
 		if (cl->in_next == in)
 			cl->in_next = in->next;
 		struct rr_room *r = cl->room;
+		if (in->id > cl->shown_id)
+			cl->shown_id = in->id;
 		if (in->mine) {
 			struct clog_pub *p = in->mine;
 			if (p->done && r)
@@ -497,7 +502,7 @@ int rr_rt_clog_start(struct rr_core *core, struct rr_room *r)
 	}
 	cl->core = core;
 	cl->room = r;
-	cl->cache_id = cl->last_id = rt->last_id;
+	cl->cache_id = cl->last_id = cl->shown_id = rt->last_id;
 	/* the epoch: the stream's, the same on every node */
 	snprintf(rt->epoch, sizeof(rt->epoch), "%016llx",
 		 (unsigned long long)rr_hash((const char *)&created, sizeof(created)));
@@ -538,7 +543,7 @@ int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint6
 	if (p == NULL)
 		return -ENOMEM;
 	p->cl = cl;
-	p->id = cl->last_id + cl->npub + 1;
+	p->id = cl->shown_id + cl->npub + 1; /* rr_log_last_id() + 1 */
 	p->done = done;
 	p->arg = arg;
 	p->len = (uint32_t)len;
@@ -555,9 +560,13 @@ int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint6
 	return 0;
 }
 
+/* What the handler numbers its next append after: the newest id shown,
+ * not the newest consumed (a member opened now reads the local log up to
+ * this id), plus the appends queued; a publish waits until what was
+ * consumed is shown, so the numbers then agree with the stream. */
 uint64_t rr_rt_clog_last_id(const struct rr_room_rt *rt)
 {
-	return rt->clog->last_id + rt->clog->npub;
+	return rt->clog->shown_id + rt->clog->npub;
 }
 
 bool rr_rt_clog_busy(const struct rr_room_rt *rt)
