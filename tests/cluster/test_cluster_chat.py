@@ -16,6 +16,9 @@ Cases:
   - a node SIGKILLed while another publishes, then restarted on its data
     folder: it catches up from the stream (the same epoch; members joining
     it replay everything from 0), and publishes in the one order;
+  - node-c SIGKILLed 5 times while a member on every node publishes:
+    each node's log replayed from 0 is 1..N, the same on every node, and
+    every acked message is in it exactly once, under its acked id;
   - NATS stopped: a publish gets storage_unavailable, never an ack, and
     the members stay connected; NATS back: publishing goes on from N+1 on
     every node.
@@ -46,6 +49,7 @@ ROOM = "talk.room"
 MEMBERS_PER_NODE = 3
 PER_PUBLISHER = 20
 API_KEY = "cluster-chat-test-key-0123456789"
+KILLS = 5
 
 
 class Chat:
@@ -259,6 +263,96 @@ class Suite:
                 return why
         return self.same_log(self.n)
 
+    async def kill_loop(self):
+        """Node-c SIGKILLed KILLS times while a member on every node
+        publishes (node-c's own in-flight messages may be lost unacked);
+        then every node's log, replayed from 0, holds ids 1..N contiguous,
+        the same on every node, each acked message exactly once."""
+        c = self.brokers["node-c"]
+        acked = dict(self.acked)
+        stop = False
+        problems = []
+
+        async def publisher(node, tag):
+            k = 0
+            while not stop:
+                try:
+                    port = self.brokers[node].port
+                    p = await Chat.open(node, port)
+                    while not stop:
+                        # a new content per attempt: one whose ack a kill
+                        # swallowed may be stored, and is sent no more
+                        content = "%s-%d" % (tag, k)
+                        k += 1
+                        f = await p.publish(content, content)
+                        if f["type"] == "ack":
+                            acked[content] = f["id"]
+                        elif f.get("code") != "storage_unavailable":
+                            problems.append("%s: %s" % (content, f))
+                        await asyncio.sleep(0.01)
+                except (OSError, AssertionError, websockets.exceptions.WebSocketException):
+                    if node != "node-c":
+                        problems.append("%s's publisher lost its connection" % node)
+                        return
+                    await asyncio.sleep(0.1)  # node-c is down: try again
+        tasks = [asyncio.ensure_future(publisher(n, "kl-%s" % n)) for n in NODES]
+        self.members = [m for m in self.members if m.node != "node-c"]
+        for _ in range(KILLS):
+            await asyncio.sleep(0.5)
+            c.kill()
+            await asyncio.sleep(0.3)
+            c.start()
+            if tcb.wait_metrics(c, lambda m: m.value("ringroom_cluster_up") == 1) is None:
+                problems.append("node-c did not connect again")
+                break
+        await asyncio.sleep(0.5)
+        stop = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if problems:
+            return "; ".join(problems[:3])
+        logs = {}
+        for n in NODES:
+            r = await Chat.open(n, self.brokers[n].port, {"since": 0, "epoch": self.epoch})
+            try:
+                why = await r.wait(lambda: r.of("synced"), "synced")
+                if why:
+                    return why
+                logs[n] = [(f["message"]["id"], f["message"]["content"])
+                           for f in r.of("message")]
+            finally:
+                await r.close()
+        first = logs[NODES[0]]
+        ids = [i for i, _ in first]
+        if ids != list(range(1, len(ids) + 1)):
+            return "node-a's replay from 0: ids not 1..N: %s" % ids[:20]
+        for n in NODES[1:]:
+            if logs[n] != first:
+                return "%s's replay differs from node-a's (%d vs %d messages)" % (
+                    n, len(logs[n]), len(first))
+        where = {}
+        for i, content in first:
+            where.setdefault(content, []).append(i)
+        for content, i in acked.items():
+            if where.get(content) != [i]:
+                return "acked %r as %d; the log has it at %s" % (content, i, where.get(content))
+        self.acked = acked
+        self.n = len(first)
+        self.members = [m for m in self.members if m.node != "node-c"]
+        # the members still open have every message too
+        for m in self.members:
+            why = await m.wait(lambda: len(m.of("message")) >= self.n, "every message")
+            if why:
+                return why
+        fresh = []
+        for _ in range(MEMBERS_PER_NODE):
+            fresh.append(await Chat.open("node-c", c.port, {"since": 0, "epoch": self.epoch}))
+        for m in fresh:
+            why = await m.wait(lambda: m.of("synced"), "synced")
+            if why:
+                return why
+        self.members += fresh
+        return self.same_log(self.n)
+
     async def outage(self):
         self.nats.kill()
         for n in NODES:
@@ -308,6 +402,9 @@ class Suite:
              "on every node", self.api),
             ("SIGKILL a node, publish, restart it: it catches up (same epoch, replay from 0 "
              "on it), and its members publish in the one order", self.restart),
+            ("SIGKILL a node %d times while every node publishes: every node's log replayed "
+             "from 0 is 1..N, the same everywhere, each acked message once" % KILLS,
+             self.kill_loop),
             ("NATS down: storage_unavailable, never an ack; back: ids go on from N+1 on "
              "every node", self.outage),
         ]
