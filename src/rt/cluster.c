@@ -187,12 +187,13 @@ void rr_rt_clog_stop(struct rr_core *core, struct rr_room_rt *rt)
 static void load_failed(struct rt_clog *cl, const char *why, int err)
 {
 	struct rr_room *r = cl->room;
+	struct rr_core *core = cl->core;
 	struct rr_room_rt *rt = rt_of(r);
 	rr_warn("room '%s': loading it from the cluster failed: %s%s%s", r->name, why,
 		err ? ": " : "", err ? strerror(-err) : "");
-	rr_rt_clog_stop(cl->core, rt);
+	rr_rt_clog_stop(core, rt); /* may free cl */
 	rt->load = RR_LOAD_FAILED;
-	rr_rt_room_ready(cl->core, r);
+	rr_rt_room_ready(core, r);
 }
 
 static void maybe_ready(struct rt_clog *cl)

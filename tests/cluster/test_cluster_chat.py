@@ -16,12 +16,14 @@ Cases:
   - a node SIGKILLed while another publishes, then restarted on its data
     folder: it catches up from the stream (the same epoch; members joining
     it replay everything from 0), and publishes in the one order;
+  - a room leaves memory (--room-idle-evict 300ms) and comes back: it
+    loads from its copy and the stream (replay from 0, the next id);
   - node-c SIGKILLed 5 times while a member on every node publishes:
     each node's log replayed from 0 is 1..N, the same on every node, and
     every acked message is in it exactly once, under its acked id;
-  - NATS stopped: a publish gets storage_unavailable, never an ack, and
-    the members stay connected; NATS back: publishing goes on from N+1 on
-    every node.
+  - NATS stopped: a publish gets storage_unavailable, never an ack, the
+    members stay connected, and a room that must load answers 503; NATS
+    back: publishing goes on from N+1 on every node, and that room loads.
 
 Usage: test_cluster_chat.py <ringroom binary>
 """
@@ -263,6 +265,48 @@ class Suite:
                 return why
         return self.same_log(self.n)
 
+    async def evicted(self):
+        """A room on node-a loses its last member and leaves memory
+        (--room-idle-evict); back, it loads from its copy and the stream:
+        replay from 0, and the next id."""
+        a = self.brokers["node-a"]
+        room_q = {"since": 0, "epoch": self.epoch}
+
+        async def member(query=None):
+            url = "ws://127.0.0.1:%d/chat/evict.room" % a.port
+            if query:
+                url += "?" + urllib.parse.urlencode(query)
+            ws = await websockets.connect(url, ping_interval=None, open_timeout=20)
+            return Chat("node-a", ws)
+        loop = asyncio.get_running_loop()
+
+        def rooms():
+            return rrtest.get_metrics(a.port).sum("ringroom_rooms_open")
+        before = await loop.run_in_executor(None, rooms)
+        m = await member()
+        f = await m.publish("before-eviction", "be")
+        if f["type"] != "ack" or f["id"] != 1:
+            return "the first message of a new room: %s" % f
+        await m.close()
+        deadline = time.monotonic() + EVENTUALLY
+        while await loop.run_in_executor(None, rooms) > before:
+            if time.monotonic() > deadline:
+                return "the room did not leave memory"
+            await asyncio.sleep(0.1)
+        m = await member(room_q)
+        try:
+            why = await m.wait(lambda: m.of("synced"), "synced")
+            if why:
+                return why
+            if m.message_ids() != [1]:
+                return "replay after the eviction: %s" % m.message_ids()
+            f = await m.publish("after-eviction", "ae")
+            if f["type"] != "ack" or f["id"] != 2:
+                return "after the eviction: %s" % f
+        finally:
+            await m.close()
+        return None
+
     async def kill_loop(self):
         """Node-c SIGKILLed KILLS times while a member on every node
         publishes (node-c's own in-flight messages may be lost unacked);
@@ -363,6 +407,15 @@ class Suite:
         f = await p.publish("during-the-outage", "down-1")
         if f.get("type") != "error" or f.get("code") != "storage_unavailable":
             return "a publish with NATS down got %s" % f
+        # a room that is not in memory cannot load from the stream now
+        try:
+            ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room" %
+                                          self.brokers["node-b"].port, open_timeout=EVENTUALLY)
+            await ws.close()
+            return "a room that must load joined with NATS down"
+        except websockets.exceptions.InvalidStatusCode as e:
+            if e.status_code != 503:
+                return "joining a room that must load with NATS down: %d" % e.status_code
         self.nats.start()
         for n in NODES:
             if tcb.wait_metrics(self.brokers[n],
@@ -391,7 +444,13 @@ class Suite:
         stray = [m.node + ": " + m.closed for m in self.members if m.closed]
         if stray:
             return "members closed: %s" % stray[:3]
-        return self.same_log(self.n + 3)
+        why = self.same_log(self.n + 3)
+        if why:
+            return why
+        ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room" %
+                                      self.brokers["node-b"].port, open_timeout=EVENTUALLY)
+        await ws.close()
+        return None
 
     async def run(self):
         cases = [
@@ -402,6 +461,8 @@ class Suite:
              "on every node", self.api),
             ("SIGKILL a node, publish, restart it: it catches up (same epoch, replay from 0 "
              "on it), and its members publish in the one order", self.restart),
+            ("a room leaves memory and comes back: replay from 0 and the next id",
+             self.evicted),
             ("SIGKILL a node %d times while every node publishes: every node's log replayed "
              "from 0 is 1..N, the same everywhere, each acked message once" % KILLS,
              self.kill_loop),
@@ -434,6 +495,7 @@ def main():
         for n in NODES:
             b = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", n,
                                        "--chat-rate", "1000", "--idle-timeout", "10m",
+                                       "--room-idle-evict", "300ms",
                                        "--api-key-file", keyfile], name=n)
             brokers.append(b)
             b.start()
