@@ -43,6 +43,7 @@ struct rr_core;
 enum rr_layer_id {
 	RR_LAYER_CONN = 0, /* connections and the gate */
 	RR_LAYER_ROOM,	   /* room registry */
+	RR_LAYER_NET,	   /* rooms across nodes (--cluster) */
 	RR_LAYER_RT,	   /* handler runtime */
 	RR_LAYERS,
 };

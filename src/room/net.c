@@ -84,7 +84,7 @@ static void net_retry(struct rr_timer *t, uint64_t now_ms);
 
 static struct rr_room_net *net_of(struct rr_core *core, bool create)
 {
-	struct rr_room_net **slot = rr_room_net_slot(core);
+	struct rr_room_net **slot = (struct rr_room_net **)&core->layer[RR_LAYER_NET];
 	if (*slot || !create)
 		return *slot;
 	struct rr_room_net *n = calloc(1, sizeof(*n));
@@ -353,9 +353,9 @@ static void on_msg(struct rr_cluster_msg *msg)
 	rr_frame_unref(f);
 }
 
-void rr_room_net_fini(struct rr_core *core)
+static void net_fini(struct rr_core *core)
 {
-	struct rr_room_net **slot = rr_room_net_slot(core);
+	struct rr_room_net **slot = (struct rr_room_net **)&core->layer[RR_LAYER_NET];
 	struct rr_room_net *n = *slot;
 	if (n == NULL)
 		return;
@@ -385,8 +385,14 @@ static void on_cluster_msg(struct rr_core *core, const struct io_uring_cqe *cqe)
 	rr_cluster_deliver(rr_ud_to_ptr(io_uring_cqe_get_data64(cqe)));
 }
 
+static const struct rr_layer net_layer = {
+    .name = "rooms across nodes",
+    .fini = net_fini,
+};
+
 void rr_room_net_register(void)
 {
+	rr_reactor_layer(RR_LAYER_NET, &net_layer);
 	rr_reactor_on(RR_UD_CLUSTER, on_cluster_done);
 	rr_reactor_on(RR_UD_CLUSTER_MSG, on_cluster_msg);
 }
@@ -408,11 +414,6 @@ void rr_room_net_publish(struct rr_core *core, const char *room, size_t room_len
 	(void)opcode;
 	(void)p;
 	(void)len;
-}
-
-void rr_room_net_fini(struct rr_core *core)
-{
-	(void)core;
 }
 
 void rr_room_net_register(void)

@@ -15,17 +15,11 @@
 struct rr_room_table {
 	struct rr_room **buckets;
 	uint32_t nbuckets, count;
-	struct rr_room_net *net; /* room/net.c */
 };
 
 static struct rr_room_table *table(struct rr_core *core)
 {
 	return core->layer[RR_LAYER_ROOM];
-}
-
-struct rr_room_net **rr_room_net_slot(struct rr_core *core)
-{
-	return &table(core)->net;
 }
 
 /* ---- which rooms are spread: one set for the broker -------------------------
@@ -341,7 +335,6 @@ static void rooms_fini(struct rr_core *core)
 	struct rr_room_table *t = table(core);
 	if (t == NULL)
 		return;
-	rr_room_net_fini(core);
 	for (uint32_t i = 0; t->buckets && i < t->nbuckets; i++) {
 		struct rr_room *r = t->buckets[i];
 		while (r) {

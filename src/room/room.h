@@ -66,21 +66,17 @@ void rr_room_register(void);
 /* room/shard.c: the shards of spread rooms, with the connection layer */
 void rr_room_shard_register(void);
 
-/* room/net.c: /raw/ rooms across nodes (--cluster; no-ops without it).
- * rr_room_net_watch: r's count went to 1 or 0 on its home; the node
- * subscribes to the room's subject while it has members. publish: a
- * message the node's members or the backend API sent to a /raw/ room,
- * once to the other nodes (their members get it, this node's do not).
- * net_register: the cluster's completion kinds; net_fini: the core's
- * records (after the cluster thread is closed). */
-struct rr_room_net;
+/* room/net.c (above room.c, below builtin.c): /raw/ rooms across nodes
+ * (--cluster; no-ops without it). rr_room_net_watch: r's count went to 1
+ * or 0 on its home; the node subscribes to the room's subject while it has
+ * members. publish: a message the node's members or the backend API sent
+ * to a /raw/ room, once to the other nodes (their members get it, this
+ * node's do not). register: its layer (per-core state) and the cluster's
+ * completion kinds. */
 void rr_room_net_register(void);
 void rr_room_net_watch(struct rr_core *core, struct rr_room *r);
 void rr_room_net_publish(struct rr_core *core, const char *room, size_t room_len, uint8_t opcode,
 			 const uint8_t *p, size_t len);
-void rr_room_net_fini(struct rr_core *core);
-/* the core's net state, kept with its room table (room.c) */
-struct rr_room_net **rr_room_net_slot(struct rr_core *core);
 
 /* The room, or NULL when it is not in memory. */
 struct rr_room *rr_room_find(struct rr_core *core, uint8_t kind, const char *name, size_t n);

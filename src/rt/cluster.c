@@ -27,6 +27,8 @@
 #include "rt/rt.h"
 #include "core/log.h"
 
+struct rr_rt_clog_hooks rr_rt_clog_hooks;
+
 #if RR_HAVE_CLUSTER
 
 #include "cluster/cluster.h"
@@ -193,7 +195,7 @@ static void load_failed(struct rt_clog *cl, const char *why, int err)
 		err ? ": " : "", err ? strerror(-err) : "");
 	rr_rt_clog_stop(core, rt); /* may free cl */
 	rt->load = RR_LOAD_FAILED;
-	rr_rt_room_ready(core, r);
+	rr_rt_clog_hooks.room_ready(core, r);
 }
 
 static void maybe_ready(struct rt_clog *cl)
@@ -202,7 +204,7 @@ static void maybe_ready(struct rt_clog *cl)
 		return;
 	cl->ready = true;
 	rt_of(cl->room)->last_id = cl->cache_id;
-	rr_rt_room_ready(cl->core, cl->room);
+	rr_rt_clog_hooks.room_ready(cl->core, cl->room);
 }
 
 static void pump(struct rt_clog *cl);

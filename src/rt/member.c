@@ -28,7 +28,7 @@ static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
 static void member_open(struct rr_core *core, struct rr_conn *c);
 static void api_room_ready(struct rr_core *core, struct rr_room *r);
 
-void rr_rt_room_ready(struct rr_core *core, struct rr_room *r)
+static void room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	r->busy++; /* opens and alarms below may empty the room */
@@ -87,7 +87,7 @@ static void on_loaded(struct rr_core *core, struct sreq *s)
 		rr_warn("room '%s': loading its log failed: %s", r->name, strerror(-s->req.res));
 		rt->load = RR_LOAD_FAILED;
 	}
-	rr_rt_room_ready(core, r);
+	room_ready(core, r);
 }
 
 /* Find or create a handler room with its runtime state. */
@@ -124,13 +124,13 @@ void rr_rt_room_wake(struct rr_core *core, struct rr_room *r)
 	if (rt->load != RR_LOAD_NONE)
 		return;
 	if (!rt->h->durable) {
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 		return;
 	}
 	rt->load = RR_LOAD_LOADING;
 	if (rr_rt_room_load(core, r, on_loaded) < 0) {
 		rt->load = RR_LOAD_FAILED;
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 	}
 }
 
@@ -334,7 +334,7 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 		rt_of(r)->load = RR_LOAD_LOADING;
 		if (rr_rt_room_load(core, r, on_loaded) < 0) {
 			rt_of(r)->load = RR_LOAD_FAILED;
-			rr_rt_room_ready(core, r);
+			room_ready(core, r);
 		}
 	}
 }
@@ -437,7 +437,7 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 	if (rt->load == RR_LOAD_LOADING)
 		return;
 	if (!h->durable) {
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 		return;
 	}
 	rt->load = RR_LOAD_LOADING;
@@ -445,7 +445,7 @@ static void rt_open(struct rr_core *core, struct rr_conn *c, const struct rr_gat
 	if (rc < 0) {
 		rr_warn("room '%s': can't load (%s)", r->name, strerror(-rc));
 		rt->load = RR_LOAD_FAILED;
-		rr_rt_room_ready(core, r);
+		room_ready(core, r);
 	}
 }
 
@@ -680,6 +680,7 @@ static size_t rt_room(const struct rr_conn *c, const char **name)
 
 void rr_rt_member_register(void)
 {
+	rr_rt_clog_hooks.room_ready = room_ready;
 	rr_rt_owner.room = rt_room;
 	rr_gate_api(RR_ROUTE_CHAT, rt_api);
 	rr_rt_room_ops.empty = rt_room_empty;

@@ -138,26 +138,6 @@ static inline struct rr_room_rt *rt_of(const struct rr_room *r)
 	return r && r->ops == &rr_rt_room_ops ? r->owner : NULL;
 }
 
-/* member.c: the room's load is over (rt->load READY or FAILED): open the
- * members waiting for it */
-void rr_rt_room_ready(struct rr_core *core, struct rr_room *r);
-
-/* cluster.c: the cluster's log of a /chat/ room (--cluster). wanted: the
- * room's log is the cluster's; start: after the local log's position is
- * loaded, takes the load over (0), or -errno (the load fails); stop: the
- * room leaves memory; append / last_id: rr_log_append / rr_log_last_id;
- * busy: work in flight keeps the room; init/fini: the core's state. */
-struct rt_clog;
-bool rr_rt_clog_wanted(const struct rr_room *r);
-int rr_rt_clog_start(struct rr_core *core, struct rr_room *r);
-void rr_rt_clog_stop(struct rr_core *core, struct rr_room_rt *rt);
-int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint64_t *id_out,
-		      rr_log_done_fn *done, void *arg);
-uint64_t rr_rt_clog_last_id(const struct rr_room_rt *rt);
-bool rr_rt_clog_busy(const struct rr_room_rt *rt);
-int rr_rt_clog_init(struct rr_core *core);
-void rr_rt_clog_fini(struct rr_core *core);
-
 /* storage.c: requests to the storage worker */
 enum sreq_kind {
 	SR_ROOM_LOAD,
@@ -208,6 +188,29 @@ void rr_rt_sha256(const void *p, size_t n, uint8_t out[32]);
 /* Load a room's log position; done runs with the completion. 0 or -errno. */
 int rr_rt_room_load(struct rr_core *core, struct rr_room *r,
 		    void (*done)(struct rr_core *core, struct sreq *s));
+
+/* cluster.c: the cluster's log of a /chat/ room (--cluster), above
+ * storage.c and below api.c and member.c. wanted: the room's log is the
+ * cluster's; start: after the local log's position is loaded, takes the
+ * load over (0), or -errno (the load fails); stop: the room leaves memory;
+ * append / last_id: rr_log_append / rr_log_last_id; busy: work in flight
+ * keeps the room; init/fini: the core's state. It tells member.c that the
+ * load is over through rr_rt_clog_hooks (member.c registers it). */
+struct rt_clog;
+bool rr_rt_clog_wanted(const struct rr_room *r);
+int rr_rt_clog_start(struct rr_core *core, struct rr_room *r);
+void rr_rt_clog_stop(struct rr_core *core, struct rr_room_rt *rt);
+int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint64_t *id_out,
+		      rr_log_done_fn *done, void *arg);
+uint64_t rr_rt_clog_last_id(const struct rr_room_rt *rt);
+bool rr_rt_clog_busy(const struct rr_room_rt *rt);
+int rr_rt_clog_init(struct rr_core *core);
+void rr_rt_clog_fini(struct rr_core *core);
+struct rr_rt_clog_hooks {
+	/* the load is over (rt->load READY or FAILED): open the waiters */
+	void (*room_ready)(struct rr_core *core, struct rr_room *r);
+};
+extern struct rr_rt_clog_hooks rr_rt_clog_hooks;
 
 /* member.c: rooms and members */
 struct rr_room *rr_rt_room_get(struct rr_core *core, const struct rr_handler *h, unsigned route,
