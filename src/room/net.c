@@ -167,7 +167,7 @@ static void settle(struct rr_room_net *n, struct net_sub *s)
 		free(s);
 		return;
 	}
-	if (s->want == (s->sub != NULL))
+	if (s->want == (s->sub != NULL) || cluster() == NULL)
 		return;
 	struct rr_core *core = n->core;
 	s->req = (struct rr_cluster_req){
@@ -359,6 +359,8 @@ static void net_fini(struct rr_core *core)
 	struct rr_room_net *n = *slot;
 	if (n == NULL)
 		return;
+	if (rr_timer_armed(&n->retry))
+		rr_timer_cancel(&core->wheel, &n->retry);
 	/* after rr_cluster_close: nothing refers to the records any more */
 	for (uint32_t i = 0; i < n->nbuckets; i++) {
 		struct net_sub *s = n->buckets[i];
