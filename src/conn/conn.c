@@ -16,6 +16,7 @@
  * list and the owner hears of it in the settle step (see conn.h).
  */
 #include "conn/conn.h"
+#include "conn/xq.h"
 #include "core/assert.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -57,7 +58,10 @@ struct rr_conn *rr_conn_alloc(struct rr_core *core, int fd)
 	rr_timer_init(&c->timer, conn_timer_fn);
 	rr_ws_rx_init(&c->rx);
 	core->conns_live++;
-	RR_STAT_INC(core, connections_open);
+	if (fd < 0)
+		c->flags |= RR_CF_STUB; /* its member's core counts the connection */
+	else
+		RR_STAT_INC(core, connections_open);
 	return c;
 }
 
@@ -88,7 +92,10 @@ void rr_conn_release(struct rr_core *core, struct rr_conn *c)
 	rr_outq_free(&c->out, &cs->pool);
 	free(c->in); /* input backlog (conn/input.c) */
 	c->in = NULL;
-	free(c->handoff); /* a hand-off not yet submitted (at exit) */
+	if (c->flags & (RR_CF_STUB | RR_CF_REMOTE))
+		rr_remote_free(c);
+	else
+		free(c->handoff); /* a hand-off not yet submitted (at exit) */
 	c->handoff = NULL;
 	rr_ws_rx_free(&c->rx);
 	rr_tls_free(c->tls);
@@ -100,7 +107,8 @@ void rr_conn_release(struct rr_core *core, struct rr_conn *c)
 	c->ip = NULL;
 	member_done(core, c);
 	core->conns_live--;
-	RR_STAT_DEC(core, connections_open);
+	if (!(c->flags & RR_CF_STUB))
+		RR_STAT_DEC(core, connections_open);
 	c->state = RR_CONN_FREE;
 	c->gen = (c->gen + 1) & 0xffffff;
 	if (c->gen == 0)
@@ -159,6 +167,8 @@ static void submit_close(struct rr_core *core, struct rr_conn *c)
 
 void rr_conn_set_deadline(struct rr_core *core, struct rr_conn *c, uint64_t at_ms)
 {
+	if (c->flags & RR_CF_STUB)
+		return; /* its member's core keeps its time */
 	rr_timer_set(&core->wheel, &c->timer, at_ms);
 }
 
@@ -205,13 +215,112 @@ static void queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code, 
 		rr_frame_unref(f);
 }
 
+/* ---- stubs: what the home does to a member on another core -------------------- */
+
+/* A stub is done: out of the member count now, freed after this settle
+ * step's leaving list (its owner's leave may still use it). */
+static void stub_dead(struct rr_core *core, struct rr_conn *c)
+{
+	struct rr_conns *cs = rr_conns(core);
+	member_done(core, c);
+	c->state = RR_CONN_DEAD;
+	c->next = cs->dead_stubs;
+	cs->dead_stubs = c;
+}
+
+static void queue_leave(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean);
+
+static int stub_frame(struct rr_core *core, struct rr_conn *c, struct rr_frame *f, bool bulk)
+{
+	struct rr_remote *rm = c->remote;
+	if (c->state != RR_CONN_OPEN)
+		return -EPIPE;
+	if (rr_xq_frame(core, rm->core, RR_XOP_FRAME_TO, bulk, rm->idx, rm->gen, f) < 0) {
+		rr_conn_close(core, c, RR_WS_CLOSE_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	if (bulk)
+		rm->queued += f->len;
+	return 0;
+}
+
+static void stub_op(struct rr_core *core, struct rr_conn *c, enum rr_xop op)
+{
+	rr_xq_op(core, c->remote->core, op, 0, 0, c->remote->idx, c->remote->gen, 0);
+}
+
+static void stub_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const char *reason)
+{
+	size_t n = reason ? strlen(reason) : 0;
+	char *p = rr_xq_op(core, c->remote->core, RR_XOP_CLOSE, 0, code, c->remote->idx,
+			   c->remote->gen, n + 1);
+	if (p) {
+		memcpy(p, reason ? reason : "", n);
+		p[n] = '\0';
+	}
+}
+
+/* The home answers a waiting member with status (f: its response or NULL). */
+static void stub_reply(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+{
+	struct rr_remote *rm = c->remote;
+	struct rr_frame **p =
+	    rr_xq_op(core, rm->core, RR_XOP_REPLY, 0, 0, rm->idx, rm->gen, sizeof(*p));
+	if (p)
+		*p = f ? rr_frame_share(f) : NULL;
+	if (f)
+		rr_frame_unref(f);
+	if (c->state == RR_CONN_OPEN || c->state == RR_CONN_WAIT)
+		queue_leave(core, c, 1006, false);
+	stub_dead(core, c);
+}
+
+/* The member left on its core: the stub leaves the same way. */
+void rr_conn_stub_left(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean)
+{
+	if (c->state != RR_CONN_OPEN && c->state != RR_CONN_WAIT)
+		return;
+	queue_leave(core, c, code, clean);
+	stub_dead(core, c);
+}
+
+static int stub_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[29],
+			const char *protocol)
+{
+	struct rr_remote *rm = c->remote;
+	size_t n = protocol ? strlen(protocol) : 0;
+	if (core->draining) {
+		rr_conn_reply(core, c, 503, NULL);
+		return -ESHUTDOWN;
+	}
+	struct rr_xupgrade *u =
+	    rr_xq_op(core, rm->core, RR_XOP_UPGRADE, 0, 0, rm->idx, rm->gen, sizeof(*u) + n + 1);
+	if (u == NULL) {
+		rr_conn_reply(core, c, 503, NULL);
+		return -ENOMEM;
+	}
+	u->stub_idx = c->idx;
+	u->stub_gen = c->gen;
+	memcpy(u->accept, accept, 29);
+	memcpy(u->protocol, protocol ? protocol : "", n);
+	u->protocol[n] = '\0';
+	c->state = RR_CONN_OPEN;
+	c->flags |= RR_CF_MEMBER;
+	core->members_live++;
+	return 0;
+}
+
 uint64_t rr_conn_queued_bytes(const struct rr_conn *c)
 {
+	if (c->flags & RR_CF_STUB)
+		return c->remote->queued;
 	return rr_outq_ahead(&c->out) + (c->tls ? rr_tls_pending_bytes(c->tls) : 0);
 }
 
 int rr_conn_send(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 {
+	if (rr_unlikely(c->flags & RR_CF_STUB))
+		return stub_frame(core, c, f, false);
 	if (c->state != RR_CONN_OPEN)
 		return -EPIPE;
 	uint64_t queued = rr_outq_live(&c->out) + (c->tls ? rr_tls_pending_bytes(c->tls) : 0);
@@ -239,6 +348,8 @@ int rr_conn_write(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 
 int rr_conn_send_bulk(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
 {
+	if (c->flags & RR_CF_STUB)
+		return stub_frame(core, c, f, true);
 	if (c->state != RR_CONN_OPEN)
 		return -EPIPE;
 	if (push(core, c, f, false, true) < 0) {
@@ -250,11 +361,21 @@ int rr_conn_send_bulk(struct rr_core *core, struct rr_conn *c, struct rr_frame *
 
 void rr_conn_hold(struct rr_conn *c)
 {
+	if (c->flags & RR_CF_STUB) {
+		if (c->state == RR_CONN_OPEN)
+			stub_op(rr_core_current(), c, RR_XOP_HOLD);
+		return;
+	}
 	c->flags |= RR_CF_HOLD;
 }
 
 void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c)
 {
+	if (c->flags & RR_CF_STUB) {
+		if (c->state == RR_CONN_OPEN)
+			stub_op(core, c, RR_XOP_RELEASE);
+		return;
+	}
 	c->flags &= ~RR_CF_HOLD;
 	if (rr_outq_release_hold(&c->out))
 		rr_conn_mark_dirty(core, c);
@@ -262,7 +383,10 @@ void rr_conn_release_hold(struct rr_core *core, struct rr_conn *c)
 
 void rr_conn_want_writable(struct rr_core *core, struct rr_conn *c)
 {
-	(void)core;
+	if ((c->flags & RR_CF_STUB) && c->state == RR_CONN_OPEN) {
+		stub_op(core, c, RR_XOP_WANT);
+		return;
+	}
 	if (c->state == RR_CONN_OPEN)
 		c->flags |= RR_CF_WANT_WRITABLE;
 }
@@ -308,7 +432,7 @@ static void queue_leave(struct rr_core *core, struct rr_conn *c, uint16_t code, 
 	struct rr_conns *cs = rr_conns(core);
 	if (c->owner == NULL || (c->flags & RR_CF_LEAVING))
 		return;
-	if (c->flags & RR_CF_MEMBER)
+	if ((c->flags & RR_CF_MEMBER) && !(c->flags & RR_CF_STUB))
 		log_conn(c, "conn_close", code);
 	if (cs->nleaving == cs->leaving_cap) {
 		uint32_t cap = cs->leaving_cap ? cs->leaving_cap * 2 : 64;
@@ -362,6 +486,12 @@ void rr_conn_settle_leaving(struct rr_core *core)
 		start = end;
 	}
 	cs->nleaving = 0;
+	while (cs->dead_stubs) {
+		struct rr_conn *c = cs->dead_stubs;
+		cs->dead_stubs = c->next;
+		c->next = NULL;
+		rr_conn_release(core, c);
+	}
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -370,6 +500,13 @@ void rr_conn_close(struct rr_core *core, struct rr_conn *c, uint16_t code, const
 {
 	if (c->state != RR_CONN_OPEN)
 		return;
+	if (c->flags & RR_CF_STUB) {
+		queue_leave(core, c, code,
+			    code == RR_WS_CLOSE_NORMAL || code == RR_WS_CLOSE_GOING_AWAY);
+		stub_close(core, c, code, reason);
+		stub_dead(core, c);
+		return;
+	}
 	RR_STAT_CLOSE(core, code); /* ringroom_closes_total{code}: every close the broker starts */
 	c->state = RR_CONN_CLOSING;
 	queue_leave(core, c, code, code == RR_WS_CLOSE_NORMAL || code == RR_WS_CLOSE_GOING_AWAY);
@@ -406,6 +543,12 @@ void rr_conn_fail(struct rr_core *core, struct rr_conn *c, uint16_t code)
 
 void rr_conn_reply(struct rr_core *core, struct rr_conn *c, int status, struct rr_frame *f)
 {
+	if (c->flags & RR_CF_STUB) {
+		if (f == NULL)
+			f = rr_http_response(status, NULL, NULL, 0);
+		stub_reply(core, c, f); /* counted where the socket is */
+		return;
+	}
 	switch (status) {
 	case 400:
 		RR_STAT_INC(core, rejected_400);
@@ -506,6 +649,14 @@ void rr_conn_kill(struct rr_core *core, struct rr_conn *c)
 {
 	if (c->state == RR_CONN_DEAD || c->state == RR_CONN_FREE)
 		return;
+	if (c->flags & RR_CF_STUB) {
+		if (c->state == RR_CONN_OPEN || c->state == RR_CONN_WAIT) {
+			queue_leave(core, c, 1006, false);
+			stub_close(core, c, RR_WS_CLOSE_INTERNAL, "internal error");
+		}
+		stub_dead(core, c);
+		return;
+	}
 	if (c->state == RR_CONN_OPEN || c->state == RR_CONN_WAIT)
 		queue_leave(core, c, 1006, false);
 	if (c->state == RR_CONN_HANDOFF && (c->flags & RR_CF_HANDOFF_WAIT)) {
@@ -617,6 +768,8 @@ static void conn_timer_fn(struct rr_timer *t, uint64_t now_ms)
 int rr_conn_upgrade(struct rr_core *core, struct rr_conn *c, const char accept[29],
 		    const char *protocol)
 {
+	if (c->flags & RR_CF_STUB)
+		return stub_upgrade(core, c, accept, protocol);
 	if (core->draining) {
 		/* it waited (room load, hand-off) across the start of the drain */
 		rr_conn_reply(core, c, 503, NULL);

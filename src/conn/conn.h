@@ -75,9 +75,11 @@ enum rr_conn_flag {
 	RR_CF_HOLD = 1u << 18,		/* live output waits behind a replay */
 	RR_CF_CLEAN = 1u << 19,		/* the leave is a clean close (1000/1001/peer's) */
 	RR_CF_WANT_WRITABLE = 1u << 20, /* tell the owner when the queue runs low */
+	RR_CF_STUB = 1u << 21,		/* a member whose socket is on another core */
 	RR_CF_BACKLOG = 1u << 22,	/* on the core's input backlog list */
 	RR_CF_PROXY = 1u << 23,		/* reading its PROXY protocol header */
 	RR_CF_BODY = 1u << 24,		/* HTTP requests with bodies (the backend API) */
+	RR_CF_REMOTE = 1u << 25,	/* a member of a room homed on another core */
 };
 
 struct rr_hs {
@@ -87,6 +89,7 @@ struct rr_hs {
 
 struct rr_inbuf; /* input backlog, conn/input.c */
 struct rr_handoff;
+struct rr_remote;
 struct rr_tls;
 struct rr_ip_entry;
 struct rr_conn;
@@ -142,11 +145,14 @@ struct rr_conn {
 	struct rr_timer timer;
 	struct rr_ws_rx rx;
 	struct rr_hs *hs;
-	struct rr_inbuf *in;	    /* input backlog, while over budget */
-	struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
-	struct rr_ip_entry *ip;	    /* with --max-connections-per-ip */
-	struct rr_addr peer;	    /* the client: accepted peer or PROXY source */
-	struct rr_tls *tls;	    /* NULL on the plain port */
+	struct rr_inbuf *in; /* input backlog, while over budget */
+	union {
+		struct rr_handoff *handoff; /* while RR_CONN_HANDOFF */
+		struct rr_remote *remote;   /* RR_CF_STUB or RR_CF_REMOTE */
+	};
+	struct rr_ip_entry *ip; /* with --max-connections-per-ip */
+	struct rr_addr peer;	/* the client: accepted peer or PROXY source */
+	struct rr_tls *tls;	/* NULL on the plain port */
 };
 
 /* What the gate registers: it hears the request bytes of a connection in
@@ -203,6 +209,61 @@ void rr_conn_handoff(struct rr_core *core, struct rr_conn *c, unsigned home, con
 /* The client's address for logs ("?" when unknown). */
 void rr_conn_peer(const struct rr_conn *c, char *out, size_t cap);
 
+/* ---- spread rooms: members on other cores (conn/remote.c) ------------------
+ *
+ * A spread room has one home core, which orders everything: its member list,
+ * its handler and every broadcast. A member accepted on another core stays
+ * there (RR_CF_REMOTE: its socket, TLS, timers and output queue), and the
+ * home holds a stub for it (RR_CF_STUB: a slot without a socket, carrying
+ * what the layers above keep per member). What the home does to a stub goes
+ * to the member's core through that pair of cores' queue (conn/xq.h), in
+ * order: the 101, each frame, holds, closes; what the member does comes back
+ * the same way (its messages, its leaving, its queue running low). A
+ * broadcast passes each frame once per core (rr_conn_remote_all), by
+ * reference (core/frame.h), and that core queues it on its own members of
+ * the room (its shard) in its own corked flush.
+ */
+struct rr_remote {
+	uint32_t core;	   /* the other end's core */
+	uint32_t idx, gen; /* the other end's connection; gen 0: not known yet */
+	uint64_t queued;   /* a stub: bulk bytes passed on since the member's last report */
+	uint8_t *early;	   /* a remote member: bytes after its request, fed after the 101 */
+	uint32_t early_len;
+	uint8_t route;
+	uint8_t room_len;
+	char room[]; /* a remote member: its room's name, NUL-terminated */
+};
+
+/* What the room layer does with remote members on their own core. */
+struct rr_conn_shard {
+	/* c had its 101: it joins this core's shard of route/room */
+	int (*join)(struct rr_core *core, struct rr_conn *c, unsigned route, const char *room,
+		    size_t n);
+	/* c leaves its shard (first pass of its close) */
+	void (*detach)(struct rr_core *core, struct rr_conn *c);
+	/* f for every member of this core's shard of route/room but except */
+	void (*deliver)(struct rr_core *core, unsigned route, const char *room, size_t n,
+			struct rr_frame *f, const struct rr_conn *except);
+};
+void rr_conn_shard_register(const struct rr_conn_shard *s);
+
+/* Keep c here as a member of route/room, homed on core home: the home gets
+ * record (the gate's, as for a hand-off) and answers with the 101 or a
+ * status; extra (bytes after the request) waits here until then. */
+void rr_conn_remote_join(struct rr_core *core, struct rr_conn *c, unsigned home, unsigned route,
+			 const char *room, size_t room_len, const void *record, size_t len,
+			 const uint8_t *extra, size_t extra_len);
+/* A stub: the core its member's socket is on. */
+static inline unsigned rr_conn_stub_core(const struct rr_conn *c)
+{
+	return c->remote->core;
+}
+/* On the home: queue f (reference kept by the callee as needed) for every
+ * member of route/room's shard on core dst but except (a stub on dst, or
+ * NULL). */
+void rr_conn_remote_all(struct rr_core *core, unsigned dst, unsigned route, const char *room,
+			size_t n, struct rr_frame *f, const struct rr_conn *except);
+
 /* ---- inside the connection layer (conn/ files) ------------------------------- */
 
 /* Per-core state of the connection layer (core->layer[RR_LAYER_CONN]). */
@@ -229,6 +290,9 @@ struct rr_conns {
 	uint8_t *tls_plain;
 	size_t tls_plain_cap;
 	struct rr_out_pool pool; /* output chunks */
+	/* stubs closed this iteration: freed after the leaving list */
+	struct rr_conn *dead_stubs;
+	struct rr_xq *xq; /* queues to the other cores (conn/xq.c) */
 	/* accepting */
 	struct rr_accept_slot *accept_slots;
 	struct rr_timer accept_retry; /* re-arms accepts parked on a full table */
@@ -242,7 +306,9 @@ static inline struct rr_conns *rr_conns(struct rr_core *core)
 
 extern const struct rr_conn_gate *rr_conn_gate;
 
-/* conn.c (lowest: the others call it) */
+struct rr_xq;
+
+/* conn.c (the others call it; it calls only outq.c and xq.c) */
 struct rr_conn *rr_conn_alloc(struct rr_core *core, int fd);
 void rr_conn_release(struct rr_core *core, struct rr_conn *c);
 struct rr_conn *rr_conn_lookup(struct rr_core *core, uint64_t user_data);
@@ -271,6 +337,10 @@ void rr_handoff_submit(struct rr_core *core, struct rr_conn *c);
 /* send.c */
 void rr_send_flush_all(struct rr_core *core);
 void rr_send_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe);
+void rr_conn_stub_left(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean);
+/* remote.c */
+void rr_remote_on_batch(struct rr_core *core, const struct io_uring_cqe *cqe);
+void rr_remote_free(struct rr_conn *c);
 /* accept.c */
 void rr_accept_start(struct rr_core *core);
 void rr_accept_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe);

@@ -277,6 +277,8 @@ static void plain_on_data(struct rr_core *core, struct rr_conn *c, uint8_t *p, s
 
 void rr_conn_feed(struct rr_core *core, struct rr_conn *c, uint8_t *p, size_t n)
 {
+	if (c->flags & RR_CF_STUB)
+		return; /* its own core feeds what came with its request */
 	if (n && (c->state == RR_CONN_OPEN || c->state == RR_CONN_CLOSING))
 		ws_deliver(core, c, p, n);
 	if (c->tls && c->state == RR_CONN_OPEN)

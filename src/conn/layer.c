@@ -5,6 +5,7 @@
  * and the completion handlers it registers.
  */
 #include "conn/conn.h"
+#include "conn/xq.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "tls/tls.h"
@@ -41,6 +42,9 @@ static int conns_init(struct rr_core *core)
 	cs->iovs = calloc(cs->iovs_cap, sizeof(*cs->iovs));
 	if (cs->msgs == NULL || cs->iovs == NULL)
 		return -ENOMEM;
+	int rc = rr_xq_init(core);
+	if (rc < 0)
+		return rc;
 	if (core->broker->cfg.tls_cert[0]) {
 		cs->tls_plain_cap = RR_TLS_RECORD_MAX + 256;
 		cs->tls_plain = malloc(cs->tls_plain_cap);
@@ -60,6 +64,7 @@ static void conns_flush(struct rr_core *core)
 {
 	rr_send_flush_all(core);
 	rr_in_rearm_all(core);
+	rr_xq_flush(core); /* one batch per other core */
 }
 
 static void conns_drain(struct rr_core *core)
@@ -101,6 +106,7 @@ static void conns_fini(struct rr_core *core)
 	struct rr_conns *cs = rr_conns(core);
 	if (cs == NULL)
 		return;
+	rr_xq_fini(core);
 	for (uint32_t i = 0; cs->slot && i < cs->used; i++) {
 		struct rr_conn *c = &cs->slot[i];
 		if (c->state == RR_CONN_FREE)
@@ -162,4 +168,6 @@ void rr_conn_register(const struct rr_conn_gate *gate)
 	rr_reactor_on(RR_UD_CLOSE, on_op_done);
 	rr_reactor_on(RR_UD_HANDOFF_OUT, on_op_done);
 	rr_reactor_on(RR_UD_HANDOFF_IN, rr_handoff_on_in);
+	rr_reactor_on(RR_UD_XQ_IN, rr_remote_on_batch);
+	rr_reactor_on(RR_UD_XQ_FAILED, rr_xq_on_failed);
 }

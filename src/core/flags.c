@@ -38,6 +38,8 @@ static const struct flag flags[] = {
 	 RR_MAX_CONNECTIONS_CEIL, "connections per client address (0: no limit); past it 429"},
 	{"max-room-size", F_U32, OFF(max_room_size), "100000", 1, RR_MAX_ROOM_SIZE_CEIL,
 	 "members per room; past it 503 + Retry-After before the upgrade"},
+	{"spread-at", F_U32, OFF(spread_at), "1000", 0, RR_MAX_ROOM_SIZE_CEIL,
+	 "a room this big spreads over every core: new members stay on their own core (0: never)"},
 	{"max-queued-bytes", F_SIZE, OFF(max_queued_bytes), "4MiB", 4096, RR_MAX_QUEUED_BYTES_CEIL,
 	 "output queued on one connection before it is closed with 1013"},
 	{"max-message-bytes", F_SIZE, OFF(max_message_bytes), "1MiB", 125,

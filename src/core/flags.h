@@ -25,6 +25,7 @@ struct rr_config {
 	uint32_t max_connections;
 	uint32_t max_connections_per_ip;
 	uint32_t max_room_size;
+	uint32_t spread_at; /* --spread-at: members at which a room spreads (0: never) */
 	uint64_t max_queued_bytes;
 	uint64_t max_message_bytes;
 	uint64_t max_header_bytes;

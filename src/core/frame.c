@@ -15,6 +15,9 @@ struct rr_frame *rr_frame_new(size_t len)
 		return NULL;
 	f->refs = 1;
 	f->len = (uint32_t)len;
+	f->data = f->bytes;
+	f->origin = NULL;
+	f->shared = false;
 	return f;
 }
 
@@ -47,9 +50,49 @@ struct rr_frame *rr_frame_ws_close(uint16_t code, const char *reason)
 	return rr_frame_ws(RR_WS_CLOSE, payload, n);
 }
 
+void rr_frame_drop_holder(struct rr_frame *o)
+{
+	if (atomic_fetch_sub_explicit(&o->holders, 1, memory_order_acq_rel) == 1)
+		free(o);
+}
+
 void rr_frame_unref(struct rr_frame *f)
 {
 	rr_assert(f->refs > 0);
-	if (--f->refs == 0)
+	if (--f->refs > 0)
+		return;
+	if (f->origin) {
+		rr_frame_drop_holder(f->origin);
 		free(f);
+	} else if (f->shared) {
+		rr_frame_drop_holder(f);
+	} else {
+		free(f);
+	}
+}
+
+struct rr_frame *rr_frame_share(struct rr_frame *f)
+{
+	rr_assert(f->origin == NULL);
+	if (!f->shared) {
+		f->shared = true;
+		atomic_init(&f->holders, 1); /* the maker's own references */
+	}
+	atomic_fetch_add_explicit(&f->holders, 1, memory_order_relaxed);
+	return f;
+}
+
+struct rr_frame *rr_frame_alias(struct rr_frame *origin)
+{
+	struct rr_frame *a = malloc(sizeof(*a));
+	if (a == NULL) {
+		rr_frame_drop_holder(origin);
+		return NULL;
+	}
+	a->refs = 1;
+	a->len = origin->len;
+	a->data = origin->data;
+	a->origin = origin;
+	a->shared = false;
+	return a;
 }

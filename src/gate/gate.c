@@ -28,6 +28,12 @@ struct route_owner {
 
 static struct route_owner routes[RR_GATE_ROUTES];
 static rr_gate_match_fn *matcher;
+static rr_gate_spread_fn *spread;
+
+void rr_gate_spread(rr_gate_spread_fn *fn)
+{
+	spread = fn;
+}
 
 void rr_gate_route(unsigned route, rr_gate_open_fn *open, bool auth)
 {
@@ -89,16 +95,15 @@ static void gate_arrived(struct rr_core *core, struct rr_conn *c, const void *p,
 	open_here(core, c, &u);
 }
 
-static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home,
-		     const struct rr_gate_upgrade *u)
+/* The record of u (with the bytes after the request when extra). */
+static struct record *record_make(const struct rr_gate_upgrade *u, bool extra, size_t *lenp)
 {
 	size_t plen = strlen(u->protocol);
-	size_t len = sizeof(struct record) + u->query_len + plen + 1 + u->extra_len;
+	size_t xlen = extra ? u->extra_len : 0;
+	size_t len = sizeof(struct record) + u->query_len + plen + 1 + xlen;
 	struct record *r = malloc(len);
-	if (r == NULL) {
-		rr_conn_reply(core, c, 503, NULL);
-		return;
-	}
+	if (r == NULL)
+		return NULL;
 	memset(r, 0, sizeof(*r));
 	r->route = (uint8_t)u->route;
 	r->room_len = (uint8_t)u->room_len;
@@ -112,10 +117,40 @@ static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home,
 		memcpy(r->bytes, u->query, u->query_len);
 	r->protocol_len = (uint32_t)plen;
 	memcpy(r->bytes + u->query_len, u->protocol, plen + 1);
-	r->extra_len = (uint32_t)u->extra_len;
-	if (u->extra_len)
-		memcpy(r->bytes + u->query_len + plen + 1, u->extra, u->extra_len);
+	r->extra_len = (uint32_t)xlen;
+	if (xlen)
+		memcpy(r->bytes + u->query_len + plen + 1, u->extra, xlen);
+	*lenp = len;
+	return r;
+}
+
+static void hand_off(struct rr_core *core, struct rr_conn *c, unsigned home,
+		     const struct rr_gate_upgrade *u)
+{
+	size_t len;
+	struct record *r = record_make(u, true, &len);
+	if (r == NULL) {
+		rr_conn_reply(core, c, 503, NULL);
+		return;
+	}
 	rr_conn_handoff(core, c, home, r, len);
+	free(r);
+}
+
+/* A spread room: c stays here; its home hears of it and answers. */
+static void keep_here(struct rr_core *core, struct rr_conn *c, unsigned home,
+		      const struct rr_gate_upgrade *u)
+{
+	size_t len;
+	struct record *r = record_make(u, false, &len);
+	if (r == NULL) {
+		rr_conn_reply(core, c, 503, NULL);
+		return;
+	}
+	if (u->id)
+		c->exp_s = (uint32_t)u->id->exp_s;
+	rr_conn_remote_join(core, c, home, u->route, u->room, u->room_len, r, len, u->extra,
+			    u->extra_len);
 	free(r);
 }
 
@@ -293,7 +328,10 @@ static void request_complete(struct rr_core *core, struct rr_conn *c, size_t hea
 	if (rt.kind != RR_ROUTE_ECHO)
 		home = rr_broker_home(b, rt.room.p, rt.room.n);
 	if (home != core->id) {
-		hand_off(core, c, home, &u);
+		if (spread && spread(rt.kind, rt.room.p, rt.room.n))
+			keep_here(core, c, home, &u);
+		else
+			hand_off(core, c, home, &u);
 		return;
 	}
 	c->hs = NULL;

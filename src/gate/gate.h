@@ -122,6 +122,10 @@ void rr_gate_register(void);
 #define RR_GATE_ROUTES 64
 void rr_gate_route(unsigned route, rr_gate_open_fn *open, bool auth);
 void rr_gate_matcher(rr_gate_match_fn *fn);
+/* Is route/room spread (rooms above decide): its new members stay on the
+ * core that accepted them instead of moving to its home core. */
+typedef bool rr_gate_spread_fn(unsigned route, const char *room, size_t n);
+void rr_gate_spread(rr_gate_spread_fn *fn);
 
 /* Prometheus text of the broker into a malloc'd buffer (*out, *len), sized
  * to fit any number of cores. 0 or -ENOMEM. */

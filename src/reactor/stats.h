@@ -18,62 +18,72 @@
 
 /* X(field, kind, help): exposed as ringroom_<field>{core="N"}, with _total
  * appended for a counter. */
-#define RR_STATS(X)                                                                        \
-	X(connections_accepted, counter, "TCP connections accepted")                       \
-	X(connections_open, gauge, "connections currently open on this core")              \
-	X(upgrades, counter, "WebSocket upgrades completed")                              \
-	X(handshake_timeouts, counter, "connections closed by --handshake-timeout")        \
-	X(handoffs_out, counter, "connections handed to their room's home core")          \
-	X(handoffs_in, counter, "connections received from another core")                 \
-	X(messages_in, counter, "data messages received")                                 \
-	X(bytes_in, counter, "bytes received")                                            \
-	X(frames_out, counter, "frames queued for sending (one per member per broadcast)") \
-	X(bytes_out, counter, "bytes sent")                                               \
-	X(sends, counter, "send operations submitted")                                    \
-	X(broadcasts, counter, "room broadcasts")                                         \
-	X(pings_sent, counter, "server pings sent")                                       \
-	X(api_requests, counter, "backend API requests routed to a room's core (or all)") \
-	X(proxy_rejected, counter, "connections closed for a missing or bad PROXY header or source") \
-	X(recv_paused, counter, "receives paused because the input backlog passed its limit") \
-	X(recv_enobufs, counter, "receives paused because the buffer ring ran dry")       \
-	X(rooms_open, gauge, "rooms currently in memory on this core")                    \
-	X(tls_handshakes, counter, "TLS handshakes completed")                            \
+#define RR_STATS(X)                                                                                \
+	X(connections_accepted, counter, "TCP connections accepted")                               \
+	X(connections_open, gauge, "connections currently open on this core")                      \
+	X(upgrades, counter, "WebSocket upgrades completed")                                       \
+	X(handshake_timeouts, counter, "connections closed by --handshake-timeout")                \
+	X(handoffs_out, counter, "connections handed to their room's home core")                   \
+	X(handoffs_in, counter, "connections received from another core")                          \
+	X(messages_in, counter, "data messages received")                                          \
+	X(bytes_in, counter, "bytes received")                                                     \
+	X(frames_out, counter, "frames queued for sending (one per member per broadcast)")         \
+	X(bytes_out, counter, "bytes sent")                                                        \
+	X(sends, counter, "send operations submitted")                                             \
+	X(broadcasts, counter, "room broadcasts")                                                  \
+	X(pings_sent, counter, "server pings sent")                                                \
+	X(api_requests, counter, "backend API requests routed to a room's core (or all)")          \
+	X(proxy_rejected, counter,                                                                 \
+	  "connections closed for a missing or bad PROXY header or source")                        \
+	X(recv_paused, counter, "receives paused because the input backlog passed its limit")      \
+	X(recv_enobufs, counter, "receives paused because the buffer ring ran dry")                \
+	X(rooms_open, gauge, "rooms currently in memory on this core")                             \
+	X(spread_rooms, gauge,                                                                     \
+	  "rooms homed on this core whose new members stay on their own core")                     \
+	X(shard_members, gauge, "members this core holds for rooms homed on another core")         \
+	X(shard_frames_forwarded, counter,                                                         \
+	  "frames passed to other cores (one per frame per core)")                                 \
+	X(shard_frames_received, counter,                                                          \
+	  "frames received from other cores for their rooms' members here")                        \
+	X(shard_batches, counter,                                                                  \
+	  "batches of operations posted to other cores (one per core per iteration at most)")      \
+	X(tls_handshakes, counter, "TLS handshakes completed")                                     \
 	X(tls_handshake_failures, counter, "TLS handshakes that failed")
 
 /* X(field, family, code): counters exposed as
  * ringroom_<family>{core="N",code="<code>"}; one family's entries are
  * adjacent (its HELP and TYPE are written once). */
-#define RR_STATS_CODED(X)                                                                  \
-	X(rejected_400, http_responses_total, 400)                                         \
-	X(rejected_401, http_responses_total, 401)                                         \
-	X(rejected_403, http_responses_total, 403)                                         \
-	X(rejected_404, http_responses_total, 404)                                         \
-	X(rejected_405, http_responses_total, 405)                                         \
-	X(rejected_426, http_responses_total, 426)                                         \
-	X(rejected_429, http_responses_total, 429)                                         \
-	X(rejected_431, http_responses_total, 431)                                         \
-	X(rejected_503, http_responses_total, 503)                                         \
-	X(close_1000, closes_total, 1000)                                                  \
-	X(close_1001, closes_total, 1001)                                                  \
-	X(close_1002, closes_total, 1002)                                                  \
-	X(close_1007, closes_total, 1007)                                                  \
-	X(close_1008, closes_total, 1008)                                                  \
-	X(close_1009, closes_total, 1009)                                                  \
-	X(close_1011, closes_total, 1011)                                                  \
-	X(close_1013, closes_total, 1013)                                                  \
-	X(close_4008, closes_total, 4008)                                                  \
+#define RR_STATS_CODED(X)                                                                          \
+	X(rejected_400, http_responses_total, 400)                                                 \
+	X(rejected_401, http_responses_total, 401)                                                 \
+	X(rejected_403, http_responses_total, 403)                                                 \
+	X(rejected_404, http_responses_total, 404)                                                 \
+	X(rejected_405, http_responses_total, 405)                                                 \
+	X(rejected_426, http_responses_total, 426)                                                 \
+	X(rejected_429, http_responses_total, 429)                                                 \
+	X(rejected_431, http_responses_total, 431)                                                 \
+	X(rejected_503, http_responses_total, 503)                                                 \
+	X(close_1000, closes_total, 1000)                                                          \
+	X(close_1001, closes_total, 1001)                                                          \
+	X(close_1002, closes_total, 1002)                                                          \
+	X(close_1007, closes_total, 1007)                                                          \
+	X(close_1008, closes_total, 1008)                                                          \
+	X(close_1009, closes_total, 1009)                                                          \
+	X(close_1011, closes_total, 1011)                                                          \
+	X(close_1013, closes_total, 1013)                                                          \
+	X(close_4008, closes_total, 4008)                                                          \
 	X(close_other, closes_total, other)
 
-#define RR_STATS_CODED_HELP_http_responses_total                                           \
+#define RR_STATS_CODED_HELP_http_responses_total                                                   \
 	"requests answered with an error before the upgrade, by status"
-#define RR_STATS_CODED_HELP_closes_total                                                   \
+#define RR_STATS_CODED_HELP_closes_total                                                           \
 	"WebSocket connections the broker closed, by the close code it sent"
 
 /* X(field, help): ringroom_<field> histograms of durations. */
-#define RR_HISTS(X)                                                                        \
-	X(handshake_seconds, "from accept to the 101 answer")                              \
-	X(storage_commit_seconds,                                                          \
-	  "storage writes (appends, sessions, keys) from submit to completion")            \
+#define RR_HISTS(X)                                                                                \
+	X(handshake_seconds, "from accept to the 101 answer")                                      \
+	X(storage_commit_seconds,                                                                  \
+	  "storage writes (appends, sessions, keys) from submit to completion")                    \
 	X(broadcast_seconds, "one fan-out walk: a frame queued for every member of a room")
 
 /*
@@ -101,9 +111,9 @@ struct rr_core_stats {
 #undef RR_HIST_FIELD
 };
 
-#define RR_STAT_ADD(core, field, n)                                                        \
-	__atomic_store_n(&(core)->stats.field,                                            \
-			 __atomic_load_n(&(core)->stats.field, __ATOMIC_RELAXED) + (n),    \
+#define RR_STAT_ADD(core, field, n)                                                                \
+	__atomic_store_n(&(core)->stats.field,                                                     \
+			 __atomic_load_n(&(core)->stats.field, __ATOMIC_RELAXED) + (n),            \
 			 __ATOMIC_RELAXED)
 #define RR_STAT_INC(core, field) RR_STAT_ADD(core, field, 1)
 #define RR_STAT_DEC(core, field) RR_STAT_ADD(core, field, (uint64_t)-1)
@@ -118,16 +128,36 @@ static inline void rr_stats_close(struct rr_core_stats *s, uint16_t code)
 {
 	uint64_t *v;
 	switch (code) {
-	case 1000: v = &s->close_1000; break;
-	case 1001: v = &s->close_1001; break;
-	case 1002: v = &s->close_1002; break;
-	case 1007: v = &s->close_1007; break;
-	case 1008: v = &s->close_1008; break;
-	case 1009: v = &s->close_1009; break;
-	case 1011: v = &s->close_1011; break;
-	case 1013: v = &s->close_1013; break;
-	case 4008: v = &s->close_4008; break;
-	default: v = &s->close_other; break;
+	case 1000:
+		v = &s->close_1000;
+		break;
+	case 1001:
+		v = &s->close_1001;
+		break;
+	case 1002:
+		v = &s->close_1002;
+		break;
+	case 1007:
+		v = &s->close_1007;
+		break;
+	case 1008:
+		v = &s->close_1008;
+		break;
+	case 1009:
+		v = &s->close_1009;
+		break;
+	case 1011:
+		v = &s->close_1011;
+		break;
+	case 1013:
+		v = &s->close_1013;
+		break;
+	case 4008:
+		v = &s->close_4008;
+		break;
+	default:
+		v = &s->close_other;
+		break;
 	}
 	rr_stat_bump(v);
 }

@@ -30,6 +30,8 @@ enum rr_ud_kind {
 	RR_UD_API_OUT = 15, /* pointer: its answer back at the connection's core */
 	RR_UD_API_SENT = 16, /* pointer: a call's MSG_RING failed (only failures post) */
 	RR_UD_API_BACK_FAILED = 17, /* pointer: an answer's MSG_RING failed */
+	RR_UD_XQ_IN = 18,     /* pointer: a batch from another core (conn/xq.h) */
+	RR_UD_XQ_FAILED = 19, /* pointer: a batch's MSG_RING failed (only failures post) */
 };
 
 #define RR_UD_KIND_SHIFT 56

@@ -129,8 +129,9 @@ static void list_room(struct rr_room *r, void *arg)
 	const char *prefix = r->kind == RR_ROUTE_RAW	? "/raw/"
 			     : r->kind == RR_ROUTE_CHAT ? "/chat/"
 							: NULL;
-	if (prefix == NULL || l->failed)
-		return; /* internal rooms (the alarm index) and --handler rooms */
+	if (prefix == NULL || l->failed || r->shard)
+		return; /* internal rooms (the alarm index), --handler rooms, and
+			 * shards (their members are in the home's count) */
 	if (l->cap - l->len < RR_ROOM_NAME_MAX + 80) {
 		size_t cap = l->cap ? l->cap * 2 : 4096;
 		char *np = realloc(l->p, cap);
@@ -163,6 +164,7 @@ static void list_rooms(struct rr_core *core, char **out, size_t *len)
 void rr_room_register(void)
 {
 	rr_room_layer_register();
+	rr_room_shard_register();
 	rr_gate_api(RR_ROUTE_RAW, raw_api);
 	rr_gate_rooms(list_rooms);
 	rr_gate_route(RR_ROUTE_ECHO, echo_open, false);

@@ -2,8 +2,14 @@
  * Rooms of one core: a registry by name, membership, and the one walk over
  * a room's members that every fan-out uses.
  *
- * DESIGN: a room lives on its home core only (hash(name) % cores), so its
- * member list is never shared. A broadcast encodes the frame once and queues
+ * DESIGN: a room lives on its home core (hash(name) % cores), so its member
+ * list is never shared. A big room spreads (--spread-at): its new members
+ * stay on the core that accepted them, and the home keeps a stub for each
+ * (conn.h, "spread rooms") in its member list, so handlers, presence and
+ * order stay on the home; each other core holds a shard of the room (its
+ * members there), and a broadcast walks the home's list once, queueing on
+ * the home's own members and passing the frame once to each core with
+ * stubs in the list (room/shard.c delivers it there). A broadcast encodes the frame once and queues
  * it on each member; nothing is sent until the loop flushes. Members join
  * when they open and are detached in the loop's settle step (conn.h), never
  * during a walk: `walking` asserts it. A room is freed only when it has no
@@ -48,6 +54,8 @@ struct rr_room {
 	void *owner;
 	uint8_t kind; /* the route: /raw/ and /chat/ rooms of one name differ */
 	uint8_t name_len;
+	bool spread; /* the home of a spread room: new members stay where they are */
+	bool shard;  /* a shard: this core's members of a room homed elsewhere */
 	char name[RR_ROOM_NAME_MAX + 1];
 };
 
@@ -55,6 +63,8 @@ struct rr_room {
  * built-in owners of /echo and /raw/ with the gate (builtin.c). */
 void rr_room_layer_register(void);
 void rr_room_register(void);
+/* room/shard.c: the shards of spread rooms, with the connection layer */
+void rr_room_shard_register(void);
 
 /* The room, or NULL when it is not in memory. */
 struct rr_room *rr_room_find(struct rr_core *core, uint8_t kind, const char *name, size_t n);
@@ -62,6 +72,10 @@ struct rr_room *rr_room_find(struct rr_core *core, uint8_t kind, const char *nam
 void rr_room_each(struct rr_core *core, void (*fn)(struct rr_room *r, void *arg), void *arg);
 /* Find or create the room; NULL when out of memory. */
 struct rr_room *rr_room_get(struct rr_core *core, uint8_t kind, const char *name, size_t n);
+/* Find or create this core's shard of a room homed on another core. */
+struct rr_room *rr_room_get_shard(struct rr_core *core, uint8_t kind, const char *name, size_t n);
+/* Is the room of kind and name spread now (any core may ask)? */
+bool rr_room_is_spread(unsigned kind, const char *name, size_t n);
 /* Add c; -ENOSPC when the room is at --max-room-size, -ENOMEM. */
 int rr_room_join(struct rr_core *core, struct rr_room *r, struct rr_conn *c);
 /* Take c out of its room's member list (no-op if none); the room is not
@@ -71,7 +85,9 @@ void rr_room_detach(struct rr_core *core, struct rr_conn *c);
 void rr_room_release_if_empty(struct rr_core *core, struct rr_room *r);
 
 /* Queue f on every member but except for which keep(member, arg) is true
- * (keep NULL: every member). Returns the members it was queued for. */
+ * (keep NULL: every member; members on other cores get it through their
+ * core, once per core). Returns the members it was queued or passed on
+ * for. */
 typedef bool rr_room_keep_fn(const struct rr_conn *m, const void *arg);
 uint32_t rr_room_send_all(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
 			  const struct rr_conn *except, rr_room_keep_fn *keep, const void *arg);

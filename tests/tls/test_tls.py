@@ -526,7 +526,9 @@ def run_hostile(report, binary, pki, cert, key):
         report.fail("hostile: broker starts", str(e))
         return None
     ctx = b.ctx()
-    base_conns = b.metric("ringroom_connections")
+    # the baseline is the scrape's own connection: the start-up probe's may
+    # still be closing (its lingering close), so wait for it to go first
+    base_conns = b.wait_metric("ringroom_connections", 1, timeout=10)
     base_fail = b.metric("ringroom_tls_handshake_failures_total")
     base_to = b.metric("ringroom_handshake_timeouts_total")
 
