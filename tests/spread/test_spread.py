@@ -3,7 +3,9 @@
 keeps one order, delivers every message once, and its members on either core
 keep every feature.
 
-Usage: /usr/bin/python3 tests/spread/test_spread.py <ringroom binary>
+Usage: /usr/bin/python3 tests/spread/test_spread.py <ringroom binary> [libcounter_room.so]
+(the example handler defaults to ../examples/libcounter_room.so beside the
+broker, where meson builds it)
 
 Each group starts its own broker (--cores 2) with --spread-at set for it:
 
@@ -41,6 +43,12 @@ Each group starts its own broker (--cores 2) with --spread-at set for it:
    while members the other core accepted arrive, counted by
    ringroom_handoffs_out_total), and the old members of the other core
    still get the room's messages.
+6. handler: the example handler (examples/counter_room.c) in a room spread
+   with --spread-at 1 over at least 12 members of both cores: its replies
+   (rr_member_send), attachments, storage reads answered to a member of the
+   other core, targeted sends by tag (also after a member of the other core
+   changes its tags), rr_room_members by tag and broadcasts: every member's
+   whole stream is exactly what it asked for and what was sent to it.
 
 Which core a member is on: the kernel's SO_REUSEPORT hash picks the core
 that accepts a connection, so the test cannot choose it. It finds out
@@ -55,7 +63,7 @@ here from the algorithm's definition, as tests/api does), cross-checked with
 /api/rooms.
 
 Environment: SPREAD_MEMBERS (the raw group's room size), SPREAD_ONLY
-(comma-separated groups: raw chat nospread api shrink), and rrtest's
+(comma-separated groups: raw chat nospread api shrink handler), and rrtest's
 RINGROOM_EXTRA_ARGS / RINGROOM_SAN / RINGROOM_VERBOSE.
 """
 
@@ -96,6 +104,7 @@ CHAT_MESSAGES = 10           # per publisher
 NOSPREAD_MEMBERS = 200
 API_MEMBERS = 40
 SHRINK_SPREAD_AT = 10
+HANDLER_MEMBERS = 12
 
 # A wait for something that must happen (an upgrade, a broadcast reaching a
 # member, a gauge reaching a value): generous, because the machine is shared
@@ -266,9 +275,9 @@ class Raw:
         self.task = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def open(cls, port, room):
+    async def open(cls, port, room, prefix="/raw/"):
         # max_queue=None: the reader task drains the socket as frames come
-        ws = await websockets.connect("ws://127.0.0.1:%d/raw/%s" % (port, room),
+        ws = await websockets.connect("ws://127.0.0.1:%d%s%s" % (port, prefix, room),
                                       max_size=None, compression=None, ping_interval=None,
                                       open_timeout=EVENTUALLY, close_timeout=5,
                                       max_queue=None)
@@ -1105,6 +1114,103 @@ async def group_shrink(steps, port):
     steps.check(SHRINK_CHECKS[3], await gauge_back_to_zero(port))
 
 
+# ---- 6. a handler room (examples/counter_room.c) over both cores ---------------------
+
+HANDLER_CHECKS = [
+    "members on both cores, the handler room spread on its home core",
+    "replies and attachments: each member of both cores gets its own answers (tag, note, "
+    "mynote, get from storage)",
+    "tags: a targeted send reaches exactly the tagged members of both cores, who counts "
+    "them, a member of the other core retagged counts",
+    "every member's whole stream is what it asked for and what was sent to it, in order",
+]
+
+
+async def group_handler(steps, port):
+    home, other = 0, 1
+    room = room_on("counter", home)
+    members = []
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+
+    def picks():
+        """R: a member of the other core without tag t0 (retagged later);
+        S: another member of the other core (sender, asks storage)."""
+        r = next((x for i, x in enumerate(members) if x.core == "other" and i % 3), None)
+        s = next((x for x in members if x.core == "other" and x is not r), None)
+        return r, s
+    while (len(members) < HANDLER_MEMBERS or None in picks() or
+           sum(x.core == "home" for x in members) < 3) and len(members) < MAX_TRIES:
+        x, v = await open_classified(port, Raw, room, other, v, "/counter/")
+        members.append(x)
+    R, S = picks()
+    m = await metrics(port)
+    spread = per_core(m, "ringroom_spread_rooms")
+    shard = per_core(m, "ringroom_shard_members")
+    why = None
+    if spread != {home: 1, other: 0}:
+        why = "ringroom_spread_rooms %s, want 1 on core %d only" % (spread, home)
+    elif shard != {home: 0, other: sum(x.core == "other" for x in members)}:
+        why = "ringroom_shard_members %s, want %d on core %d" % (
+            shard, sum(x.core == "other" for x in members), other)
+    elif R is None or S is None or sum(x.core == "home" for x in members) < 3:
+        why = "members per core: %s" % [x.core for x in members]
+    steps.check(HANDLER_CHECKS[0], why)
+    if why:
+        raise AssertionError("members not on both cores")
+
+    want = {id(x): [] for x in members}   # the model of every member's stream
+
+    async def until_len(xs, what):
+        await until(what, lambda: all(len(x.got) >= len(want[id(x)]) for x in xs) or
+                    "%d members short" % sum(len(x.got) < len(want[id(x)]) for x in xs))
+
+    for i, x in enumerate(members):
+        await x.ws.send("tag t%d all" % (i % 3))
+        await x.ws.send("note n-%d" % i)
+        await x.ws.send("mynote")
+        want[id(x)] += ["tagged", "noted", "note n-%d" % i]
+    await S.ws.send("get")
+    want[id(S)].append("count 0")
+    await until_len(members, "the handler's replies")
+    bad = ["member %d (core %s): %s" % (i, x.core, x.got) for i, x in enumerate(members)
+           if x.got != want[id(x)]]
+    steps.check(HANDLER_CHECKS[1], first_bad(bad) if bad else None)
+
+    tagged = {id(x) for i, x in enumerate(members) if i % 3 == 0}
+    await S.ws.send("to t0 hello-t0")
+    await S.ws.send("incr")
+    for x in members:
+        want[id(x)] += (["hello-t0"] if id(x) in tagged else []) + ["count 1"]
+    await until_len(members, "the targeted send and the broadcast")
+    await S.ws.send("who t0")
+    want[id(S)].append("members %d" % len(tagged))
+    await until_len([S], "who t0")
+    await R.ws.send("tag t0")
+    want[id(R)].append("tagged")
+    await until_len([R], "the retag")
+    tagged.add(id(R))
+    await S.ws.send("who t0")
+    want[id(S)].append("members %d" % len(tagged))
+    await until_len([S], "who t0 after the retag")
+    await S.ws.send("to t0 again")
+    await S.ws.send("incr")
+    for x in members:
+        want[id(x)] += (["again"] if id(x) in tagged else []) + ["count 2"]
+    await until_len(members, "the second targeted send and broadcast")
+    bad = []
+    for i, x in enumerate(members):
+        targeted = [y for y in x.got if y in ("hello-t0", "again") or y.startswith("members")]
+        wt = [y for y in want[id(x)] if y in ("hello-t0", "again") or y.startswith("members")]
+        if targeted != wt:
+            bad.append("member %d (core %s, %s): %s, want %s" % (
+                i, x.core, "tagged t0" if id(x) in tagged else "not t0", targeted, wt))
+    steps.check(HANDLER_CHECKS[2], first_bad(bad) if bad else None)
+    bad = ["member %d (core %s): %s, want %s" % (i, x.core, x.got, want[id(x)])
+           for i, x in enumerate(members) if x.got != want[id(x)]]
+    steps.check(HANDLER_CHECKS[3], first_bad(bad) if bad else None)
+    await close_all(members)
+
+
 # ---- main ---------------------------------------------------------------------------------
 
 GROUPS = [
@@ -1113,14 +1219,19 @@ GROUPS = [
     ("nospread", 0, group_nospread, NOSPREAD_CHECKS),
     ("api", 1, group_api, API_CHECKS),
     ("shrink", SHRINK_SPREAD_AT, group_shrink, SHRINK_CHECKS),
+    ("handler", 1, group_handler, HANDLER_CHECKS),
 ]
 BINARY = None
+COUNTER_SO = None
 BROKERS = []
 
 
 def main():
-    global BINARY
+    global BINARY, COUNTER_SO
     BINARY = rrtest.load_binary_arg("spread")
+    # the example handler: argv[2], or where meson builds it next to the broker
+    COUNTER_SO = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else os.path.join(
+        os.path.dirname(os.path.abspath(BINARY)), "..", "examples", "libcounter_room.so"))
     report = rrtest.Report("spread")
     only = [g for g in os.environ.get("SPREAD_ONLY", "").split(",") if g]
     print("spread: %d members in the raw room%s" % (MEMBERS, " (sanitizer build)" if SAN else ""),
@@ -1130,9 +1241,13 @@ def main():
             continue
         steps = Steps(report, label, names)
         t0 = time.monotonic()
+        extra = {"chat": ["--chat-rate", "1000"],
+                 "handler": ["--handler", "/counter/=" + COUNTER_SO]}.get(label, [])
         try:
-            b = start_broker("spread-" + label, spread_at,
-                             ["--chat-rate", "1000"] if label == "chat" else [])
+            if label == "handler" and not os.path.exists(COUNTER_SO):
+                raise RuntimeError("the example handler %s is not built (ninja -C <build> "
+                                   "examples/libcounter_room.so)" % COUNTER_SO)
+            b = start_broker("spread-" + label, spread_at, extra)
             asyncio.run(fn(steps, b.port))
         except Exception as e:
             steps.abort("%s: %s" % (type(e).__name__, e))
