@@ -49,6 +49,13 @@ Each group starts its own broker (--cores 2) with --spread-at set for it:
    other core, targeted sends by tag (also after a member of the other core
    changes its tags), rr_room_members by tag and broadcasts: every member's
    whole stream is exactly what it asked for and what was sent to it.
+7. churn: a /raw/ room of 600 members spread with --spread-at 50; while ten
+   publishers send 50 messages each, 200 members are cut off (TCP reset)
+   and 200 new ones join, on both cores. Members present throughout get
+   the whole order (minus their own); a joiner gets an unbroken tail of it,
+   a member cut off an unbroken head.
+8. drain: SIGTERM with members of a spread room on both cores: each gets
+   close 1001, and the broker exits 0.
 
 Which core a member is on: the kernel's SO_REUSEPORT hash picks the core
 that accepts a connection, so the test cannot choose it. It finds out
@@ -63,7 +70,7 @@ here from the algorithm's definition, as tests/api does), cross-checked with
 /api/rooms.
 
 Environment: SPREAD_MEMBERS (the raw group's room size), SPREAD_ONLY
-(comma-separated groups: raw chat nospread api shrink handler), and rrtest's
+(comma-separated groups: raw chat nospread api shrink handler churn drain), and rrtest's
 RINGROOM_EXTRA_ARGS / RINGROOM_SAN / RINGROOM_VERBOSE.
 """
 
@@ -71,6 +78,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import tempfile
@@ -89,10 +97,10 @@ except ImportError:
 
 SAN = os.environ.get("RINGROOM_SAN") == "1"
 
-# The raw group's room: 4,000 members, as issue 14 asks. The sanitizer build
-# runs the same cases on 1,000 (the broker is 3-10x slower there and every
-# one of the 200 messages goes to every member; the checks are the same).
-MEMBERS = int(os.environ.get("SPREAD_MEMBERS", "1000" if SAN else "4000"))
+# The raw group's room: 4,000 members, as issue 14 asks, in both builds (the
+# raw group took 6.6 s here with the normal build and 20.5 s with the
+# ASan+UBSan one: no need to scale it down).
+MEMBERS = int(os.environ.get("SPREAD_MEMBERS", "4000"))
 RAW_SPREAD_AT = 100
 RAW_PUBLISHERS_PER_CORE = 10
 RAW_MESSAGES = 10            # per publisher
@@ -105,6 +113,13 @@ NOSPREAD_MEMBERS = 200
 API_MEMBERS = 40
 SHRINK_SPREAD_AT = 10
 HANDLER_MEMBERS = 12
+CHURN_SPREAD_AT = 50
+CHURN_MEMBERS = 600          # at the start
+CHURN_LEAVE = 200            # of them cut off (TCP reset) while messages flow
+CHURN_JOIN = 200             # new members while messages flow
+CHURN_PUBLISHERS = 10
+CHURN_MESSAGES = 50          # per publisher
+DRAIN_MEMBERS = 40
 
 # A wait for something that must happen (an upgrade, a broadcast reaching a
 # member, a gauge reaching a value): generous, because the machine is shared
@@ -1211,6 +1226,144 @@ async def group_handler(steps, port):
     await close_all(members)
 
 
+# ---- 7. churn: members come and go on both cores while messages flow ---------------
+
+CHURN_CHECKS = [
+    "the room spread over both cores",
+    "members present throughout get every other publisher's message once, in one order",
+    "members that joined meanwhile get an unbroken tail of that order, fences included",
+    "members cut off meanwhile got an unbroken head of that order",
+    "every member gone: ringroom_shard_members back to 0",
+]
+
+
+async def group_churn(steps, port):
+    home, other = 1, 0
+    room = room_on("churn", home)
+    members = await open_many(Raw, port, room, CHURN_MEMBERS)
+
+    async def spread_ok():
+        m = await metrics(port)
+        spread = per_core(m, "ringroom_spread_rooms")
+        shard = per_core(m, "ringroom_shard_members")
+        if spread != {home: 1, other: 0} or shard[home] != 0 or shard[other] == 0:
+            return "ringroom_spread_rooms %s, ringroom_shard_members %s" % (spread, shard)
+        return True
+    steps.check(CHURN_CHECKS[0], await why_not(spread_ok))
+
+    pubs = members[:CHURN_PUBLISHERS]
+    name = {id(p): "c%02d" % i for i, p in enumerate(pubs)}
+    leavers = random.sample(members[CHURN_PUBLISHERS:], CHURN_LEAVE)
+    joiners = []
+
+    async def publish(p, ks):
+        for k in ks:
+            await p.ws.send("%s:%d" % (name[id(p)], k))
+            await asyncio.sleep(0.002)  # spread the messages over the churn
+
+    async def leave():
+        for i, x in enumerate(leavers):
+            x.ws.transport.abort()  # no close frame: the broker sees a reset
+            if i % 10 == 9:
+                await asyncio.sleep(0.005)
+
+    async def join():
+        for i in range(0, CHURN_JOIN, 10):
+            joiners.extend(await asyncio.gather(*(Raw.open(port, room) for _ in range(10))))
+    # the first half of the messages; the members to be cut off have some of
+    # them; then the second half while members are cut off and join
+    half = CHURN_MESSAGES // 2
+    await asyncio.gather(*(publish(p, range(half)) for p in pubs))
+    await until("the members to be cut off receiving messages",
+                lambda: all(x.got for x in leavers) or
+                "%d without any" % sum(not x.got for x in leavers))
+    await asyncio.gather(*(publish(p, range(half, CHURN_MESSAGES)) for p in pubs), leave(),
+                         join())
+    stay = [x for x in members if x not in leavers]
+    others = (len(pubs) - 1) * CHURN_MESSAGES
+    await until("the first publisher receiving the others' messages",
+                lambda: len(pubs[0].got) >= others or "%d of %d" % (len(pubs[0].got), others),
+                FANOUT_DEADLINE)
+    await pubs[0].ws.send("F:A")
+    await until("fence A at the second publisher", lambda: "F:A" in pubs[1].got,
+                FANOUT_DEADLINE)
+    await pubs[1].ws.send("F:B")
+    everyone = stay + joiners
+    await until("every member receiving its last fence",
+                lambda: all(("F:A" if x is pubs[1] else "F:B") in x.got for x in everyone) or
+                "%d short" % sum(("F:A" if x is pubs[1] else "F:B") not in x.got
+                                 for x in everyone), FANOUT_DEADLINE, 0.2)
+
+    ref = next(x for x in stay if id(x) not in name).got
+    want_all = ["%s:%d" % (name[id(p)], k) for p in pubs for k in range(CHURN_MESSAGES)]
+    why = None
+    if sorted(ref) != sorted(want_all + ["F:A", "F:B"]) or ref[-2:] != ["F:A", "F:B"]:
+        why = "a member's stream: %d messages, %d distinct, ends %s" % (
+            len(ref), len(set(ref)), ref[-3:])
+    else:
+        for p in pubs:
+            mine = [x for x in ref if x.startswith(name[id(p)] + ":")]
+            if mine != ["%s:%d" % (name[id(p)], k) for k in range(CHURN_MESSAGES)]:
+                why = "publisher %s's messages out of order: %s" % (name[id(p)], mine)
+                break
+    if why is None:
+        bad = []
+        for i, x in enumerate(stay):
+            own = name.get(id(x))
+            want = [y for y in ref if own is None or not y.startswith(own + ":")]
+            if x is pubs[0]:
+                want.remove("F:A")
+            if x is pubs[1]:
+                want.remove("F:B")
+            if x.got != want:
+                bad.append("member %d (%s): %d messages, want %d" % (
+                    i, own or "not a publisher", len(x.got), len(want)))
+        why = first_bad(bad) if bad else None
+    steps.check(CHURN_CHECKS[1], why)
+
+    bad = ["joiner %d: %d messages, not a tail of the order (first %s)" % (
+        i, len(x.got), x.got[:2]) for i, x in enumerate(joiners)
+        if not x.got or x.got != ref[len(ref) - len(x.got):]]
+    steps.check(CHURN_CHECKS[2], first_bad(bad) if bad else None)
+    bad = ["cut-off member %d: %d messages, not a head of the order (first %s)" % (
+        i, len(x.got), x.got[:2]) for i, x in enumerate(leavers)
+        if not x.got or x.got != ref[:len(x.got)]]
+    steps.check(CHURN_CHECKS[3], first_bad(bad) if bad else None)
+    await close_all(everyone)
+    steps.check(CHURN_CHECKS[4], await gauge_back_to_zero(port))
+
+
+# ---- 8. drain: SIGTERM with members on both cores --------------------------------------
+
+DRAIN_CHECKS = [
+    "members on both cores",
+    "SIGTERM: every member of both cores gets close 1001, the broker exits 0",
+]
+
+
+async def group_drain(steps, port, broker):
+    home, other = 0, 1
+    room = room_on("drain", home)
+    members = []
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    while (len(members) < DRAIN_MEMBERS or len({x.core for x in members}) < 2) and \
+            len(members) < DRAIN_MEMBERS + MAX_TRIES:
+        x, v = await open_classified(port, Raw, room, other, v)
+        members.append(x)
+    steps.check(DRAIN_CHECKS[0], None if len({x.core for x in members}) == 2 else
+                "%d members, all on one core" % len(members))
+    broker.signal(signal.SIGTERM)
+    await until("every member closed", lambda: all(x.closed() for x in members) or
+                "%d open" % sum(not x.closed() for x in members))
+    st = await asyncio.to_thread(broker.wait, EVENTUALLY)
+    bad = ["member %d (core %s): close %s %s" % (i, x.core, x.ws.close_code, x.error or "")
+           for i, x in enumerate(members) if x.ws.close_code != 1001 or x.got]
+    why = first_bad(bad) if bad else None
+    if why is None and st != 0:
+        why = "the broker's exit status: %s" % st
+    steps.check(DRAIN_CHECKS[1], why)
+
+
 # ---- main ---------------------------------------------------------------------------------
 
 GROUPS = [
@@ -1220,6 +1373,8 @@ GROUPS = [
     ("api", 1, group_api, API_CHECKS),
     ("shrink", SHRINK_SPREAD_AT, group_shrink, SHRINK_CHECKS),
     ("handler", 1, group_handler, HANDLER_CHECKS),
+    ("churn", CHURN_SPREAD_AT, group_churn, CHURN_CHECKS),
+    ("drain", 1, group_drain, DRAIN_CHECKS),
 ]
 BINARY = None
 COUNTER_SO = None
@@ -1248,7 +1403,10 @@ def main():
                 raise RuntimeError("the example handler %s is not built (ninja -C <build> "
                                    "examples/libcounter_room.so)" % COUNTER_SO)
             b = start_broker("spread-" + label, spread_at, extra)
-            asyncio.run(fn(steps, b.port))
+            if label == "drain":
+                asyncio.run(fn(steps, b.port, b))
+            else:
+                asyncio.run(fn(steps, b.port))
         except Exception as e:
             steps.abort("%s: %s" % (type(e).__name__, e))
         print("   %s: %.1f s" % (label, time.monotonic() - t0), flush=True)
