@@ -56,6 +56,17 @@ Each group starts its own broker (--cores 2) with --spread-at set for it:
    a member cut off an unbroken head.
 8. drain: SIGTERM with members of a spread room on both cores: each gets
    close 1001, and the broker exits 0.
+9. slow: with --max-queued-bytes 1MiB, a member of the other core that
+   reads nothing is closed with 1013 there, while readers of both cores
+   (kept in step) get all 300 messages of 60 KB in order.
+10. full: with --max-room-size 20 and members on both cores, an upgrade
+   taken by either core is refused with 503 and counted there; a place
+   freed on the other core is taken by the next member.
+11. sameuser: one user (a token's sub) with connections on both cores:
+   user_joined once, online while one connection remains, user_disconnected
+   once when the last one goes (order-checked against a later message), and
+   the API's presence agrees.
+Group 4 also kicks a chat member of each core through the API (1008).
 
 Which core a member is on: the kernel's SO_REUSEPORT hash picks the core
 that accepts a connection, so the test cannot choose it. It finds out
@@ -70,7 +81,8 @@ here from the algorithm's definition, as tests/api does), cross-checked with
 /api/rooms.
 
 Environment: SPREAD_MEMBERS (the raw group's room size), SPREAD_ONLY
-(comma-separated groups: raw chat nospread api shrink handler churn drain), and rrtest's
+(comma-separated groups: raw chat nospread api shrink handler churn drain
+slow full sameuser), and rrtest's
 RINGROOM_EXTRA_ARGS / RINGROOM_SAN / RINGROOM_VERBOSE.
 """
 
@@ -80,6 +92,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,6 +133,11 @@ CHURN_JOIN = 200             # new members while messages flow
 CHURN_PUBLISHERS = 10
 CHURN_MESSAGES = 50          # per publisher
 DRAIN_MEMBERS = 40
+SLOW_READERS = 4
+SLOW_BYTES = 60000           # per message: 300 of them are 18 MB, far past what the
+SLOW_MESSAGES = 300          # kernel buffers for the silent member plus 1 MiB queued
+FULL_SIZE = 20
+SLOW_BURST = 8               # messages between waits for the readers (480 KB < 1 MiB)
 
 # A wait for something that must happen (an upgrade, a broadcast reaching a
 # member, a gauge reaching a value): generous, because the machine is shared
@@ -136,6 +154,7 @@ FANOUT_DEADLINE = 600.0
 MAX_TRIES = 40
 
 API_KEY = "spread-test-key-0123456789"
+MINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "mint-token")
 TMPDIRS = []
 
 
@@ -941,6 +960,8 @@ API_CHECKS = [
     "raw and chat members on both cores",
     "POST /api/raw/{room} from both cores reaches every member, delivered counts them all",
     "POST /api/chat/{room} from both cores: stored, every member gets it with its id",
+    "DELETE /api/chat/{room}/members/{userId}: a member of each core closed with 1008, "
+    "the others told",
 ]
 
 
@@ -1017,7 +1038,28 @@ async def group_api(steps, port):
                if msg_view(c.of("message")[k]) != (k + 1, "svc", "api %d" % k)]
         return first_bad(bad) if bad else None
     steps.check(API_CHECKS[2], first_bad(await until_both_cores(post_chat, check_chat)) or None)
-    await close_all(raws + chats)
+
+    kicked = [next(c for c in chats if c.core == k) for k in ("home", "other")]
+    problems = []
+    for c in kicked:
+        st, body = await api_async(port, "DELETE", "/api/chat/%s/members/%s" % (croom, c.uid()))
+        if st != 200 or json.loads(body).get("closed") != 1:
+            problems.append("DELETE the member of the %s core: %s %r" % (c.core, st, body))
+    rest = [c for c in chats if c not in kicked]
+    gone = {c.uid() for c in kicked}
+    try:
+        await until("the kicked members closed", lambda: all(c.task.done() for c in kicked))
+        await until("user_disconnected of both at the others",
+                    lambda: all(gone <= {f.get("userId") for f in c.of("user_disconnected")}
+                                for c in rest) or "%d short" % sum(
+                        not gone <= {f.get("userId") for f in c.of("user_disconnected")}
+                        for c in rest))
+    except AssertionError as e:
+        problems.append(str(e))
+    problems += ["the member of the %s core: close code %s" % (c.core, c.ws.close_code)
+                 for c in kicked if c.ws.close_code != 1008]
+    steps.check(API_CHECKS[3], first_bad(problems) if problems else None)
+    await close_all(raws + rest)
 
 
 # ---- 5. shrink back ----------------------------------------------------------------------
@@ -1364,6 +1406,260 @@ async def group_drain(steps, port, broker):
     steps.check(DRAIN_CHECKS[1], why)
 
 
+# ---- 9. a slow consumer on the other core -------------------------------------------------
+
+SLOW_CHECKS = [
+    "a member of the other core that reads nothing, readers on both cores",
+    "the member that reads nothing is closed with 1013 on its core",
+    "the readers of both cores get every message, in order",
+    "every member gone: ringroom_shard_members back to 0",
+]
+
+
+async def group_slow(steps, port):
+    home, other = 0, 1
+    room = room_on("slow", home)
+    pub = await Raw.open(port, room)  # the room's first member: it spreads at once
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    slow, tries = None, 0
+    while slow is None and tries < MAX_TRIES:
+        tries += 1
+        # a 4 KiB receive buffer, never read: its output piles up on the broker
+        w = await asyncio.to_thread(rrtest.WsConn, port, "/raw/" + room, EVENTUALLY, b"", None,
+                                    4096)
+        nv = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+        if nv == v + 1:
+            slow = w
+            v = nv
+        else:
+            w.close()  # on the home core: not the member wanted here
+    readers = []
+    while (len(readers) < SLOW_READERS or len({x.core for x in readers}) < 2) and \
+            len(readers) < SLOW_READERS + MAX_TRIES:
+        x, v = await open_classified(port, Raw, room, other, v)
+        readers.append(x)
+    steps.check(SLOW_CHECKS[0], None if slow and len({x.core for x in readers}) == 2 else
+                "a silent member on the other core: %s; readers on %s" % (
+                    slow is not None, sorted({x.core for x in readers})))
+    if slow is None:
+        raise AssertionError("no silent member on the other core")
+    before = await metrics(port)
+    big = "y" * SLOW_BYTES
+    for k in range(SLOW_MESSAGES):
+        await pub.ws.send("%d:%s" % (k, big))
+        if k % SLOW_BURST == SLOW_BURST - 1:
+            # the readers keep up: what the broker queues for them stays
+            # far under --max-queued-bytes, while the silent member's grows
+            await until("the readers keeping up", lambda: all(len(x.got) > k for x in readers) or
+                        "%s" % [(len(x.got), x.error) for x in readers], interval=0.005)
+
+    async def closed_1013():
+        m = await metrics(port)
+        d = {c: m.value("ringroom_closes_total", core=str(c), code="1013") -
+             before.value("ringroom_closes_total", core=str(c), code="1013") for c in (0, 1)}
+        return True if d == {home: 0, other: 1} else "closes with 1013 per core %s" % d
+    steps.check(SLOW_CHECKS[1], await why_not(closed_1013))
+    await until("the readers' last message",
+                lambda: all(len(x.got) >= SLOW_MESSAGES or x.closed() for x in readers))
+    want = [str(k) for k in range(SLOW_MESSAGES)]
+    bad = ["reader %d (core %s): %d messages%s" % (i, x.core, len(x.got), ", " + x.error
+                                                   if x.error else "")
+           for i, x in enumerate(readers) if [y.split(":", 1)[0] for y in x.got] != want or
+           any(len(y) != len(big) + len(w) + 1 for y, w in zip(x.got, want))]
+    steps.check(SLOW_CHECKS[2], first_bad(bad) if bad else None)
+    slow.close()
+    await close_all(readers + [pub])
+    steps.check(SLOW_CHECKS[3], await gauge_back_to_zero(port))
+
+
+# ---- 10. a full room counts the members of every core ----------------------------------
+
+FULL_CHECKS = [
+    "--max-room-size members, on both cores",
+    "one more is refused with 503 by each core that accepts it",
+    "ringroom_http_responses_total{code=\"503\"} counts each refusal on the core that "
+    "answered it",
+    "a place freed on the other core is taken by the next member, then the room is full "
+    "again",
+]
+
+
+def upgrade_status(port, path):
+    """The status of an upgrade of path: 101 (then closed) or the refusal's."""
+    try:
+        w = rrtest.WsConn(port, path, timeout=EVENTUALLY)
+    except rrtest.HandshakeError as e:
+        line = str(e)
+        try:
+            return int(line.split("HTTP/1.1 ", 1)[1][:3])
+        except (IndexError, ValueError):
+            return line
+    w.close()
+    return 101
+
+
+async def group_full(steps, port):
+    home, other = 0, 1
+    room = room_on("full", home)
+    members = []
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    for _ in range(FULL_SIZE):
+        x, v = await open_classified(port, Raw, room, other, v)
+        members.append(x)
+    steps.check(FULL_CHECKS[0], None if {x.core for x in members} == {"home", "other"} else
+                "%d members, all on one core" % len(members))
+
+    async def refusals():
+        """Upgrades of the full room until each core is known to have taken
+        one: ringroom_connections_accepted_total rose by 2 on one core (the
+        upgrade and the /metrics request after it) and by 0 on the other.
+        Returns ({core: [status, ...]}, {core: [503s counted there, ...]},
+        problem or None)."""
+        got, counted = {0: [], 1: []}, {0: [], 1: []}
+        k = 0
+        while not (got[0] and got[1]) and k < MAX_TRIES:
+            k += 1
+            m0 = await metrics(port)
+            st = await asyncio.to_thread(upgrade_status, port, "/raw/" + room)
+            m1 = await metrics(port)
+            acc = {c: m1.value("ringroom_connections_accepted_total", core=str(c)) -
+                   m0.value("ringroom_connections_accepted_total", core=str(c)) for c in (0, 1)}
+            took = [c for c in (0, 1) if acc[c] == 2 and acc[1 - c] == 0]
+            if not took:
+                continue  # the two connections went to different cores: which is which?
+            got[took[0]].append(st)
+            counted[took[0]].append(per_core_503(m1)[took[0]] - per_core_503(m0)[took[0]])
+        if not (got[0] and got[1]):
+            return got, counted, "%d upgrades, none known to be taken by core %s" % (
+                k, [c for c in (0, 1) if not got[c]])
+        return got, counted, None
+
+    got, counted, why = await refusals()
+    if why is None and any(st != 503 for c in (0, 1) for st in got[c]):
+        why = "statuses per core that took the upgrade: %s" % got
+    steps.check(FULL_CHECKS[1], why)
+    steps.check(FULL_CHECKS[2], why or (None if all(n == 1 for c in (0, 1) for n in counted[c])
+                                        else "503s counted on the core that answered, per "
+                                        "refusal: %s (core: [...])" % counted))
+
+    leaving = next(x for x in members if x.core == "other")
+    await leaving.close()
+    members.remove(leaving)
+    await until_gauge(port, "ringroom_shard_members", other, v - 1)
+    try:
+        members.append(await Raw.open(port, room))
+        got, _counted, why = await refusals()
+        if why is None and any(st != 503 for c in (0, 1) for st in got[c]):
+            why = "full again: statuses per core that took the upgrade: %s" % got
+    except websockets.exceptions.InvalidStatusCode as e:
+        why = "after one member left, the next upgrade: %s" % e
+    steps.check(FULL_CHECKS[3], why)
+    await close_all(members)
+
+
+def per_core_503(m):
+    return {c: m.value("ringroom_http_responses_total", core=str(c), code="503") for c in (0, 1)}
+
+
+# ---- 11. one user with connections on both cores ------------------------------------
+
+SAME_CHECKS = [
+    "one user's connections on both cores, observers on both cores",
+    "each observer is told the user joined once",
+    "the user stays online while one connection remains (no user_disconnected before its "
+    "next message; the API lists it)",
+    "its last connection gone: each observer is told once, the API no longer lists it",
+]
+SECRET = "spread-test-secret-0123456789abcdef"
+
+
+def mint(sub, name):
+    d = tmpdir("secret")
+    path = os.path.join(d, "secret")
+    with open(path, "w") as f:
+        f.write(SECRET)
+    r = subprocess.run(["/usr/bin/python3", MINT, "--secret-file", path, "--sub", sub,
+                        "--name", name, "--perms", "read,write", "--ttl", "3600"],
+                       capture_output=True, text=True, timeout=EVENTUALLY)
+    if r.returncode != 0:
+        raise RuntimeError("tools/mint-token: %s" % r.stderr.strip())
+    return r.stdout.strip()
+
+
+async def group_sameuser(steps, port):
+    home, other = 1, 0
+    room = room_on("same", home)
+    tok_u, tok_o = mint("u-same", "Same"), mint("u-obs", "Observer")
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    obs, conns = [], []
+    while len({o.core for o in obs}) < 2 and len(obs) < MAX_TRIES:
+        o, v = await open_classified(port, Chat, room, other, v, {"token": tok_o})
+        obs.append(o)
+    while (len(conns) < 3 or len({c.core for c in conns}) < 2) and len(conns) < MAX_TRIES:
+        c, v = await open_classified(port, Chat, room, other, v, {"token": tok_u})
+        conns.append(c)
+    steps.check(SAME_CHECKS[0], None if len({o.core for o in obs}) == 2 and
+                len({c.core for c in conns}) == 2 else "observers on %s, the user on %s" % (
+                    [o.core for o in obs], [c.core for c in conns]))
+
+    def seen(o, typ, before_content):
+        """userIds of typ frames o got before the message with content."""
+        k = next((i for i, f in enumerate(o.frames) if f.get("type") == "message" and
+                  f["message"]["content"] == before_content), None)
+        if k is None:
+            return None
+        return [f.get("userId") for f in o.frames[:k] if f.get("type") == typ]
+
+    async def say(c, content):
+        await c.send({"type": "message", "content": content})
+        await until("%r at every observer" % content,
+                    lambda: all(seen(o, "user_joined", content) is not None for o in obs))
+    await say(conns[-1], "all joined")
+    bad = ["observer on %s: user_joined %s" % (o.core, seen(o, "user_joined", "all joined"))
+           for o in obs if seen(o, "user_joined", "all joined").count("u-same") != 1]
+    steps.check(SAME_CHECKS[1], first_bad(bad) if bad else None)
+
+    # close all but one, the last one on the other core than the first
+    last = next(c for c in conns if c.core != conns[0].core)
+    for c in conns:
+        if c is not last:
+            await c.close()
+
+    async def gone_from_core():
+        s = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+        want = len([o for o in obs if o.core == "other"]) + (last.core == "other")
+        return True if s == want else "ringroom_shard_members{core=%d} %s, want %d" % (
+            other, s, want)
+    await until("the closed connections gone", gone_from_core)
+    await say(last, "one left")
+    st, body = await api_async(port, "GET", "/api/chat/%s/presence" % room)
+    online = sorted(u.get("userId") for u in json.loads(body).get("onlineUsers", [])) \
+        if st == 200 else None
+    bad = ["observer on %s: user_disconnected %s" % (o.core, seen(o, "user_disconnected",
+                                                                  "one left"))
+           for o in obs if seen(o, "user_disconnected", "one left")]
+    if online != ["u-obs", "u-same"]:
+        bad.append("API presence: %s %s" % (st, online))
+    steps.check(SAME_CHECKS[2], first_bad(bad) if bad else None)
+
+    await last.close()
+    await until("user_disconnected at every observer",
+                lambda: all(o.of("user_disconnected") for o in obs))
+    await obs[0].send({"type": "message", "content": "after"})
+    await until("the last message at every observer",
+                lambda: all(seen(o, "user_disconnected", "after") is not None for o in obs))
+    st, body = await api_async(port, "GET", "/api/chat/%s/presence" % room)
+    online = sorted(u.get("userId") for u in json.loads(body).get("onlineUsers", [])) \
+        if st == 200 else None
+    bad = ["observer on %s: user_disconnected %s" % (o.core, seen(o, "user_disconnected",
+                                                                  "after"))
+           for o in obs if seen(o, "user_disconnected", "after") != ["u-same"]]
+    if online != ["u-obs"]:
+        bad.append("API presence: %s %s" % (st, online))
+    steps.check(SAME_CHECKS[3], first_bad(bad) if bad else None)
+    await close_all(obs)
+
+
 # ---- main ---------------------------------------------------------------------------------
 
 GROUPS = [
@@ -1375,6 +1671,9 @@ GROUPS = [
     ("handler", 1, group_handler, HANDLER_CHECKS),
     ("churn", CHURN_SPREAD_AT, group_churn, CHURN_CHECKS),
     ("drain", 1, group_drain, DRAIN_CHECKS),
+    ("slow", 1, group_slow, SLOW_CHECKS),
+    ("full", 1, group_full, FULL_CHECKS),
+    ("sameuser", 1, group_sameuser, SAME_CHECKS),
 ]
 BINARY = None
 COUNTER_SO = None
@@ -1396,7 +1695,9 @@ def main():
             continue
         steps = Steps(report, label, names)
         t0 = time.monotonic()
-        extra = {"chat": ["--chat-rate", "1000"],
+        extra = {"chat": ["--chat-rate", "1000"], "slow": ["--max-queued-bytes", "1MiB"],
+                 "full": ["--max-room-size", str(FULL_SIZE)],
+                 "sameuser": ["--auth-secret", SECRET],
                  "handler": ["--handler", "/counter/=" + COUNTER_SO]}.get(label, [])
         try:
             if label == "handler" and not os.path.exists(COUNTER_SO):
