@@ -93,7 +93,8 @@ static void on_accepted(struct rr_core *core, int slot, const struct sockaddr *p
 	c->flags |= RR_CF_COUNTED;
 	/* past --max-connections, or this core's fixed-file table nearly full
 	 * (the rest is kept for connections handed over by other cores) */
-	if (live > b->cfg.max_connections || core->conns_live + RR_SLOTS_RESERVE > core->slots)
+	if (live > b->cfg.max_connections ||
+	    core->conns_live - rr_conns(core)->stubs + RR_SLOTS_RESERVE > core->slots)
 		c->flags |= RR_CF_OVER_LIMIT;
 	rr_addr_set(&c->peer, peer);
 	if (b->cfg.proxy_protocol) {

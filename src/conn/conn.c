@@ -58,9 +58,10 @@ struct rr_conn *rr_conn_alloc(struct rr_core *core, int fd)
 	rr_timer_init(&c->timer, conn_timer_fn);
 	rr_ws_rx_init(&c->rx);
 	core->conns_live++;
-	if (fd < 0)
+	if (fd < 0) {
 		c->flags |= RR_CF_STUB; /* its member's core counts the connection */
-	else
+		cs->stubs++;
+	} else
 		RR_STAT_INC(core, connections_open);
 	return c;
 }
@@ -107,7 +108,9 @@ void rr_conn_release(struct rr_core *core, struct rr_conn *c)
 	c->ip = NULL;
 	member_done(core, c);
 	core->conns_live--;
-	if (!(c->flags & RR_CF_STUB))
+	if (c->flags & RR_CF_STUB)
+		cs->stubs--;
+	else
 		RR_STAT_DEC(core, connections_open);
 	c->state = RR_CONN_FREE;
 	c->gen = (c->gen + 1) & 0xffffff;
@@ -213,6 +216,15 @@ static void queue_close(struct rr_core *core, struct rr_conn *c, uint16_t code, 
 		rr_conn_kill(core, c);
 	if (f)
 		rr_frame_unref(f);
+}
+
+void rr_remote_free(struct rr_conn *c)
+{
+	if (c->remote == NULL)
+		return;
+	free(c->remote->early);
+	free(c->remote);
+	c->remote = NULL;
 }
 
 /* ---- stubs: what the home does to a member on another core -------------------- */

@@ -292,7 +292,7 @@ struct rr_conns {
 	struct rr_out_pool pool; /* output chunks */
 	/* stubs closed this iteration: freed after the leaving list */
 	struct rr_conn *dead_stubs;
-	struct rr_xq *xq; /* queues to the other cores (conn/xq.c) */
+	uint32_t stubs; /* slots held by stubs (no fixed file) */
 	/* accepting */
 	struct rr_accept_slot *accept_slots;
 	struct rr_timer accept_retry; /* re-arms accepts parked on a full table */
@@ -305,8 +305,6 @@ static inline struct rr_conns *rr_conns(struct rr_core *core)
 }
 
 extern const struct rr_conn_gate *rr_conn_gate;
-
-struct rr_xq;
 
 /* conn.c (the others call it; it calls only outq.c and xq.c) */
 struct rr_conn *rr_conn_alloc(struct rr_core *core, int fd);
@@ -338,9 +336,10 @@ void rr_handoff_submit(struct rr_core *core, struct rr_conn *c);
 void rr_send_flush_all(struct rr_core *core);
 void rr_send_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe);
 void rr_conn_stub_left(struct rr_core *core, struct rr_conn *c, uint16_t code, bool clean);
+/* Free a stub's or remote member's c->remote. */
+void rr_remote_free(struct rr_conn *c);
 /* remote.c */
 void rr_remote_on_batch(struct rr_core *core, const struct io_uring_cqe *cqe);
-void rr_remote_free(struct rr_conn *c);
 /* accept.c */
 void rr_accept_start(struct rr_core *core);
 void rr_accept_on_cqe(struct rr_core *core, const struct io_uring_cqe *cqe);

@@ -27,9 +27,13 @@ static int conns_init(struct rr_core *core)
 		return -ENOMEM;
 	core->layer[RR_LAYER_CONN] = cs;
 	cs->core = core;
-	/* Connection slots: +25 % for connections handed to this core. The
-	 * mapping is lazily backed, so unused slots cost no memory. */
-	cs->cap = core->slots + core->slots / 4;
+	/* Connection slots: +25 % for connections handed to this core, and
+	 * stubs of members on the other cores (spread rooms: they hold no
+	 * fixed file, so up to --max-connections of them). The mapping is
+	 * lazily backed, so unused slots cost no memory. */
+	uint64_t stubs = core->broker->ncores > 1 ? core->broker->cfg.max_connections : 0;
+	uint64_t cap = (uint64_t)core->slots + core->slots / 4 + stubs;
+	cs->cap = cap > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)cap;
 	cs->slot = mmap(NULL, (size_t)cs->cap * sizeof(struct rr_conn), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (cs->slot == MAP_FAILED) {

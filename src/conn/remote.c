@@ -20,15 +20,6 @@ void rr_conn_shard_register(const struct rr_conn_shard *s)
 	shard = s;
 }
 
-void rr_remote_free(struct rr_conn *c)
-{
-	if (c->remote == NULL)
-		return;
-	free(c->remote->early);
-	free(c->remote);
-	c->remote = NULL;
-}
-
 /* ---- a remote member, on its own core --------------------------------------- */
 
 static void member_message(struct rr_core *core, struct rr_conn *c, uint8_t opcode, uint8_t *p,

@@ -1,6 +1,7 @@
 /* Queues between cores: see xq.h. */
 #include "conn/xq.h"
-#include "conn/conn.h"
+#include "core/assert.h"
+#include "reactor/loop.h"
 #include "core/frame.h"
 #include "core/log.h"
 #include "core/tsan.h"
@@ -22,7 +23,7 @@ struct rr_xq {
 
 static struct rr_xq *xq_of(struct rr_core *core)
 {
-	return rr_conns(core)->xq;
+	return core->xq;
 }
 
 int rr_xq_init(struct rr_core *core)
@@ -31,7 +32,7 @@ int rr_xq_init(struct rr_core *core)
 	struct rr_xq *q = calloc(1, sizeof(*q));
 	if (q == NULL)
 		return -ENOMEM;
-	rr_conns(core)->xq = q;
+	core->xq = q;
 	q->ncores = n;
 	q->out = calloc(n, sizeof(*q->out));
 	q->seq_out = calloc(n, sizeof(*q->seq_out));
@@ -82,7 +83,7 @@ void rr_xq_fini(struct rr_core *core)
 	free(q->seq_in);
 	free(q->early);
 	free(q);
-	rr_conns(core)->xq = NULL;
+	core->xq = NULL;
 }
 
 void *rr_xq_op(struct rr_core *core, unsigned dst, enum rr_xop op, uint8_t flag, uint16_t code,
@@ -135,9 +136,9 @@ int rr_xq_frame(struct rr_core *core, unsigned dst, enum rr_xop op, uint8_t flag
 static void post(struct rr_core *core, struct rr_xbatch *b)
 {
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
-	RR_HB_RELEASE(b);
-	io_uring_prep_msg_ring(sqe, core->broker->cores[b->dst].ring_fd, 0,
-			       rr_ud_ptr(RR_UD_XQ_IN, b), 0);
+	int ring_fd = core->broker->cores[b->dst].ring_fd;
+	RR_HB_RELEASE(b); /* our last touch unless refused */
+	io_uring_prep_msg_ring(sqe, ring_fd, 0, rr_ud_ptr(RR_UD_XQ_IN, b), 0);
 	/* only a refusal comes back (the target's completion queue is full) */
 	io_uring_sqe_set_data64(sqe, rr_ud_ptr(RR_UD_XQ_FAILED, b));
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -169,6 +170,7 @@ void rr_xq_on_failed(struct rr_core *core, const struct io_uring_cqe *cqe)
 {
 	struct rr_xq *q = xq_of(core);
 	struct rr_xbatch *b = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	RR_HB_ACQUIRE(b); /* ours again */
 	if (atomic_load_explicit(&core->broker->stopping, memory_order_relaxed)) {
 		rr_xq_discard(b); /* stopping: the other core may be gone */
 		return;

@@ -43,6 +43,11 @@ struct rr_core *rr_core_current(void)
 	return tl_core;
 }
 
+void rr_core_enter(struct rr_core *core)
+{
+	tl_core = core;
+}
+
 #define EACH_LAYER(l, hook)                                                                        \
 	for (unsigned _i = 0; _i < RR_LAYERS; _i++)                                                \
 		if ((l = layers[_i]) != NULL && l->hook != NULL)

@@ -94,6 +94,7 @@ struct rr_core {
 	uint32_t slots; /* fixed-file table size */
 	struct rr_wheel wheel;
 	void *layer[RR_LAYERS];
+	struct rr_xq *xq; /* queues to the other cores (conn/xq.h) */
 
 	/* Counts the layers keep so the loop knows when the core is drained
 	 * (no member, no hand-off) and when it may exit (nothing in flight). */
@@ -181,5 +182,7 @@ static inline uint8_t *rr_core_buf(struct rr_core *core, uint32_t bid)
 /* The core running on the calling thread (set by the loop and by
  * rr_core_setup), or NULL. */
 struct rr_core *rr_core_current(void);
+/* Make core the calling thread's (a test driving several cores by hand). */
+void rr_core_enter(struct rr_core *core);
 
 #endif
