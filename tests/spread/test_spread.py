@@ -66,7 +66,11 @@ Each group starts its own broker (--cores 2) with --spread-at set for it:
    user_joined once, online while one connection remains, user_disconnected
    once when the last one goes (order-checked against a later message), and
    the API's presence agrees.
-Group 4 also kicks a chat member of each core through the API (1008).
+12. sizes: text and binary messages of 0 B to 1 MiB from a publisher of
+   each core, and a fragmented one from the other core, reach members of
+   both cores unchanged.
+Group 4 also kicks a chat member of each core through the API (1008); group
+5 also grows the shrunk room past --spread-at again (it spreads again).
 
 Which core a member is on: the kernel's SO_REUSEPORT hash picks the core
 that accepts a connection, so the test cannot choose it. It finds out
@@ -82,7 +86,7 @@ here from the algorithm's definition, as tests/api does), cross-checked with
 
 Environment: SPREAD_MEMBERS (the raw group's room size), SPREAD_ONLY
 (comma-separated groups: raw chat nospread api shrink handler churn drain
-slow full sameuser), and rrtest's
+slow full sameuser sizes), and rrtest's
 RINGROOM_EXTRA_ARGS / RINGROOM_SAN / RINGROOM_VERBOSE.
 """
 
@@ -1070,6 +1074,7 @@ SHRINK_CHECKS = [
     "ringroom_shard_members does not rise",
     "the old members of the other core still get the room's messages, once, never their "
     "own",
+    "grown past 10 again, it spreads again",
     "every member gone: ringroom_shard_members back to 0",
 ]
 
@@ -1167,8 +1172,30 @@ async def group_shrink(steps, port):
     elif fwd != 3:
         why = "3 frames broadcast while core %d held a shard, %s forwarded" % (other, fwd)
     steps.check(SHRINK_CHECKS[2], why)
-    await close_all(room_now)
-    steps.check(SHRINK_CHECKS[3], await gauge_back_to_zero(port))
+
+    # grown past 10 again: it spreads again (members one at a time, until
+    # one the other core accepted after the 10th stays there)
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    grown = []
+    while len(room_now) + len(grown) < SHRINK_SPREAD_AT or \
+            not any(y.core == "other" for y in grown[SHRINK_SPREAD_AT - len(room_now):]):
+        if len(grown) >= SHRINK_SPREAD_AT + MAX_TRIES:
+            break
+        y, v = await open_classified(port, Raw, room, other, v)
+        grown.append(y)
+    spread = per_core(await metrics(port), "ringroom_spread_rooms")
+    why = None
+    early = grown[:SHRINK_SPREAD_AT - len(room_now) - 1]  # joined a room under 10
+    if not any(y.core == "other" for y in grown):
+        why = "%d members joined the shrunk room, none stayed on core %d" % (len(grown), other)
+    elif any(y.core == "other" for y in early):
+        why = "a member joined a room of fewer than 10 and stayed on core %d: %s" % (
+            other, [y.core for y in grown])
+    elif spread != {home: 1, other: 0}:
+        why = "ringroom_spread_rooms %s" % spread
+    steps.check(SHRINK_CHECKS[3], why)
+    await close_all(room_now + grown)
+    steps.check(SHRINK_CHECKS[4], await gauge_back_to_zero(port))
 
 
 # ---- 6. a handler room (examples/counter_room.c) over both cores ---------------------
@@ -1660,6 +1687,76 @@ async def group_sameuser(steps, port):
     await close_all(obs)
 
 
+# ---- 12. sizes and fragments across cores -----------------------------------------------
+
+SIZES_CHECKS = [
+    "publishers and members on both cores",
+    "text and binary of 0 B .. 1 MiB from a publisher of each core reach every other "
+    "member unchanged (same opcode, same bytes), in order",
+    "a fragmented message from a member of the other core arrives whole",
+]
+SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20]
+
+
+def payload(sz, is_text, seed):
+    """sz bytes (1 MiB is --max-message-bytes: allowed), different per seed."""
+    if is_text:
+        return ("%d|" % seed + "abcdefghij" * (sz // 10 + 1))[:sz]
+    return (seed.to_bytes(4, "big") + os.urandom(sz))[:sz]
+
+
+async def group_sizes(steps, port):
+    home, other = 1, 0
+    room = room_on("sizes", home)
+    members = []
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    while (len(members) < 8 or min(sum(x.core == k for x in members)
+                                   for k in ("home", "other")) < 3) and \
+            len(members) < 8 + MAX_TRIES:
+        x, v = await open_classified(port, Raw, room, other, v)
+        members.append(x)
+    on = {k: [x for x in members if x.core == k] for k in ("home", "other")}
+    steps.check(SIZES_CHECKS[0], None if min(len(on["home"]), len(on["other"])) >= 3 else
+                "members per core: %s" % {k: len(x) for k, x in on.items()})
+    bad = []
+    for p in (on["other"][0], on["home"][0]):  # one publisher at a time: one order
+        sent = [payload(sz, t, i) for i, (sz, t) in enumerate(
+            (sz, t) for sz in SIZES for t in (True, False))]
+        start = {id(x): len(x.got) for x in members}
+        for m in sent:
+            await p.ws.send(m)
+        rest = [x for x in members if x is not p]
+        await until("every size at every member",
+                    lambda: all(len(x.got) - start[id(x)] >= len(sent) for x in rest) or
+                    "%d short" % sum(len(x.got) - start[id(x)] < len(sent) for x in rest))
+        for x in rest:
+            got = x.got[start[id(x)]:]
+            if got != sent or [type(m) for m in got] != [type(m) for m in sent]:
+                k = next((i for i, (a, b) in enumerate(zip(got, sent)) if a != b or
+                          type(a) != type(b)), len(sent))
+                bad.append("member on %s from the %s core's publisher: message %d differs "
+                           "(%s of %d B, want %s of %d B)" % (
+                               x.core, p.core, k, type(got[k]).__name__ if k < len(got)
+                               else None, len(got[k]) if k < len(got) else -1,
+                               type(sent[k]).__name__ if k < len(sent) else None,
+                               len(sent[k]) if k < len(sent) else -1))
+        if len(p.got) != start[id(p)]:
+            bad.append("the %s core's publisher got its own messages back" % p.core)
+    steps.check(SIZES_CHECKS[1], first_bad(bad) if bad else None)
+
+    p = on["other"][1]
+    start = {id(x): len(x.got) for x in members}
+    parts = ["frag-%d-" % i + "z" * 3000 for i in range(5)]
+    await p.ws.send(iter(parts))  # one message in five frames
+    rest = [x for x in members if x is not p]
+    await until("the fragmented message at every member",
+                lambda: all(len(x.got) > start[id(x)] for x in rest))
+    bad = ["member on %s: %s" % (x.core, [len(m) for m in x.got[start[id(x)]:]])
+           for x in rest if x.got[start[id(x)]:] != ["".join(parts)]]
+    steps.check(SIZES_CHECKS[2], first_bad(bad) if bad else None)
+    await close_all(members)
+
+
 # ---- main ---------------------------------------------------------------------------------
 
 GROUPS = [
@@ -1674,6 +1771,7 @@ GROUPS = [
     ("slow", 1, group_slow, SLOW_CHECKS),
     ("full", 1, group_full, FULL_CHECKS),
     ("sameuser", 1, group_sameuser, SAME_CHECKS),
+    ("sizes", 1, group_sizes, SIZES_CHECKS),
 ]
 BINARY = None
 COUNTER_SO = None
