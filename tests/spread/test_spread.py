@@ -69,6 +69,9 @@ Each group starts its own broker (--cores 2) with --spread-at set for it:
 12. sizes: text and binary messages of 0 B to 1 MiB from a publisher of
    each core, and a fragmented one from the other core, reach members of
    both cores unchanged.
+13. session: with --auth-secret, sync and history from a member of the
+   other core, a session resumed on each core, and tokens expiring on
+   members of both cores (1008).
 Group 4 also kicks a chat member of each core through the API (1008); group
 5 also grows the shrunk room past --spread-at again (it spreads again).
 
@@ -86,7 +89,7 @@ here from the algorithm's definition, as tests/api does), cross-checked with
 
 Environment: SPREAD_MEMBERS (the raw group's room size), SPREAD_ONLY
 (comma-separated groups: raw chat nospread api shrink handler churn drain
-slow full sameuser sizes), and rrtest's
+slow full sameuser sizes session), and rrtest's
 RINGROOM_EXTRA_ARGS / RINGROOM_SAN / RINGROOM_VERBOSE.
 """
 
@@ -1600,13 +1603,13 @@ SAME_CHECKS = [
 SECRET = "spread-test-secret-0123456789abcdef"
 
 
-def mint(sub, name):
+def mint(sub, name, ttl=3600):
     d = tmpdir("secret")
     path = os.path.join(d, "secret")
     with open(path, "w") as f:
         f.write(SECRET)
     r = subprocess.run(["/usr/bin/python3", MINT, "--secret-file", path, "--sub", sub,
-                        "--name", name, "--perms", "read,write", "--ttl", "3600"],
+                        "--name", name, "--perms", "read,write", "--ttl", str(ttl)],
                        capture_output=True, text=True, timeout=EVENTUALLY)
     if r.returncode != 0:
         raise RuntimeError("tools/mint-token: %s" % r.stderr.strip())
@@ -1757,6 +1760,99 @@ async def group_sizes(steps, port):
     await close_all(members)
 
 
+# ---- 13. sessions: sync, history, resume and token expiry on both cores -------------
+
+SESSION_CHECKS = [
+    "sync and history from a member of the other core: the stored messages, then synced",
+    "a session resumed on either core: resumed, the same user",
+    "tokens expiring on members of both cores close them with 1008",
+]
+EXPIRING_TTL = 3  # seconds: the tokens' exp is what closes them (the test waits EVENTUALLY)
+
+
+async def group_session(steps, port):
+    home, other = 0, 1
+    room = room_on("session", home)
+    tok = mint("u-sess", "Sess")
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    pub, v = await open_classified(port, Chat, room, other, v, {"token": tok})
+    for k in range(6):
+        await pub.send({"type": "message", "content": "s%d" % k, "requestId": k})
+    await until("six acks", lambda: len(pub.of("ack")) >= 6 or "%s" % pub.frames[-2:])
+    readers = []
+    while not any(c.core == "other" for c in readers) and len(readers) < MAX_TRIES:
+        c, v = await open_classified(port, Chat, room, other, v, {"token": tok})
+        readers.append(c)
+    o = readers[-1]
+    why = None
+    if o.core != "other":
+        why = "%d members, none on core %d" % (len(readers), other)
+    else:
+        n0 = len(o.frames)
+        await o.send({"type": "sync", "afterMessageId": 3})
+        await until("synced", lambda: bool(o.of("synced")) or "%s" % o.frames[n0:])
+        await o.send({"type": "history", "beforeId": 5, "limit": 2})
+        await until("history", lambda: bool(o.of("history")) or "%s" % o.frames[n0:])
+        got = [(f["type"], f["message"]["id"] if f["type"] == "message" else f.get("lastId"))
+               for f in o.frames[n0:] if f["type"] in ("message", "synced")]
+        hist = o.of("history")[0]
+        if got != [("message", 4), ("message", 5), ("message", 6), ("synced", 6)]:
+            why = "sync after 3: %s" % got
+        elif [m["id"] for m in hist.get("messages", [])] != [3, 4] or \
+                hist.get("hasMore") is not True:
+            why = "history before 5, limit 2: %s" % json.dumps(hist)[:300]
+    steps.check(SESSION_CHECKS[0], why)
+
+    # resume pub's session until it has come back on each core (the readers
+    # stay: a room without members is not spread, its next member goes home)
+    w = pub.welcome
+    secret = w["resume"]
+    await pub.close()
+    v -= 1 if pub.core == "other" else 0
+    await until_gauge(port, "ringroom_shard_members", other, v)
+    cores, problems, tries = set(), [], 0
+    while len(cores) < 2 and not problems and tries < MAX_TRIES:
+        tries += 1
+        c, v = await open_classified(port, Chat, room, other, v,
+                                     {"token": tok, "session": w["session"], "resume": secret})
+        wc = c.welcome
+        if wc.get("resumed") is not True or wc.get("session") != w["session"] or \
+                wc["user"]["id"] != w["user"]["id"]:
+            problems.append("on the %s core: resumed %s, session %s, user %s" % (
+                c.core, wc.get("resumed"), wc.get("session"), wc["user"]["id"]))
+        cores.add(c.core)
+        secret = wc.get("resume") or secret  # single use, when a fresh one is given
+        await c.close()
+        if c.core == "other":
+            v -= 1
+
+        async def only_readers():
+            # the session is open on one connection at a time: the next
+            # resume waits until this one is gone (the readers and this
+            # /metrics request remain)
+            n = (await metrics(port)).sum("ringroom_connections_open")
+            return True if n == len(readers) + 1 else "%s connections open" % n
+        await until("the resumed connection gone", only_readers)
+    steps.check(SESSION_CHECKS[1], first_bad(problems) if problems else
+                None if len(cores) == 2 else "%d returns, all on the %s core" % (tries, cores))
+    await close_all(readers)
+
+    # tokens that expire: on both cores
+    exp = []
+    v = (await metrics(port)).value("ringroom_shard_members", core=str(other))
+    while len({c.core for c in exp}) < 2 and len(exp) < MAX_TRIES:
+        c, v = await open_classified(port, Chat, room, other, v,
+                                     {"token": mint("u-exp-%d" % len(exp), "Exp", EXPIRING_TTL)})
+        exp.append(c)
+    why = await why_not(lambda: all(c.task.done() for c in exp) or
+                        "%d still open" % sum(not c.task.done() for c in exp))
+    bad = ["member on the %s core: close %s" % (c.core, c.ws.close_code) for c in exp
+           if c.ws.close_code != 1008]
+    if why is None and len({c.core for c in exp}) < 2:
+        why = "%d members, all on the %s core" % (len(exp), exp[0].core)
+    steps.check(SESSION_CHECKS[2], why or (first_bad(bad) if bad else None))
+
+
 # ---- main ---------------------------------------------------------------------------------
 
 GROUPS = [
@@ -1772,6 +1868,7 @@ GROUPS = [
     ("full", 1, group_full, FULL_CHECKS),
     ("sameuser", 1, group_sameuser, SAME_CHECKS),
     ("sizes", 1, group_sizes, SIZES_CHECKS),
+    ("session", 1, group_session, SESSION_CHECKS),
 ]
 BINARY = None
 COUNTER_SO = None
@@ -1796,6 +1893,7 @@ def main():
         extra = {"chat": ["--chat-rate", "1000"], "slow": ["--max-queued-bytes", "1MiB"],
                  "full": ["--max-room-size", str(FULL_SIZE)],
                  "sameuser": ["--auth-secret", SECRET],
+                 "session": ["--auth-secret", SECRET],
                  "handler": ["--handler", "/counter/=" + COUNTER_SO]}.get(label, [])
         try:
             if label == "handler" and not os.path.exists(COUNTER_SO):
