@@ -294,13 +294,13 @@ async def api_async(port, method, path, body=b"", ctype="application/json"):
     return await asyncio.to_thread(api, port, method, path, body, ctype)
 
 
-async def listed_core(port, path):
-    """The core /api/rooms gives for path (None when it is not listed)."""
+async def listed(port, path):
+    """[(core, members)] of path's entries in /api/rooms (one is right)."""
     st, body = await api_async(port, "GET", "/api/rooms")
     if st != 200:
         raise AssertionError("GET /api/rooms answered %s %r" % (st, body[:200]))
-    cores = [r.get("core") for r in json.loads(body)["rooms"] if r.get("path") == path]
-    return cores
+    return [(r.get("core"), r.get("members")) for r in json.loads(body)["rooms"]
+            if r.get("path") == path]
 
 
 # ---- clients ----------------------------------------------------------------------
@@ -466,7 +466,7 @@ def first_bad(items, limit=3):
 # ---- 1. raw: 4,000 members over both cores -------------------------------------
 
 RAW_CHECKS = [
-    "the room is homed where FNV-1a says (/api/rooms)",
+    "/api/rooms: the room on the core FNV-1a says, with its members of both cores",
     "spread: ringroom_spread_rooms is 1 on the home core only, the other core holds "
     "shard members and no other connection",
     "publishers on both cores (10 each, told apart by ringroom_shard_members)",
@@ -487,9 +487,10 @@ async def group_raw(steps, port):
     members = await open_many(Raw, port, room, bulk)
     print("   raw: %d members connected in batches, %.1f s in" % (bulk, time.monotonic() - T0),
           flush=True)
-    cores = await listed_core(port, path)
-    steps.check(RAW_CHECKS[0], None if cores == [home] else
-                "/api/rooms lists %s on cores %s, FNV-1a says %d" % (path, cores, home))
+    rooms = await listed(port, path)
+    steps.check(RAW_CHECKS[0], None if rooms == [(home, bulk)] else
+                "/api/rooms lists %s as (core, members) %s; FNV-1a says core %d, %d members "
+                "were connected" % (path, rooms, home, bulk))
 
     async def spread_ok():
         m = await metrics(port)
