@@ -32,8 +32,12 @@ static void room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	r->busy++; /* opens and alarms below may empty the room */
-	rt->load = RR_LOAD_READY;
-	if (!rt->initialised) {
+	/* a failed load stays failed: its waiters get 503, its alarms retry,
+	 * its API calls get storage_unavailable (it used to become READY here,
+	 * opening members on a log position that was never read) */
+	if (rt->load != RR_LOAD_FAILED)
+		rt->load = RR_LOAD_READY;
+	if (rt->load == RR_LOAD_READY && !rt->initialised) {
 		rt->initialised = true;
 		if (rt->h->init && rt->h->init(r) < 0) {
 			rr_warn("room '%s': %s init failed", r->name, rt->h->name);
