@@ -273,11 +273,11 @@ static void stub_close(struct rr_core *core, struct rr_conn *c, uint16_t code, c
 }
 
 /* The home answers a waiting member with status (f: its response or NULL). */
-static void stub_reply(struct rr_core *core, struct rr_conn *c, struct rr_frame *f)
+static void stub_reply(struct rr_core *core, struct rr_conn *c, int status, struct rr_frame *f)
 {
 	struct rr_remote *rm = c->remote;
-	struct rr_frame **p =
-	    rr_xq_op(core, rm->core, RR_XOP_REPLY, 0, 0, rm->idx, rm->gen, sizeof(*p));
+	struct rr_frame **p = rr_xq_op(core, rm->core, RR_XOP_REPLY, 0, (uint16_t)status, rm->idx,
+				       rm->gen, sizeof(*p));
 	if (p)
 		*p = f ? rr_frame_share(f) : NULL;
 	if (f)
@@ -558,7 +558,7 @@ void rr_conn_reply(struct rr_core *core, struct rr_conn *c, int status, struct r
 	if (c->flags & RR_CF_STUB) {
 		if (f == NULL)
 			f = rr_http_response(status, NULL, NULL, 0);
-		stub_reply(core, c, f); /* counted where the socket is */
+		stub_reply(core, c, status, f); /* counted where the socket is */
 		return;
 	}
 	switch (status) {

@@ -66,9 +66,13 @@ static void conns_settle(struct rr_core *core)
 
 static void conns_flush(struct rr_core *core)
 {
+	/* Batches to other cores first: the kernel runs the SQEs of one
+	 * submit in order, and loopback sends run the receivers' TCP inline,
+	 * so a spread room's other cores would otherwise start only after
+	 * this core's sends (measured: no gain at all at 10,000 members). */
+	rr_xq_flush(core);
 	rr_send_flush_all(core);
 	rr_in_rearm_all(core);
-	rr_xq_flush(core); /* one batch per other core */
 }
 
 static void conns_drain(struct rr_core *core)

@@ -16,6 +16,7 @@
 #include "auth/jwt.h"
 #include "conn/conn.h"
 #include "core/log.h"
+#include "core/tsan.h"
 #include "core/time.h"
 #include "http/http.h"
 #include "ws/ws.h"
@@ -176,6 +177,7 @@ static void run_call(struct rr_core *core, struct rr_api_call *call)
 static void post(struct rr_core *core, unsigned dst, struct rr_api_call *call, enum rr_ud_kind kind)
 {
 	struct io_uring_sqe *sqe = rr_ring_sqe(&core->ring);
+	RR_HB_RELEASE(call); /* the other core reads it once the CQE arrives */
 	io_uring_prep_msg_ring(sqe, core->broker->cores[dst].ring_fd, 0, rr_ud_ptr(kind, call), 0);
 	/* only a failure comes back (the target ring's queue is full) */
 	io_uring_sqe_set_data64(
@@ -289,12 +291,16 @@ static void answer(struct rr_core *core, struct rr_api_call *call)
 
 static void on_call_in(struct rr_core *core, const struct io_uring_cqe *cqe)
 {
-	run_call(core, rr_ud_to_ptr(io_uring_cqe_get_data64(cqe)));
+	struct rr_api_call *call = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	RR_HB_ACQUIRE(call); /* published by the connection's core through MSG_RING */
+	run_call(core, call);
 }
 
 static void on_call_back(struct rr_core *core, const struct io_uring_cqe *cqe)
 {
-	answer(core, rr_ud_to_ptr(io_uring_cqe_get_data64(cqe)));
+	struct rr_api_call *call = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	RR_HB_ACQUIRE(call); /* published by the room's core through MSG_RING */
+	answer(core, call);
 }
 
 /* A MSG_RING that did not arrive (its target's completion queue is full):
@@ -303,6 +309,7 @@ static void on_call_back(struct rr_core *core, const struct io_uring_cqe *cqe)
 static void on_post_failed(struct rr_core *core, const struct io_uring_cqe *cqe)
 {
 	struct rr_api_call *call = rr_ud_to_ptr(io_uring_cqe_get_data64(cqe));
+	RR_HB_ACQUIRE(call); /* ours again: it never left */
 	rr_warn("backend API: a call between cores was not delivered: %s", strerror(-cqe->res));
 	if (rr_ud_kind(io_uring_cqe_get_data64(cqe)) == RR_UD_API_SENT) {
 		call->status = 503;

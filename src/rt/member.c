@@ -32,9 +32,9 @@ static void room_ready(struct rr_core *core, struct rr_room *r)
 {
 	struct rr_room_rt *rt = rt_of(r);
 	r->busy++; /* opens and alarms below may empty the room */
-	/* a failed load stays failed: its waiters get 503, its alarms and API
-	 * calls wait for the next try (it used to become READY here, opening
-	 * members on a log position that was never read) */
+	/* a failed load stays failed: its waiters get 503, its alarms retry,
+	 * its API calls get storage_unavailable (it used to become READY here,
+	 * opening members on a log position that was never read) */
 	if (rt->load != RR_LOAD_FAILED)
 		rt->load = RR_LOAD_READY;
 	if (rt->load == RR_LOAD_READY && !rt->initialised) {
