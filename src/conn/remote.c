@@ -32,8 +32,6 @@ static void member_message(struct rr_core *core, struct rr_conn *c, uint8_t opco
 		return;
 	}
 	memcpy(dst, p, n);
-	/* the payload's length: the header's len is rounded up */
-	((struct rr_xop_hdr *)dst - 1)->flag = (uint8_t)((sizeof(struct rr_xop_hdr) + n) & 7);
 }
 
 static void member_detach(struct rr_core *core, struct rr_conn *c)
@@ -267,8 +265,6 @@ static void run_on_stub(struct rr_core *core, unsigned src, const struct rr_xop_
 		return;
 	case RR_XOP_MSG: {
 		size_t n = h->len - sizeof(*h);
-		if (h->flag)
-			n -= 8 - h->flag; /* the padding */
 		c = stub(core, h);
 		if (c && c->state == RR_CONN_OPEN && c->owner && c->owner->message)
 			c->owner->message(core, c, (uint8_t)h->code, p, n);
@@ -298,7 +294,7 @@ static void run_batch(struct rr_core *core, struct rr_xbatch *b)
 	while (off + sizeof(struct rr_xop_hdr) <= b->len) {
 		struct rr_xop_hdr *h = (struct rr_xop_hdr *)(b->buf + off);
 		run_on_stub(core, b->src, h, h + 1);
-		off += h->len;
+		off = RR_XOP_NEXT(off, h);
 	}
 	free(b);
 }

@@ -115,7 +115,7 @@ void *rr_xq_op(struct rr_core *core, unsigned dst, enum rr_xop op, uint8_t flag,
 	h->op = (uint8_t)op;
 	h->flag = flag;
 	h->code = code;
-	h->len = (uint32_t)len;
+	h->len = (uint32_t)(sizeof(*h) + n);
 	h->idx = idx;
 	h->gen = gen;
 	b->len += (uint32_t)len;
@@ -226,7 +226,7 @@ void rr_xq_discard(struct rr_xbatch *b)
 		} else if (h->op == RR_XOP_FRAME_ALL) {
 			rr_frame_drop_holder(((struct rr_xall *)p)->f);
 		}
-		off += h->len;
+		off = RR_XOP_NEXT(off, h);
 	}
 	free(b);
 }

@@ -43,7 +43,7 @@ struct rr_xop_hdr {
 	uint8_t op;
 	uint8_t flag;
 	uint16_t code;
-	uint32_t len; /* of the whole operation, header included, 8-aligned */
+	uint32_t len; /* of the operation, header included; the next starts 8-aligned */
 	uint32_t idx, gen;
 };
 
@@ -67,6 +67,9 @@ struct rr_xall {
 	uint8_t room_len;
 	char room[];
 };
+
+/* Where the operation after h starts in its batch. */
+#define RR_XOP_NEXT(off, h) ((off) + (((h)->len + 7u) & ~7u))
 
 struct rr_xbatch {
 	struct rr_xbatch *next; /* the receiver's list of early batches; the retry list */
