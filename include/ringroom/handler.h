@@ -121,6 +121,19 @@ struct rr_handler {
 	 * handler only until the ABI number moves (a handler built against
 	 * ABI 2 has no such field). */
 	void (*log_arrived)(struct rr_room *room, uint64_t id, const void *data, size_t len);
+	/* Cluster mode, the same rooms as log_arrived (read for the built-in
+	 * /chat/ handler only until the ABI number moves). node_message: bytes
+	 * the same room's handler on another node sent with
+	 * rr_room_tell_nodes() (at most once, each node's in the order sent).
+	 * node_gone: that node stopped (no heartbeat for a few seconds, or it
+	 * restarted): forget what it told. nodes_ready: the room hears the
+	 * other nodes now (its subscription is in place, or the connection
+	 * to the cluster came back after an outage): say what the others
+	 * need to know. Optional. */
+	void (*node_message)(struct rr_room *room, const char *node, size_t node_len,
+			     const void *data, size_t len);
+	void (*node_gone)(struct rr_room *room, const char *node, size_t node_len);
+	void (*nodes_ready)(struct rr_room *room);
 };
 
 /* ---- the backend API ------------------------------------------------------ */
@@ -264,6 +277,12 @@ uint64_t rr_member_auto_response_ms(const struct rr_conn *c);
  */
 int rr_room_set_auto_response(struct rr_room *room, const char *request, const char *response,
 			      bool match_type);
+
+/* Cluster mode: send len bytes (at most 1 MiB) to the same room's handler
+ * on every other node, which gets them in node_message(). Fire and forget:
+ * 0 (queued), -ENOTCONN (the cluster is down: dropped), -EAGAIN (the queue
+ * to the cluster is full), -ENOTSUP (not a room that spans nodes). */
+int rr_room_tell_nodes(struct rr_room *room, const void *data, size_t len);
 
 /* ---- the message log (durable handlers) ---------------------------------------- */
 

@@ -261,6 +261,14 @@ int rr_room_set_auto_response(struct rr_room *room, const char *request, const c
 	return 0;
 }
 
+int rr_room_tell_nodes(struct rr_room *room, const void *data, size_t len)
+{
+	struct rr_room_rt *rt = rt_of(room);
+	if (rt == NULL)
+		return -ENOTSUP;
+	return rr_rt_nodes_tell(rr_core_current(), rt, data, len);
+}
+
 const char *rr_log_epoch(const struct rr_room *room)
 {
 	return rt_of(room) ? rt_of(room)->epoch : "";

@@ -91,10 +91,6 @@ struct rt_clog {
 	struct clog_in *in_head, *in_tail, *in_next; /* in_next: not yet written */
 };
 
-struct rt_core {
-	struct rt_clog *clogs;
-};
-
 static struct rr_cluster *cluster(void)
 {
 	return rr_handler_cfg.cluster;
@@ -178,6 +174,7 @@ void rr_rt_clog_stop(struct rr_core *core, struct rr_room_rt *rt)
 	(void)core;
 	if (cl == NULL)
 		return;
+	rr_rt_nodes_room_stop(rt);
 	rt->clog = NULL;
 	cl->room = NULL;
 	unsubscribe(cl);
@@ -529,6 +526,7 @@ int rr_rt_clog_start(struct rr_core *core, struct rr_room *r)
 		c->clogs->prev = cl;
 	c->clogs = cl;
 	rt->clog = cl;
+	rr_rt_nodes_room_start(core, r);
 	return 0;
 }
 
@@ -588,6 +586,7 @@ void rr_rt_clog_fini(struct rr_core *core)
 	struct rt_core *c = rtc(core);
 	if (c == NULL)
 		return;
+	rr_rt_nodes_fini(core);
 	/* after rr_cluster_close: nothing refers to them any more */
 	while (c->clogs) {
 		struct rt_clog *cl = c->clogs;

@@ -8,6 +8,7 @@
 static void rt_start(struct rr_core *core)
 {
 	rr_rt_alarms_start(core);
+	rr_rt_nodes_start(core);
 }
 
 static void rt_stop(struct rr_core *core)
@@ -26,6 +27,7 @@ static const struct rr_layer rt_layer = {
 void rr_rt_register(void)
 {
 	rr_rt_member_register();
+	rr_rt_nodes_register();
 	rr_rt_alarms_register();
 	rr_reactor_layer(RR_LAYER_RT, &rt_layer);
 	rr_reactor_on(RR_UD_STORE, rr_rt_store_done);

@@ -92,6 +92,7 @@ struct rr_room_rt {
 	uint32_t store_name_len;
 	struct rr_room *room;
 	struct rt_clog *clog; /* cluster mode: the cluster's log (rt/cluster.c) */
+	struct rt_evt *evt;   /* cluster mode: its events across nodes (rt/nodes.c) */
 };
 
 enum { RR_LOAD_NONE = 0, RR_LOAD_LOADING, RR_LOAD_READY, RR_LOAD_FAILED };
@@ -188,6 +189,27 @@ void rr_rt_sha256(const void *p, size_t n, uint8_t out[32]);
 /* Load a room's log position; done runs with the completion. 0 or -errno. */
 int rr_rt_room_load(struct rr_core *core, struct rr_room *r,
 		    void (*done)(struct rr_core *core, struct sreq *s));
+
+/* The runtime's per-core state (core->layer[RR_LAYER_RT]). */
+struct rt_core {
+	struct rt_clog *clogs;	 /* cluster.c: the core's rooms with a cluster log */
+	struct rt_nodes *nodes; /* nodes.c: the nodes heard and the rooms' events */
+};
+
+/* nodes.c: events across nodes (--cluster), below cluster.c. register:
+ * once, before the cores start (the boot id); start / fini: the core's
+ * node table, heartbeat and subscription; room_start / room_stop: a room
+ * with a cluster log subscribes to its events (the handler's
+ * node_message, node_gone, nodes_ready) while it is in memory; tell:
+ * rr_room_tell_nodes(). */
+struct rt_evt;
+struct rt_nodes;
+void rr_rt_nodes_register(void);
+void rr_rt_nodes_start(struct rr_core *core);
+void rr_rt_nodes_fini(struct rr_core *core);
+void rr_rt_nodes_room_start(struct rr_core *core, struct rr_room *r);
+void rr_rt_nodes_room_stop(struct rr_room_rt *rt);
+int rr_rt_nodes_tell(struct rr_core *core, struct rr_room_rt *rt, const void *data, size_t len);
 
 /* cluster.c: the cluster's log of a /chat/ room (--cluster), above
  * storage.c and below api.c and member.c. wanted: the room's log is the

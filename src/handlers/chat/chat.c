@@ -292,9 +292,13 @@ static int chat_open(struct rr_room *room, struct rr_conn *c, const struct rr_op
 		return 1013;
 	}
 	if (first_conn) {
-		json_t *o = json_pack("{s:s, s:s, s:s}", "type", "user_joined", "userId",
-				      m->user_id, "username", m->user_name);
-		chat_broadcast_obj(room, o, c);
+		chat_nodes_join(room, m);
+		/* online on another node already: it joined then */
+		if (!chat_user_remote(st, m->user_id)) {
+			json_t *o = json_pack("{s:s, s:s, s:s}", "type", "user_joined", "userId",
+					      m->user_id, "username", m->user_name);
+			chat_broadcast_obj(room, o, c);
+		}
 	}
 	return 0;
 }
@@ -311,9 +315,12 @@ static void chat_close(struct rr_room *room, struct rr_conn *c, uint16_t code, b
 	if (m->live && code != 1013)
 		rr_member_set_last_id(c, st->last_bcast);
 	if (chat_user_remove(st, m)) {
-		json_t *o = json_pack("{s:s, s:s, s:s}", "type", "user_disconnected", "userId",
-				      m->user_id, "username", m->user_name);
-		chat_broadcast_obj(room, o, c);
+		chat_nodes_leave(room, m);
+		if (!chat_user_remote(st, m->user_id)) {
+			json_t *o = json_pack("{s:s, s:s, s:s}", "type", "user_disconnected",
+					      "userId", m->user_id, "username", m->user_name);
+			chat_broadcast_obj(room, o, c);
+		}
 	}
 	/* a replay waiting for writable() stops here; one with a read in
 	 * flight sees it gone when the read completes */
@@ -383,6 +390,7 @@ static void chat_evict(struct rr_room *room)
 	}
 	free(st->buckets);
 	json_decref(st->users);
+	json_decref(st->remote);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -399,6 +407,9 @@ static const struct rr_handler chat_handler = {
     .writable = chat_writable,
     .api = chat_api,
     .log_arrived = chat_log_arrived,
+    .node_message = chat_node_message,
+    .node_gone = chat_node_gone,
+    .nodes_ready = chat_nodes_ready,
 };
 
 const struct rr_handler *rr_chat_handler(void)

@@ -53,21 +53,19 @@ static int api_history(struct rr_room *room, struct chat_room *st, struct rr_api
 	return rr_log_read_before(room, before, limit, api_history_done, call);
 }
 
+static void presence_add(const char *uid, json_t *username, void *arg)
+{
+	json_array_append_new(arg, json_pack("{s:s, s:O}", "userId", uid, "username", username));
+}
+
+/* every node's users (cluster mode), each once */
 static int api_presence(struct chat_room *st, struct rr_api_call *call)
 {
 	json_t *list = json_array();
-	const char *uid;
-	json_t *u;
 	if (list == NULL)
 		return -ENOMEM;
-	if (st->users) {
-		json_object_foreach(st->users, uid, u)
-		{
-			json_array_append_new(list,
-					      json_pack("{s:s, s:O}", "userId", uid, "username",
-							json_object_get(u, "username")));
-		}
-	}
+	if (st->users)
+		chat_online_each(st, presence_add, list);
 	json_t *o = json_pack("{s:o}", "onlineUsers", list);
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
@@ -78,17 +76,12 @@ static int api_presence(struct chat_room *st, struct rr_api_call *call)
 	return 0;
 }
 
-static int api_kick(struct chat_room *st, struct rr_api_call *call, const char *user_id)
+/* closes the user's connections on every node; "closed" counts this node's */
+static int api_kick(struct rr_room *room, struct chat_room *st, struct rr_api_call *call,
+		    const char *user_id)
 {
-	unsigned closed = 0;
-	for (size_t i = 0; i < st->nbuckets; i++) {
-		for (struct chat_member *m = st->buckets[i]; m; m = m->next) {
-			if (m->gone || m->conn == NULL || strcmp(m->user_id, user_id) != 0)
-				continue;
-			rr_member_close(m->conn, 1008, "removed by the server");
-			closed++;
-		}
-	}
+	unsigned closed = chat_kick_local(st, user_id);
+	chat_nodes_kick(room, user_id);
 	char body[40];
 	int n = snprintf(body, sizeof(body), "{\"closed\":%u}", closed);
 	rr_api_reply(call, 200, body, (size_t)n);
@@ -105,7 +98,7 @@ int chat_api(struct rr_room *room, struct rr_api_call *call, const struct rr_api
 	case RR_API_OP_PRESENCE:
 		return api_presence(st, call);
 	case RR_API_OP_KICK:
-		return api_kick(st, call, req->user_id);
+		return api_kick(room, st, call, req->user_id);
 	case RR_API_OP_PUBLISH:
 		return chat_api_publish(room, st, call, req->body, req->body_len);
 	}

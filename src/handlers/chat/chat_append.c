@@ -411,6 +411,18 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 	chat_append_flush(room, st);
 }
 
+/* Broadcast a member's typing or presence here and on the other nodes. */
+static void chat_broadcast_shown(struct rr_room *room, json_t *o, struct rr_conn *except)
+{
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (s == NULL)
+		return;
+	rr_room_broadcast(room, RR_TEXT, s, strlen(s), except);
+	chat_nodes_frame(room, s, strlen(s));
+	free(s);
+}
+
 static void chat_on_typing(struct rr_room *room, struct chat_member *m, json_t *req, json_t *rid)
 {
 	json_t *t = json_object_get(req, "isTyping");
@@ -425,7 +437,7 @@ static void chat_on_typing(struct rr_room *room, struct chat_member *m, json_t *
 	}
 	json_t *o = json_pack("{s:s, s:s, s:s, s:O}", "type", "typing", "userId", m->user_id,
 			      "username", m->user_name, "isTyping", t);
-	chat_broadcast_obj(room, o, m->conn);
+	chat_broadcast_shown(room, o, m->conn);
 }
 
 static void chat_on_presence(struct rr_room *room, struct chat_member *m, json_t *req, json_t *rid)
@@ -441,7 +453,7 @@ static void chat_on_presence(struct rr_room *room, struct chat_member *m, json_t
 	}
 	json_t *o = json_pack("{s:s, s:s, s:s, s:O}", "type", "presence", "userId", m->user_id,
 			      "username", m->user_name, "status", s);
-	chat_broadcast_obj(room, o, NULL);
+	chat_broadcast_shown(room, o, NULL);
 }
 
 static void chat_on_sync(struct rr_room *room, struct chat_room *st, struct chat_member *m,

@@ -102,6 +102,10 @@ struct chat_room {
 	struct chat_member **buckets;
 	size_t nbuckets, nmembers;
 	json_t *users; /* userId -> {"username": s, "conns": n} */
+	/* cluster mode: the users of the room on other nodes,
+	 * node name -> {userId: username} (chat_nodes.c); NULL without */
+	json_t *remote;
+	bool clustered; /* it heard nodes_ready: typing and presence go to them */
 	struct chat_append *ap_head, *ap_tail;
 	bool appending; /* inside rr_log_append(): completions wait */
 	bool positioned;
@@ -118,6 +122,25 @@ struct chat_buf {
 };
 
 /* prototypes */
+/* chat_state.c: a user is online on another node / anywhere; each online
+ * user once (this node's first), fn(userId, username) for each; returns how
+ * many there are */
+typedef void chat_online_fn(const char *uid, json_t *username, void *arg);
+bool chat_user_remote(const struct chat_room *st, const char *uid);
+bool chat_user_online(const struct chat_room *st, const char *uid);
+size_t chat_online_each(struct chat_room *st, chat_online_fn *fn, void *arg);
+/* chat_nodes.c: what this node tells the room on the others, and what it
+ * hears from them (the handler's node_message, node_gone, nodes_ready) */
+void chat_nodes_join(struct rr_room *room, const struct chat_member *m);
+void chat_nodes_leave(struct rr_room *room, const struct chat_member *m);
+void chat_nodes_frame(struct rr_room *room, const char *frame, size_t len);
+void chat_nodes_kick(struct rr_room *room, const char *user_id);
+void chat_node_message(struct rr_room *room, const char *node, size_t node_len,
+		       const void *data, size_t len);
+void chat_node_gone(struct rr_room *room, const char *node, size_t node_len);
+void chat_nodes_ready(struct rr_room *room);
+/* closes this node's connections of a user; how many */
+unsigned chat_kick_local(struct chat_room *st, const char *user_id);
 struct chat_room *chat_state(struct rr_room *room);
 struct chat_member *chat_member_find(struct chat_room *st, const struct rr_conn *c);
 int chat_member_insert(struct chat_room *st, struct chat_member *m);

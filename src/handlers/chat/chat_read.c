@@ -53,30 +53,35 @@ void chat_member_go_live(struct chat_member *m, uint64_t last_id)
  * users, each once, at most CHAT_ONLINE_MAX of them (onlineCount says how
  * many there are); closes the object. Shared by initial_state and synced so
  * a client that reconnected with `since` refreshes its list the same way. */
+struct online_list {
+	struct chat_buf *b;
+	size_t listed;
+};
+
+static void online_add(const char *uid, json_t *username, void *arg)
+{
+	struct online_list *l = arg;
+	if (l->listed == CHAT_ONLINE_MAX || l->b->failed)
+		return;
+	json_t *o = json_pack("{s:s, s:O}", "userId", uid, "username", username);
+	if (o == NULL) {
+		l->b->failed = true;
+		return;
+	}
+	if (l->listed)
+		chat_buf_str(l->b, ",");
+	chat_buf_json(l->b, o);
+	json_decref(o);
+	l->listed++;
+}
+
 static void chat_buf_online_tail(struct chat_buf *b, struct chat_room *st)
 {
 	chat_buf_str(b, ",\"onlineUsers\":[");
-	size_t listed = 0;
-	const char *uid;
-	json_t *u;
-	json_object_foreach(st->users, uid, u)
-	{
-		if (listed == CHAT_ONLINE_MAX)
-			break;
-		json_t *o = json_pack("{s:s, s:O}", "userId", uid, "username",
-				      json_object_get(u, "username"));
-		if (o == NULL) {
-			b->failed = true;
-			return;
-		}
-		if (listed)
-			chat_buf_str(b, ",");
-		chat_buf_json(b, o);
-		json_decref(o);
-		listed++;
-	}
+	struct online_list l = {.b = b};
+	size_t count = chat_online_each(st, online_add, &l);
 	char tail[64];
-	int tn = snprintf(tail, sizeof(tail), "],\"onlineCount\":%zu}", json_object_size(st->users));
+	int tn = snprintf(tail, sizeof(tail), "],\"onlineCount\":%zu}", count);
 	chat_buf_add(b, tail, (size_t)tn);
 }
 

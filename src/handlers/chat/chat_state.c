@@ -268,3 +268,73 @@ bool chat_bucket_take(struct chat_member *m, uint64_t now_ms)
 	return true;
 }
 
+
+/* ---- users of other nodes (cluster mode; chat_nodes.c fills st->remote) ---- */
+
+bool chat_user_remote(const struct chat_room *st, const char *uid)
+{
+	const char *node;
+	json_t *users;
+	json_object_foreach((json_t *)st->remote, node, users)
+	{
+		if (json_object_get(users, uid))
+			return true;
+	}
+	return false;
+}
+
+bool chat_user_online(const struct chat_room *st, const char *uid)
+{
+	return json_object_get(st->users, uid) != NULL || chat_user_remote(st, uid);
+}
+
+size_t chat_online_each(struct chat_room *st, chat_online_fn *fn, void *arg)
+{
+	const char *uid;
+	json_t *u;
+	size_t n = 0;
+	json_object_foreach(st->users, uid, u)
+	{
+		fn(uid, json_object_get(u, "username"), arg);
+		n++;
+	}
+	if (st->remote == NULL)
+		return n;
+	/* each user once: skip those of this node and of a node before */
+	const char *node;
+	json_t *users;
+	void *it = json_object_iter(st->remote);
+	for (; it; it = json_object_iter_next(st->remote, it)) {
+		users = json_object_iter_value(it);
+		node = json_object_iter_key(it);
+		json_object_foreach(users, uid, u)
+		{
+			if (json_object_get(st->users, uid))
+				continue;
+			bool seen = false;
+			void *jt = json_object_iter(st->remote);
+			for (; jt != it && !seen; jt = json_object_iter_next(st->remote, jt))
+				seen = json_object_get(json_object_iter_value(jt), uid) != NULL;
+			if (seen)
+				continue;
+			fn(uid, u, arg);
+			n++;
+		}
+		(void)node;
+	}
+	return n;
+}
+
+unsigned chat_kick_local(struct chat_room *st, const char *user_id)
+{
+	unsigned closed = 0;
+	for (size_t i = 0; i < st->nbuckets; i++) {
+		for (struct chat_member *m = st->buckets[i]; m; m = m->next) {
+			if (m->gone || m->conn == NULL || strcmp(m->user_id, user_id) != 0)
+				continue;
+			rr_member_close(m->conn, 1008, "removed by the server");
+			closed++;
+		}
+	}
+	return closed;
+}
