@@ -312,6 +312,14 @@ uint64_t rr_log_first_id(const struct rr_room *room);
 typedef void rr_log_done_fn(struct rr_room *room, void *arg, int res, uint64_t id);
 int rr_log_append(struct rr_room *room, const void *data, size_t len, uint64_t *id_out,
 		  rr_log_done_fn *done, void *arg);
+/* The same with a key naming the message for the client that sends it
+ * (the chat handler: its user and requestId). In cluster mode a second
+ * append with a key stored within the cluster's duplicate window (2
+ * minutes) stores nothing: done gets -EALREADY and the first one's id (0
+ * when it cannot be read back), so a resend after a lost answer is not
+ * stored twice. Without cluster mode the key is not used. */
+int rr_log_append_once(struct rr_room *room, const void *key, size_t klen, const void *data,
+		       size_t len, uint64_t *id_out, rr_log_done_fn *done, void *arg);
 
 /*
  * Read stored messages: after `id` (oldest first, at most limit ≤ 1000), or

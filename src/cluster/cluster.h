@@ -216,7 +216,9 @@ struct rr_cluster_req {
 	uint64_t expect_seq;	    /* ... 0: the subject has no message yet */
 	uint64_t start_seq;	    /* JS_CONSUME: first stream sequence (0: all) */
 	uint64_t room_id;	    /* JS_PUBLISH: > 0 sets the header Rr-Id (the
-				     * message's id in its room); JS_LAST: out */
+				     * message's id in its room); out: on a
+				     * duplicate, the original's Rr-Id (0 when
+				     * it cannot be read); JS_LAST: out */
 
 	/* ---- filled by the cluster thread before the completion ---- */
 	int res;	/* 0 or -errno (below) */

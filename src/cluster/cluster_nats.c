@@ -610,6 +610,24 @@ void rr_cl_nats_run(struct rr_cluster *cl, struct cl_qent *e)
 	}
 }
 
+/* A duplicate (its Nats-Msg-Id was stored before) is acked with the
+ * original's sequence: its room id is the original's Rr-Id, read back (a
+ * round trip on this thread, only for duplicates: a client's resend after a
+ * lost ack). 0 when it cannot be read (trimmed, or the server is gone). */
+static void original_id(struct rr_cluster *cl, struct rr_cluster_req *req)
+{
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	const char *v = NULL;
+
+	req->room_id = 0;
+	if (js_GetMsg(&m, cl->js, cl->stream, req->seq, NULL, &jerr) != NATS_OK)
+		return;
+	if (natsMsgHeader_Get(m, "Rr-Id", &v) == NATS_OK && v != NULL)
+		req->room_id = strtoull(v, NULL, 10);
+	natsMsg_Destroy(m);
+}
+
 void rr_cl_nats_ack(struct rr_cluster *cl, struct cl_event *ev)
 {
 	struct rr_cluster_req *req = cl->unacked_head, *prev = NULL;
@@ -637,6 +655,8 @@ void rr_cl_nats_ack(struct rr_cluster *cl, struct cl_event *ev)
 		req->seq = ev->seq;
 		req->duplicate = ev->duplicate;
 		rr_hist_observe(&cl->st.js_ack_rtt, rr_now_ns() - req->_sent_ns);
+		if (ev->duplicate && req->room_id > 0)
+			original_id(cl, req);
 	}
 	rr_cl_finish(cl, req, ev->err);
 }

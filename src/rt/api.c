@@ -290,12 +290,18 @@ uint64_t rr_log_first_id(const struct rr_room *room)
 int rr_log_append(struct rr_room *room, const void *data, size_t len, uint64_t *id_out,
 		  rr_log_done_fn *done, void *arg)
 {
+	return rr_log_append_once(room, NULL, 0, data, len, id_out, done, arg);
+}
+
+int rr_log_append_once(struct rr_room *room, const void *key, size_t klen, const void *data,
+		       size_t len, uint64_t *id_out, rr_log_done_fn *done, void *arg)
+{
 	struct rr_core *core = rr_core_current();
 	struct rr_room_rt *rt = rt_of(room);
 	if (rt == NULL || !rt->h->durable || rr_handler_cfg.store == NULL)
 		return -ENOSYS;
 	if (rt->clog)
-		return rr_rt_clog_append(rt, data, len, id_out, done, arg);
+		return rr_rt_clog_append(rt, key, klen, data, len, id_out, done, arg);
 	struct sreq *s = rr_rt_sreq_new(core, room, RR_STORE_APPEND, SR_APPEND, len);
 	if (s == NULL)
 		return -ENOMEM;

@@ -52,6 +52,7 @@ struct clog_pub {
 	bool answered; /* the answer came: res */
 	int res;
 	uint64_t seq; /* the ack's stream sequence */
+	char msg_id[65]; /* Nats-Msg-Id, "" without a key */
 	uint32_t len;
 	uint8_t data[];
 };
@@ -210,7 +211,7 @@ static void process(struct rt_clog *cl);
 /* Every append still queued ends: the first with res, the others with
  * -EXDEV (each was numbered as if the ones before would be stored). The
  * handler may append again from its callback: those queue anew. */
-static void fail_all(struct rt_clog *cl, int res)
+static void fail_all_id(struct rt_clog *cl, int res, uint64_t id)
 {
 	struct clog_pub *p = cl->pub_head;
 	cl->pub_head = cl->pub_tail = NULL;
@@ -218,11 +219,17 @@ static void fail_all(struct rt_clog *cl, int res)
 	while (p) {
 		struct clog_pub *next = p->next;
 		if (p->done && cl->room)
-			p->done(cl->room, p->arg, res, 0);
+			p->done(cl->room, p->arg, res, id);
 		free(p);
 		res = -EXDEV;
+		id = 0;
 		p = next;
 	}
+}
+
+static void fail_all(struct rt_clog *cl, int res)
+{
+	fail_all_id(cl, res, 0);
 }
 
 static void pub_done(struct rr_cluster_req *req)
@@ -234,6 +241,12 @@ static void pub_done(struct rr_cluster_req *req)
 	p->answered = true;
 	p->res = req->res;
 	p->seq = req->seq;
+	if (req->res == 0 && req->duplicate) {
+		/* its key was stored before (a resend after a lost ack): the
+		 * stream kept nothing new, req->room_id names the original */
+		p->res = -EALREADY;
+		p->seq = 0;
+	}
 	if (r)
 		r->busy++;
 	if (req->res == -ESTALE) {
@@ -242,10 +255,11 @@ static void pub_done(struct rr_cluster_req *req)
 	}
 	process(cl); /* a message waiting for this answer goes on */
 	if (cl->pub_head == p && p->res != 0) {
-		if (p->res != -ESTALE && p->res != -ENOTCONN)
+		if (p->res != -ESTALE && p->res != -ENOTCONN && p->res != -EALREADY)
 			rr_warn("room '%s': publishing to the cluster: %s",
 				r ? r->name : "(gone)", strerror(-p->res));
-		fail_all(cl, p->res == -ESTALE ? -EXDEV : p->res);
+		fail_all_id(cl, p->res == -ESTALE ? -EXDEV : p->res,
+			    p->res == -EALREADY ? req->room_id : 0);
 	}
 	pump(cl);
 	if (r) {
@@ -285,6 +299,7 @@ static void pump(struct rt_clog *cl)
 		    .room_id = p->id,
 		    .expect_set = true,
 		    .expect_seq = cl->last_seq,
+		    .msg_id = p->msg_id[0] ? p->msg_id : NULL,
 		};
 		int rc = cluster() ? rr_cluster_submit(cluster(), &p->req) : -ENOTCONN;
 		if (rc < 0) {
@@ -530,8 +545,8 @@ int rr_rt_clog_start(struct rr_core *core, struct rr_room *r)
 	return 0;
 }
 
-int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint64_t *id_out,
-		      rr_log_done_fn *done, void *arg)
+int rr_rt_clog_append(struct rr_room_rt *rt, const void *key, size_t klen, const void *data,
+		      size_t len, uint64_t *id_out, rr_log_done_fn *done, void *arg)
 {
 	struct rt_clog *cl = rt->clog;
 	if (!cl->ready)
@@ -545,6 +560,21 @@ int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint6
 		return -ENOMEM;
 	p->cl = cl;
 	p->id = cl->shown_id + cl->npub + 1; /* rr_log_last_id() + 1 */
+	if (key) {
+		/* Nats-Msg-Id: the room and the key, hashed (the key is the
+		 * client's bytes; a header value must be plain text) */
+		uint8_t in[sizeof(rt->store_name) + 1 + 256], h[32];
+		size_t kn = klen < 256 ? klen : 256;
+		memcpy(in, rt->store_name, rt->store_name_len);
+		in[rt->store_name_len] = 0;
+		memcpy(in + rt->store_name_len + 1, key, kn);
+		rr_rt_sha256(in, rt->store_name_len + 1 + kn, h);
+		static const char hex[] = "0123456789abcdef";
+		for (int i = 0; i < 32; i++) {
+			p->msg_id[2 * i] = hex[h[i] >> 4];
+			p->msg_id[2 * i + 1] = hex[h[i] & 15];
+		}
+	}
 	p->done = done;
 	p->arg = arg;
 	p->len = (uint32_t)len;
@@ -619,10 +649,12 @@ void rr_rt_clog_stop(struct rr_core *core, struct rr_room_rt *rt)
 	(void)rt;
 }
 
-int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint64_t *id_out,
-		      rr_log_done_fn *done, void *arg)
+int rr_rt_clog_append(struct rr_room_rt *rt, const void *key, size_t klen, const void *data,
+		      size_t len, uint64_t *id_out, rr_log_done_fn *done, void *arg)
 {
 	(void)rt;
+	(void)key;
+	(void)klen;
 	(void)data;
 	(void)len;
 	(void)id_out;

@@ -222,7 +222,8 @@ struct rt_clog;
 bool rr_rt_clog_wanted(const struct rr_room *r);
 int rr_rt_clog_start(struct rr_core *core, struct rr_room *r);
 void rr_rt_clog_stop(struct rr_core *core, struct rr_room_rt *rt);
-int rr_rt_clog_append(struct rr_room_rt *rt, const void *data, size_t len, uint64_t *id_out,
+int rr_rt_clog_append(struct rr_room_rt *rt, const void *key, size_t klen, const void *data,
+		      size_t len, uint64_t *id_out,
 		      rr_log_done_fn *done, void *arg);
 uint64_t rr_rt_clog_last_id(const struct rr_room_rt *rt);
 bool rr_rt_clog_busy(const struct rr_room_rt *rt);

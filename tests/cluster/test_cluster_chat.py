@@ -37,7 +37,9 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "chat"))
 import rrtest  # noqa: E402
+from test_chat import mint_token_here  # noqa: E402
 import test_cluster_broker as tcb  # noqa: E402  (the Nats helper, wait_metrics)
 
 import websockets  # noqa: E402  (python3-websockets, Debian)
@@ -51,7 +53,8 @@ ROOM = "talk.room"
 MEMBERS_PER_NODE = 3
 PER_PUBLISHER = 20
 API_KEY = "cluster-chat-test-key-0123456789"
-KILLS = 5
+KILLS = 10
+SECRET = "cluster-chat-secret-0123456789"
 
 
 class Chat:
@@ -64,11 +67,17 @@ class Chat:
         self.closed = None
         self.task = asyncio.ensure_future(self._read())
 
+    users = 0
+
     @classmethod
-    async def open(cls, node, port, query=None):
-        url = "ws://127.0.0.1:%d/chat/%s" % (port, ROOM)
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
+    async def open(cls, node, port, query=None, user=None):
+        """A JWT user (--auth-secret): a new one unless user is given."""
+        if user is None:
+            cls.users += 1
+            user = "u%d" % cls.users
+        query = dict(query or {})
+        query["token"] = mint_token_here(SECRET, user, user, ["read", "write"])
+        url = "ws://127.0.0.1:%d/chat/%s?%s" % (port, ROOM, urllib.parse.urlencode(query))
         ws = await websockets.connect(url, max_size=None, ping_interval=None,
                                       close_timeout=2, open_timeout=20)
         return cls(node, ws)
@@ -100,13 +109,15 @@ class Chat:
             self.node, what, EVENTUALLY, json.dumps(self.frames[-3:])[:300])
 
     async def publish(self, content, rid):
-        """The ack or error for one message."""
+        """The ack or error for one message (sent again with the same rid:
+        the answer to this sending)."""
+        start = len(self.frames)
         await self.ws.send(json.dumps({"type": "message", "content": content,
                                        "requestId": rid}))
         got = []
 
         def answered():
-            got[:] = [f for f in self.frames if f.get("requestId") == rid and
+            got[:] = [f for f in self.frames[start:] if f.get("requestId") == rid and
                       f.get("type") in ("ack", "error")]
             return bool(got)
         why = await self.wait(answered, "answer to %s" % rid)
@@ -129,6 +140,7 @@ class Suite:
         self.nats = nats
         self.members = []
         self.acked = {}  # content -> id
+        self.duplicates = 0
 
     async def case(self, name, coro):
         try:
@@ -224,6 +236,31 @@ class Suite:
                 return why
         return self.same_log(self.n)
 
+    async def resend(self):
+        """The same message sent again with the same requestId (what a
+        client does when it lost the ack): acked with duplicate and the
+        first one's id, stored and shown once; another user's message with
+        the same requestId is its own."""
+        a = [m for m in self.members if m.node == "node-a"][0]
+        b = [m for m in self.members if m.node == "node-b"][0]
+        f1 = await a.publish("sent-twice", "same-rid")
+        f2 = await a.publish("sent-twice", "same-rid")
+        if f1["type"] != "ack" or f1["id"] != self.n + 1 or f1.get("duplicate"):
+            return "the first sending: %s (want ack %d)" % (f1, self.n + 1)
+        if f2 != {"type": "ack", "id": self.n + 1, "duplicate": True, "requestId": "same-rid"}:
+            return "the resend: %s (want a duplicate ack of %d)" % (f2, self.n + 1)
+        f3 = await b.publish("other-user-same-rid", "same-rid")
+        if f3["type"] != "ack" or f3["id"] != self.n + 2 or f3.get("duplicate"):
+            return "another user with the same requestId: %s (want ack %d)" % (f3, self.n + 2)
+        self.n += 2
+        self.acked["sent-twice"] = self.n - 1
+        self.acked["other-user-same-rid"] = self.n
+        for m in self.members:
+            why = await m.wait(lambda: len(m.of("message")) >= self.n, "the new messages")
+            if why:
+                return why
+        return self.same_log(self.n)
+
     async def restart(self):
         """SIGKILL node-c; node-a goes on; node-c comes back on its data
         folder, catches up from the stream, and its members replay and
@@ -273,9 +310,9 @@ class Suite:
         room_q = {"since": 0, "epoch": self.epoch}
 
         async def member(query=None):
-            url = "ws://127.0.0.1:%d/chat/evict.room" % a.port
-            if query:
-                url += "?" + urllib.parse.urlencode(query)
+            query = dict(query or {})
+            query["token"] = mint_token_here(SECRET, "evictor", "evictor", ["read", "write"])
+            url = "ws://127.0.0.1:%d/chat/evict.room?%s" % (a.port, urllib.parse.urlencode(query))
             ws = await websockets.connect(url, ping_interval=None, open_timeout=20)
             return Chat("node-a", ws)
         loop = asyncio.get_running_loop()
@@ -318,21 +355,30 @@ class Suite:
         problems = []
 
         async def publisher(node, tag):
+            # one JWT user per node; a message whose answer a kill swallowed
+            # (or that got storage_unavailable) is sent again with the same
+            # requestId until it is acked: the cluster stores it once
             k = 0
+            pending = None
             while not stop:
                 try:
                     port = self.brokers[node].port
-                    p = await Chat.open(node, port)
+                    p = await Chat.open(node, port, user=tag)
                     while not stop:
-                        # a new content per attempt: one whose ack a kill
-                        # swallowed may be stored, and is sent no more
-                        content = "%s-%d" % (tag, k)
-                        k += 1
-                        f = await p.publish(content, content)
+                        if pending is None:
+                            pending = "%s-%d" % (tag, k)
+                            k += 1
+                        f = await p.publish(pending, pending)
                         if f["type"] == "ack":
-                            acked[content] = f["id"]
+                            if "id" not in f:
+                                problems.append("%s: ack without an id: %s" % (pending, f))
+                            else:
+                                acked[pending] = f["id"]
+                            if f.get("duplicate"):
+                                self.duplicates += 1
+                            pending = None
                         elif f.get("code") != "storage_unavailable":
-                            problems.append("%s: %s" % (content, f))
+                            problems.append("%s: %s" % (pending, f))
                         await asyncio.sleep(0.01)
                 except (OSError, AssertionError, websockets.exceptions.WebSocketException):
                     if node != "node-c":
@@ -376,11 +422,17 @@ class Suite:
         where = {}
         for i, content in first:
             where.setdefault(content, []).append(i)
+        twice = [c for c, ids in where.items() if len(ids) > 1]
+        if twice:
+            return "stored more than once (resent with the same requestId): %s" % [
+                (c, where[c]) for c in twice[:5]]
         for content, i in acked.items():
             if where.get(content) != [i]:
                 return "acked %r as %d; the log has it at %s" % (content, i, where.get(content))
         self.acked = acked
         self.n = len(first)
+        print("%s: kill loop: %d messages, %d resends answered as duplicates" % (
+            LABEL, self.n, self.duplicates))
         self.members = [m for m in self.members if m.node != "node-c"]
         # the members still open have every message too
         for m in self.members:
@@ -409,8 +461,9 @@ class Suite:
             return "a publish with NATS down got %s" % f
         # a room that is not in memory cannot load from the stream now
         try:
-            ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room" %
-                                          self.brokers["node-b"].port, open_timeout=EVENTUALLY)
+            ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room?token=%s" % (
+                self.brokers["node-b"].port, mint_token_here(SECRET, "cold", "cold", ["read"])),
+                open_timeout=EVENTUALLY)
             await ws.close()
             return "a room that must load joined with NATS down"
         except websockets.exceptions.InvalidStatusCode as e:
@@ -447,8 +500,9 @@ class Suite:
         why = self.same_log(self.n + 3)
         if why:
             return why
-        ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room" %
-                                      self.brokers["node-b"].port, open_timeout=EVENTUALLY)
+        ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room?token=%s" % (
+            self.brokers["node-b"].port, mint_token_here(SECRET, "cold", "cold", ["read"])),
+            open_timeout=EVENTUALLY)
         await ws.close()
         return None
 
@@ -459,6 +513,8 @@ class Suite:
             ("since/epoch on any node replays the rest once, then synced", self.replay),
             ("POST /api/chat on one node: answered with the next id and the epoch, seen "
              "on every node", self.api),
+            ("a resend with the same requestId: acked as a duplicate of the first, stored "
+             "once; another user's same requestId is its own message", self.resend),
             ("SIGKILL a node, publish, restart it: it catches up (same epoch, replay from 0 "
              "on it), and its members publish in the one order", self.restart),
             ("a room leaves memory and comes back: replay from 0 and the next id",
@@ -496,7 +552,8 @@ def main():
             b = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", n,
                                        "--chat-rate", "1000", "--idle-timeout", "10m",
                                        "--room-idle-evict", "300ms",
-                                       "--api-key-file", keyfile], name=n)
+                                       "--api-key-file", keyfile, "--auth-secret", SECRET],
+                              name=n)
             brokers.append(b)
             b.start()
             by_name[n] = b

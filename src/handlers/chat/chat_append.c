@@ -14,6 +14,7 @@ void chat_append_free(struct chat_append *a)
 	if (a->m)
 		chat_member_put(a->m);
 	free(a->stored);
+	free(a->key);
 	if (a->request_id)
 		json_decref(a->request_id);
 	free(a);
@@ -35,7 +36,18 @@ static void chat_append_flush(struct rr_room *room, struct chat_room *st)
 						  : rr_room_member_by_session(room, a->session);
 		if (a->res == 0 && a->bad_id)
 			a->res = -EPROTO;
-		if (a->res == 0) {
+		if (a->duplicate) {
+			/* a resend of a message stored before: shown then; its
+			 * ack names that message when the cluster could tell */
+			if (c) {
+				json_t *o = json_pack("{s:s, s:b}", "type", "ack", "duplicate", 1);
+				if (o && a->id)
+					json_object_set_new(o, "id", json_integer((json_int_t)a->id));
+				if (o && a->request_id)
+					json_object_set(o, "requestId", a->request_id);
+				chat_send_obj(c, o, false);
+			}
+		} else if (a->res == 0) {
 			struct chat_buf b = {0};
 			chat_buf_message_frame(&b, a->stored, a->stored_len);
 			if (!b.failed)
@@ -69,6 +81,14 @@ static void chat_append_flush(struct rr_room *room, struct chat_room *st)
 	}
 }
 
+static int chat_log_append(struct rr_room *room, struct chat_append *a, uint64_t *id)
+{
+	if (a->key)
+		return rr_log_append_once(room, a->key, strlen(a->key), a->stored, a->stored_len,
+					  id, chat_append_done, a);
+	return rr_log_append(room, a->stored, a->stored_len, id, chat_append_done, a);
+}
+
 /* Cluster mode: another node took a's id (or an append before it failed):
  * number it again as the next id and append it again, in its place in the
  * queue. 0, or the error that ends it. */
@@ -89,7 +109,7 @@ static int chat_append_again(struct rr_room *room, struct chat_room *st, struct 
 	uint64_t id = 0;
 	bool was = st->appending;
 	st->appending = true;
-	int rc = rr_log_append(room, a->stored, a->stored_len, &id, chat_append_done, a);
+	int rc = chat_log_append(room, a, &id);
 	st->appending = was;
 	if (rc == 0) {
 		a->id = id;
@@ -109,8 +129,12 @@ void chat_append_done(struct rr_room *room, void *arg, int res, uint64_t id)
 	}
 	a->done = true;
 	a->res = res;
-	if (id)
+	if (res == -EALREADY) {
+		a->duplicate = true;
+		a->id = id; /* the original's, 0 when unknown */
+	} else if (id) {
 		a->id = id;
+	}
 	if (!st->appending)
 		chat_append_flush(room, st);
 }
@@ -131,7 +155,7 @@ static int chat_append_start(struct rr_room *room, struct chat_room *st, struct 
 
 	uint64_t id = 0;
 	st->appending = true;
-	int rc = rr_log_append(room, a->stored, a->stored_len, &id, chat_append_done, a);
+	int rc = chat_log_append(room, a, &id);
 	st->appending = false;
 	if (rc < 0) {
 		/* never appended, so no completion will come: unqueue */
@@ -396,6 +420,17 @@ static void chat_on_message(struct rr_room *room, struct chat_room *st, struct c
 	a->stored = stored;
 	a->stored_len = strlen(stored);
 	a->request_id = rid ? json_incref(rid) : NULL;
+	if (rid) {
+		char *r = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
+		size_t ul = strlen(m->user_id);
+		a->key = r ? malloc(ul + 1 + strlen(r) + 1) : NULL;
+		if (a->key) {
+			memcpy(a->key, m->user_id, ul);
+			a->key[ul] = '\n';
+			strcpy(a->key + ul + 1, r);
+		}
+		free(r);
+	}
 	a->m = m;
 	m->refs++;
 	int rc = chat_append_start(room, st, a, next_id);

@@ -70,12 +70,17 @@ struct chat_append {
 	char *stored; /* the stored JSON object */
 	size_t stored_len;
 	json_t *request_id; /* NULL when the client gave none */
+	/* "<userId>\n<requestId as JSON>": names the message for
+	 * rr_log_append_once (a resend after a lost ack is stored once in
+	 * cluster mode); NULL without a requestId */
+	char *key;
 	struct chat_member *m;    /* NULL for a backend API publish */
 	struct rr_api_call *call; /* the API publish to answer, or NULL */
 	uint64_t id;
 	int res;
 	bool done;
 	bool bad_id; /* numbered otherwise than predicted: never shown */
+	bool duplicate; /* stored before under its key: ack it, show nothing */
 	char session[];
 };
 
