@@ -235,8 +235,23 @@ int rr_cluster_publish(struct rr_cluster *cl, uint32_t core, const char *subject
 	return rr_cluster_publish2(cl, core, subject, NULL, 0, data, len);
 }
 
+static int publish(struct rr_cluster *cl, uint32_t core, const char *subject, const void *head,
+		   uint32_t head_len, const void *data, uint32_t len, bool control);
+
 int rr_cluster_publish2(struct rr_cluster *cl, uint32_t core, const char *subject,
 			const void *head, uint32_t head_len, const void *data, uint32_t len)
+{
+	return publish(cl, core, subject, head, head_len, data, len, false);
+}
+
+int rr_cluster_publish_control(struct rr_cluster *cl, uint32_t core, const char *subject,
+			       const void *data, uint32_t len)
+{
+	return publish(cl, core, subject, NULL, 0, data, len, true);
+}
+
+static int publish(struct rr_cluster *cl, uint32_t core, const char *subject, const void *head,
+		   uint32_t head_len, const void *data, uint32_t len, bool control)
 {
 	assert(cl != NULL && core < cl->opts.cores);
 
@@ -258,6 +273,7 @@ int rr_cluster_publish2(struct rr_cluster *cl, uint32_t core, const char *subjec
 	if (r == NULL)
 		return -ENOMEM;
 	r->core = core;
+	r->control = control;
 	r->len = head_len + len;
 	r->subject = (char *)(r + 1);
 	r->data = (uint8_t *)r->subject + sn + 1;
@@ -356,6 +372,8 @@ static void route_msgs(struct rr_cluster *cl, struct rr_cluster_msg *m, bool sto
 			dropped_bytes += m->len;
 			natsMsg_Destroy(m->_nmsg);
 			free(m);
+		} else if (sub->control) {
+			CL_STAT_ADD(cl, control_in, 1);
 		} else {
 			__atomic_fetch_add(&cl->core_st[sub->core].msgs_in, 1, __ATOMIC_RELAXED);
 		}
@@ -715,6 +733,8 @@ void rr_cluster_stats_get(struct rr_cluster *cl, struct rr_cluster_stats *st,
 	LOAD(js_acks);
 	LOAD(js_failures);
 	LOAD(late_acks);
+	LOAD(control_out);
+	LOAD(control_in);
 	LOAD(dropped);
 	LOAD(post_failures);
 	LOAD(post_retries);

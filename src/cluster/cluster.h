@@ -215,6 +215,9 @@ struct rr_cluster_req {
 				     * last stream sequence is expect_seq */
 	uint64_t expect_seq;	    /* ... 0: the subject has no message yet */
 	uint64_t start_seq;	    /* JS_CONSUME: first stream sequence (0: all) */
+	bool control;		    /* SUBSCRIBE: the node's own traffic (heartbeats):
+				     * its messages are counted in control_in, not
+				     * the core's, and it is not in subscriptions */
 	uint64_t room_id;	    /* JS_PUBLISH: > 0 sets the header Rr-Id (the
 				     * message's id in its room); out: on a
 				     * duplicate, the original's Rr-Id (0 when
@@ -273,6 +276,11 @@ int rr_cluster_publish(struct rr_cluster *cl, uint32_t core, const char *subject
  */
 int rr_cluster_publish2(struct rr_cluster *cl, uint32_t core, const char *subject,
 			const void *head, uint32_t head_len, const void *data, uint32_t len);
+
+/* rr_cluster_publish for the node's own traffic (heartbeats): counted in
+ * control_out, not in the core's messages out. */
+int rr_cluster_publish_control(struct rr_cluster *cl, uint32_t core, const char *subject,
+			       const void *data, uint32_t len);
 
 /* When the stream (opts.stream) was created, in ns since 1970, as the
  * server says at each connect; 0 until known. Every node sees the same
@@ -355,6 +363,8 @@ struct rr_cluster_stats {
 	uint64_t js_acks;	    /* JetStream publishes acked */
 	uint64_t js_failures;	    /* JetStream publishes completed with an error */
 	uint64_t late_acks;	    /* acks after their publish had failed */
+	uint64_t control_out;	    /* the node's own messages (heartbeats) sent */
+	uint64_t control_in;	    /* ... and received; neither is in the core counts */
 	uint64_t dropped;	    /* incoming messages dropped (inbox full) */
 	uint64_t post_failures;	    /* MSG_RING posts a core's ring refused */
 	uint64_t post_retries;	    /* held posts delivered by a retry */

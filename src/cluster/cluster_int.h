@@ -58,6 +58,7 @@
 struct cl_raw {
 	uint32_t core;
 	uint32_t len;
+	bool control; /* counted in control_out, not the core's messages */
 	char *subject;
 	uint8_t *data;
 };
@@ -98,6 +99,7 @@ struct rr_cluster_sub {
 	uint32_t core;
 	int ring_fd;
 	bool js; /* a JetStream consumer: messages carry a stream sequence */
+	bool control; /* the node's own traffic: not counted with the rooms' */
 	/* the cluster thread's */
 	natsSubscription *nsub;
 	bool unsubscribed; /* the core gave it up: its messages are dropped */

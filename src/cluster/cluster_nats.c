@@ -380,7 +380,9 @@ static void run_raw(struct rr_cluster *cl, struct cl_raw *r)
 	} else {
 		natsStatus s = natsConnection_Publish(cl->nc, r->subject, r->data, (int)r->len);
 
-		if (s == NATS_OK)
+		if (s == NATS_OK && r->control)
+			CL_STAT_ADD(cl, control_out, 1);
+		else if (s == NATS_OK)
 			__atomic_fetch_add(&cl->core_st[r->core].msgs_out, 1, __ATOMIC_RELAXED);
 		else if (CL_STAT_ADD(cl, publish_failures, 1) == 0)
 			rr_warn("publishing on %s: %s", r->subject, natsStatus_GetText(s));
@@ -468,6 +470,7 @@ static void run_subscribe(struct rr_cluster *cl, struct rr_cluster_req *req)
 	sub->core = req->core;
 	sub->ring_fd = req->reply_ring_fd;
 	sub->js = req->op == RR_CLUSTER_JS_CONSUME;
+	sub->control = req->control;
 	natsStatus s;
 	jsErrCode jerr = 0;
 
@@ -508,8 +511,9 @@ static void run_subscribe(struct rr_cluster *cl, struct rr_cluster_req *req)
 			natsSubscription_Destroy(sub->nsub);
 		} else {
 			free(sub);
+			sub = NULL;
 		}
-		if (!sub->js && err != -ENOMEM)
+		if (req->op != RR_CLUSTER_JS_CONSUME && err != -ENOMEM)
 			err = -EIO; /* a core subscription fails only on a bad subject */
 		rr_cl_finish(cl, req, err);
 		return;
@@ -518,7 +522,8 @@ static void run_subscribe(struct rr_cluster *cl, struct rr_cluster_req *req)
 	if (cl->subs != NULL)
 		cl->subs->prev = sub;
 	cl->subs = sub;
-	CL_STAT_ADD(cl, subscriptions, 1);
+	if (!sub->control)
+		CL_STAT_ADD(cl, subscriptions, 1);
 	req->sub = sub;
 	rr_cl_finish(cl, req, 0);
 }
@@ -564,7 +569,8 @@ static void sub_close(struct rr_cluster *cl, struct rr_cluster_sub *sub)
 	natsSubscription_Unsubscribe(sub->nsub); /* fails only when already closed */
 	natsSubscription_Destroy(sub->nsub);
 	sub->nsub = NULL;
-	CL_STAT_ADD(cl, subscriptions, (uint64_t)-1);
+	if (!sub->control)
+		CL_STAT_ADD(cl, subscriptions, (uint64_t)-1);
 }
 
 void rr_cl_sub_maybe_free(struct rr_cluster *cl, struct rr_cluster_sub *sub)

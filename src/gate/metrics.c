@@ -111,7 +111,8 @@ static size_t render_cluster(struct rr_cluster *cl, char *buf, size_t cap, size_
 	n = put(buf, cap, n, "# HELP %s " help "\n# TYPE %s " kind "\n%s %llu\n",              \
 		metric_name(mname, "ringroom_cluster_" name, kind), mname, mname,          \
 		(unsigned long long)(v))
-	CLUSTER_STAT("subscriptions", "gauge", "NATS subscriptions now", st.subscriptions);
+	CLUSTER_STAT("subscriptions", "gauge", "NATS subscriptions of rooms now (not the heartbeats')",
+		     st.subscriptions);
 	CLUSTER_STAT("disconnects", "counter", "connections to NATS lost", st.disconnects);
 	CLUSTER_STAT("reconnects", "counter", "connections to NATS regained", st.reconnects);
 	CLUSTER_STAT("publish_refused", "counter",
@@ -123,6 +124,12 @@ static size_t render_cluster(struct rr_cluster *cl, char *buf, size_t cap, size_
 		     st.js_failures);
 	CLUSTER_STAT("late_acks", "counter", "JetStream acks after their publish had failed",
 		     st.late_acks);
+	CLUSTER_STAT("heartbeats_out", "counter",
+		     "heartbeats this node sent (one a second; not in messages_out)",
+		     st.control_out);
+	CLUSTER_STAT("heartbeats_in", "counter",
+		     "heartbeats of other nodes received, over every core (not in messages_in)",
+		     st.control_in);
 	CLUSTER_STAT("dropped", "counter", "incoming messages dropped (cores behind)", st.dropped);
 	CLUSTER_STAT("post_failures", "counter", "posts a core's ring refused (held, retried)",
 		     st.post_failures);

@@ -350,7 +350,7 @@ static void tick(struct rr_timer *t, uint64_t now_ms)
 		return; /* stopping */
 	bool up = rr_cluster_state(cluster()) == RR_CLUSTER_CONNECTED;
 	if (up && core->id == 0)
-		rr_cluster_publish(cluster(), core->id, NODES_SUBJECT, ns->head, ns->head_len);
+		rr_cluster_publish_control(cluster(), core->id, NODES_SUBJECT, ns->head, ns->head_len);
 	if (up && !ns->up) {
 		/* back after an outage: what the others were told meanwhile is
 		 * lost, and they may have taken this node for gone */
@@ -421,6 +421,7 @@ void rr_rt_nodes_start(struct rr_core *core)
 	    .subject = NODES_SUBJECT,
 	    .on_msg = beat_msg,
 	    .sub_ctx = ns,
+	    .control = true,
 	};
 	int rc = rr_cluster_submit(cluster(), &ns->beat_req);
 	if (rc < 0)

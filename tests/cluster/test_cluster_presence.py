@@ -263,6 +263,10 @@ class Suite:
         if why:
             return why
         c = self.brokers["node-c"]
+        m = rrtest.get_metrics(self.brokers["node-a"].port)
+        if not (m.value("ringroom_cluster_heartbeats_in_total") > 0 and
+                m.value("ringroom_cluster_heartbeats_out_total") > 0):
+            return "node-a's heartbeat counters do not move"
         t0 = time.monotonic()
         c.kill()
         why = await self.views((a, b), {"alice", "bob"})
