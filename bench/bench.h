@@ -45,9 +45,16 @@ static inline bool rr_bench_mode_rooms(enum rr_bench_mode m)
 	return m == RR_BENCH_FANOUT || m == RR_BENCH_CHAT || m == RR_BENCH_PUBLISH;
 }
 
+/* --ports: at most this many ports to spread the connections over */
+#define RR_BENCH_PORTS_MAX 16
+
 struct rr_bench_cfg {
 	enum rr_bench_mode mode;
 	struct rr_bench_url url;
+	/* --ports: connection g goes to ports[g mod nports] of the URL's host
+	 * instead of the URL's port (several brokers: a cluster's nodes) */
+	uint16_t ports[RR_BENCH_PORTS_MAX];
+	uint32_t nports;
 	uint32_t conns;	     /* echo/idle: connections; churn: concurrent cycles */
 	uint32_t rooms;	     /* fanout */
 	uint32_t members;    /* fanout: per room */
@@ -84,6 +91,10 @@ uint32_t rr_bench_cfg_slow_per_room(const struct rr_bench_cfg *cfg);
  * publish: also rooms x publishers, one stamp id per (room, HTTP
  * connection): room * P + connection. */
 uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg);
+/* The index into --ports of connection gid (0 without --ports), and the port
+ * it connects to. */
+uint32_t rr_bench_cfg_port_index(const struct rr_bench_cfg *cfg, uint32_t gid);
+uint16_t rr_bench_cfg_port(const struct rr_bench_cfg *cfg, uint32_t gid);
 
 enum rr_bench_phase {
 	RR_BENCH_PH_CONNECT,

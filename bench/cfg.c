@@ -30,3 +30,13 @@ uint32_t rr_bench_cfg_total_pubs(const struct rr_bench_cfg *cfg)
 		return cfg->conns;
 	return 0;
 }
+
+uint32_t rr_bench_cfg_port_index(const struct rr_bench_cfg *cfg, uint32_t gid)
+{
+	return cfg->nports ? gid % cfg->nports : 0;
+}
+
+uint16_t rr_bench_cfg_port(const struct rr_bench_cfg *cfg, uint32_t gid)
+{
+	return cfg->nports ? cfg->ports[gid % cfg->nports] : cfg->url.port;
+}

@@ -80,6 +80,9 @@ static void usage(FILE *f)
 	    "                         (default: one per 20000 connections, 8 for churn)\n"
 	    "  --connect-concurrency N  upgrades in flight per worker (64)\n"
 	    "  --connect-timeout DUR  per connection, connect + upgrade (10s)\n"
+	    "  --ports P1,P2,...      connect to these ports of the URL's host instead of\n"
+	    "                         its port: connection g to the (g mod N)-th, so a room's\n"
+	    "                         members spread round-robin over N brokers (a cluster)\n"
 	    "  --server-pid PID       idle: report the server's RSS per connection and CPU\n"
 	    "  --slow-readers PCT     fanout: this %% of each room's members stop reading after\n"
 	    "                         the warm-up; the server should close them with 1013\n"
@@ -119,6 +122,24 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+/* --ports: 1 to RR_BENCH_PORTS_MAX ports, comma-separated. */
+static int parse_ports(const char *s, struct rr_bench_cfg *cfg)
+{
+	char buf[RR_BENCH_PORTS_MAX * 6 + 1];
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	cfg->nports = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+		if (cfg->nports == RR_BENCH_PORTS_MAX || parse_u64(t, 1, 65535, &v))
+			return -EINVAL;
+		cfg->ports[cfg->nports++] = (uint16_t)v;
+	}
+	return cfg->nports ? 0 : -EINVAL;
+}
+
 static void die_flag(const char *flag, const char *val)
 {
 	fprintf(stderr, "ringroom-bench: bad value for --%s: '%s'\n", flag, val);
@@ -149,6 +170,7 @@ enum {
 	O_HELP,
 	O_API_KEY,
 	O_WINDOW,
+	O_PORTS,
 };
 
 static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
@@ -177,6 +199,7 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 	    {"help", no_argument, 0, O_HELP},
 	    {"api-key", required_argument, 0, O_API_KEY},
 	    {"window", required_argument, 0, O_WINDOW},
+	    {"ports", required_argument, 0, O_PORTS},
 	    {0, 0, 0, 0},
 	};
 	memset(cfg, 0, sizeof(*cfg));
@@ -307,6 +330,10 @@ static void parse_args(int argc, char **argv, struct rr_bench_cfg *cfg)
 			if (parse_u64(optarg, 1, 1024, &v))
 				die_flag("window", optarg);
 			cfg->window = (uint32_t)v;
+			break;
+		case O_PORTS:
+			if (parse_ports(optarg, cfg))
+				die_flag("ports", optarg);
 			break;
 		case O_QUIET:
 			cfg->quiet = true;
@@ -680,6 +707,12 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		printf("{\"mode\":\"%s\",\"url\":\"%s://%s:%u%s\",\"tls\":%s,\"procs\":%u,",
 		       mode_name(cfg->mode), cfg->url.tls ? "wss" : "ws", cfg->url.host,
 		       cfg->url.port, cfg->url.path, cfg->url.tls ? "true" : "false", cfg->procs);
+		if (cfg->nports) {
+			printf("\"ports\":[");
+			for (uint32_t i = 0; i < cfg->nports; i++)
+				printf("%s%u", i ? "," : "", cfg->ports[i]);
+			printf("],");
+		}
 		printf("\"connections\":%u,\"opened\":%" PRIu64 ",\"failed\":%" PRIu64 ",", total,
 		       s->opened, s->conn_failed);
 		if (rr_bench_mode_rooms(cfg->mode))
@@ -769,9 +802,12 @@ static void print_report(const struct rr_bench_cfg *cfg, const struct totals *t,
 		       failed ? "false" : "true");
 		return;
 	}
-	printf("ringroom-bench %s  %s://%s:%u%s  procs %u\n", mode_name(cfg->mode),
+	printf("ringroom-bench %s  %s://%s:%u%s  procs %u", mode_name(cfg->mode),
 	       cfg->url.tls ? "wss" : "ws", cfg->url.host, cfg->url.port, cfg->url.path,
 	       cfg->procs);
+	for (uint32_t i = 0; i < cfg->nports; i++)
+		printf("%s%u", i ? "," : "  ports ", cfg->ports[i]);
+	printf("\n");
 	printf("  connections   %u asked, %" PRIu64 " opened, %" PRIu64 " failed", total, s->opened,
 	       s->conn_failed);
 	if (s->last_status)

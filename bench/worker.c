@@ -404,7 +404,8 @@ static void conn_start(struct worker *w, struct bconn *c)
 		int rcvbuf = SLOW_RCVBUF;
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	}
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(cfg->url.port)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons(rr_bench_cfg_port(cfg, c->gid))};
 	sa.sin_addr = cfg->url.addr;
 	if ((ntohl(cfg->url.addr.s_addr) >> 24) == 127 && cfg->src_ips > 0) {
 		/* spread source addresses so that more than one port range of
@@ -421,11 +422,13 @@ static void conn_start(struct worker *w, struct bconn *c)
 		}
 	}
 	/* read by the kernel at submission, so it must outlive this call; every
-	 * connection has the same destination, so one per worker will do */
-	static struct sockaddr_in dst;
-	dst = sa;
+	 * connection to the same port has the same destination, so one per
+	 * port and worker will do */
+	static struct sockaddr_in dst[RR_BENCH_PORTS_MAX];
+	struct sockaddr_in *d = &dst[rr_bench_cfg_port_index(cfg, c->gid)];
+	*d = sa;
 	struct io_uring_sqe *sqe = get_sqe(w);
-	io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&dst, sizeof(dst));
+	io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)d, sizeof(*d));
 	io_uring_sqe_set_data64(sqe, ud_make((uint32_t)(c - w->conns), c->gen, OP_CONNECT));
 	c->flags |= F_CONNECT;
 }
@@ -516,7 +519,7 @@ static void send_upgrade(struct worker *w, struct bconn *c)
 			 "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
 			 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 			 "Sec-WebSocket-Version: 13\r\nUser-Agent: ringroom-bench\r\n\r\n",
-			 target, w->cfg->url.host, w->cfg->url.port, key);
+			 target, w->cfg->url.host, rr_bench_cfg_port(w->cfg, c->gid), key);
 	assert(n > 0 && (size_t)n < w->txsz);
 	c->state = C_HANDSHAKE;
 	c->t_state = w->now;
