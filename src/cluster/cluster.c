@@ -35,26 +35,6 @@
 
 /* ---- states ---- */
 
-enum rr_cluster_state rr_cluster_state(const struct rr_cluster *cl)
-{
-	return (enum rr_cluster_state)atomic_load_explicit(&cl->state, memory_order_relaxed);
-}
-
-const char *rr_cluster_state_name(enum rr_cluster_state st)
-{
-	switch (st) {
-	case RR_CLUSTER_CONNECTING:
-		return "connecting";
-	case RR_CLUSTER_CONNECTED:
-		return "connected";
-	case RR_CLUSTER_RECONNECTING:
-		return "reconnecting";
-	case RR_CLUSTER_CLOSED:
-		return "closed";
-	}
-	return "unknown";
-}
-
 uint32_t rr_cluster_cores(const struct rr_cluster *cl)
 {
 	return cl->opts.cores;
@@ -176,15 +156,6 @@ static int validate(const struct rr_cluster_req *req)
 	return -EINVAL;
 }
 
-/* With mu held: a producer's wake-up, only when the thread sleeps. */
-static void wake_locked(struct rr_cluster *cl)
-{
-	if (cl->idle) {
-		cl->idle = false;
-		pthread_cond_signal(&cl->cv);
-	}
-}
-
 static int enqueue(struct rr_cluster *cl, void *p, uint32_t core, bool raw)
 {
 	int ret = 0;
@@ -199,7 +170,7 @@ static int enqueue(struct rr_cluster *cl, void *p, uint32_t core, bool raw)
 		cl->q[(cl->q_head + cl->q_len) % cl->q_cap] = (struct cl_qent){p, core, raw};
 		cl->q_len++;
 		cl->core_len[core]++;
-		wake_locked(cl);
+		rr_cl_wake_locked(cl);
 	}
 	pthread_mutex_unlock(&cl->mu);
 	return ret;
@@ -298,50 +269,6 @@ uint64_t rr_cluster_stream_created(const struct rr_cluster *cl)
 const char *rr_cluster_node_name(const struct rr_cluster *cl)
 {
 	return cl->node_name;
-}
-
-bool rr_cl_push_event(struct rr_cluster *cl, struct cl_event *ev)
-{
-	ev->next = NULL;
-	pthread_mutex_lock(&cl->mu);
-	if (cl->ev_tail != NULL)
-		cl->ev_tail->next = ev;
-	else
-		cl->ev_head = ev;
-	cl->ev_tail = ev;
-	wake_locked(cl);
-	pthread_mutex_unlock(&cl->mu);
-	return true;
-}
-
-void rr_cl_uncharge(struct rr_cluster *cl, uint32_t core, uint32_t n)
-{
-	pthread_mutex_lock(&cl->mu);
-	assert(cl->core_len[core] >= n);
-	cl->core_len[core] -= n;
-	pthread_mutex_unlock(&cl->mu);
-}
-
-void rr_cl_finish(struct rr_cluster *cl, struct rr_cluster_req *req, int res)
-{
-	req->res = res;
-	if (req->op == RR_CLUSTER_JS_PUBLISH) {
-		if (res == 0)
-			CL_STAT_ADD(cl, js_acks, 1);
-		else
-			CL_STAT_ADD(cl, js_failures, 1);
-	}
-	if (!rr_cl_post_add(cl, req->core, rr_ud_ptr(RR_UD_CLUSTER, req), req->reply_ring_fd, 0)) {
-		/* a completion must not be lost: wait for memory, loudly */
-		rr_err("out of memory holding a completion for core %u; retrying",
-		       req->core);
-		while (!rr_cl_post_add(cl, req->core, rr_ud_ptr(RR_UD_CLUSTER, req),
-				       req->reply_ring_fd, 0)) {
-			struct timespec ts = {0, 1000000};
-
-			nanosleep(&ts, NULL);
-		}
-	}
 }
 
 void rr_cluster_deliver(struct rr_cluster_msg *msg)
@@ -713,7 +640,7 @@ void rr_cluster_close(struct rr_cluster *cl)
 	pthread_mutex_lock(&cl->mu);
 	cl->stopping = true;
 	cl->idle = true; /* make sure it is signalled */
-	wake_locked(cl);
+	rr_cl_wake_locked(cl);
 	pthread_mutex_unlock(&cl->mu);
 	pthread_join(cl->thread, NULL);
 	cluster_free(cl);

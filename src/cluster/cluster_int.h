@@ -180,10 +180,12 @@ struct rr_cluster {
 
 #define CL_STAT_ADD(cl, field, n) __atomic_fetch_add(&(cl)->st.field, (n), __ATOMIC_RELAXED)
 
-/* ---- cluster.c ---- */
+/* ---- cluster_post.c: the hand-offs between the files (the bottom of src/cluster/) ---- */
 
 /* Push an event for the cluster thread (any thread); false: out of memory. */
 bool rr_cl_push_event(struct rr_cluster *cl, struct cl_event *ev);
+/* With mu held: wake the cluster thread if it sleeps (cluster_post.c). */
+void rr_cl_wake_locked(struct rr_cluster *cl);
 /* The core's outstanding count drops by n (a request's completion posted). */
 void rr_cl_uncharge(struct rr_cluster *cl, uint32_t core, uint32_t n);
 /* A request is finished: its completion goes onto the core's post list. */

@@ -26,6 +26,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cluster/cluster_int.h"
@@ -301,3 +303,79 @@ void rr_cl_post_abandon(struct rr_cluster *cl)
 			abandon_list(cl, c, &cl->postq[c]);
 	cl->post_next_ms = UINT64_MAX;
 }
+
+/* ---- the hand-offs the other files of the cluster share ---- */
+
+enum rr_cluster_state rr_cluster_state(const struct rr_cluster *cl)
+{
+	return (enum rr_cluster_state)atomic_load_explicit(&cl->state, memory_order_relaxed);
+}
+
+const char *rr_cluster_state_name(enum rr_cluster_state st)
+{
+	switch (st) {
+	case RR_CLUSTER_CONNECTING:
+		return "connecting";
+	case RR_CLUSTER_CONNECTED:
+		return "connected";
+	case RR_CLUSTER_RECONNECTING:
+		return "reconnecting";
+	case RR_CLUSTER_CLOSED:
+		return "closed";
+	}
+	return "unknown";
+}
+
+/* With mu held: a producer's wake-up, only when the thread sleeps. */
+void rr_cl_wake_locked(struct rr_cluster *cl)
+{
+	if (cl->idle) {
+		cl->idle = false;
+		pthread_cond_signal(&cl->cv);
+	}
+}
+
+bool rr_cl_push_event(struct rr_cluster *cl, struct cl_event *ev)
+{
+	ev->next = NULL;
+	pthread_mutex_lock(&cl->mu);
+	if (cl->ev_tail != NULL)
+		cl->ev_tail->next = ev;
+	else
+		cl->ev_head = ev;
+	cl->ev_tail = ev;
+	rr_cl_wake_locked(cl);
+	pthread_mutex_unlock(&cl->mu);
+	return true;
+}
+
+void rr_cl_uncharge(struct rr_cluster *cl, uint32_t core, uint32_t n)
+{
+	pthread_mutex_lock(&cl->mu);
+	assert(cl->core_len[core] >= n);
+	cl->core_len[core] -= n;
+	pthread_mutex_unlock(&cl->mu);
+}
+
+void rr_cl_finish(struct rr_cluster *cl, struct rr_cluster_req *req, int res)
+{
+	req->res = res;
+	if (req->op == RR_CLUSTER_JS_PUBLISH) {
+		if (res == 0)
+			CL_STAT_ADD(cl, js_acks, 1);
+		else
+			CL_STAT_ADD(cl, js_failures, 1);
+	}
+	if (!rr_cl_post_add(cl, req->core, rr_ud_ptr(RR_UD_CLUSTER, req), req->reply_ring_fd, 0)) {
+		/* a completion must not be lost: wait for memory, loudly */
+		rr_err("out of memory holding a completion for core %u; retrying",
+		       req->core);
+		while (!rr_cl_post_add(cl, req->core, rr_ud_ptr(RR_UD_CLUSTER, req),
+				       req->reply_ring_fd, 0)) {
+			struct timespec ts = {0, 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
