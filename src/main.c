@@ -62,6 +62,10 @@ static int start_cluster(const struct rr_config *cfg)
 		/* a room's history, as the local log keeps it */
 		.stream_max_per_subject = (int64_t)cfg->history_size,
 		.stream_max_age_ms = cfg->history_ttl_ms,
+		/* sessions that resume on any node: the newest record of each */
+		.kv_stream = "RINGROOM_SESSIONS",
+		.kv_subject = "ringroom.session.>",
+		.kv_max_age_ms = cfg->session_ttl_ms,
 	};
 	if (rr_cluster_open(&cluster, &co, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ringroom: %s\n", err);

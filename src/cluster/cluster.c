@@ -521,6 +521,8 @@ static void cluster_free(struct rr_cluster *cl)
 	free(cl->node_name);
 	free(cl->stream);
 	free(cl->stream_subjects_buf);
+	free(cl->kv_stream);
+	free(cl->kv_subject);
 	pthread_mutex_destroy(&cl->mu);
 	pthread_cond_destroy(&cl->cv);
 	free(cl);
@@ -599,10 +601,18 @@ int rr_cluster_open(struct rr_cluster **out, const struct rr_cluster_opts *opts,
 			goto fail_free;
 		}
 	}
-	cl->opts.servers = NULL; /* the caller's strings are not kept */
+	if (opts->kv_stream != NULL) {
+		cl->kv_stream = strdup(opts->kv_stream);
+		cl->kv_subject = strdup(opts->kv_subject ? opts->kv_subject : "");
+		if (cl->kv_stream == NULL || cl->kv_subject == NULL)
+			goto fail_free;
+	}
+		cl->opts.servers = NULL; /* the caller's strings are not kept */
 	cl->opts.node_name = cl->node_name;
 	cl->opts.stream = cl->stream;
 	cl->opts.stream_subjects = NULL;
+	cl->opts.kv_stream = cl->kv_stream;
+	cl->opts.kv_subject = NULL;
 
 	cl->q_cap = cl->opts.queue_capacity * cl->opts.cores;
 	cl->q = calloc(cl->q_cap, sizeof(*cl->q));

@@ -136,6 +136,12 @@ struct rr_cluster_opts {
 	 * and their age (--history-ttl); 0: no limit. */
 	int64_t stream_max_per_subject;
 	uint64_t stream_max_age_ms;
+	/* A second stream made sure of the same way, keeping one message per
+	 * subject (a key-value store: the newest value of each key) for
+	 * kv_max_age_ms (0: forever): the sessions. NULL: none. */
+	const char *kv_stream;
+	const char *kv_subject; /* one subject, e.g. "ringroom.session.>" */
+	uint64_t kv_max_age_ms;
 };
 
 struct rr_cluster;
@@ -215,6 +221,8 @@ struct rr_cluster_req {
 				     * last stream sequence is expect_seq */
 	uint64_t expect_seq;	    /* ... 0: the subject has no message yet */
 	uint64_t start_seq;	    /* JS_CONSUME: first stream sequence (0: all) */
+	bool kv;		    /* JS_LAST: in opts.kv_stream, not opts.stream */
+	bool want_data;		    /* JS_LAST: copy the message's data out */
 	bool control;		    /* SUBSCRIBE: the node's own traffic (heartbeats):
 				     * its messages are counted in control_in, not
 				     * the core's, and it is not in subscriptions */
@@ -227,6 +235,8 @@ struct rr_cluster_req {
 	int res;	/* 0 or -errno (below) */
 	uint64_t seq;	/* JS_PUBLISH: the stream sequence the server gave it */
 	bool duplicate; /* JS_PUBLISH: the server had it already (same msg id) */
+	void *out_data; /* JS_LAST with want_data: malloc'd copy (the core frees it) */
+	uint32_t out_len;
 
 	/* ---- private to the cluster ---- */
 	struct rr_cluster_req *_next; /* queue, then pending-ack list */

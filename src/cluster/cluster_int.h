@@ -135,6 +135,7 @@ struct rr_cluster {
 	char *stream_subjects_buf;
 	const char *stream_subjects[RR_CLUSTER_SERVERS_MAX];
 	int nstream_subjects;
+	char *kv_stream, *kv_subject;
 
 	/* ---- queue and inbox: guarded by mu ---- */
 	pthread_mutex_t mu;

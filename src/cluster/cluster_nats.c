@@ -313,19 +313,18 @@ int rr_cl_nats_start(struct rr_cluster *cl)
 	return 0;
 }
 
-/* The stream at each (re)connect: created if missing, else left alone (its
- * limits and replicas are the operator's). */
-static void ensure_stream(struct rr_cluster *cl)
+/* A stream at each (re)connect: created if missing, else left alone (its
+ * limits and replicas are the operator's). Its creation time in *created. */
+static void ensure_one(struct rr_cluster *cl, const char *name, const char **subjects, int nsub,
+		       int64_t max_per_subject, uint64_t max_age_ms, _Atomic uint64_t *created)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-
-	if (cl->stream == NULL || cl->js == NULL)
-		return;
-	natsStatus s = js_GetStreamInfo(&si, cl->js, cl->stream, NULL, &jerr);
+	natsStatus s = js_GetStreamInfo(&si, cl->js, name, NULL, &jerr);
 
 	if (s == NATS_OK) {
-		atomic_store(&cl->stream_created, (uint64_t)si->Created);
+		if (created != NULL)
+			atomic_store(created, (uint64_t)si->Created);
 		jsStreamInfo_Destroy(si);
 		return;
 	}
@@ -333,19 +332,19 @@ static void ensure_stream(struct rr_cluster *cl)
 		jsStreamConfig sc;
 
 		jsStreamConfig_Init(&sc);
-		sc.Name = cl->stream;
-		sc.Subjects = cl->stream_subjects;
-		sc.SubjectsLen = cl->nstream_subjects;
+		sc.Name = name;
+		sc.Subjects = subjects;
+		sc.SubjectsLen = nsub;
 		sc.Storage = js_FileStorage;
-		sc.MaxMsgsPerSubject = cl->opts.stream_max_per_subject;
-		sc.MaxAge = (int64_t)cl->opts.stream_max_age_ms * 1000000;
+		sc.MaxMsgsPerSubject = max_per_subject;
+		sc.MaxAge = (int64_t)max_age_ms * 1000000;
 		jerr = 0;
 		s = js_AddStream(&si, cl->js, &sc, NULL, &jerr);
 		if (s == NATS_OK) {
-			rr_info("created JetStream stream %s on %s%s (file storage)",
-				cl->stream, cl->stream_subjects[0],
-				cl->nstream_subjects > 1 ? ", ..." : "");
-			atomic_store(&cl->stream_created, (uint64_t)si->Created);
+			rr_info("created JetStream stream %s on %s%s (file storage)", name,
+				subjects[0], nsub > 1 ? ", ..." : "");
+			if (created != NULL)
+				atomic_store(created, (uint64_t)si->Created);
 			jsStreamInfo_Destroy(si);
 			return;
 		}
@@ -354,8 +353,23 @@ static void ensure_stream(struct rr_cluster *cl)
 		rr_warn("JetStream is not enabled on the NATS server (run nats-server "
 			"with -js): JetStream publishes will fail");
 	else
-		rr_warn("JetStream stream %s: %s (JetStream code %d)", cl->stream,
+		rr_warn("JetStream stream %s: %s (JetStream code %d)", name,
 			natsStatus_GetText(s), (int)jerr);
+}
+
+static void ensure_stream(struct rr_cluster *cl)
+{
+	if (cl->js == NULL)
+		return;
+	if (cl->stream != NULL)
+		ensure_one(cl, cl->stream, cl->stream_subjects, cl->nstream_subjects,
+			   cl->opts.stream_max_per_subject, cl->opts.stream_max_age_ms,
+			   &cl->stream_created);
+	if (cl->kv_stream != NULL) {
+		const char *subjects[1] = {cl->kv_subject};
+
+		ensure_one(cl, cl->kv_stream, subjects, 1, 1, cl->opts.kv_max_age_ms, NULL);
+	}
 }
 
 void rr_cl_nats_up(struct rr_cluster *cl)
@@ -534,12 +548,13 @@ static void run_js_last(struct rr_cluster *cl, struct rr_cluster_req *req)
 	jsErrCode jerr = 0;
 	const char *v = NULL;
 
-	if (cl->js == NULL || cl->stream == NULL ||
-	    rr_cluster_state(cl) != RR_CLUSTER_CONNECTED) {
-		rr_cl_finish(cl, req, cl->stream == NULL ? -ENOENT : -ENOTCONN);
+	const char *stream = req->kv ? cl->kv_stream : cl->stream;
+
+	if (cl->js == NULL || stream == NULL || rr_cluster_state(cl) != RR_CLUSTER_CONNECTED) {
+		rr_cl_finish(cl, req, stream == NULL ? -ENOENT : -ENOTCONN);
 		return;
 	}
-	natsStatus s = js_GetLastMsg(&m, cl->js, cl->stream, req->subject, NULL, &jerr);
+	natsStatus s = js_GetLastMsg(&m, cl->js, stream, req->subject, NULL, &jerr);
 
 	if (s != NATS_OK) {
 		int err = status_errno(s);
@@ -555,8 +570,22 @@ static void run_js_last(struct rr_cluster *cl, struct rr_cluster_req *req)
 	req->seq = natsMsg_GetSequence(m);
 	if (natsMsgHeader_Get(m, "Rr-Id", &v) == NATS_OK && v != NULL)
 		req->room_id = strtoull(v, NULL, 10);
+	int res = 0;
+
+	if (req->want_data) {
+		int len = natsMsg_GetDataLength(m);
+
+		req->out_data = malloc(len > 0 ? (size_t)len : 1);
+		if (req->out_data == NULL) {
+			res = -ENOMEM;
+		} else {
+			if (len > 0)
+				memcpy(req->out_data, natsMsg_GetData(m), (size_t)len);
+			req->out_len = (uint32_t)len;
+		}
+	}
 	natsMsg_Destroy(m);
-	rr_cl_finish(cl, req, 0);
+	rr_cl_finish(cl, req, res);
 }
 
 /* Give a sub up: its messages are dropped from now on; libnats' completion

@@ -209,7 +209,7 @@ int rr_member_set_attachment(struct rr_conn *c, const void *data, size_t len)
 	/* written through, except during open(): the session is saved once
 	 * open() returns */
 	if (c->state == RR_CONN_OPEN && cx(c)->query == NULL)
-		rr_rt_session_put(rr_core_current(), c);
+		rr_rt_session_save(rr_core_current(), c);
 	return 0;
 }
 

@@ -263,7 +263,7 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 	}
 	/* a new session, or a resumed one with its rotated token: saved now */
 	if (x->session_new || x->resumed)
-		rr_rt_session_put(core, c);
+		rr_rt_session_save(core, c);
 	x->session_new = false;
 	if (x->early) {
 		uint8_t *early = x->early;
@@ -277,51 +277,56 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 	}
 }
 
-static void on_session_get(struct rr_core *core, struct sreq *s)
+/* The stored session ss matches what the connection presented (its room,
+ * the hash of its resume token, not connected now): take its state. */
+static bool session_resume(struct rr_conn_ext *x, struct rr_room *r,
+			   const struct rr_store_session *ss, const uint8_t h[32])
 {
-	struct rr_conn *c = s->conn;
-	if (c->gen != s->conn_gen || c->state != RR_CONN_WAIT || cx(c) == NULL)
-		return; /* gone meanwhile */
+	if (ss->room_len != rt_of(r)->store_name_len ||
+	    memcmp(ss->room, rt_of(r)->store_name, ss->room_len) != 0 ||
+	    !ct_equal(h, ss->resume_hash, 32) || rr_room_member_by_session(r, x->session) != NULL)
+		return false;
+	x->resumed = true;
+	x->resumed_last_id = ss->last_id;
+	x->last_id = ss->last_id;
+	free(x->resume_token); /* the presented one: used */
+	x->resume_token = NULL;
+	/* single use: a fresh token for the welcome; its hash replaces the
+	 * stored one only once open() accepts the session (member_open), so a
+	 * resume the handler refuses (another user's token: 1008) does not use
+	 * the token up */
+	rr_rt_new_session(x);
+	memcpy(x->resume_hash, ss->resume_hash, 32);
+	if (ss->attachment_len) {
+		x->attachment = malloc(ss->attachment_len);
+		if (x->attachment) {
+			memcpy(x->attachment, ss->attachment, ss->attachment_len);
+			x->attachment_len = ss->attachment_len;
+		}
+	}
+	if (ss->tags_len) {
+		x->tags = malloc(ss->tags_len);
+		if (x->tags) {
+			memcpy(x->tags, ss->tags, ss->tags_len);
+			x->tags_len = ss->tags_len;
+			for (uint32_t i = 0; i < ss->tags_len; i++)
+				x->ntags += ss->tags[i] == '\0';
+		}
+	}
+	return true;
+}
+
+/* The session is settled (resumed, or a new one): open now or once the
+ * room is loaded. */
+static void session_settled(struct rr_core *core, struct rr_conn *c)
+{
 	struct rr_conn_ext *x = cx(c);
 	struct rr_room *r = x->waiting_room;
-	const struct rr_store_session *ss = &s->req.out.session;
-	uint8_t h[32];
-	rr_rt_sha256(x->resume_token ? x->resume_token : "",
-		     x->resume_token ? strlen(x->resume_token) : 0, h);
-	bool presented = x->resume_token && x->resume_token[0] != '\0';
-	free(x->resume_token);
-	x->resume_token = NULL;
-	if (s->req.res == 0 && presented && ss->room_len == rt_of(r)->store_name_len &&
-	    memcmp(ss->room, rt_of(r)->store_name, ss->room_len) == 0 &&
-	    ct_equal(h, ss->resume_hash, 32) && rr_room_member_by_session(r, x->session) == NULL) {
-		x->resumed = true;
-		x->resumed_last_id = ss->last_id;
-		x->last_id = ss->last_id;
-		/* single use: a fresh token for the welcome; its hash
-		 * replaces the stored one only once open() accepts the
-		 * session (member_open), so a resume the handler refuses
-		 * (another user's token: 1008) does not use the token up */
-		rr_rt_new_session(x);
-		memcpy(x->resume_hash, ss->resume_hash, 32);
-		if (ss->attachment_len) {
-			x->attachment = malloc(ss->attachment_len);
-			if (x->attachment) {
-				memcpy(x->attachment, ss->attachment, ss->attachment_len);
-				x->attachment_len = ss->attachment_len;
-			}
-		}
-		if (ss->tags_len) {
-			x->tags = malloc(ss->tags_len);
-			if (x->tags) {
-				memcpy(x->tags, ss->tags, ss->tags_len);
-				x->tags_len = ss->tags_len;
-				for (uint32_t i = 0; i < ss->tags_len; i++)
-					x->ntags += ss->tags[i] == '\0';
-			}
-		}
-	} else {
+	if (!x->resumed) {
 		/* unknown, expired, another room's, or a wrong token: a new
 		 * session (the client can't tell which: no oracle) */
+		free(x->resume_token);
+		x->resume_token = NULL;
 		x->session[0] = '\0';
 	}
 	if (rt_of(r)->load == RR_LOAD_READY) {
@@ -337,6 +342,47 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 			room_ready(core, r);
 		}
 	}
+}
+
+static void resume_hash_of(const struct rr_conn_ext *x, uint8_t h[32])
+{
+	rr_rt_sha256(x->resume_token ? x->resume_token : "",
+		     x->resume_token ? strlen(x->resume_token) : 0, h);
+}
+
+/* The cluster's copy of a session this node did not have (or had older). */
+static void on_cluster_session(struct rr_core *core, struct rr_conn *c, uint64_t gen,
+			       const struct rr_store_session *ss)
+{
+	if (c->gen != gen || c->state != RR_CONN_WAIT || cx(c) == NULL)
+		return; /* gone meanwhile */
+	struct rr_conn_ext *x = cx(c);
+	uint8_t h[32];
+	resume_hash_of(x, h);
+	if (ss)
+		session_resume(x, x->waiting_room, ss, h);
+	session_settled(core, c);
+}
+
+static void on_session_get(struct rr_core *core, struct sreq *s)
+{
+	struct rr_conn *c = s->conn;
+	if (c->gen != s->conn_gen || c->state != RR_CONN_WAIT || cx(c) == NULL)
+		return; /* gone meanwhile */
+	struct rr_conn_ext *x = cx(c);
+	struct rr_room *r = x->waiting_room;
+	uint8_t h[32];
+	resume_hash_of(x, h);
+	bool presented = x->resume_token && x->resume_token[0] != '\0';
+	if (presented && s->req.res == 0 && session_resume(x, r, &s->req.out.session, h)) {
+		session_settled(core, c);
+		return;
+	}
+	/* cluster mode: the session may have been made, or resumed last, on
+	 * another node */
+	if (presented && rr_rt_csession_get(core, c, on_cluster_session) == 0)
+		return;
+	session_settled(core, c);
 }
 
 /* The gate accepted an upgrade for a handler route, on its home core. */
@@ -562,7 +608,7 @@ static void rt_leave(struct rr_core *core, struct rr_conn *c, uint16_t code, boo
 	if (x->opened) {
 		if (rt->h->close)
 			rt->h->close(r, c, code, clean);
-		rr_rt_session_put(core, c);
+		rr_rt_session_save(core, c);
 	}
 	x->left_room = NULL;
 	r->busy--;

@@ -16,6 +16,9 @@ Cases:
   - GET /api/chat/{room}/presence on every node lists the three users;
   - typing from node-b reaches node-a and node-c (not its sender); presence
     from node-c reaches everyone, its sender included, once each;
+  - a session made on node-a resumes on node-b (same session, its
+    attachment), then on node-c with the token node-b gave; node-b's token,
+    used, resumes nowhere (node-a included, whose own copy is older);
   - alice opens a second connection on node-c: nobody hears a second
     user_joined; her node-a connection closes: nobody hears
     user_disconnected; the node-c one closes: bob and carol hear it once;
@@ -129,9 +132,11 @@ class Suite:
         self.secret = secret
         self.members = {}  # user -> Member (the first connection)
 
-    async def open(self, node, user):
+    async def open(self, node, user, session=None):
         token = mint_token_here(self.secret, user, user.capitalize(), ["read", "write"])
         url = "ws://127.0.0.1:%d/chat/%s?token=%s" % (self.brokers[node].port, ROOM, token)
+        if session:
+            url += "&session=%s&resume=%s" % session
         ws = await websockets.connect(url, ping_interval=None, close_timeout=2,
                                       open_timeout=EVENTUALLY)
         m = Member(node, user, ws)
@@ -297,12 +302,39 @@ class Suite:
         stray = ["%s/%s: %s" % (m.node, m.user, m.closed) for m in ms if m.closed]
         return "members closed: %s" % stray if stray else None
 
+    async def sessions(self):
+        """A session made on node-a resumes on node-b (resumed, the same
+        session, its attachment: joinedAt), then on node-c with node-b's
+        token; node-b's token, used up, no longer resumes anywhere."""
+        f1 = await self.open("node-a", "frank")
+        w1 = f1.of("welcome")[0]
+        await f1.close()
+        f2 = await self.open("node-b", "frank", (w1["session"], w1["resume"]))
+        w2 = f2.of("welcome")[0]
+        await f2.close()
+        if not (w2["resumed"] and w2["session"] == w1["session"] and
+                w2["user"]["joinedAt"] == w1["user"]["joinedAt"]):
+            return "on node-b: %s (made on node-a: %s)" % (w2, w1)
+        f3 = await self.open("node-c", "frank", (w2["session"], w2["resume"]))
+        w3 = f3.of("welcome")[0]
+        await f3.close()
+        if not (w3["resumed"] and w3["session"] == w1["session"]):
+            return "on node-c with node-b's token: %s" % w3
+        f4 = await self.open("node-a", "frank", (w2["session"], w2["resume"]))
+        w4 = f4.of("welcome")[0]
+        await f4.close()
+        if w4["resumed"] or w4["session"] == w1["session"]:
+            return "node-b's token resumed again on node-a after its use on node-c: %s" % w4
+        return None
+
     async def run(self):
         cases = [
             ("GET …/presence on every node lists the users of every node", self.api_presence),
             ("typing crosses nodes (not to its sender), presence reaches everyone once",
              self.typing),
             ("one user on two nodes joins and leaves once", self.two_nodes_one_user),
+            ("a session made on one node resumes on another, and again on a third; a used "
+             "token resumes nowhere", self.sessions),
             ("DELETE …/members/{user} on one node closes that user on the others (1008)",
              self.kick),
             ("a node SIGKILLed: its users leave the others' views; back, they join again",
