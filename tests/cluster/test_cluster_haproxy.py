@@ -21,7 +21,8 @@ Cases:
   - node-a SIGKILLed under its page: its page goes offline, HAProxy marks
     node-a DOWN;
   - the page reconnects through HAProxy to another node with
-    since=<its last id>&epoch=<the epoch>, and the messages sent while it
+    since=<its last id>&epoch=<the epoch> and its session (resumed there:
+    the same session and user), and the messages sent while it
     was away arrive once each, replayed; no gap, no duplicate, the same log
     as the other pages;
   - a message from the reconnected page reaches the others with the next id;
@@ -243,6 +244,12 @@ class Suite:
             return "the page's position before the kill: %s" % self.pos
         await p.eval("window.__got = []; ringroomClient.on('message', e => "
                      "window.__got.push([e.message.id, e.replayed]))")
+        self.saved = await p.eval("({session: ringroomClient._saved.session, "
+                                  "user: ringroomClient._saved.userId})")
+        if not self.saved.get("session") or not self.saved.get("user"):
+            return "the page has no session before the kill: %s" % self.saved
+        await p.eval("window.__welcomes = []; ringroomClient.on('welcome', f => "
+                     "window.__welcomes.push([f.session, f.resumed, f.user.id]))")
         self.urls_before = len(self.ws_urls[p])
         self.up_before = upgrades(self.nodes)
         out = self.hp.command("disable frontend ws")
@@ -286,6 +293,11 @@ class Suite:
         if got != [[i, True] for i, _ in self.missed]:
             return "the page got %s over the reconnect (want %s, replayed)" % (
                 got, [[i, True] for i, _ in self.missed])
+        welcomes = await p.eval("window.__welcomes")
+        want_w = [self.saved["session"], True, self.saved["user"]]
+        if not welcomes or welcomes[-1] != want_w:
+            return "the page's welcome on the other node: %s (want its session resumed, " \
+                "the same user: %s)" % (welcomes, want_w)
         print("the page reconnected through HAProxy to %s" % sorted(grew), flush=True)
         return await self.same_log(5, "after the reconnect")
 
@@ -319,7 +331,8 @@ class Suite:
             ("node-a SIGKILLed under its page: the page goes offline, HAProxy marks node-a DOWN",
              self.kill),
             ("the page reconnects through HAProxy to another node with since/epoch: the "
-             "missed messages replayed once, no gap, the same log on every page", self.resume),
+             "missed messages replayed once, no gap, the same log on every page; its session "
+             "resumed there (the same session and user)", self.resume),
             ("the reconnected page's message reaches every page with the next id", self.after),
             ("node-a restarted on its folder: back on NATS, HAProxy marks it UP", self.restart),
         ]
