@@ -13,9 +13,9 @@ counted; both exit 0 on SIGTERM.
 Usage: test_cluster_broker.py <ringroom binary>
 """
 
+import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -79,6 +79,44 @@ def wait_metrics(broker, pred):
             return m
         time.sleep(0.05)
     return None
+
+
+def run_nodes(label, names, args_of, run, api_key=None):
+    """The frame of the three-node suites: skip without nats-server, start
+    it (JetStream on a temporary folder) and one broker per name with
+    --cluster and --node-name plus args_of(name, keyfile) (keyfile: a file
+    holding api_key, or None), wait until every node is on NATS, then
+    run(report, brokers by name, nats) (a coroutine function); stop and
+    report. Returns the exit status."""
+    binary = rrtest.load_binary_arg(label)
+    if shutil.which("nats-server") is None:
+        rrtest.skip_suite(label, "nats-server is not installed (apt-get install nats-server)")
+    report = rrtest.Report(label)
+    nats = Nats()
+    brokers = []
+    keyfile = None
+    if api_key:
+        keyfile = os.path.join(nats.dir, "api-keys")
+        with open(keyfile, "w") as f:
+            f.write(api_key + "\n")
+    try:
+        nats.start()
+        by_name = {}
+        for n in names:
+            b = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", n] +
+                              list(args_of(n, keyfile)), name=n)
+            brokers.append(b)
+            b.start()
+            by_name[n] = b
+        for b in brokers:
+            if wait_metrics(b, lambda m: m.value("ringroom_cluster_up") == 1) is None:
+                raise RuntimeError("%s did not connect to NATS" % b.name)
+        asyncio.run(run(report, by_name, nats))
+    except RuntimeError as e:
+        report.fail("start", str(e))
+    status = rrtest.finish_suite(report, brokers)
+    nats.cleanup()
+    return status
 
 
 def state_is(name):

@@ -31,7 +31,6 @@ Usage: test_cluster_chat.py <ringroom binary>
 import asyncio
 import json
 import os
-import shutil
 import sys
 import time
 import urllib.parse
@@ -536,36 +535,13 @@ class Suite:
 
 
 def main():
-    binary = rrtest.load_binary_arg(LABEL)
-    if shutil.which("nats-server") is None:
-        rrtest.skip_suite(LABEL, "nats-server is not installed (apt-get install nats-server)")
-    report = rrtest.Report(LABEL)
-    nats = tcb.Nats()
-    brokers = []
-    keyfile = os.path.join(nats.dir, "api-keys")
-    with open(keyfile, "w") as f:
-        f.write(API_KEY + "\n")
-    try:
-        nats.start()
-        by_name = {}
-        for n in NODES:
-            b = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", n,
-                                       "--chat-rate", "1000", "--idle-timeout", "10m",
-                                       "--room-idle-evict", "300ms",
-                                       "--api-key-file", keyfile, "--auth-secret", SECRET],
-                              name=n)
-            brokers.append(b)
-            b.start()
-            by_name[n] = b
-        for b in brokers:
-            if tcb.wait_metrics(b, lambda m: m.value("ringroom_cluster_up") == 1) is None:
-                raise RuntimeError("%s did not connect to NATS" % b.name)
-        asyncio.run(Suite(report, by_name, nats).run())
-    except RuntimeError as e:
-        report.fail("start", str(e))
-    status = rrtest.finish_suite(report, brokers)
-    nats.cleanup()
-    return status
+    def args_of(_name, keyfile):
+        return ["--chat-rate", "1000", "--idle-timeout", "10m", "--room-idle-evict", "300ms",
+                "--api-key-file", keyfile, "--auth-secret", SECRET]
+
+    async def run(report, brokers, nats):
+        await Suite(report, brokers, nats).run()
+    return tcb.run_nodes(LABEL, NODES, args_of, run, api_key=API_KEY)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import sys
 import time
 
@@ -356,36 +355,15 @@ class Suite:
 
 
 def main():
-    binary = rrtest.load_binary_arg(LABEL)
-    if shutil.which("nats-server") is None:
-        rrtest.skip_suite(LABEL, "nats-server is not installed (apt-get install nats-server)")
-    report = rrtest.Report(LABEL)
-    nats = tcb.Nats()
-    brokers = []
-    keyfile = os.path.join(nats.dir, "api-keys")
-    with open(keyfile, "w") as f:
-        f.write(API_KEY + "\n")
     secret = "cluster-presence-secret-%d" % random.randrange(1 << 30)
-    try:
-        nats.start()
-        by_name = {}
-        for n in NODES:
-            b = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", n,
-                                       "--auth-secret", secret, "--chat-rate", "1000",
-                                       "--idle-timeout", "10m", "--api-key-file", keyfile],
-                              name=n)
-            brokers.append(b)
-            b.start()
-            by_name[n] = b
-        for b in brokers:
-            if tcb.wait_metrics(b, lambda m: m.value("ringroom_cluster_up") == 1) is None:
-                raise RuntimeError("%s did not connect to NATS" % b.name)
-        asyncio.run(Suite(report, by_name, nats, secret).run())
-    except RuntimeError as e:
-        report.fail("start", str(e))
-    status = rrtest.finish_suite(report, brokers)
-    nats.cleanup()
-    return status
+
+    def args_of(_name, keyfile):
+        return ["--auth-secret", secret, "--chat-rate", "1000", "--idle-timeout", "10m",
+                "--api-key-file", keyfile]
+
+    async def run(report, brokers, nats):
+        await Suite(report, brokers, nats, secret).run()
+    return tcb.run_nodes(LABEL, NODES, args_of, run, api_key=API_KEY)
 
 
 if __name__ == "__main__":

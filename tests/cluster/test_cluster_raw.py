@@ -34,7 +34,6 @@ Usage: test_cluster_raw.py <ringroom binary>
 
 import asyncio
 import os
-import shutil
 import sys
 import time
 
@@ -470,36 +469,14 @@ class Suite:
 
 
 def main():
-    binary = rrtest.load_binary_arg(LABEL)
-    if shutil.which("nats-server") is None:
-        rrtest.skip_suite(LABEL, "nats-server is not installed (apt-get install nats-server)")
-    report = rrtest.Report(LABEL)
-    nats = tcb.Nats()
-    brokers = []
-    keyfile = os.path.join(nats.dir, "api-keys")
-    with open(keyfile, "w") as f:
-        f.write(API_KEY + "\n")
-    try:
-        nats.start()
-        by_name = {}
-        for n in NODES:
-            args = ["--cluster", nats.url(), "--node-name", n, "--api-key-file", keyfile,
-                    "--idle-timeout", "10m"]
-            if n == "node-c":
-                args += ["--spread-at", "1"]
-            b = rrtest.Broker(binary, args, name=n)
-            brokers.append(b)
-            b.start()
-            by_name[n] = b
-        for b in brokers:
-            if tcb.wait_metrics(b, lambda m: m.value("ringroom_cluster_up") == 1) is None:
-                raise RuntimeError("%s did not connect to NATS" % b.name)
-        asyncio.run(Suite(report, by_name, nats).run())
-    except RuntimeError as e:
-        report.fail("start", str(e))
-    status = rrtest.finish_suite(report, brokers)
-    nats.cleanup()
-    return status
+    def args_of(name, keyfile):
+        # node-c's members spread: the home fans out to its other core
+        return (["--api-key-file", keyfile, "--idle-timeout", "10m"] +
+                (["--spread-at", "1"] if name == "node-c" else []))
+
+    async def run(report, brokers, nats):
+        await Suite(report, brokers, nats).run()
+    return tcb.run_nodes(LABEL, NODES, args_of, run, api_key=API_KEY)
 
 
 if __name__ == "__main__":
