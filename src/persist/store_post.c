@@ -17,7 +17,13 @@
  *
  * While held, a core's requests count against its queue quota (core_len),
  * so a core whose ring takes nothing gets -EAGAIN from rr_store_submit
- * instead of growing the list without bound.
+ * instead of growing the list without bound. They stay counted while a
+ * retry is in flight and stop counting only once their post has succeeded
+ * (uncharging the list before the attempt let the core submit a quota's
+ * worth more at every refused retry, so the list grew after all). A core
+ * that reaps one of them and submits at once, while at its quota, may
+ * therefore still be refused for the moment it takes the worker to reap
+ * its own CQE: the bound holds at every instant, at the price of that.
  *
  * A successful post's CQE is reaped too (no IOSQE_CQE_SKIP_SUCCESS): the
  * worker then knows the outcome of every post before it touches the list
@@ -95,9 +101,8 @@ static int take_post_fault(struct rr_store *s)
 }
 
 /* Count the list's requests against the core's quota (all of them: a held
- * request is still the core's outstanding work), or stop counting them
- * just before they are posted, so a core that reaps a completion and
- * submits again at once is not refused for a request it already has. */
+ * request is still the core's outstanding work). The charged ones are the
+ * oldest, at the head: requests added since the last flush are not. */
 static void charge(struct rr_store *s, uint32_t core, struct post_list *pl)
 {
 	assert(pl->len >= pl->charged);
@@ -109,15 +114,19 @@ static void charge(struct rr_store *s, uint32_t core, struct post_list *pl)
 	pl->charged = pl->len;
 }
 
-static void uncharge(struct rr_store *s, uint32_t core, struct post_list *pl)
+/* Stop counting up to n of the list's charged requests: the n oldest left
+ * the list (delivered, or released at close). */
+static void uncharge(struct rr_store *s, uint32_t core, struct post_list *pl, uint32_t n)
 {
-	if (pl->charged == 0)
+	if (n > pl->charged)
+		n = pl->charged;
+	if (n == 0)
 		return;
 	pthread_mutex_lock(&s->mu);
-	assert(s->core_len[core] >= pl->charged);
-	s->core_len[core] -= pl->charged;
+	assert(s->core_len[core] >= n);
+	s->core_len[core] -= n;
 	pthread_mutex_unlock(&s->mu);
-	pl->charged = 0;
+	pl->charged -= n;
 }
 
 void rr_store_post_add(struct rr_store *s, struct rr_store_req **reqs, uint32_t n)
@@ -182,7 +191,7 @@ static void submit_chunk(struct rr_store *s, uint32_t k, int *res)
  * chain. Delivered requests leave the list (*posted counts them); the first
  * refused one and all behind it stay, in order. Returns 0 or the refusal.
  */
-static int post_chunk(struct rr_store *s, struct post_list *pl, uint32_t *posted)
+static int post_chunk(struct rr_store *s, uint32_t core, struct post_list *pl, uint32_t *posted)
 {
 	struct rr_store_req *slot[POST_RING_ENTRIES];
 	int res[POST_RING_ENTRIES];
@@ -235,6 +244,8 @@ static int post_chunk(struct rr_store *s, struct post_list *pl, uint32_t *posted
 	pl->head = head;
 	if (rest == NULL)
 		pl->tail = last;
+	/* the delivered were the oldest: the charged ones go first */
+	uncharge(s, core, pl, delivered);
 	pl->len -= delivered;
 	s->post_pending -= delivered;
 	*posted += delivered;
@@ -250,9 +261,8 @@ static void post_list(struct rr_store *s, uint32_t core, struct post_list *pl, u
 	uint32_t posted = 0;
 	int err = 0;
 
-	uncharge(s, core, pl);
 	while (pl->len > 0 && err == 0)
-		err = post_chunk(s, pl, &posted);
+		err = post_chunk(s, core, pl, &posted);
 	if (late)
 		STAT_ADD(s, post_retries, posted);
 	if (err == 0) {
@@ -281,7 +291,7 @@ static void abandon_list(struct rr_store *s, uint32_t core, struct post_list *pl
 {
 	struct rr_store_req *req, *next;
 
-	uncharge(s, core, pl);
+	uncharge(s, core, pl, pl->charged);
 	rr_store_log("closing: %u completions for core %u were never delivered (ring fd %d: %s); "
 		     "their results are freed and their callbacks will not run",
 		     pl->len, core, pl->ring_fd, strerror(-pl->err));
