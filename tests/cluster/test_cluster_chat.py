@@ -21,9 +21,11 @@ Cases:
   - node-c SIGKILLed 5 times while a member on every node publishes:
     each node's log replayed from 0 is 1..N, the same on every node, and
     every acked message is in it exactly once, under its acked id;
-  - NATS stopped: a publish gets storage_unavailable, never an ack, the
-    members stay connected, and a room that must load answers 503; NATS
-    back: publishing goes on from N+1 on every node, and that room loads.
+  - NATS stopped for 5 s while a member on every node publishes: answers
+    are storage_unavailable, never a false ack (every acked message is in
+    the log afterwards, once), the members stay connected, a room that must
+    load answers 503; NATS back: every node is acked again, every node's
+    log replayed from 0 is 1..N and the same, and that room loads.
 
 Usage: test_cluster_chat.py <ringroom binary>
 """
@@ -343,29 +345,25 @@ class Suite:
             await m.close()
         return None
 
-    async def kill_loop(self):
-        """Node-c SIGKILLed KILLS times while a member on every node
-        publishes (node-c's own in-flight messages may be lost unacked);
-        then every node's log, replayed from 0, holds ids 1..N contiguous,
-        the same on every node, each acked message exactly once."""
-        c = self.brokers["node-c"]
-        acked = dict(self.acked)
-        stop = False
-        problems = []
+    def load(self, tag, acked, problems, may_drop=()):
+        """A publisher on every node (one JWT user each) until stop():
+        a message whose answer was lost (a kill) or that got
+        storage_unavailable is sent again with the same requestId until it
+        is acked: the cluster stores it once. acked gets content -> id;
+        a publisher on a node in may_drop reconnects when it loses its
+        connection, any other reports it in problems."""
+        st = {"stop": False, "errors": 0, "acks": {n: 0 for n in NODES}}
 
-        async def publisher(node, tag):
-            # one JWT user per node; a message whose answer a kill swallowed
-            # (or that got storage_unavailable) is sent again with the same
-            # requestId until it is acked: the cluster stores it once
+        async def publisher(node):
+            user = "%s-%s" % (tag, node)
             k = 0
             pending = None
-            while not stop:
+            while not st["stop"]:
                 try:
-                    port = self.brokers[node].port
-                    p = await Chat.open(node, port, user=tag)
-                    while not stop:
+                    p = await Chat.open(node, self.brokers[node].port, user=user)
+                    while not st["stop"]:
                         if pending is None:
-                            pending = "%s-%d" % (tag, k)
+                            pending = "%s-%d" % (user, k)
                             k += 1
                         f = await p.publish(pending, pending)
                         if f["type"] == "ack":
@@ -375,17 +373,80 @@ class Suite:
                                 acked[pending] = f["id"]
                             if f.get("duplicate"):
                                 self.duplicates += 1
+                            st["acks"][node] += 1
                             pending = None
-                        elif f.get("code") != "storage_unavailable":
+                        elif f.get("code") == "storage_unavailable":
+                            st["errors"] += 1
+                        else:
                             problems.append("%s: %s" % (pending, f))
                         await asyncio.sleep(0.01)
+                    await p.close()
                 except (OSError, AssertionError, websockets.exceptions.WebSocketException):
-                    if node != "node-c":
+                    if node not in may_drop:
                         problems.append("%s's publisher lost its connection" % node)
                         return
-                    await asyncio.sleep(0.1)  # node-c is down: try again
-        tasks = [asyncio.ensure_future(publisher(n, "kl-%s" % n)) for n in NODES]
+                    await asyncio.sleep(0.1)  # its node is down: try again
+        tasks = [asyncio.ensure_future(publisher(n)) for n in NODES]
+
+        async def stop():
+            st["stop"] = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+        st["finish"] = stop
+        return st
+
+    async def replayed_log(self, acked):
+        """Every node's log replayed from 0: ids 1..N, the same on every
+        node, nothing twice, each acked message once under its acked id.
+        (why, N)"""
+        logs = {}
+        for n in NODES:
+            r = await Chat.open(n, self.brokers[n].port, {"since": 0, "epoch": self.epoch})
+            try:
+                why = await r.wait(lambda: r.of("synced"), "synced")
+                if why:
+                    return why, 0
+                logs[n] = [(f["message"]["id"], f["message"]["content"])
+                           for f in r.of("message")]
+            finally:
+                await r.close()
+        first = logs[NODES[0]]
+        ids = [i for i, _ in first]
+        if ids != list(range(1, len(ids) + 1)):
+            return "node-a's replay from 0: ids not 1..N: %s" % ids[:20], 0
+        for n in NODES[1:]:
+            if logs[n] != first:
+                return "%s's replay differs from node-a's (%d vs %d messages)" % (
+                    n, len(logs[n]), len(first)), 0
+        where = {}
+        for i, content in first:
+            where.setdefault(content, []).append(i)
+        twice = [c for c, ids in where.items() if len(ids) > 1]
+        if twice:
+            return "stored more than once (resent with the same requestId): %s" % [
+                (c, where[c]) for c in twice[:5]], 0
+        for content, i in acked.items():
+            if where.get(content) != [i]:
+                return "acked %r as %d; the log has it at %s" % (
+                    content, i, where.get(content)), 0
+        return None, len(first)
+
+    async def caught_up(self):
+        for m in self.members:
+            why = await m.wait(lambda: len(m.of("message")) >= self.n, "every message")
+            if why:
+                return why
+        return self.same_log(self.n)
+
+    async def kill_loop(self):
+        """Node-c SIGKILLed KILLS times while a member on every node
+        publishes; then every node's log, replayed from 0, holds ids 1..N
+        contiguous, the same on every node, each acked message exactly
+        once and nothing twice."""
+        c = self.brokers["node-c"]
+        acked = dict(self.acked)
+        problems = []
         self.members = [m for m in self.members if m.node != "node-c"]
+        ld = self.load("kl", acked, problems, may_drop=("node-c",))
         for _ in range(KILLS):
             await asyncio.sleep(0.5)
             c.kill()
@@ -395,115 +456,87 @@ class Suite:
                 problems.append("node-c did not connect again")
                 break
         await asyncio.sleep(0.5)
-        stop = True
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await ld["finish"]()
         if problems:
             return "; ".join(problems[:3])
-        logs = {}
-        for n in NODES:
-            r = await Chat.open(n, self.brokers[n].port, {"since": 0, "epoch": self.epoch})
-            try:
-                why = await r.wait(lambda: r.of("synced"), "synced")
-                if why:
-                    return why
-                logs[n] = [(f["message"]["id"], f["message"]["content"])
-                           for f in r.of("message")]
-            finally:
-                await r.close()
-        first = logs[NODES[0]]
-        ids = [i for i, _ in first]
-        if ids != list(range(1, len(ids) + 1)):
-            return "node-a's replay from 0: ids not 1..N: %s" % ids[:20]
-        for n in NODES[1:]:
-            if logs[n] != first:
-                return "%s's replay differs from node-a's (%d vs %d messages)" % (
-                    n, len(logs[n]), len(first))
-        where = {}
-        for i, content in first:
-            where.setdefault(content, []).append(i)
-        twice = [c for c, ids in where.items() if len(ids) > 1]
-        if twice:
-            return "stored more than once (resent with the same requestId): %s" % [
-                (c, where[c]) for c in twice[:5]]
-        for content, i in acked.items():
-            if where.get(content) != [i]:
-                return "acked %r as %d; the log has it at %s" % (content, i, where.get(content))
+        why, self.n = await self.replayed_log(acked)
+        if why:
+            return why
         self.acked = acked
-        self.n = len(first)
         print("%s: kill loop: %d messages, %d resends answered as duplicates" % (
             LABEL, self.n, self.duplicates))
-        self.members = [m for m in self.members if m.node != "node-c"]
-        # the members still open have every message too
-        for m in self.members:
-            why = await m.wait(lambda: len(m.of("message")) >= self.n, "every message")
-            if why:
-                return why
-        fresh = []
         for _ in range(MEMBERS_PER_NODE):
-            fresh.append(await Chat.open("node-c", c.port, {"since": 0, "epoch": self.epoch}))
-        for m in fresh:
+            m = await Chat.open("node-c", c.port, {"since": 0, "epoch": self.epoch})
+            self.members.append(m)
             why = await m.wait(lambda: m.of("synced"), "synced")
             if why:
                 return why
-        self.members += fresh
-        return self.same_log(self.n)
+        return await self.caught_up()
 
-    async def outage(self):
-        self.nats.kill()
-        for n in NODES:
-            if tcb.wait_metrics(self.brokers[n],
-                                lambda m: m.value("ringroom_cluster_up") == 0) is None:
-                return "%s: still up with NATS down" % n
-        p = self.members[0]
-        f = await p.publish("during-the-outage", "down-1")
-        if f.get("type") != "error" or f.get("code") != "storage_unavailable":
-            return "a publish with NATS down got %s" % f
-        # a room that is not in memory cannot load from the stream now
+    async def cold_room(self):
+        """Join a room that is not in memory on node-b: the status, 101 as 0."""
         try:
             ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room?token=%s" % (
                 self.brokers["node-b"].port, mint_token_here(SECRET, "cold", "cold", ["read"])),
                 open_timeout=EVENTUALLY)
             await ws.close()
-            return "a room that must load joined with NATS down"
+            return 0
         except websockets.exceptions.InvalidStatusCode as e:
-            if e.status_code != 503:
-                return "joining a room that must load with NATS down: %d" % e.status_code
+            return e.status_code
+
+    async def outage(self):
+        """NATS stopped for 5 s while a member on every node publishes:
+        storage_unavailable meanwhile, never a false ack (every ack is in
+        the log afterwards), the members stay connected, a room that must
+        load answers 503; NATS back: every node publishes again, and the
+        log is 1..N on every node with each acked message once."""
+        acked = dict(self.acked)
+        problems = []
+        ld = self.load("ou", acked, problems)
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        self.nats.kill()
+        for n in NODES:
+            if tcb.wait_metrics(self.brokers[n],
+                                lambda m: m.value("ringroom_cluster_up") == 0) is None:
+                return "%s: still up with NATS down" % n
+        errors = ld["errors"]
+        status = await self.cold_room()
+        if status != 503:
+            return "joining a room that must load with NATS down: %s (want 503)" % status
+        await asyncio.sleep(max(0.0, t0 + 5.0 - time.monotonic()))  # down for 5 s at least
+        if ld["errors"] <= errors:
+            return "no storage_unavailable while NATS was down"
+        acks = dict(ld["acks"])
         self.nats.start()
         for n in NODES:
             if tcb.wait_metrics(self.brokers[n],
                                 lambda m: m.value("ringroom_cluster_up") == 1) is None:
                 return "%s: not connected again" % n
-        # the consumers come back by themselves; publish from every node
-        extra = []
-        for k, n in enumerate(NODES):
-            p = [m for m in self.members if m.node == n][1]
-            deadline = time.monotonic() + EVENTUALLY
-            while True:
-                f = await p.publish("after-%s" % n, "up-%s-%f" % (n, time.monotonic()))
-                if f["type"] == "ack":
-                    break
-                if f.get("code") != "storage_unavailable" or time.monotonic() > deadline:
-                    return "%s after the outage: %s" % (n, f)
-                await asyncio.sleep(0.2)
-            self.acked["after-%s" % n] = f["id"]
-            extra.append(f["id"])
-        if sorted(extra) != list(range(self.n + 1, self.n + 4)):
-            return "ids after the outage %s, want %d..%d" % (extra, self.n + 1, self.n + 3)
-        for m in self.members:
-            why = await m.wait(lambda: len(m.of("message")) >= self.n + 3, "the new messages")
-            if why:
-                return why
+        deadline = time.monotonic() + EVENTUALLY
+        while any(ld["acks"][n] < acks[n] + 3 for n in NODES):
+            if time.monotonic() > deadline or problems:
+                break
+            await asyncio.sleep(0.05)
+        await ld["finish"]()
+        if problems:
+            return "; ".join(problems[:3])
+        late = [n for n in NODES if ld["acks"][n] < acks[n] + 3]
+        if late:
+            return "no acks after NATS came back on %s" % late
+        why, self.n = await self.replayed_log(acked)
+        if why:
+            return why
+        self.acked = acked
         stray = [m.node + ": " + m.closed for m in self.members if m.closed]
         if stray:
             return "members closed: %s" % stray[:3]
-        why = self.same_log(self.n + 3)
-        if why:
-            return why
-        ws = await websockets.connect("ws://127.0.0.1:%d/chat/cold.room?token=%s" % (
-            self.brokers["node-b"].port, mint_token_here(SECRET, "cold", "cold", ["read"])),
-            open_timeout=EVENTUALLY)
-        await ws.close()
-        return None
+        print("%s: outage: %d storage_unavailable answers, log of %d messages after" % (
+            LABEL, ld["errors"], self.n))
+        status = await self.cold_room()
+        if status != 0:
+            return "the room that could not load answers %s with NATS back" % status
+        return await self.caught_up()
 
     async def run(self):
         cases = [
@@ -521,8 +554,9 @@ class Suite:
             ("SIGKILL a node %d times while every node publishes: every node's log replayed "
              "from 0 is 1..N, the same everywhere, each acked message once" % KILLS,
              self.kill_loop),
-            ("NATS down: storage_unavailable, never an ack; back: ids go on from N+1 on "
-             "every node", self.outage),
+            ("NATS stopped for 5 s while every node publishes: storage_unavailable, never "
+             "a false ack, members stay, a cold room 503; back: acks again, 1..N everywhere, "
+             "each acked message once", self.outage),
         ]
         ok = await self.case("%d members on 3 nodes get the same epoch" %
                              (MEMBERS_PER_NODE * 3), self.join())
