@@ -45,6 +45,8 @@ static void room_ready(struct rr_core *core, struct rr_room *r)
 			rt->load = RR_LOAD_FAILED;
 		}
 	}
+	if (rt->initialised)
+		rr_rt_nodes_room_ready(r); /* it can say hello to the other nodes now */
 	struct rr_conn *w = rt->waiters;
 	rt->waiters = NULL;
 	while (w) {
@@ -673,6 +675,8 @@ static void api_run(struct rr_core *core, struct rr_room *r, struct rr_api_call 
 				  "the room could not be loaded");
 		return;
 	}
+	if (rr_rt_nodes_hold_api(core, r, call))
+		return; /* a presence list waits for the other nodes' answers */
 	r->busy++; /* what the handler closes leaves in the settle step */
 	int rc = req.op ? rt->h->api(r, call, &req) : -EINVAL;
 	r->busy--;
@@ -727,6 +731,7 @@ static size_t rt_room(const struct rr_conn *c, const char **name)
 void rr_rt_member_register(void)
 {
 	rr_rt_clog_hooks.room_ready = room_ready;
+	rr_rt_nodes_hooks.api_run = api_run;
 	rr_rt_owner.room = rt_room;
 	rr_gate_api(RR_ROUTE_CHAT, rt_api);
 	rr_rt_room_ops.empty = rt_room_empty;

@@ -25,6 +25,7 @@
  */
 #include "rt/rt.h"
 #include "core/log.h"
+#include "http/http.h"
 
 #if RR_HAVE_CLUSTER
 
@@ -44,6 +45,10 @@
 #define NODES_DEAD_MS 3000
 #define NODES_HEAD_MAX (2 + 255 + 8)
 #define NODES_SUBJECT "ringroom.nodes"
+/* A room that just started listening has said hello; the other nodes'
+ * answers (their users) come within a few round trips. A presence API call
+ * on it waits this long after the hello, so it lists every node's users. */
+#define NODES_SETTLE_MS 250
 
 struct rt_evt {
 	struct rt_evt *next, *prev; /* the core's list */
@@ -52,6 +57,11 @@ struct rt_evt {
 	struct rr_cluster_sub *sub;
 	struct rr_cluster_req sub_req, unsub_req;
 	uint32_t inflight;
+	uint64_t ready_ms;	       /* its hello went out (0: not yet) */
+	bool ready_due;		       /* subscribed before the handler's init */
+	struct rr_api_call *held;      /* presence calls waiting for the answers */
+	bool waited;		       /* the wait is over: calls run at once */
+	struct rr_timer settle;
 	char subject[RR_CLUSTER_SUBJECT_MAX];
 };
 
@@ -77,6 +87,8 @@ struct rt_nodes {
 };
 
 static uint64_t boot_id; /* this process's, set once before the cores start */
+
+struct rr_rt_nodes_hooks rr_rt_nodes_hooks;
 
 static struct rr_cluster *cluster(void)
 {
@@ -235,14 +247,32 @@ static void evt_unsubscribe(struct rt_evt *e)
 		e->sub = NULL; /* closing: the cluster drops it */
 }
 
-static void ready(struct rr_room *r)
+/* Tell the handler it hears the other nodes: once its init ran (before,
+ * it has no state to say hello with; rr_rt_nodes_room_ready comes then). */
+static void ready(struct rt_evt *e)
 {
+	struct rr_room *r = e->room;
 	const struct rr_handler *h = handler(r);
-	if (h && h->nodes_ready) {
+	if (h == NULL || e->sub == NULL)
+		return;
+	if (!rt_of(r)->initialised) {
+		e->ready_due = true;
+		return;
+	}
+	e->ready_due = false;
+	e->ready_ms = e->nodes->core->now_ms;
+	if (h->nodes_ready) {
 		r->busy++;
 		h->nodes_ready(r);
 		r->busy--;
 	}
+}
+
+void rr_rt_nodes_room_ready(struct rr_room *r)
+{
+	struct rr_room_rt *rt = rt_of(r);
+	if (rt && rt->evt && rt->evt->ready_due)
+		ready(rt->evt);
 }
 
 static void evt_sub_done(struct rr_cluster_req *req)
@@ -267,8 +297,46 @@ static void evt_sub_done(struct rr_cluster_req *req)
 	/* libnats sent the interest before anything this room publishes
 	 * now, so the others' answers reach it */
 	struct rr_room *r = e->room;
-	ready(r);
+	ready(e);
 	rr_room_release_if_empty(e->nodes->core, r);
+}
+
+/* The held presence calls run now: the others had time to answer. */
+static void settle_fn(struct rr_timer *t, uint64_t now_ms)
+{
+	struct rt_evt *e = (struct rt_evt *)((char *)t - offsetof(struct rt_evt, settle));
+	struct rr_core *core = e->nodes->core;
+	struct rr_room *r = e->room;
+	struct rr_api_call *call = e->held;
+	(void)now_ms;
+	e->held = NULL;
+	e->waited = true;
+	while (call) {
+		struct rr_api_call *next = call->next;
+		rt_of(r)->ops_inflight--;
+		rr_rt_nodes_hooks.api_run(core, r, call);
+		call = next;
+	}
+	rr_room_release_if_empty(core, r);
+}
+
+bool rr_rt_nodes_hold_api(struct rr_core *core, struct rr_room *r, struct rr_api_call *call)
+{
+	struct rr_room_rt *rt = rt_of(r);
+	struct rt_evt *e = rt ? rt->evt : NULL;
+	if (e == NULL || e->waited || call->kind != RR_API_CHAT_PRESENCE)
+		return false;
+	uint64_t at = e->ready_ms + NODES_SETTLE_MS;
+	if (e->ready_ms != 0 && core->now_ms >= at)
+		return false; /* settled */
+	if (e->ready_ms == 0)
+		at = core->now_ms + NODES_SETTLE_MS; /* not listening yet: a bound */
+	call->next = e->held;
+	e->held = call;
+	rt->ops_inflight++; /* the room stays until the call has run */
+	if (!rr_timer_armed(&e->settle))
+		rr_timer_set(&core->wheel, &e->settle, at);
+	return true;
 }
 
 void rr_rt_nodes_room_start(struct rr_core *core, struct rr_room *r)
@@ -288,6 +356,7 @@ void rr_rt_nodes_room_start(struct rr_core *core, struct rr_room *r)
 	}
 	e->nodes = ns;
 	e->room = r;
+	rr_timer_init(&e->settle, settle_fn);
 	e->sub_req = (struct rr_cluster_req){
 	    .op = RR_CLUSTER_SUBSCRIBE,
 	    .core = core->id,
@@ -320,6 +389,8 @@ void rr_rt_nodes_room_stop(struct rr_room_rt *rt)
 		return;
 	rt->evt = NULL;
 	e->room = NULL;
+	if (rr_timer_armed(&e->settle)) /* nothing held: held calls keep the room */
+		rr_timer_cancel(&e->nodes->core->wheel, &e->settle);
 	evt_unsubscribe(e);
 	evt_maybe_free(e);
 }
@@ -356,7 +427,7 @@ static void tick(struct rr_timer *t, uint64_t now_ms)
 		 * lost, and they may have taken this node for gone */
 		for (struct rt_evt *e = ns->evts; e; e = e->next)
 			if (e->room && e->sub)
-				ready(e->room);
+				ready(e);
 	}
 	ns->up = up;
 	for (uint32_t i = 0; i < ns->n;) {
@@ -442,6 +513,8 @@ void rr_rt_nodes_fini(struct rr_core *core)
 	/* after rr_cluster_close: nothing refers to them any more */
 	while (ns->evts) {
 		struct rt_evt *e = ns->evts;
+		if (rr_timer_armed(&e->settle))
+			rr_timer_cancel(&core->wheel, &e->settle);
 		if (e->room && rt_of(e->room))
 			rt_of(e->room)->evt = NULL;
 		evt_free(e);
@@ -453,8 +526,23 @@ void rr_rt_nodes_fini(struct rr_core *core)
 
 #else /* no cluster thread in this build */
 
+struct rr_rt_nodes_hooks rr_rt_nodes_hooks;
+
 void rr_rt_nodes_register(void)
 {
+}
+
+void rr_rt_nodes_room_ready(struct rr_room *r)
+{
+	(void)r;
+}
+
+bool rr_rt_nodes_hold_api(struct rr_core *core, struct rr_room *r, struct rr_api_call *call)
+{
+	(void)core;
+	(void)r;
+	(void)call;
+	return false;
 }
 
 void rr_rt_nodes_room_start(struct rr_core *core, struct rr_room *r)

@@ -220,6 +220,16 @@ void rr_rt_nodes_fini(struct rr_core *core);
 void rr_rt_nodes_room_start(struct rr_core *core, struct rr_room *r);
 void rr_rt_nodes_room_stop(struct rr_room_rt *rt);
 int rr_rt_nodes_tell(struct rr_core *core, struct rr_room_rt *rt, const void *data, size_t len);
+/* hold_api: a presence call on a room that said hello less than a few
+ * round trips ago waits (true: held; it runs through the hook) so that it
+ * lists the users the other nodes answer with. member.c registers it. */
+bool rr_rt_nodes_hold_api(struct rr_core *core, struct rr_room *r, struct rr_api_call *call);
+/* room_ready: the room's init ran (member.c): a hello held back goes now */
+void rr_rt_nodes_room_ready(struct rr_room *r);
+struct rr_rt_nodes_hooks {
+	void (*api_run)(struct rr_core *core, struct rr_room *r, struct rr_api_call *call);
+};
+extern struct rr_rt_nodes_hooks rr_rt_nodes_hooks;
 
 /* cluster.c: the cluster's log of a /chat/ room (--cluster), above
  * storage.c and below api.c and member.c. wanted: the room's log is the

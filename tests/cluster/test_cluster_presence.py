@@ -13,7 +13,9 @@ Cases:
   - alice on node-a, bob on node-b, carol on node-c: every view becomes
     {alice, bob, carol}; each user_joined of another user reaches each
     member exactly once;
-  - GET /api/chat/{room}/presence on every node lists the three users;
+  - GET /api/chat/{room}/presence on every node lists the three users,
+    also on a node that has no member of the room (it loads the room and
+    waits for the others' answers);
   - typing from node-b reaches node-a and node-c (not its sender); presence
     from node-c reaches everyone, its sender included, once each;
   - a session made on node-a resumes on node-b (same session, its
@@ -131,9 +133,9 @@ class Suite:
         self.secret = secret
         self.members = {}  # user -> Member (the first connection)
 
-    async def open(self, node, user, session=None):
+    async def open(self, node, user, session=None, room=ROOM):
         token = mint_token_here(self.secret, user, user.capitalize(), ["read", "write"])
-        url = "ws://127.0.0.1:%d/chat/%s?token=%s" % (self.brokers[node].port, ROOM, token)
+        url = "ws://127.0.0.1:%d/chat/%s?token=%s" % (self.brokers[node].port, room, token)
         if session:
             url += "&session=%s&resume=%s" % session
         ws = await websockets.connect(url, ping_interval=None, close_timeout=2,
@@ -174,22 +176,45 @@ class Suite:
                         m.user, u, m.heard("user_joined", u))
         return None
 
-    async def api_presence(self):
+    async def presence_of(self, node, room):
         loop = asyncio.get_running_loop()
         req = (b"GET /api/chat/%s/presence HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s"
-               b"\r\n\r\n" % (ROOM.encode(), API_KEY.encode()))
+               b"\r\n\r\n" % (room.encode(), API_KEY.encode()))
+        st, _h, body, _c = await loop.run_in_executor(
+            None, rrtest.http_request, self.brokers[node].port, req)
+        if st != 200:
+            raise AssertionError("%s: presence %s %r" % (node, st, body))
+        return json.loads(body)["onlineUsers"]
+
+    async def api_presence(self):
         for n in NODES:
-            st, _h, body, _c = await loop.run_in_executor(
-                None, rrtest.http_request, self.brokers[n].port, req)
-            if st != 200:
-                return "%s: presence %s %r" % (n, st, body)
-            got = json.loads(body)["onlineUsers"]
+            got = await self.presence_of(n, ROOM)
             ids = sorted(u["userId"] for u in got)
             if ids != ["alice", "bob", "carol"]:
                 return "%s: presence lists %s" % (n, ids)
             names = {u["userId"]: u["username"] for u in got}
             if names["carol"] != "Carol":
                 return "%s: carol's name is %r" % (n, names["carol"])
+        return None
+
+    async def presence_cold(self):
+        """Members on node-a and node-b; node-c has none, so the room is not
+        in its memory: its presence API loads the room, hears the others
+        and lists both."""
+        room = "cold.presence.room"
+        g = await self.open("node-a", "gina", room=room)
+        h = await self.open("node-b", "hank", room=room)
+        try:
+            for m in (g, h):
+                why = await m.wait_view({"gina", "hank"})
+                if why:
+                    return why
+            got = sorted(u["userId"] for u in await self.presence_of("node-c", room))
+            if got != ["gina", "hank"]:
+                return "node-c (no member of the room) lists %s" % got
+        finally:
+            await g.close()
+            await h.close()
         return None
 
     async def typing(self):
@@ -329,6 +354,8 @@ class Suite:
     async def run(self):
         cases = [
             ("GET …/presence on every node lists the users of every node", self.api_presence),
+            ("GET …/presence on a node without members of the room lists the others'",
+             self.presence_cold),
             ("typing crosses nodes (not to its sender), presence reaches everyone once",
              self.typing),
             ("one user on two nodes joins and leaves once", self.two_nodes_one_user),
