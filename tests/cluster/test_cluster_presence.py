@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "chat"))
 import rrtest  # noqa: E402
 import test_cluster_broker as tcb  # noqa: E402  (the Nats helper, wait_metrics)
+import test_cluster_chat as tcc  # noqa: E402  (its Chat reader)
 from test_chat import mint_token_here  # noqa: E402
 
 import websockets  # noqa: E402  (python3-websockets, Debian)
@@ -60,30 +61,12 @@ ROOM = "presence.room"
 API_KEY = "cluster-presence-test-key-0123456789"
 
 
-class Member:
-    """One /chat/ connection of a JWT user; a reader task files its frames."""
+class Member(tcc.Chat):
+    """One /chat/ connection of a JWT user (test_cluster_chat's reader)."""
 
     def __init__(self, node, user, ws):
-        self.node = node
         self.user = user
-        self.ws = ws
-        self.frames = []
-        self.closed = None
-        self.close_code = None
-        self.task = asyncio.ensure_future(self._read())
-
-    async def _read(self):
-        try:
-            async for m in self.ws:
-                self.frames.append(json.loads(m))
-        except Exception as e:  # noqa: BLE001
-            self.closed = "%s: %s" % (type(e).__name__, e)
-        self.close_code = self.ws.close_code
-        if self.closed is None:
-            self.closed = "closed %s" % self.ws.close_code
-
-    def of(self, typ):
-        return [f for f in self.frames if f.get("type") == typ]
+        super().__init__(node, ws)
 
     def view(self):
         """Who is online, as a client makes it out of its frames."""
@@ -101,28 +84,10 @@ class Member:
     def heard(self, typ, uid):
         return sum(1 for f in self.of(typ) if f.get("userId") == uid)
 
-    async def wait(self, pred, what):
-        deadline = time.monotonic() + EVENTUALLY
-        while time.monotonic() < deadline:
-            if pred():
-                return None
-            if self.closed:
-                return "%s/%s: %s while waiting for %s" % (self.node, self.user, self.closed,
-                                                           what)
-            await asyncio.sleep(0.02)
-        return "%s/%s: no %s within %.0fs (view %s, last frames %s)" % (
-            self.node, self.user, what, EVENTUALLY, sorted(self.view() or []),
-            json.dumps(self.frames[-3:])[:300])
-
     async def wait_view(self, want):
-        return await self.wait(lambda: self.view() == set(want), "view %s" % sorted(want))
-
-    async def close(self):
-        try:
-            await asyncio.wait_for(self.ws.close(), 3)
-        except Exception:  # noqa: BLE001
-            pass
-        self.task.cancel()
+        why = await self.wait(lambda: self.view() == set(want), "view %s" % sorted(want))
+        return "%s/%s: %s (view %s)" % (self.node, self.user, why,
+                                        sorted(self.view() or [])) if why else None
 
 
 class Suite:
@@ -279,10 +244,10 @@ class Suite:
             return "DELETE on node-b (dave has no connection there): %s %r" % (st, body)
         for d in (d1, d2):
             deadline = time.monotonic() + EVENTUALLY
-            while d.close_code is None and time.monotonic() < deadline:
+            while d.closed is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            if d.close_code != 1008:
-                return "dave on %s: closed %s (want 1008)" % (d.node, d.close_code)
+            if d.ws.close_code != 1008:
+                return "dave on %s: closed %s (want 1008)" % (d.node, d.ws.close_code)
         return await self.views(self.members.values(), {"alice", "bob", "carol"})
 
     async def node_killed(self):
