@@ -332,12 +332,16 @@ static void handle_events(struct rr_cluster *cl, struct cl_event *ev)
 			/* an ack can no longer come on this connection: say so
 			 * now rather than at the timeout (never a false ack) */
 			rr_cl_nats_fail_unacked(cl, -ENOTCONN);
+			rr_cl_get_fail_all(cl, -ENOTCONN);
 			break;
 		case CL_EV_CLOSED:
 			cl->closed_seen = true;
 			break;
 		case CL_EV_ACK:
 			rr_cl_nats_ack(cl, ev);
+			break;
+		case CL_EV_GOT:
+			rr_cl_get_reply(cl, ev->nmsg);
 			break;
 		case CL_EV_SUB_DONE:
 			ev->sub->done = true;
@@ -420,7 +424,12 @@ static void *cluster_main(void *arg)
 	pthread_mutex_lock(&cl->mu);
 	while (ph != PH_DONE) {
 		uint64_t now = rr_now_ms();
-		bool work = cl->q_len > 0 || cl->inbox_head != NULL || cl->ev_head != NULL;
+		/* direct gets pending: the cluster thread's own list */
+		uint64_t get_due = cl->get_head != NULL
+				       ? (cl->get_head->_sent_ns / 1000000) + CL_GET_TIMEOUT_MS
+				       : UINT64_MAX;
+		bool work = cl->q_len > 0 || cl->inbox_head != NULL || cl->ev_head != NULL ||
+			    now >= get_due;
 
 		if (!work && ph == PH_RUN && cl->stopping) {
 			ph = PH_ACKS;
@@ -429,6 +438,7 @@ static void *cluster_main(void *arg)
 		if (!work && ph == PH_ACKS && (cl->unacked == 0 || now >= phase_end)) {
 			pthread_mutex_unlock(&cl->mu);
 			rr_cl_nats_fail_unacked(cl, -ESHUTDOWN);
+			rr_cl_get_fail_all(cl, -ESHUTDOWN);
 			rr_cl_nats_close(cl);
 			pthread_mutex_lock(&cl->mu);
 			ph = PH_NATS;
@@ -451,6 +461,9 @@ static void *cluster_main(void *arg)
 		if (!work && (cl->post_pending == 0 || now < cl->post_next_ms)) {
 			uint64_t until = cl->post_pending ? cl->post_next_ms : UINT64_MAX;
 
+			if (get_due < until)
+				until = get_due;
+
 			if (ph != PH_RUN && phase_end < until)
 				until = phase_end;
 			wait_until(cl, until);
@@ -464,6 +477,7 @@ static void *cluster_main(void *arg)
 		pthread_mutex_unlock(&cl->mu);
 		route_msgs(cl, msgs, stopping);
 		handle_events(cl, evs);
+		rr_cl_get_sweep(cl, rr_now_ns());
 		for (uint32_t i = 0; i < n; i++) {
 			if (stopping)
 				refuse(cl, &cl->batch[i]);

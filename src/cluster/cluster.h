@@ -64,9 +64,12 @@
  *   RR_CLUSTER_JS_LAST     the stream's last message on subject (no
  *                          wildcard): its stream sequence (req->seq) and
  *                          its Rr-Id header (req->room_id, 0 without one);
- *                          -ENOENT when the subject has no message. A
- *                          blocking JetStream API call on the cluster
- *                          thread, like JS_CONSUME's.
+ *                          -ENOENT when the subject has no message; in
+ *                          opts.kv_stream with req->kv, and a copy of its
+ *                          data with req->want_data (req->out_data, the
+ *                          core frees it). An asynchronous direct get
+ *                          (cluster_get.c): the cluster thread serves
+ *                          other requests while the reply is on its way.
  *
  * Memory: what a request points to (subject, data) is the submitter's and
  * must stay valid until done() runs; the cluster thread copies it into a
@@ -241,7 +244,8 @@ struct rr_cluster_req {
 	/* ---- private to the cluster ---- */
 	struct rr_cluster_req *_next; /* queue, then pending-ack list */
 	void *_nmsg;		      /* JS_PUBLISH: its natsMsg while unacked */
-	uint64_t _sent_ns;	      /* JS_PUBLISH: when it went out */
+	uint64_t _sent_ns;	      /* JS_PUBLISH, JS_LAST: when it went out */
+	uint64_t _token;	      /* JS_LAST: names its reply */
 };
 
 /*

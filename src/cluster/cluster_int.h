@@ -7,6 +7,8 @@
  * DESIGN: the files call one way, lowest first:
  *   cluster_post.c  completions and messages back to the cores with
  *                   MSG_RING; a post the kernel refuses is held and retried
+ *   cluster_get.c   JS_LAST as an asynchronous direct get (a request whose
+ *                   reply comes back on the connection's own inbox)
  *   cluster_nats.c  everything libnats: options, connect, the JetStream
  *                   context and stream, the callbacks of libnats' threads
  *                   (which only push events onto the inbox), running one
@@ -49,6 +51,9 @@
 /* JetStream API calls made by the cluster thread (the stream check at each
  * connect): bounded, since the thread serves no request meanwhile. */
 #define CL_JS_API_WAIT_MS 2000
+/* A direct get (JS_LAST) whose reply does not come within this fails with
+ * -ETIMEDOUT (the server answers at once or never). */
+#define CL_GET_TIMEOUT_MS 5000
 /* libnats' message delivery pool: subscriptions share these threads instead
  * of one thread each (there is one subscription per room). */
 #define CL_DELIVERY_THREADS 2
@@ -78,6 +83,7 @@ enum cl_ev_kind {
 	CL_EV_CLOSED,	/* the connection is closed for good */
 	CL_EV_ACK,	/* a JetStream publish's ack, or its failure */
 	CL_EV_SUB_DONE, /* a subscription's handler will not run again */
+	CL_EV_GOT,	/* the reply to a direct get (nmsg: ours to destroy) */
 };
 
 struct cl_event {
@@ -166,6 +172,10 @@ struct rr_cluster {
 	struct rr_cluster_req *unacked_head, *unacked_tail; /* in publish order */
 	uint32_t unacked;
 	struct rr_cluster_sub *subs; /* not yet freed */
+	natsSubscription *get_sub;   /* <get_prefix>*: replies to direct gets */
+	char get_prefix[64];	     /* "_INBOX.<unique>." */
+	struct rr_cluster_req *get_head, *get_tail; /* direct gets, in send order */
+	uint64_t get_next_token;
 	bool closed_seen;	     /* CL_EV_CLOSED arrived */
 	bool up_logged;
 	struct io_uring post;
@@ -191,6 +201,20 @@ void rr_cl_wake_locked(struct rr_cluster *cl);
 void rr_cl_uncharge(struct rr_cluster *cl, uint32_t core, uint32_t n);
 /* A request is finished: its completion goes onto the core's post list. */
 void rr_cl_finish(struct rr_cluster *cl, struct rr_cluster_req *req, int res);
+
+/* ---- cluster_get.c: JS_LAST as an asynchronous direct get ---- */
+
+/* The reply subscription (at start, with the connection). 0 or -EIO. */
+int rr_cl_get_start(struct rr_cluster *cl);
+/* Send the request; the reply finishes it. */
+void rr_cl_get_run(struct rr_cluster *cl, struct rr_cluster_req *req);
+/* A CL_EV_GOT's message (destroyed here). */
+void rr_cl_get_reply(struct rr_cluster *cl, natsMsg *m);
+/* Fail what is pending (the connection dropped, or closing). */
+void rr_cl_get_fail_all(struct rr_cluster *cl, int err);
+/* Fail the requests older than CL_GET_TIMEOUT_MS; the next deadline in ns
+ * (0: none pending). */
+uint64_t rr_cl_get_sweep(struct rr_cluster *cl, uint64_t now_ns);
 
 /* ---- cluster_nats.c ---- */
 

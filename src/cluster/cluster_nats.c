@@ -285,6 +285,8 @@ int rr_cl_nats_start(struct rr_cluster *cl)
 		return status_errno(s);
 	}
 
+	rr_cl_get_start(cl); /* without it lookups fail: logged */
+
 	jsOptions jo;
 
 	jsOptions_Init(&jo);
@@ -338,6 +340,7 @@ static void ensure_one(struct rr_cluster *cl, const char *name, const char **sub
 		sc.Storage = js_FileStorage;
 		sc.MaxMsgsPerSubject = max_per_subject;
 		sc.MaxAge = (int64_t)max_age_ms * 1000000;
+		sc.AllowDirect = true; /* lookups by direct get: cluster_get.c */
 		jerr = 0;
 		s = js_AddStream(&si, cl->js, &sc, NULL, &jerr);
 		if (s == NATS_OK) {
@@ -542,52 +545,6 @@ static void run_subscribe(struct rr_cluster *cl, struct rr_cluster_req *req)
 	rr_cl_finish(cl, req, 0);
 }
 
-static void run_js_last(struct rr_cluster *cl, struct rr_cluster_req *req)
-{
-	natsMsg *m = NULL;
-	jsErrCode jerr = 0;
-	const char *v = NULL;
-
-	const char *stream = req->kv ? cl->kv_stream : cl->stream;
-
-	if (cl->js == NULL || stream == NULL || rr_cluster_state(cl) != RR_CLUSTER_CONNECTED) {
-		rr_cl_finish(cl, req, stream == NULL ? -ENOENT : -ENOTCONN);
-		return;
-	}
-	natsStatus s = js_GetLastMsg(&m, cl->js, stream, req->subject, NULL, &jerr);
-
-	if (s != NATS_OK) {
-		int err = status_errno(s);
-
-		if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
-			err = -ENOENT;
-		else if (err == -EIO)
-			rr_warn("the last message on %s: %s (JetStream error %d)", req->subject,
-				natsStatus_GetText(s), (int)jerr);
-		rr_cl_finish(cl, req, err);
-		return;
-	}
-	req->seq = natsMsg_GetSequence(m);
-	if (natsMsgHeader_Get(m, "Rr-Id", &v) == NATS_OK && v != NULL)
-		req->room_id = strtoull(v, NULL, 10);
-	int res = 0;
-
-	if (req->want_data) {
-		int len = natsMsg_GetDataLength(m);
-
-		req->out_data = malloc(len > 0 ? (size_t)len : 1);
-		if (req->out_data == NULL) {
-			res = -ENOMEM;
-		} else {
-			if (len > 0)
-				memcpy(req->out_data, natsMsg_GetData(m), (size_t)len);
-			req->out_len = (uint32_t)len;
-		}
-	}
-	natsMsg_Destroy(m);
-	rr_cl_finish(cl, req, res);
-}
-
 /* Give a sub up: its messages are dropped from now on; libnats' completion
  * callback says when its handler will not run again. */
 static void sub_close(struct rr_cluster *cl, struct rr_cluster_sub *sub)
@@ -632,7 +589,7 @@ void rr_cl_nats_run(struct rr_cluster *cl, struct cl_qent *e)
 		run_subscribe(cl, req);
 		break;
 	case RR_CLUSTER_JS_LAST:
-		run_js_last(cl, req);
+		rr_cl_get_run(cl, req);
 		break;
 	case RR_CLUSTER_UNSUBSCRIBE: {
 		struct rr_cluster_sub *sub = req->sub;
@@ -728,6 +685,9 @@ void rr_cl_nats_destroy(struct rr_cluster *cl)
 		rr_warn("the NATS connection did not report its close in time");
 	if (cl->subs != NULL)
 		rr_warn("subscriptions libnats did not finish in time are leaked");
+	if (cl->get_sub != NULL) /* closed with the connection */
+		natsSubscription_Destroy(cl->get_sub);
+	cl->get_sub = NULL;
 	if (cl->js != NULL)
 		jsCtx_Destroy(cl->js);
 	cl->js = NULL;

@@ -277,6 +277,9 @@ static int node_open(struct node *n, const char *name, uint32_t queue)
 	    .reconnect_wait_ms = 100,
 	    .stream = STREAM,
 	    .stream_subjects = "ringroom.chat.>",
+	    .kv_stream = "TEST_KV",
+	    .kv_subject = "kv.>",
+	    .kv_max_age_ms = 600000,
 	};
 	int ret = rr_cluster_open(&n->cl, &o, err, sizeof(err));
 
@@ -773,6 +776,79 @@ static void test_consume(void)
  * a consumer from the start reads only those, in order. And the stream's
  * creation time, the base of a cluster-wide epoch, is the same on every
  * node. */
+/* The key-value stream (one message per subject) and JS_LAST as an
+ * asynchronous direct get: none yet, the newest value with its data from
+ * the other node, not in the other stream, and a burst of lookups in flight
+ * at once, each answered once. */
+static void kv_put(struct node *n, const char *subject, const char *v)
+{
+	struct treq t;
+
+	req_init(&t, n, 0, RR_CLUSTER_JS_PUBLISH);
+	t.r.subject = subject;
+	t.r.data = v;
+	t.r.len = (uint32_t)strlen(v);
+	CHECK_EQ(rr_cluster_submit(n->cl, &t.r), 0);
+	CHECK(PUMP_UNTIL(t.done == 1));
+	CHECK_EQ(t.r.res, 0);
+}
+
+static void kv_get(struct treq *t, struct node *n, uint32_t core, const char *subject, bool kv)
+{
+	req_init(t, n, core, RR_CLUSTER_JS_LAST);
+	t->r.subject = subject;
+	t->r.kv = kv;
+	t->r.want_data = true;
+}
+
+static void test_kv(void)
+{
+	static struct treq burst[50];
+	struct treq t;
+
+	kv_get(&t, &A, 0, "kv.s1", true);
+	CHECK_EQ(rr_cluster_submit(A.cl, &t.r), 0);
+	CHECK(PUMP_UNTIL(t.done == 1));
+	CHECK_EQ(t.r.res, -ENOENT);
+	CHECK(t.r.out_data == NULL);
+
+	kv_put(&A, "kv.s1", "first");
+	kv_put(&A, "kv.s1", "second");
+	kv_get(&t, &B, 1, "kv.s1", true);
+	CHECK_EQ(rr_cluster_submit(B.cl, &t.r), 0);
+	CHECK(PUMP_UNTIL(t.done == 1));
+	CHECK_EQ(t.r.res, 0);
+	CHECK_EQ(t.ring_core, 1);
+	CHECK_EQ(t.r.out_len, 6);
+	CHECK(t.r.out_data != NULL && memcmp(t.r.out_data, "second", 6) == 0);
+	CHECK(t.r.seq > 0);
+	free(t.r.out_data);
+
+	/* the chat stream does not hold kv subjects */
+	kv_get(&t, &B, 0, "kv.s1", false);
+	CHECK_EQ(rr_cluster_submit(B.cl, &t.r), 0);
+	CHECK(PUMP_UNTIL(t.done == 1));
+	CHECK_EQ(t.r.res, -ENOENT);
+
+	/* 50 in flight at once: every one answered once, found or not */
+	for (unsigned i = 0; i < 50; i++) {
+		kv_get(&burst[i], &A, i % 2, i % 2 ? "kv.s1" : "kv.none", true);
+		CHECK_EQ(rr_cluster_submit(A.cl, &burst[i].r), 0);
+	}
+	unsigned found = 0, missing = 0;
+
+	for (unsigned i = 0; i < 50; i++) {
+		CHECK(PUMP_UNTIL(burst[i].done == 1));
+		if (burst[i].r.res == 0 && burst[i].r.out_len == 6)
+			found++;
+		else if (burst[i].r.res == -ENOENT)
+			missing++;
+		free(burst[i].r.out_data);
+	}
+	CHECK_EQ(found, 25);
+	CHECK_EQ(missing, 25);
+}
+
 static void test_retention(void)
 {
 	char err[256];
@@ -1074,6 +1150,7 @@ int main(void)
 	test_pubsub();
 	test_jetstream();
 	test_consume();
+	test_kv();
 	test_retention();
 	test_refused_posts();
 	test_disabled_ring();
