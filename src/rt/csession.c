@@ -4,13 +4,14 @@
  * built-in /chat/ handler), every save of a session goes to the node's
  * RocksDB as before and also to the JetStream stream RINGROOM_SESSIONS, on
  * ringroom.session.<session id>, which keeps the newest record per session
- * for --session-ttl. A resume the node cannot match from its own store (no
- * record, or one with another resume hash: the session moved on elsewhere)
- * is looked up there before it becomes a new session.
+ * for --session-ttl. A resume is decided by that record (the session may
+ * have moved on on another node, whose token this one must refuse); the
+ * node's own copy decides only when the cluster has none or cannot be
+ * reached.
  *
  * DESIGN: fire and forget for saves (a save that fails leaves the session
  * resumable on its node only, like a save RocksDB refused); a lookup is one
- * JS_LAST on the cluster thread (a round trip), only on a local miss. The
+ * asynchronous JS_LAST (a round trip) per resume, after the local one. The
  * record is the session's fields in a small binary layout:
  *   [0] 1 (version)  [1..3) room name length, LE  room name (its store name)
  *   resume hash (32)  last id (8, LE)  expiry ms (8, LE)
@@ -45,6 +46,9 @@ struct cs_get {
 	struct rr_conn *conn;
 	uint64_t gen;
 	rr_rt_csession_fn *done;
+	bool has_local;
+	struct rr_store_session local; /* the node's own copy, into buf */
+	uint8_t buf[];
 };
 
 static struct rr_cluster *cluster(void)
@@ -167,22 +171,44 @@ static void get_done(struct rr_cluster_req *req)
 	struct rr_room *r = g->room;
 	rt_of(r)->ops_inflight--;
 	r->busy++; /* the callback may empty the room */
-	g->done(g->core, g->conn, g->gen, found ? &ss : NULL);
+	/* the cluster's record decides; without one (never saved there, or
+	 * NATS unreachable) the node's own copy does */
+	const struct rr_store_session *use = found ? &ss : g->has_local ? &g->local : NULL;
+	if (req->res == 0 && !found)
+		use = NULL; /* expired or not one: no session */
+	g->done(g->core, g->conn, g->gen, use);
 	r->busy--;
 	rr_room_release_if_empty(g->core, r);
 	free(req->out_data);
 	free(g);
 }
 
-int rr_rt_csession_get(struct rr_core *core, struct rr_conn *c, rr_rt_csession_fn *done)
+int rr_rt_csession_get(struct rr_core *core, struct rr_conn *c,
+		       const struct rr_store_session *local, rr_rt_csession_fn *done)
 {
 	struct rr_conn_ext *x = cx(c);
 	struct rr_room *r = x ? x->waiting_room : NULL;
 	if (r == NULL || !rr_rt_clog_wanted(r) || strlen(x->session) != RR_SESSION_ID_LEN)
 		return -ENOTSUP;
-	struct cs_get *g = calloc(1, sizeof(*g));
+	size_t extra = local ? local->room_len + local->attachment_len + local->tags_len : 0;
+	struct cs_get *g = calloc(1, sizeof(*g) + extra);
 	if (g == NULL)
 		return -ENOMEM;
+	if (local) {
+		uint8_t *p = g->buf;
+		g->has_local = true;
+		g->local = *local;
+		memcpy(p, local->room, local->room_len);
+		g->local.room = (const char *)p;
+		p += local->room_len;
+		if (local->attachment_len)
+			memcpy(p, local->attachment, local->attachment_len);
+		g->local.attachment = p;
+		p += local->attachment_len;
+		if (local->tags_len)
+			memcpy(p, local->tags, local->tags_len);
+		g->local.tags = p;
+	}
 	subject_of(g->subject, x->session);
 	g->core = core;
 	g->room = r;
@@ -215,10 +241,12 @@ void rr_rt_session_save(struct rr_core *core, struct rr_conn *c)
 	rr_rt_session_put(core, c);
 }
 
-int rr_rt_csession_get(struct rr_core *core, struct rr_conn *c, rr_rt_csession_fn *done)
+int rr_rt_csession_get(struct rr_core *core, struct rr_conn *c,
+		       const struct rr_store_session *local, rr_rt_csession_fn *done)
 {
 	(void)core;
 	(void)c;
+	(void)local;
 	(void)done;
 	return -ENOTSUP;
 }

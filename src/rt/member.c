@@ -352,7 +352,7 @@ static void resume_hash_of(const struct rr_conn_ext *x, uint8_t h[32])
 		     x->resume_token ? strlen(x->resume_token) : 0, h);
 }
 
-/* The cluster's copy of a session this node did not have (or had older). */
+/* The record that decides a resume in cluster mode (csession.c). */
 static void on_cluster_session(struct rr_core *core, struct rr_conn *c, uint64_t gen,
 			       const struct rr_store_session *ss)
 {
@@ -376,14 +376,13 @@ static void on_session_get(struct rr_core *core, struct sreq *s)
 	uint8_t h[32];
 	resume_hash_of(x, h);
 	bool presented = x->resume_token && x->resume_token[0] != '\0';
-	if (presented && s->req.res == 0 && session_resume(x, r, &s->req.out.session, h)) {
-		session_settled(core, c);
+	const struct rr_store_session *local = s->req.res == 0 ? &s->req.out.session : NULL;
+	/* cluster mode: the cluster's record decides (the session may have
+	 * been made, or resumed last, on another node) */
+	if (presented && rr_rt_csession_get(core, c, local, on_cluster_session) == 0)
 		return;
-	}
-	/* cluster mode: the session may have been made, or resumed last, on
-	 * another node */
-	if (presented && rr_rt_csession_get(core, c, on_cluster_session) == 0)
-		return;
+	if (presented && local)
+		session_resume(x, r, local, h);
 	session_settled(core, c);
 }
 

@@ -199,12 +199,14 @@ struct rt_core {
 /* csession.c: sessions that resume on any node (--cluster), above
  * cluster.c: save = rr_rt_session_put, plus the cluster's copy for a room
  * whose log is the cluster's; get: look the waiting connection's session
- * up in the cluster (done runs on the core with the record, or NULL), 0 or
- * -errno (-ENOTSUP: not such a room). */
+ * up in the cluster; done runs on the core with the record that decides:
+ * the cluster's, else (none there, or NATS unreachable) local (the node's
+ * own copy, or NULL), or NULL. 0 or -errno (-ENOTSUP: not such a room). */
 typedef void rr_rt_csession_fn(struct rr_core *core, struct rr_conn *c, uint64_t gen,
 			       const struct rr_store_session *ss);
 void rr_rt_session_save(struct rr_core *core, struct rr_conn *c);
-int rr_rt_csession_get(struct rr_core *core, struct rr_conn *c, rr_rt_csession_fn *done);
+int rr_rt_csession_get(struct rr_core *core, struct rr_conn *c,
+		       const struct rr_store_session *local, rr_rt_csession_fn *done);
 
 /* nodes.c: events across nodes (--cluster), below cluster.c. register:
  * once, before the cores start (the boot id); start / fini: the core's

@@ -20,7 +20,8 @@ Cases:
     from node-c reaches everyone, its sender included, once each;
   - a session made on node-a resumes on node-b (same session, its
     attachment), then on node-c with the token node-b gave; node-b's token,
-    used, resumes nowhere (node-a included, whose own copy is older);
+    used, resumes nowhere, and the first token (used on node-b) no longer
+    resumes on node-a, whose own copy still matches it;
   - alice opens a second connection on node-c: nobody hears a second
     user_joined; her node-a connection closes: nobody hears
     user_disconnected; the node-c one closes: bob and carol hear it once;
@@ -314,6 +315,13 @@ class Suite:
         await f4.close()
         if w4["resumed"] or w4["session"] == w1["session"]:
             return "node-b's token resumed again on node-a after its use on node-c: %s" % w4
+        # node-a's own copy still holds the first token's hash: the
+        # cluster's record (the newest) decides, so it is refused there too
+        f5 = await self.open("node-a", "frank", (w1["session"], w1["resume"]))
+        w5 = f5.of("welcome")[0]
+        await f5.close()
+        if w5["resumed"] or w5["session"] == w1["session"]:
+            return "node-a took the first token again (its own copy is older): %s" % w5
         return None
 
     async def run(self):
