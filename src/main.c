@@ -66,6 +66,7 @@ static int start_cluster(const struct rr_config *cfg)
 		.kv_stream = "RINGROOM_SESSIONS",
 		.kv_subject = "ringroom.session.>",
 		.kv_max_age_ms = cfg->session_ttl_ms,
+		.stream_replicas = cfg->cluster_replicas,
 	};
 	if (rr_cluster_open(&cluster, &co, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ringroom: %s\n", err);

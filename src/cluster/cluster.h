@@ -145,6 +145,10 @@ struct rr_cluster_opts {
 	const char *kv_stream;
 	const char *kv_subject; /* one subject, e.g. "ringroom.session.>" */
 	uint64_t kv_max_age_ms;
+	/* Copies of each stream this node creates: 1 on one server; 3 on a
+	 * NATS cluster of 3 (a message is acked once a majority stored it).
+	 * 0 → 1. An existing stream keeps its own. */
+	uint32_t stream_replicas;
 };
 
 struct rr_cluster;

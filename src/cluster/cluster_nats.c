@@ -341,11 +341,14 @@ static void ensure_one(struct rr_cluster *cl, const char *name, const char **sub
 		sc.MaxMsgsPerSubject = max_per_subject;
 		sc.MaxAge = (int64_t)max_age_ms * 1000000;
 		sc.AllowDirect = true; /* lookups by direct get: cluster_get.c */
+		sc.Replicas = cl->opts.stream_replicas ? (int64_t)cl->opts.stream_replicas : 1;
 		jerr = 0;
 		s = js_AddStream(&si, cl->js, &sc, NULL, &jerr);
 		if (s == NATS_OK) {
-			rr_info("created JetStream stream %s on %s%s (file storage)", name,
-				subjects[0], nsub > 1 ? ", ..." : "");
+			rr_info("created JetStream stream %s on %s%s (file storage, %lld "
+				"replica%s)",
+				name, subjects[0], nsub > 1 ? ", ..." : "", (long long)sc.Replicas,
+				sc.Replicas == 1 ? "" : "s");
 			if (created != NULL)
 				atomic_store(created, (uint64_t)si->Created);
 			jsStreamInfo_Destroy(si);

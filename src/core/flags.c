@@ -108,6 +108,8 @@ static const struct flag flags[] = {
 	 "NATS servers, nats://HOST:PORT[,nats://...]: turns cluster mode on (kernel-notes/cluster.md)"},
 	{"node-name", F_STR, OFF(node_name), NULL, 0, 255,
 	 "this node's name in the cluster (none: hostname:port)"},
+	{"cluster-replicas", F_U32, OFF(cluster_replicas), "1", 1, 5,
+	 "copies of each JetStream stream this node creates (3 on a 3-server NATS cluster)"},
 	{"log-level", F_LEVEL, OFF(log_level), "info", 0, 3, "error, warn, info or debug"},
 	{"help", F_BOOL, OFF(help), "off", 0, 1, "print this and exit"},
 	{"version", F_BOOL, OFF(version), "off", 0, 1, "print the version and exit"},
@@ -330,6 +332,10 @@ int rr_flags_parse(struct rr_config *cfg, int argc, char **argv, char *err, size
 	}
 	if (cfg->node_name[0] && cfg->cluster[0] == '\0') {
 		snprintf(err, err_len, "--node-name needs --cluster");
+		return -EINVAL;
+	}
+	if (cfg->cluster_replicas != 1 && cfg->cluster[0] == '\0') {
+		snprintf(err, err_len, "--cluster-replicas needs --cluster");
 		return -EINVAL;
 	}
 	if (cfg->auth_secret[0] && cfg->auth_secret_file[0]) {

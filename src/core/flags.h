@@ -60,6 +60,7 @@ struct rr_config {
 	uint64_t drain_grace_ms;
 	char cluster[1024];  /* --cluster: nats:// URLs, comma-separated; empty: off */
 	char node_name[256]; /* --node-name; empty: hostname:port */
+	uint32_t cluster_replicas; /* --cluster-replicas: streams this node creates */
 	uint32_t nhandlers;
 	int log_level;
 	bool help;

@@ -139,7 +139,10 @@ def bad_flags(binary):
     try:
         for args, want in ((["--cluster", "http://127.0.0.1:4222"], "--cluster"),
                            (["--cluster", "nats://127.0.0.1"], "--cluster"),
-                           (["--node-name", "a"], "--node-name needs --cluster")):
+                           (["--node-name", "a"], "--node-name needs --cluster"),
+                           (["--cluster-replicas", "3"], "--cluster-replicas needs --cluster"),
+                           (["--cluster", "nats://127.0.0.1:4222", "--cluster-replicas", "6"],
+                            "--cluster-replicas")):
             r = subprocess.run([binary, "--port", str(rrtest.free_port()), "--bind",
                                 "127.0.0.1", "--data-dir", d] + args,
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
@@ -160,7 +163,8 @@ def main():
     nats = Nats()
     brokers = []
     try:
-        report.run("bad --cluster / --node-name values exit 2 naming the flag", bad_flags,
+        report.run("bad --cluster / --node-name / --cluster-replicas values exit 2 naming "
+                   "the flag", bad_flags,
                    binary)
 
         a = rrtest.Broker(binary, ["--cluster", nats.url()], name="node-a")
@@ -248,6 +252,29 @@ def main():
                     return "%s: the log does not say it reconnected" % n.name
             return None
         report.run("NATS back: connected again, counted, logged", back)
+
+        # --cluster-replicas reaches the stream's config: a lone nats-server
+        # cannot keep 3 copies and refuses the stream, and the node says so
+        lone = Nats()
+        try:
+            lone.start()
+            c = rrtest.Broker(binary, ["--cluster", lone.url(), "--node-name", "r3",
+                                       "--cluster-replicas", "3"], name="node-c")
+            brokers.append(c)
+            c.start()
+
+            def replicas():
+                if wait_metrics(c, lambda m: m.value("ringroom_cluster_up") == 1) is None:
+                    return "node-c did not connect"
+                if not wait_log(c, "JetStream stream RINGROOM_CHAT: "):
+                    return "a lone server took a stream of 3 replicas, or the log is silent"
+                if "created JetStream stream RINGROOM_CHAT" in c.stderr_text():
+                    return "the stream was created"
+                return None
+            report.run("--cluster-replicas 3 on a lone nats-server: the stream is refused, "
+                       "logged", replicas)
+        finally:
+            lone.cleanup()
     except RuntimeError as e:
         report.fail("start", str(e))
     status = rrtest.finish_suite(report, brokers)
