@@ -1,4 +1,4 @@
-"""The chat room protocol (/chat/{room}, shared/protocol.md) against the real
+"""The chat room protocol (/chat/{room}, docs/protocol.md) against the real
 broker: a multi-user session, every error code, replay with no gap into the
 live stream, a SIGKILL crash loop under --durability async and sync, session
 resume across a restart, and a full disk.

@@ -1,5 +1,5 @@
 /*
- * The JSON layer of the chat protocol (/chat/{room}, shared/protocol.md):
+ * The JSON layer of the chat protocol (/chat/{room}, docs/protocol.md):
  * client frames parsed into a tagged struct, server frames encoded from
  * plain structs, and the stored form of a message (the value kept in the
  * room's log).
