@@ -4,6 +4,7 @@
 #include "frame.h"
 
 #include "ws/ws.h"
+#include "core/bytes.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -64,47 +65,33 @@ size_t rr_bench_frame_encode(uint8_t *out, uint8_t opcode, const uint8_t *payloa
 	return h + n;
 }
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = n - 1; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 void rr_bench_stamp_put(uint8_t out[RR_BENCH_STAMP_LEN], const struct rr_bench_stamp *s)
 {
-	put_le(out, RR_BENCH_STAMP_MAGIC, 4);
-	put_le(out + 4, s->run, 4);
-	put_le(out + 8, s->pub, 4);
-	put_le(out + 12, s->seq, 8);
-	put_le(out + 20, s->ts_ns, 8);
+	rr_put_le(out, RR_BENCH_STAMP_MAGIC, 4);
+	rr_put_le(out + 4, s->run, 4);
+	rr_put_le(out + 8, s->pub, 4);
+	rr_put_le(out + 12, s->seq, 8);
+	rr_put_le(out + 20, s->ts_ns, 8);
 }
 
 bool rr_bench_stamp_get(const uint8_t in[RR_BENCH_STAMP_LEN], struct rr_bench_stamp *s)
 {
-	if (get_le(in, 4) != RR_BENCH_STAMP_MAGIC)
+	if (rr_get_le(in, 4) != RR_BENCH_STAMP_MAGIC)
 		return false;
-	s->run = (uint32_t)get_le(in + 4, 4);
-	s->pub = (uint32_t)get_le(in + 8, 4);
-	s->seq = get_le(in + 12, 8);
-	s->ts_ns = get_le(in + 20, 8);
+	s->run = (uint32_t)rr_get_le(in + 4, 4);
+	s->pub = (uint32_t)rr_get_le(in + 8, 4);
+	s->seq = rr_get_le(in + 12, 8);
+	s->ts_ns = rr_get_le(in + 20, 8);
 	return true;
 }
 
 void rr_bench_stamp_put_short(uint8_t out[RR_BENCH_STAMP_SHORT_LEN], const struct rr_bench_stamp *s)
 {
-	put_le(out, RR_BENCH_STAMP_SHORT_MAGIC, 2);
-	put_le(out + 2, s->run & 0xffff, 2);
-	put_le(out + 4, s->pub, 4);
-	put_le(out + 8, s->seq & 0xffffffffu, 4);
-	put_le(out + 12, s->ts_ns, 8);
+	rr_put_le(out, RR_BENCH_STAMP_SHORT_MAGIC, 2);
+	rr_put_le(out + 2, s->run & 0xffff, 2);
+	rr_put_le(out + 4, s->pub, 4);
+	rr_put_le(out + 8, s->seq & 0xffffffffu, 4);
+	rr_put_le(out + 12, s->ts_ns, 8);
 }
 
 bool rr_bench_stamp_get_any(const uint8_t *in, size_t len, struct rr_bench_stamp *s, bool *is_short)
@@ -112,12 +99,12 @@ bool rr_bench_stamp_get_any(const uint8_t *in, size_t len, struct rr_bench_stamp
 	*is_short = false;
 	if (len >= RR_BENCH_STAMP_LEN && rr_bench_stamp_get(in, s))
 		return true;
-	if (len < RR_BENCH_STAMP_SHORT_LEN || get_le(in, 2) != RR_BENCH_STAMP_SHORT_MAGIC)
+	if (len < RR_BENCH_STAMP_SHORT_LEN || rr_get_le(in, 2) != RR_BENCH_STAMP_SHORT_MAGIC)
 		return false;
-	s->run = (uint32_t)get_le(in + 2, 2);
-	s->pub = (uint32_t)get_le(in + 4, 4);
-	s->seq = get_le(in + 8, 4);
-	s->ts_ns = get_le(in + 12, 8);
+	s->run = (uint32_t)rr_get_le(in + 2, 2);
+	s->pub = (uint32_t)rr_get_le(in + 4, 4);
+	s->seq = rr_get_le(in + 8, 4);
+	s->ts_ns = rr_get_le(in + 12, 8);
 	*is_short = true;
 	return true;
 }

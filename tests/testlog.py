@@ -53,6 +53,23 @@ def load_allow(path):
     return allowed
 
 
+# What a failed test printed that says why, from the whole of its output in
+# the JSON log (meson's --print-errorlogs keeps only the last 100 lines, and
+# a suite that fails prints its brokers' stderr after its FAIL lines).
+WHY_RE = re.compile(r"^(FAIL|ERROR|[^ ]*:[0-9]+: CHECK|Traceback|[A-Za-z.]*Error: |"
+                    r"==[0-9]+==ERROR|.*runtime error: )")
+WHY_MAX = 40
+
+
+def why_failed(out):
+    lines = [l[:600] for l in out.splitlines() if WHY_RE.match(l)]
+    if not lines:
+        lines = ["(no FAIL line; its output ends:)"] + out.rstrip().splitlines()[-10:]
+    if len(lines) > WHY_MAX:
+        lines = lines[:WHY_MAX] + ["[... %d more lines]" % (len(lines) - WHY_MAX)]
+    return lines
+
+
 def group(label, path, allow_path):
     allowed = load_allow(allow_path)
     passed = failed = skipped = not_allowed = 0
@@ -82,6 +99,8 @@ def group(label, path, allow_path):
         else:  # FAIL, TIMEOUT, ERROR, UNEXPECTEDPASS
             failed += 1
             print("  %s %s%s" % (r, t["short"], suffix))
+            for line in why_failed(out):
+                print("    %s" % line)
             continue
         if cases:
             print("  ok %s%s" % (t["short"], suffix))

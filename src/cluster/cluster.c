@@ -152,6 +152,8 @@ static int validate(const struct rr_cluster_req *req)
 		return req->sub == NULL ? -EINVAL : 0;
 	case RR_CLUSTER_JS_LAST:
 		return check_subject(req->subject);
+	case RR_CLUSTER_CORE_STOP:
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -293,7 +295,7 @@ static void route_msgs(struct rr_cluster *cl, struct rr_cluster_msg *m, bool sto
 		struct rr_cluster_sub *sub = m->_sub;
 
 		m->_next = NULL;
-		if (sub->unsubscribed || stopping ||
+		if (sub->unsubscribed || stopping || cl->core_stopped[sub->core] ||
 		    !rr_cl_post_add(cl, sub->core, rr_ud_ptr(RR_UD_CLUSTER_MSG, m), sub->ring_fd,
 				    m->len)) {
 			dropped_bytes += m->len;
@@ -530,6 +532,7 @@ static void cluster_free(struct rr_cluster *cl)
 	rr_cl_post_free(cl);
 	free(cl->q);
 	free(cl->core_len);
+	free(cl->core_stopped);
 	free(cl->core_st);
 	free(cl->servers_buf);
 	free(cl->node_name);
@@ -631,8 +634,10 @@ int rr_cluster_open(struct rr_cluster **out, const struct rr_cluster_opts *opts,
 	cl->q_cap = cl->opts.queue_capacity * cl->opts.cores;
 	cl->q = calloc(cl->q_cap, sizeof(*cl->q));
 	cl->core_len = calloc(cl->opts.cores, sizeof(*cl->core_len));
+	cl->core_stopped = calloc(cl->opts.cores, sizeof(*cl->core_stopped));
 	cl->core_st = calloc(cl->opts.cores, sizeof(*cl->core_st));
-	if (cl->q == NULL || cl->core_len == NULL || cl->core_st == NULL)
+	if (cl->q == NULL || cl->core_len == NULL || cl->core_stopped == NULL ||
+	    cl->core_st == NULL)
 		goto fail_free;
 	ret = rr_cl_post_init(cl);
 	if (ret < 0) {

@@ -197,6 +197,7 @@ enum rr_cluster_op {
 	RR_CLUSTER_UNSUBSCRIBE,	   /* in: sub; out: res */
 	RR_CLUSTER_JS_CONSUME,	   /* in: subject, start_seq, on_msg, sub_ctx; out: res, sub */
 	RR_CLUSTER_JS_LAST,	   /* in: subject; out: res, seq, room_id */
+	RR_CLUSTER_CORE_STOP,	   /* the core's loop is ending: out: res */
 };
 
 struct rr_cluster_req;
@@ -249,7 +250,9 @@ struct rr_cluster_req {
 	struct rr_cluster_req *_next; /* queue, then pending-ack list */
 	void *_nmsg;		      /* JS_PUBLISH: its natsMsg while unacked */
 	uint64_t _sent_ns;	      /* JS_PUBLISH, JS_LAST: when it went out */
-	uint64_t _token;	      /* JS_LAST: names its reply */
+	uint64_t _token;	      /* JS_LAST, a duplicate's lookup: names its reply */
+	bool _original;		      /* JS_PUBLISH acked as a duplicate: the
+				       * original's Rr-Id is being read back */
 };
 
 /*
@@ -274,6 +277,12 @@ struct rr_cluster_req {
  *   JS_LAST      0 (seq, room_id set), -ENOENT (no message on the subject),
  *                -ENOTCONN, -ETIMEDOUT, -EIO (logged), -ESHUTDOWN
  *   UNSUBSCRIBE  0 (always, once accepted: the sub is gone for the core)
+ *   CORE_STOP    0, -ESHUTDOWN. From then on no message of any of the
+ *                core's subscriptions is posted to it (they are dropped);
+ *                every message posted before comes before this completion,
+ *                so once it has run nothing but completions of the core's
+ *                requests still out arrives on its ring. The last request
+ *                of a core that stops while the cluster runs on.
  */
 int rr_cluster_submit(struct rr_cluster *cl, struct rr_cluster_req *req);
 

@@ -15,6 +15,11 @@
  * an event; the cluster thread matches the token against its pending list
  * and finishes the request. A connection loss fails what is pending
  * (-ENOTCONN); a reply that never comes fails at CL_GET_TIMEOUT_MS.
+ *
+ * The same way, by stream sequence, a publish JetStream acked as a
+ * duplicate (a client's resend after a lost ack) reads back the original's
+ * Rr-Id before it finishes: it was stored either way, so a failed lookup
+ * finishes it as stored with room id 0.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -95,35 +100,61 @@ static struct rr_cluster_req *pending_take(struct rr_cluster *cl, uint64_t token
 	return req;
 }
 
-void rr_cl_get_run(struct rr_cluster *cl, struct rr_cluster_req *req)
+/* Finish a lookup: a duplicate's is a publish that was stored. */
+static void get_finish(struct rr_cluster *cl, struct rr_cluster_req *req, int res)
 {
-	const char *stream = req->kv ? cl->kv_stream : cl->stream;
+	if (req->_original && res != 0) {
+		req->room_id = 0;
+		res = 0;
+	}
+	rr_cl_finish(cl, req, res);
+}
+
+/* Ask for the message the body names, on `stream`. */
+static void get_send(struct rr_cluster *cl, struct rr_cluster_req *req, const char *stream,
+		     const char *body, int len)
+{
 	char subject[64 + RR_CLUSTER_SUBJECT_MAX], reply[sizeof(cl->get_prefix) + 24];
-	char body[32 + RR_CLUSTER_SUBJECT_MAX];
 
 	if (stream == NULL) {
-		rr_cl_finish(cl, req, -ENOENT);
+		get_finish(cl, req, -ENOENT);
 		return;
 	}
 	if (cl->get_sub == NULL || rr_cluster_state(cl) != RR_CLUSTER_CONNECTED) {
-		rr_cl_finish(cl, req, -ENOTCONN);
+		get_finish(cl, req, -ENOTCONN);
 		return;
 	}
 	req->_token = ++cl->get_next_token;
 	snprintf(subject, sizeof(subject), "$JS.API.DIRECT.GET.%s", stream);
 	snprintf(reply, sizeof(reply), "%s%" PRIu64, cl->get_prefix, req->_token);
-	/* subjects are made of subject-safe bytes: nothing to escape */
-	int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", req->subject);
-	natsStatus s = natsConnection_PublishRequest(cl->nc, subject, reply, body, n);
+	natsStatus s = natsConnection_PublishRequest(cl->nc, subject, reply, body, len);
 
 	if (s != NATS_OK) {
-		rr_cl_finish(cl, req, s == NATS_CONNECTION_CLOSED || s == NATS_CONNECTION_DISCONNECTED
+		get_finish(cl, req, s == NATS_CONNECTION_CLOSED || s == NATS_CONNECTION_DISCONNECTED
 					  ? -ENOTCONN
 					  : -EIO);
 		return;
 	}
 	req->_sent_ns = rr_now_ns();
 	pending_add(cl, req);
+}
+
+void rr_cl_get_run(struct rr_cluster *cl, struct rr_cluster_req *req)
+{
+	char body[32 + RR_CLUSTER_SUBJECT_MAX];
+	/* subjects are made of subject-safe bytes: nothing to escape */
+	int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", req->subject);
+
+	get_send(cl, req, req->kv ? cl->kv_stream : cl->stream, body, n);
+}
+
+void rr_cl_get_original(struct rr_cluster *cl, struct rr_cluster_req *req)
+{
+	char body[48];
+	int n = snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", req->seq);
+
+	req->_original = true;
+	get_send(cl, req, cl->stream, body, n);
 }
 
 void rr_cl_get_reply(struct rr_cluster *cl, natsMsg *m)
@@ -149,11 +180,12 @@ void rr_cl_get_reply(struct rr_cluster *cl, natsMsg *m)
 
 		res = st == 404 || st == 503 ? -ENOENT : st == 408 ? -ETIMEDOUT : -EIO;
 		if (res == -EIO)
-			rr_warn("cluster: looking up the last message on %s: status %s",
+			rr_warn("cluster: a direct get for %s: status %s",
 				req->subject, v);
 	} else {
 		if (natsMsgHeader_Get(m, "Nats-Sequence", &v) == NATS_OK && v != NULL)
 			req->seq = strtoull(v, NULL, 10);
+		req->room_id = 0;
 		if (natsMsgHeader_Get(m, "Rr-Id", &v) == NATS_OK && v != NULL)
 			req->room_id = strtoull(v, NULL, 10);
 		if (req->want_data) {
@@ -170,13 +202,13 @@ void rr_cl_get_reply(struct rr_cluster *cl, natsMsg *m)
 		}
 	}
 	natsMsg_Destroy(m);
-	rr_cl_finish(cl, req, res);
+	get_finish(cl, req, res);
 }
 
 void rr_cl_get_fail_all(struct rr_cluster *cl, int err)
 {
 	while (cl->get_head != NULL)
-		rr_cl_finish(cl, pending_take(cl, cl->get_head->_token), err);
+		get_finish(cl, pending_take(cl, cl->get_head->_token), err);
 }
 
 uint64_t rr_cl_get_sweep(struct rr_cluster *cl, uint64_t now_ns)
@@ -185,6 +217,6 @@ uint64_t rr_cl_get_sweep(struct rr_cluster *cl, uint64_t now_ns)
 
 	/* in send order: the oldest first */
 	while (cl->get_head != NULL && now_ns - cl->get_head->_sent_ns >= limit)
-		rr_cl_finish(cl, pending_take(cl, cl->get_head->_token), -ETIMEDOUT);
+		get_finish(cl, pending_take(cl, cl->get_head->_token), -ETIMEDOUT);
 	return cl->get_head != NULL ? cl->get_head->_sent_ns + limit : 0;
 }

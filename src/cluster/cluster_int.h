@@ -151,6 +151,7 @@ struct rr_cluster {
 	struct cl_qent *q;
 	uint32_t q_cap, q_head, q_len;
 	uint32_t *core_len; /* outstanding per core: queued, unacked, unposted */
+	bool *core_stopped; /* cluster thread: the core sent CORE_STOP */
 	struct rr_cluster_msg *inbox_head, *inbox_tail;
 	struct cl_event *ev_head, *ev_tail;
 	uint64_t inbox_bytes; /* messages taken by callbacks, not yet posted */
@@ -208,6 +209,10 @@ void rr_cl_finish(struct rr_cluster *cl, struct rr_cluster_req *req, int res);
 int rr_cl_get_start(struct rr_cluster *cl);
 /* Send the request; the reply finishes it. */
 void rr_cl_get_run(struct rr_cluster *cl, struct rr_cluster_req *req);
+/* A publish acked as a duplicate of stream sequence req->seq: read the
+ * original's Rr-Id into req->room_id (0 if it cannot be), then finish it
+ * as stored. */
+void rr_cl_get_original(struct rr_cluster *cl, struct rr_cluster_req *req);
 /* A CL_EV_GOT's message (destroyed here). */
 void rr_cl_get_reply(struct rr_cluster *cl, natsMsg *m);
 /* Fail what is pending (the connection dropped, or closing). */

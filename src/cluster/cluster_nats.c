@@ -316,21 +316,29 @@ int rr_cl_nats_start(struct rr_cluster *cl)
 }
 
 /* A stream at each (re)connect: created if missing, else left alone (its
- * limits and replicas are the operator's). Its creation time in *created. */
+ * limits and replicas are the operator's). Its creation time in *created.
+ * Nodes starting together race to create it: the loser's create fails
+ * (JetStream: the subjects overlap the stream just made), so it looks the
+ * stream up again. */
 static void ensure_one(struct rr_cluster *cl, const char *name, const char **subjects, int nsub,
 		       int64_t max_per_subject, uint64_t max_age_ms, _Atomic uint64_t *created)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_GetStreamInfo(&si, cl->js, name, NULL, &jerr);
+	natsStatus s = NATS_OK;
 
-	if (s == NATS_OK) {
-		if (created != NULL)
-			atomic_store(created, (uint64_t)si->Created);
-		jsStreamInfo_Destroy(si);
-		return;
-	}
-	if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+	for (int attempt = 0; attempt < 3; attempt++) {
+		jerr = 0;
+		s = js_GetStreamInfo(&si, cl->js, name, NULL, &jerr);
+		if (s == NATS_OK) {
+			if (created != NULL)
+				atomic_store(created, (uint64_t)si->Created);
+			jsStreamInfo_Destroy(si);
+			return;
+		}
+		if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
+			break;
+
 		jsStreamConfig sc;
 
 		jsStreamConfig_Init(&sc);
@@ -354,6 +362,8 @@ static void ensure_one(struct rr_cluster *cl, const char *name, const char **sub
 			jsStreamInfo_Destroy(si);
 			return;
 		}
+		if (jerr != JSStreamSubjectOverlapErr && jerr != JSStreamNameExistErr)
+			break; /* not a race with another node: no point asking again */
 	}
 	if (jerr == JSNotEnabledErr || jerr == JSNotEnabledForAccountErr)
 		rr_warn("JetStream is not enabled on the NATS server (run nats-server "
@@ -594,6 +604,12 @@ void rr_cl_nats_run(struct rr_cluster *cl, struct cl_qent *e)
 	case RR_CLUSTER_JS_LAST:
 		rr_cl_get_run(cl, req);
 		break;
+	case RR_CLUSTER_CORE_STOP:
+		/* route_msgs drops the core's messages from now on; those
+		 * before are on its post list ahead of this completion */
+		cl->core_stopped[req->core] = true;
+		rr_cl_finish(cl, req, 0);
+		break;
 	case RR_CLUSTER_UNSUBSCRIBE: {
 		struct rr_cluster_sub *sub = req->sub;
 
@@ -603,24 +619,6 @@ void rr_cl_nats_run(struct rr_cluster *cl, struct cl_qent *e)
 		break;
 	}
 	}
-}
-
-/* A duplicate (its Nats-Msg-Id was stored before) is acked with the
- * original's sequence: its room id is the original's Rr-Id, read back (a
- * round trip on this thread, only for duplicates: a client's resend after a
- * lost ack). 0 when it cannot be read (trimmed, or the server is gone). */
-static void original_id(struct rr_cluster *cl, struct rr_cluster_req *req)
-{
-	natsMsg *m = NULL;
-	jsErrCode jerr = 0;
-	const char *v = NULL;
-
-	req->room_id = 0;
-	if (js_GetMsg(&m, cl->js, cl->stream, req->seq, NULL, &jerr) != NATS_OK)
-		return;
-	if (natsMsgHeader_Get(m, "Rr-Id", &v) == NATS_OK && v != NULL)
-		req->room_id = strtoull(v, NULL, 10);
-	natsMsg_Destroy(m);
 }
 
 void rr_cl_nats_ack(struct rr_cluster *cl, struct cl_event *ev)
@@ -650,8 +648,12 @@ void rr_cl_nats_ack(struct rr_cluster *cl, struct cl_event *ev)
 		req->seq = ev->seq;
 		req->duplicate = ev->duplicate;
 		rr_hist_observe(&cl->st.js_ack_rtt, rr_now_ns() - req->_sent_ns);
-		if (ev->duplicate && req->room_id > 0)
-			original_id(cl, req);
+		if (ev->duplicate && req->room_id > 0) {
+			/* a client's resend after a lost ack: acked with
+			 * the original's room id, read back first */
+			rr_cl_get_original(cl, req);
+			return;
+		}
 	}
 	rr_cl_finish(cl, req, ev->err);
 }

@@ -5,6 +5,7 @@
  * crash).
  */
 #include "persist/keys.h"
+#include "core/bytes.h"
 
 #include <errno.h>
 #include <string.h>
@@ -31,7 +32,7 @@ int rr_keys_msg(uint8_t *buf, size_t cap, const char *room, size_t room_len, uin
 
 	if (n < 0)
 		return n;
-	rr_keys_put_be64(buf + n, id);
+	rr_put_be64(buf + n, id);
 	return n + 8;
 }
 
@@ -66,8 +67,8 @@ int rr_keys_alarm(uint8_t *buf, size_t cap, const char *room, size_t room_len, u
 
 	if (n < 0)
 		return n;
-	rr_keys_put_be64(buf + n, due_ms);
-	rr_keys_put_be64(buf + n + 8, seq);
+	rr_put_be64(buf + n, due_ms);
+	rr_put_be64(buf + n + 8, seq);
 	return n + 16;
 }
 
@@ -91,7 +92,7 @@ int rr_keys_msg_decode(const uint8_t *key, size_t klen, size_t *room_len, uint64
 	if (klen < 1 + 1 + 8 || key[0] == 0 || klen != 1 + (size_t)key[0] + 8)
 		return -EBADMSG;
 	*room_len = key[0];
-	*id = rr_keys_get_be64(key + 1 + key[0]);
+	*id = rr_get_be64(key + 1 + key[0]);
 	return 0;
 }
 
@@ -110,7 +111,7 @@ void rr_keys_epoch_encode(uint8_t *buf, const char *epoch, uint64_t created_ms)
 {
 	buf[0] = 1;
 	memcpy(buf + 1, epoch, RR_STORE_EPOCH_LEN);
-	rr_keys_put_be64(buf + 1 + RR_STORE_EPOCH_LEN, created_ms);
+	rr_put_be64(buf + 1 + RR_STORE_EPOCH_LEN, created_ms);
 }
 
 int rr_keys_epoch_decode(const uint8_t *val, size_t len, char *epoch, uint64_t *created_ms)
@@ -119,26 +120,13 @@ int rr_keys_epoch_decode(const uint8_t *val, size_t len, char *epoch, uint64_t *
 		return -EBADMSG;
 	memcpy(epoch, val + 1, RR_STORE_EPOCH_LEN);
 	epoch[RR_STORE_EPOCH_LEN] = '\0';
-	*created_ms = rr_keys_get_be64(val + 1 + RR_STORE_EPOCH_LEN);
+	*created_ms = rr_get_be64(val + 1 + RR_STORE_EPOCH_LEN);
 	return 0;
 }
 
 /* session record: [1][be32 n][room][be32 n][attachment][be32 n][tags]
  *                 [be64 last_id][be64 expiry_ms][32 resume_hash] */
 #define SESSION_FIXED (1 + 4 + 4 + 4 + 8 + 8 + 32)
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 size_t rr_keys_session_size(const struct rr_store_session *ss)
 {
@@ -147,7 +135,7 @@ size_t rr_keys_session_size(const struct rr_store_session *ss)
 
 static uint8_t *put_blob(uint8_t *p, const void *data, uint32_t len)
 {
-	put_be32(p, len);
+	rr_put_be32(p, len);
 	if (len > 0)
 		memcpy(p + 4, data, len);
 	return p + 4 + len;
@@ -163,8 +151,8 @@ int rr_keys_session_encode(uint8_t *buf, size_t cap, const struct rr_store_sessi
 	p = put_blob(p, ss->room, ss->room_len);
 	p = put_blob(p, ss->attachment, ss->attachment_len);
 	p = put_blob(p, ss->tags, ss->tags_len);
-	rr_keys_put_be64(p, ss->last_id);
-	rr_keys_put_be64(p + 8, ss->expiry_ms);
+	rr_put_be64(p, ss->last_id);
+	rr_put_be64(p + 8, ss->expiry_ms);
 	memcpy(p + 16, ss->resume_hash, sizeof(ss->resume_hash));
 	return 0;
 }
@@ -174,7 +162,7 @@ static int get_blob(const uint8_t **p, const uint8_t *end, const uint8_t **data,
 {
 	if (end - *p < 4)
 		return -EBADMSG;
-	uint32_t n = get_be32(*p);
+	uint32_t n = rr_get_be32(*p);
 
 	if ((size_t)(end - *p - 4) < n)
 		return -EBADMSG;
@@ -199,8 +187,8 @@ int rr_keys_session_decode(const uint8_t *val, size_t len, struct rr_store_sessi
 	if (end - p != 8 + 8 + 32)
 		return -EBADMSG;
 	ss->room = (const char *)room;
-	ss->last_id = rr_keys_get_be64(p);
-	ss->expiry_ms = rr_keys_get_be64(p + 8);
+	ss->last_id = rr_get_be64(p);
+	ss->expiry_ms = rr_get_be64(p + 8);
 	memcpy(ss->resume_hash, p + 16, sizeof(ss->resume_hash));
 	return 0;
 }

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "persist/store.h"
+#include "core/bytes.h"
 
 /* Longest key any encoder below produces: room prefix + kv key. */
 #define RR_KEYS_MAX (1 + RR_STORE_ROOM_MAX + RR_STORE_KEY_MAX)
@@ -36,22 +37,6 @@
 
 #define RR_KEYS_MSG_HDR 8 /* be64 ts_ms before the message bytes */
 #define RR_KEYS_EPOCH_REC (1 + RR_STORE_EPOCH_LEN + 8)
-
-static inline void rr_keys_put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static inline uint64_t rr_keys_get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 /* Each encoder writes into buf (capacity cap) and returns the key length, or
  * -EINVAL (room length 0 or > 255, key too long) or -ENOBUFS (cap too small). */

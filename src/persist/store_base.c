@@ -72,7 +72,7 @@ void rr_store_random_epoch(char epoch[RR_STORE_EPOCH_LEN + 1])
 	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
 		uint64_t t = rr_now_ms() ^ (rr_wall_ms() << 20) ^ (uint64_t)(uintptr_t)epoch;
 
-		rr_keys_put_be64(r, t * 0x9e3779b97f4a7c15ull);
+		rr_put_be64(r, t * 0x9e3779b97f4a7c15ull);
 	}
 	for (size_t i = 0; i < sizeof(r); i++) {
 		epoch[2 * i] = hex[r[i] >> 4];

@@ -107,7 +107,7 @@ static int batch_add(struct rr_store *s, struct rr_store_req *req, uint64_t now)
 		uint8_t hdr[RR_KEYS_MSG_HDR];
 
 		kl = rr_keys_msg(k, sizeof(k), req->room, req->room_len, req->id);
-		rr_keys_put_be64(hdr, req->ts_ms ? req->ts_ms : now);
+		rr_put_be64(hdr, req->ts_ms ? req->ts_ms : now);
 		const char *vs[2] = {(const char *)hdr, req->data};
 		size_t vl[2] = {sizeof(hdr), req->len};
 		const char *ks[1] = {(const char *)k};
@@ -159,7 +159,7 @@ static void batch_add_last_ids(struct rr_store *s)
 			continue;
 		int kl = rr_keys_room_rec(k, sizeof(k), r->room, r->room_len, RR_KEYS_ROOM_LAST);
 
-		rr_keys_put_be64(v, r->last);
+		rr_put_be64(v, r->last);
 		rocksdb_writebatch_put_cf(s->wb, s->cf[CF_ROOMS], (const char *)k, (size_t)kl,
 					  (const char *)v, 8);
 	}
@@ -247,7 +247,7 @@ static void batch_add_new_room(struct rr_store *s, struct rr_store_req *req, uin
 
 	rr_store_random_epoch(req->out.epoch);
 	rr_keys_epoch_encode(rec, req->out.epoch, now);
-	rr_keys_put_be64(zero, 0);
+	rr_put_be64(zero, 0);
 	rocksdb_writebatch_put_cf(s->wb, s->cf[CF_ROOMS], (const char *)ek, (size_t)ekl,
 				  (const char *)rec, sizeof(rec));
 	rocksdb_writebatch_put_cf(s->wb, s->cf[CF_ROOMS], (const char *)lk, (size_t)lkl,

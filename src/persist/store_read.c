@@ -88,7 +88,7 @@ int rr_store_get_last_id(struct rr_store *s, const char *room, size_t room_len, 
 	*found = v != NULL;
 	*last = 0;
 	if (v != NULL && vlen == 8)
-		*last = rr_keys_get_be64((const uint8_t *)v);
+		*last = rr_get_be64((const uint8_t *)v);
 	else if (v != NULL) {
 		rocksdb_free(v);
 		return -EIO;
@@ -196,7 +196,7 @@ static int take_msg(struct rr_store *s, rocksdb_iterator_t *it, uint32_t n, size
 		return -EIO;
 	if (rb_reserve(s, *used, vlen - RR_KEYS_MSG_HDR) < 0)
 		return -ENOMEM;
-	r->ts_ms = rr_keys_get_be64(v);
+	r->ts_ms = rr_get_be64(v);
 	r->key_off = 0;
 	r->key_len = 0;
 	r->val_off = (uint32_t)*used;

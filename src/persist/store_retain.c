@@ -45,7 +45,7 @@ static int age_cut(struct rr_store *s, const char *room, size_t room_len, uint64
 		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
 
 		if (rr_keys_msg_decode(k, klen, &rl, &id) < 0 || vlen < RR_KEYS_MSG_HDR ||
-		    rr_keys_get_be64(v) >= oldest_ok)
+		    rr_get_be64(v) >= oldest_ok)
 			break;
 		*cut = id + 1;
 		rocksdb_iter_next(it);

@@ -191,7 +191,8 @@ static bool core_lifecycle(struct rr_core *core)
 	/* the last closes have completed */
 	return !(core->draining && core->listen_fd < 0 && core->tls_listen_fd < 0 &&
 		 core->conns_live == 0 && core->store_inflight == 0 &&
-		 core->handoffs_inflight == 0 && core->accepts_inflight == 0);
+		 core->handoffs_inflight == 0 && core->accepts_inflight == 0 &&
+		 core->cluster_inflight == 0);
 }
 
 static void core_run(struct rr_core *core)

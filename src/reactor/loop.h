@@ -104,6 +104,7 @@ struct rr_core {
 	uint32_t handoffs_inflight;
 	uint32_t accepts_inflight;
 	uint32_t store_inflight;
+	uint32_t cluster_inflight; /* cluster requests, the stop fence included */
 
 	uint64_t now_ms;
 	bool draining;

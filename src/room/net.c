@@ -68,7 +68,9 @@ struct net_sub {
 struct rr_room_net {
 	struct net_sub **buckets;
 	uint32_t nbuckets, count;
-	struct rr_timer retry;
+	struct rr_timer retry;		/* failed subscriptions, a refused fence */
+	struct rr_cluster_req fence;	/* the core's CORE_STOP */
+	bool fence_due;			/* counted in cluster_inflight, not queued */
 	struct rr_core *core;
 	uint8_t head[NET_HEAD_MAX]; /* this node's envelope, opcode left 0 */
 	uint32_t head_len;
@@ -181,7 +183,7 @@ static void settle(struct rr_room_net *n, struct net_sub *s)
 	    .sub_ctx = s,
 	    .sub = s->want ? NULL : s->sub,
 	};
-	int rc = rr_cluster_submit(cluster(), &s->req);
+	int rc = rr_room_net_submit(core, &s->req);
 	if (rc == 0) {
 		s->busy = true;
 		s->failed = false;
@@ -215,10 +217,62 @@ static void on_done(struct rr_cluster_req *req)
 	settle(n, s);
 }
 
+static void fence_done(struct rr_cluster_req *req)
+{
+	(void)req; /* on_cluster_done counted it */
+}
+
+/* Queue the fence; the cluster refusing it for a full quota: again later. */
+static void fence(struct rr_room_net *n)
+{
+	struct rr_core *core = n->core;
+	n->fence = (struct rr_cluster_req){
+	    .op = RR_CLUSTER_CORE_STOP,
+	    .core = core->id,
+	    .reply_ring_fd = core->ring_fd,
+	    .done = fence_done,
+	    .arg = n,
+	};
+	int rc = rr_cluster_submit(cluster(), &n->fence);
+	if (rc == -EAGAIN) {
+		if (!rr_timer_armed(&n->retry))
+			rr_timer_set(&core->wheel, &n->retry, core->now_ms + NET_RETRY_MS);
+		return;
+	}
+	n->fence_due = false;
+	if (rc < 0) /* closing: it posts no message any more */
+		core->cluster_inflight--;
+}
+
+static void net_stopped_listening(struct rr_core *core)
+{
+	if (cluster() == NULL)
+		return;
+	struct rr_room_net *n = net_of(core, true);
+	if (n == NULL) {
+		rr_warn("core %u: out of memory for the cluster's stop fence", core->id);
+		return;
+	}
+	n->fence_due = true;
+	core->cluster_inflight++;
+	fence(n);
+}
+
+int rr_room_net_submit(struct rr_core *core, struct rr_cluster_req *req)
+{
+	struct rr_cluster *cl = cluster();
+	int rc = cl ? rr_cluster_submit(cl, req) : -ENOTCONN;
+	if (rc == 0)
+		core->cluster_inflight++;
+	return rc;
+}
+
 static void net_retry(struct rr_timer *t, uint64_t now_ms)
 {
 	struct rr_room_net *n = (struct rr_room_net *)((char *)t - offsetof(struct rr_room_net, retry));
 	(void)now_ms;
+	if (n->fence_due)
+		fence(n);
 	for (uint32_t i = 0; i < n->nbuckets; i++) {
 		struct net_sub *s = n->buckets[i];
 		while (s) {
@@ -377,7 +431,8 @@ static void net_fini(struct rr_core *core)
 
 static void on_cluster_done(struct rr_core *core, const struct io_uring_cqe *cqe)
 {
-	(void)core;
+	rr_assert(core->cluster_inflight > 0);
+	core->cluster_inflight--;
 	rr_cluster_complete(rr_ud_to_ptr(io_uring_cqe_get_data64(cqe)));
 }
 
@@ -389,6 +444,7 @@ static void on_cluster_msg(struct rr_core *core, const struct io_uring_cqe *cqe)
 
 static const struct rr_layer net_layer = {
     .name = "rooms across nodes",
+    .stopped_listening = net_stopped_listening,
     .fini = net_fini,
 };
 

@@ -75,6 +75,14 @@ void rr_room_shard_register(void);
  * completion kinds. */
 void rr_room_net_register(void);
 void rr_room_net_watch(struct rr_core *core, struct rr_room *r);
+/* Every request of this core to the cluster goes through here: counted in
+ * core->cluster_inflight until its completion, so the core's loop does not
+ * end while one is out. rr_cluster_submit's result (-ENOTCONN without a
+ * cluster). When the core stops listening, this layer sends the cluster
+ * its CORE_STOP and the loop waits for that too: after it no message is
+ * posted to the core, so none is left in its ring when the ring closes. */
+struct rr_cluster_req;
+int rr_room_net_submit(struct rr_core *core, struct rr_cluster_req *req);
 void rr_room_net_publish(struct rr_core *core, const char *room, size_t room_len, uint8_t opcode,
 			 const uint8_t *p, size_t len);
 

@@ -2,6 +2,7 @@
  * Room alarms (rr_alarm_set): persisted, so they fire after a restart.
  */
 #include "rt/rt.h"
+#include "core/bytes.h"
 #include "core/log.h"
 #include "core/time.h"
 
@@ -43,26 +44,10 @@ static const struct rr_handler index_handler = {
     .name = "alarms",
 };
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 static size_t alarm_key(const struct alarm *a, uint8_t *k)
 {
-	put_be64(k, a->at_ms);
-	put_be64(k + 8, a->id);
+	rr_put_be64(k, a->at_ms);
+	rr_put_be64(k + 8, a->id);
 	k[16] = a->route;
 	memcpy(k + 17, a->name, a->name_len);
 	return 17u + a->name_len;
@@ -278,8 +263,8 @@ static void alarms_listed(struct rr_core *core, struct sreq *s)
 		struct alarm *a = calloc(1, sizeof(*a) + it->val_len);
 		if (a == NULL)
 			break;
-		a->at_ms = get_be64(it->key);
-		a->id = get_be64(it->key + 8);
+		a->at_ms = rr_get_be64(it->key);
+		a->id = rr_get_be64(it->key + 8);
 		a->route = it->key[16];
 		a->name_len = (uint8_t)nlen;
 		memcpy(a->name, name, nlen);

@@ -163,7 +163,7 @@ static void unsubscribe(struct rt_clog *cl)
 	    .arg = cl,
 	    .sub = cl->sub,
 	};
-	if (rr_cluster_submit(cluster(), &cl->unsub_req) == 0)
+	if (rr_room_net_submit(cl->core, &cl->unsub_req) == 0)
 		cl->inflight++;
 	else
 		cl->sub = NULL; /* closing: the cluster drops it */
@@ -301,7 +301,7 @@ static void pump(struct rt_clog *cl)
 		    .expect_seq = cl->last_seq,
 		    .msg_id = p->msg_id[0] ? p->msg_id : NULL,
 		};
-		int rc = cluster() ? rr_cluster_submit(cluster(), &p->req) : -ENOTCONN;
+		int rc = rr_room_net_submit(cl->core, &p->req);
 		if (rc < 0) {
 			fail_all(cl, rc == -ESHUTDOWN ? -ENOTCONN : rc);
 			continue;
@@ -492,7 +492,7 @@ static void last_done(struct rr_cluster_req *req)
 	    .on_msg = on_msg,
 	    .sub_ctx = cl,
 	};
-	int rc = rr_cluster_submit(cluster(), &cl->sub_req);
+	int rc = rr_room_net_submit(cl->core, &cl->sub_req);
 	if (rc < 0) {
 		load_failed(cl, "its consumer", rc);
 		return;
@@ -529,7 +529,7 @@ int rr_rt_clog_start(struct rr_core *core, struct rr_room *r)
 	    .arg = cl,
 	    .subject = cl->subject,
 	};
-	rc = rr_cluster_submit(cluster(), &cl->last_req);
+	rc = rr_room_net_submit(core, &cl->last_req);
 	if (rc < 0) {
 		free(cl);
 		return rc;

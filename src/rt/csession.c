@@ -18,6 +18,7 @@
  *   attachment length (4, LE) attachment  tags length (4, LE) tags
  */
 #include "rt/rt.h"
+#include "core/bytes.h"
 #include "core/log.h"
 #include "core/time.h"
 
@@ -51,25 +52,6 @@ struct cs_get {
 	uint8_t buf[];
 };
 
-static struct rr_cluster *cluster(void)
-{
-	return rr_handler_cfg.cluster;
-}
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = n - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* A session id is base64url: safe as a subject token as it is. */
 static void subject_of(char *out, const char *sid)
 {
@@ -99,20 +81,20 @@ void rr_rt_session_save(struct rr_core *core, struct rr_conn *c)
 		return;
 	uint8_t *d = p->data;
 	d[0] = CS_VERSION;
-	put_le(d + 1, rt->store_name_len, 2);
+	rr_put_le(d + 1, rt->store_name_len, 2);
 	d += 3;
 	memcpy(d, rt->store_name, rt->store_name_len);
 	d += rt->store_name_len;
 	memcpy(d, x->resume_hash, 32);
 	d += 32;
-	put_le(d, x->last_id, 8);
-	put_le(d + 8, rr_wall_ms() + rr_handler_cfg.session_ttl_ms, 8);
+	rr_put_le(d, x->last_id, 8);
+	rr_put_le(d + 8, rr_wall_ms() + rr_handler_cfg.session_ttl_ms, 8);
 	d += 16;
-	put_le(d, x->attachment_len, 4);
+	rr_put_le(d, x->attachment_len, 4);
 	if (x->attachment_len)
 		memcpy(d + 4, x->attachment, x->attachment_len);
 	d += 4 + x->attachment_len;
-	put_le(d, x->tags_len, 4);
+	rr_put_le(d, x->tags_len, 4);
 	if (x->tags_len)
 		memcpy(d + 4, x->tags, x->tags_len);
 	subject_of(p->subject, x->session);
@@ -126,7 +108,7 @@ void rr_rt_session_save(struct rr_core *core, struct rr_conn *c)
 	    .data = p->data,
 	    .len = (uint32_t)len,
 	};
-	if (rr_cluster_submit(cluster(), &p->req) < 0)
+	if (rr_room_net_submit(core, &p->req) < 0)
 		free(p); /* down or full: it resumes on this node only */
 }
 
@@ -135,7 +117,7 @@ static bool decode(const uint8_t *d, uint32_t len, struct rr_store_session *ss)
 {
 	if (len < 3 || d[0] != CS_VERSION)
 		return false;
-	uint32_t rl = (uint32_t)get_le(d + 1, 2), off = 3;
+	uint32_t rl = (uint32_t)rr_get_le(d + 1, 2), off = 3;
 	if (len - off < rl + 32 + 16 + 4)
 		return false;
 	ss->room = (const char *)d + off;
@@ -143,16 +125,16 @@ static bool decode(const uint8_t *d, uint32_t len, struct rr_store_session *ss)
 	off += rl;
 	memcpy(ss->resume_hash, d + off, 32);
 	off += 32;
-	ss->last_id = get_le(d + off, 8);
-	ss->expiry_ms = get_le(d + off + 8, 8);
+	ss->last_id = rr_get_le(d + off, 8);
+	ss->expiry_ms = rr_get_le(d + off + 8, 8);
 	off += 16;
-	ss->attachment_len = (uint32_t)get_le(d + off, 4);
+	ss->attachment_len = (uint32_t)rr_get_le(d + off, 4);
 	off += 4;
 	if (len - off < ss->attachment_len + 4u)
 		return false;
 	ss->attachment = d + off;
 	off += ss->attachment_len;
-	ss->tags_len = (uint32_t)get_le(d + off, 4);
+	ss->tags_len = (uint32_t)rr_get_le(d + off, 4);
 	off += 4;
 	if (len - off != ss->tags_len)
 		return false;
@@ -225,7 +207,7 @@ int rr_rt_csession_get(struct rr_core *core, struct rr_conn *c,
 	    .kv = true,
 	    .want_data = true,
 	};
-	int rc = rr_cluster_submit(cluster(), &g->req);
+	int rc = rr_room_net_submit(core, &g->req);
 	if (rc < 0) {
 		free(g);
 		return rc;

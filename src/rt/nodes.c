@@ -241,7 +241,7 @@ static void evt_unsubscribe(struct rt_evt *e)
 	    .arg = e,
 	    .sub = e->sub,
 	};
-	if (rr_cluster_submit(cluster(), &e->unsub_req) == 0)
+	if (rr_room_net_submit(e->nodes->core, &e->unsub_req) == 0)
 		e->inflight++;
 	else
 		e->sub = NULL; /* closing: the cluster drops it */
@@ -367,7 +367,7 @@ void rr_rt_nodes_room_start(struct rr_core *core, struct rr_room *r)
 	    .on_msg = evt_msg,
 	    .sub_ctx = e,
 	};
-	int rc = rr_cluster_submit(cluster(), &e->sub_req);
+	int rc = rr_room_net_submit(core, &e->sub_req);
 	if (rc < 0) {
 		rr_warn("room '%s': subscribing to %s: %s (presence stays on this node)", r->name,
 			e->subject, strerror(-rc));
@@ -494,7 +494,7 @@ void rr_rt_nodes_start(struct rr_core *core)
 	    .sub_ctx = ns,
 	    .control = true,
 	};
-	int rc = rr_cluster_submit(cluster(), &ns->beat_req);
+	int rc = rr_room_net_submit(core, &ns->beat_req);
 	if (rc < 0)
 		rr_warn("core %u: subscribing to %s: %s (nodes that stop are not noticed)",
 			core->id, NODES_SUBJECT, strerror(-rc));

@@ -8,7 +8,10 @@ Cases: bad values exit 2 naming the flag; a broker started before NATS
 serves and says "connecting"; it connects once NATS is there (default node
 name hostname:port, the chat stream made); a second node with --node-name;
 NATS killed: both say "reconnecting", counted; NATS back: connected again,
-counted; both exit 0 on SIGTERM.
+counted; a node SIGTERMed while another node's heartbeats flood in exits 0
+with nothing left over (under the sanitizers: no leak of a message posted
+to a core whose loop had ended); --cluster-replicas 3 on a lone server is
+refused and logged; every node exits 0 on SIGTERM.
 
 Usage: test_cluster_broker.py <ringroom binary>
 """
@@ -16,10 +19,13 @@ Usage: test_cluster_broker.py <ringroom binary>
 import asyncio
 import os
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -132,6 +138,39 @@ def wait_log(broker, text):
             return True
         time.sleep(0.05)
     return False
+
+
+class HeartbeatFlood:
+    """A thread publishing a made-up node's heartbeats on ringroom.nodes as
+    fast as a raw NATS connection takes them (the envelope of src/rt/nodes.c:
+    version 1, the name's length, the name, a boot id): every core of every
+    node subscribes to that subject, so each core keeps getting messages."""
+
+    NAME = b"flood"
+
+    def __init__(self, nats):
+        self.sock = socket.create_connection(("127.0.0.1", nats.port), timeout=EVENTUALLY)
+        self.sock.recv(4096)  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+        beat = bytes([1, len(self.NAME)]) + self.NAME + struct.pack("<Q", 0x5eed)
+        self.batch = (b"PUB ringroom.nodes %d\r\n%s\r\n" % (len(beat), beat)) * 500
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                self.sock.sendall(self.batch)
+                self.sent += 500
+        except OSError:
+            pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(EVENTUALLY)
+        self.sock.close()
 
 
 def bad_flags(binary):
@@ -252,6 +291,36 @@ def main():
                     return "%s: the log does not say it reconnected" % n.name
             return None
         report.run("NATS back: connected again, counted, logged", back)
+
+        f = rrtest.Broker(binary, ["--cluster", nats.url(), "--node-name", "flooded"],
+                          name="node-f")
+        brokers.append(f)
+        f.start()
+
+        def stop_under_flood():
+            if wait_metrics(f, lambda m: m.value("ringroom_cluster_up") == 1) is None:
+                return "node-f did not connect"
+            flood = HeartbeatFlood(nats)
+            try:
+                # its cores take the flood's beats, then it is told to stop
+                # while they keep coming
+                if wait_metrics(f, lambda m: m.value("ringroom_cluster_heartbeats_in_total")
+                                > 2000) is None:
+                    return "node-f's cores do not get the flood's heartbeats"
+                f.signal(signal.SIGTERM)
+                st = f.wait(EVENTUALLY)
+                if st != 0:
+                    return "exit status %s after SIGTERM" % st
+                bad = f.san_problems()
+                if bad:
+                    return bad[0]
+                if "core stopped" not in f.stderr_text():
+                    return "node-f did not stop its cores"
+            finally:
+                flood.close()
+            return None
+        report.run("SIGTERM while another node's heartbeats flood in: exits 0, nothing left "
+                   "on the cores' rings", stop_under_flood)
 
         # --cluster-replicas reaches the stream's config: a lone nats-server
         # cannot keep 3 copies and refuses the stream, and the node says so

@@ -53,9 +53,10 @@ static int api_history(struct rr_room *room, struct chat_room *st, struct rr_api
 	return rr_log_read_before(room, before, limit, api_history_done, call);
 }
 
-static void presence_add(const char *uid, json_t *username, void *arg)
+static bool presence_add(const char *uid, json_t *username, void *arg)
 {
-	json_array_append_new(arg, json_pack("{s:s, s:O}", "userId", uid, "username", username));
+	return json_array_append_new(arg, json_pack("{s:s, s:O}", "userId", uid, "username",
+						   username)) == 0;
 }
 
 /* every node's users (cluster mode), each once */

@@ -128,9 +128,9 @@ struct chat_buf {
 
 /* prototypes */
 /* chat_state.c: a user is online on another node / anywhere; each online
- * user once (this node's first), fn(userId, username) for each; returns how
- * many there are */
-typedef void chat_online_fn(const char *uid, json_t *username, void *arg);
+ * user once (this node's first), fn(userId, username) for each until fn
+ * returns false (the listing is full); returns how many there are */
+typedef bool chat_online_fn(const char *uid, json_t *username, void *arg);
 bool chat_user_remote(const struct chat_room *st, const char *uid);
 bool chat_user_online(const struct chat_room *st, const char *uid);
 size_t chat_online_each(struct chat_room *st, chat_online_fn *fn, void *arg);

@@ -32,8 +32,9 @@
 
 static void tell(struct rr_room *room, json_t *o)
 {
-	/* rare (joins, leaves, kicks): -ENOTSUP when the room does not span
-	 * nodes; published also before the room listens (a kick must go) */
+	/* rare (hellos, joins, leaves, kicks): -ENOTSUP when the room does
+	 * not span nodes; published also before the room listens (a kick
+	 * must go) */
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (s)
@@ -54,14 +55,20 @@ static json_t *local_users(struct chat_room *st)
 	return o;
 }
 
+/* Joins and leaves go once the room hears the other nodes: before that,
+ * its hello (chat_nodes_ready) carries the users it has then; in a room
+ * that does not span nodes they cost nothing. */
 void chat_nodes_join(struct rr_room *room, const struct chat_member *m)
 {
-	tell(room, json_pack("{s:s, s:s, s:s}", "t", "join", "u", m->user_id, "n", m->user_name));
+	if (chat_state(room)->clustered)
+		tell(room, json_pack("{s:s, s:s, s:s}", "t", "join", "u", m->user_id, "n",
+				     m->user_name));
 }
 
 void chat_nodes_leave(struct rr_room *room, const struct chat_member *m)
 {
-	tell(room, json_pack("{s:s, s:s}", "t", "leave", "u", m->user_id));
+	if (chat_state(room)->clustered)
+		tell(room, json_pack("{s:s, s:s}", "t", "leave", "u", m->user_id));
 }
 
 void chat_nodes_frame(struct rr_room *room, const char *frame, size_t len)

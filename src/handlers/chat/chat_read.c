@@ -58,21 +58,21 @@ struct online_list {
 	size_t listed;
 };
 
-static void online_add(const char *uid, json_t *username, void *arg)
+static bool online_add(const char *uid, json_t *username, void *arg)
 {
 	struct online_list *l = arg;
 	if (l->listed == CHAT_ONLINE_MAX || l->b->failed)
-		return;
+		return false;
 	json_t *o = json_pack("{s:s, s:O}", "userId", uid, "username", username);
 	if (o == NULL) {
 		l->b->failed = true;
-		return;
+		return false;
 	}
 	if (l->listed)
 		chat_buf_str(l->b, ",");
 	chat_buf_json(l->b, o);
 	json_decref(o);
-	l->listed++;
+	return ++l->listed < CHAT_ONLINE_MAX;
 }
 
 static void chat_buf_online_tail(struct chat_buf *b, struct chat_room *st)

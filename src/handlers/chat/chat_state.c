@@ -292,21 +292,19 @@ size_t chat_online_each(struct chat_room *st, chat_online_fn *fn, void *arg)
 {
 	const char *uid;
 	json_t *u;
-	size_t n = 0;
+	bool more = true;
 	json_object_foreach(st->users, uid, u)
 	{
-		fn(uid, json_object_get(u, "username"), arg);
-		n++;
+		if (!(more = fn(uid, json_object_get(u, "username"), arg)))
+			break;
 	}
-	if (st->remote == NULL)
-		return n;
-	/* each user once: skip those of this node and of a node before */
-	const char *node;
-	json_t *users;
+	size_t n = json_object_size(st->users);
+	if (st->remote == NULL || json_object_size(st->remote) == 0)
+		return n; /* this node's users only: the count is the table's size */
+	/* each other user once: skip those of this node and of a node before */
 	void *it = json_object_iter(st->remote);
 	for (; it; it = json_object_iter_next(st->remote, it)) {
-		users = json_object_iter_value(it);
-		node = json_object_iter_key(it);
+		json_t *users = json_object_iter_value(it);
 		json_object_foreach(users, uid, u)
 		{
 			if (json_object_get(st->users, uid))
@@ -317,10 +315,10 @@ size_t chat_online_each(struct chat_room *st, chat_online_fn *fn, void *arg)
 				seen = json_object_get(json_object_iter_value(jt), uid) != NULL;
 			if (seen)
 				continue;
-			fn(uid, u, arg);
+			if (more)
+				more = fn(uid, u, arg);
 			n++;
 		}
-		(void)node;
 	}
 	return n;
 }
