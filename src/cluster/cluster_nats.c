@@ -318,8 +318,9 @@ int rr_cl_nats_start(struct rr_cluster *cl)
 /* A stream at each (re)connect: created if missing, else left alone (its
  * limits and replicas are the operator's). Its creation time in *created.
  * Nodes starting together race to create it: the loser's create fails
- * (JetStream: the subjects overlap the stream just made), so it looks the
- * stream up again. */
+ * (JetStream: the subjects overlap the stream just made) or answers before
+ * the stream has its creation time, so the time is always read back with a
+ * lookup, and a lost race looks again. */
 static void ensure_one(struct rr_cluster *cl, const char *name, const char **subjects, int nsub,
 		       int64_t max_per_subject, uint64_t max_age_ms, _Atomic uint64_t *created)
 {
@@ -327,14 +328,19 @@ static void ensure_one(struct rr_cluster *cl, const char *name, const char **sub
 	jsErrCode jerr = 0;
 	natsStatus s = NATS_OK;
 
-	for (int attempt = 0; attempt < 3; attempt++) {
+	for (int attempt = 0; attempt < 4; attempt++) {
 		jerr = 0;
 		s = js_GetStreamInfo(&si, cl->js, name, NULL, &jerr);
 		if (s == NATS_OK) {
-			if (created != NULL)
-				atomic_store(created, (uint64_t)si->Created);
+			int64_t at = si->Created;
+
 			jsStreamInfo_Destroy(si);
-			return;
+			if (at > 0 || created == NULL) {
+				if (created != NULL)
+					atomic_store(created, (uint64_t)at);
+				return;
+			}
+			continue; /* just made by another node: not dated yet */
 		}
 		if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
 			break;
@@ -357,15 +363,16 @@ static void ensure_one(struct rr_cluster *cl, const char *name, const char **sub
 				"replica%s)",
 				name, subjects[0], nsub > 1 ? ", ..." : "", (long long)sc.Replicas,
 				sc.Replicas == 1 ? "" : "s");
-			if (created != NULL)
-				atomic_store(created, (uint64_t)si->Created);
 			jsStreamInfo_Destroy(si);
-			return;
+			continue; /* its creation time: read back */
 		}
 		if (jerr != JSStreamSubjectOverlapErr && jerr != JSStreamNameExistErr)
 			break; /* not a race with another node: no point asking again */
 	}
-	if (jerr == JSNotEnabledErr || jerr == JSNotEnabledForAccountErr)
+	if (s == NATS_OK)
+		rr_warn("JetStream stream %s: no creation time after 4 lookups (tried again "
+			"at the next reconnect)", name);
+	else if (jerr == JSNotEnabledErr || jerr == JSNotEnabledForAccountErr)
 		rr_warn("JetStream is not enabled on the NATS server (run nats-server "
 			"with -js): JetStream publishes will fail");
 	else
