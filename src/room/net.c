@@ -21,9 +21,18 @@
  * request the cluster refuses (its queue full) or that fails is tried
  * again by a timer.
  *
+ * Rooms of a loaded handler (--handler) work the same way for what the
+ * handler broadcasts (rr_room_broadcast, rr_room_broadcast_tag): each node
+ * runs the handler for its own members, and a broadcast reaches the room's
+ * members on every node. The runtime names each such route's subject
+ * prefix (rr_room_net_kind: ringroom.h.<hash of the mount prefix>), so the
+ * nodes must mount the handler on the same prefix.
+ *
  * The payload on the subject is an envelope, then the frame's bytes:
  *   [0] 1 (version)   [1] opcode (text 1, binary 2)   [2] L
  *   [3 .. 3+L) the publishing node's name          then the payload
+ * or, for a broadcast to the members carrying a tag:
+ *   [0] 2   [1] opcode   [2] L   the name   [3+L] T   the tag (T bytes)
  * A node drops a message carrying its own name: with no echo it can only
  * come from another node of the same name (logged once: names must be
  * unique, or those nodes never hear each other).
@@ -48,7 +57,11 @@
 #define NET_BUCKETS_INIT 64
 #define NET_RETRY_MS 1000
 #define NET_ENVELOPE_VERSION 1
+#define NET_ENVELOPE_TAGGED 2
 #define NET_HEAD_MAX (3 + 255)
+#define NET_KINDS 256
+#define NET_PREFIX_MAX 48
+#define NET_TAG_MAX 255
 
 struct net_sub {
 	struct net_sub *next; /* hash chain */
@@ -80,6 +93,22 @@ struct rr_room_net {
 static struct rr_cluster *cluster(void)
 {
 	return rr_gate_cfg.cluster;
+}
+
+/* Each room kind that spans nodes: its subjects' prefix ("" for none).
+ * Written before the cores start, read-only after. */
+static char kind_prefix[NET_KINDS][NET_PREFIX_MAX] = {[RR_ROUTE_RAW] = "ringroom.raw"};
+static rr_room_keep_fn *tag_keep;
+
+void rr_room_net_kind(uint8_t kind, const char *prefix)
+{
+	rr_assert(strlen(prefix) < NET_PREFIX_MAX);
+	strcpy(kind_prefix[kind], prefix);
+}
+
+void rr_room_net_tag_filter(rr_room_keep_fn *keep)
+{
+	tag_keep = keep;
 }
 
 static void net_retry(struct rr_timer *t, uint64_t now_ms);
@@ -288,7 +317,7 @@ static void net_retry(struct rr_timer *t, uint64_t now_ms)
 
 void rr_room_net_watch(struct rr_core *core, struct rr_room *r)
 {
-	if (cluster() == NULL || r->shard || r->kind != RR_ROUTE_RAW)
+	if (cluster() == NULL || r->shard || kind_prefix[r->kind][0] == '\0')
 		return;
 	bool want = r->count > 0;
 	struct rr_room_net *n = net_of(core, want);
@@ -309,8 +338,8 @@ void rr_room_net_watch(struct rr_core *core, struct rr_room *r)
 				core->id, r->name);
 			return;
 		}
-		int rc = rr_cluster_room_subject(s->subject, sizeof(s->subject), "ringroom.raw",
-						 r->name, r->name_len);
+		int rc = rr_cluster_room_subject(s->subject, sizeof(s->subject),
+						 kind_prefix[r->kind], r->name, r->name_len);
 		if (rc < 0) { /* the gate checked the name: cannot happen */
 			rr_warn("core %u: room '%s': no subject: %s", core->id, r->name,
 				strerror(-rc));
@@ -334,37 +363,64 @@ void rr_room_net_watch(struct rr_core *core, struct rr_room *r)
 		settle(n, s);
 }
 
-void rr_room_net_publish(struct rr_core *core, const char *room, size_t room_len, uint8_t opcode,
-			 const uint8_t *p, size_t len)
+/* One message to the room's subject, for the other nodes' members (those
+ * carrying tag, when not NULL). */
+static void publish(struct rr_core *core, uint8_t kind, const char *room, size_t room_len,
+		    uint8_t opcode, const char *tag, const uint8_t *p, size_t len)
 {
 	struct rr_cluster *cl = cluster();
-	if (cl == NULL)
+	if (cl == NULL || kind_prefix[kind][0] == '\0')
 		return;
 	struct rr_room_net *n = net_of(core, true);
 	if (n == NULL)
 		return;
-	uint64_t h = rr_hash(room, room_len) ^ RR_ROUTE_RAW;
-	struct net_sub *s = *find(n, RR_ROUTE_RAW, room, room_len, h);
+	uint64_t h = rr_hash(room, room_len) ^ kind;
+	struct net_sub *s = *find(n, kind, room, room_len, h);
 	char subject[RR_CLUSTER_SUBJECT_MAX];
 	const char *subj = s ? s->subject : subject;
 	if (s == NULL &&
-	    rr_cluster_room_subject(subject, sizeof(subject), "ringroom.raw", room, room_len) < 0)
+	    rr_cluster_room_subject(subject, sizeof(subject), kind_prefix[kind], room, room_len) < 0)
 		return;
-	n->head[1] = opcode;
-	int rc = rr_cluster_publish2(cl, core->id, subj, n->head, n->head_len, p, (uint32_t)len);
+	uint8_t head[NET_HEAD_MAX + 1 + NET_TAG_MAX];
+	uint32_t head_len = n->head_len;
+	memcpy(head, n->head, n->head_len);
+	head[1] = opcode;
+	if (tag != NULL) {
+		size_t tl = strlen(tag);
+		if (tl == 0 || tl > NET_TAG_MAX)
+			return; /* the runtime's tags are shorter: cannot happen */
+		head[0] = NET_ENVELOPE_TAGGED;
+		head[head_len++] = (uint8_t)tl;
+		memcpy(head + head_len, tag, tl);
+		head_len += (uint32_t)tl;
+	}
+	int rc = rr_cluster_publish2(cl, core->id, subj, head, head_len, p, (uint32_t)len);
 	if (rc == -EAGAIN && !n->warned_full) {
 		n->warned_full = true;
-		rr_warn("core %u: the cluster queue is full: /raw/ messages stay on this node "
+		rr_warn("core %u: the cluster queue is full: room messages stay on this node "
 			"(counted in ringroom_cluster_publish_refused_total; logged once)",
 			core->id);
 	} else if (rc == -EMSGSIZE && !n->warned_size) {
 		n->warned_size = true;
-		rr_warn("core %u: a /raw/ message of %zu bytes is over the cluster's payload limit "
-			"(%u bytes with the envelope): it stays on this node (logged once)",
+		rr_warn("core %u: a room message of %zu bytes is over the cluster's payload "
+			"limit (%u bytes with the envelope): it stays on this node (logged once)",
 			core->id, len, RR_CLUSTER_PAYLOAD_MAX);
 	} else if (rc < 0 && rc != -ENOTCONN && rc != -EAGAIN && rc != -EMSGSIZE) {
 		rr_debug("core %u: publishing on %s: %s", core->id, subj, strerror(-rc));
 	}
+}
+
+void rr_room_net_publish(struct rr_core *core, const char *room, size_t room_len, uint8_t opcode,
+			 const uint8_t *p, size_t len)
+{
+	publish(core, RR_ROUTE_RAW, room, room_len, opcode, NULL, p, len);
+}
+
+void rr_room_net_broadcast(struct rr_core *core, struct rr_room *r, uint8_t opcode,
+			   const char *tag, const uint8_t *p, size_t len)
+{
+	if (!r->shard)
+		publish(core, r->kind, r->name, r->name_len, opcode, tag, p, len);
 }
 
 static void on_msg(struct rr_cluster_msg *msg)
@@ -377,8 +433,19 @@ static void on_msg(struct rr_cluster_msg *msg)
 	const uint8_t *d = msg->data;
 	uint32_t len = msg->len;
 	uint32_t head = len >= 3 ? 3u + d[2] : 0;
-	if (len < 3 || d[0] != NET_ENVELOPE_VERSION ||
+	uint32_t node_end = head;
+	char tag[NET_TAG_MAX + 1];
+	bool tagged = len >= 3 && d[0] == NET_ENVELOPE_TAGGED;
+	if (tagged && head < len && d[head] > 0 && head + 1u + d[head] <= len) {
+		memcpy(tag, d + head + 1, d[head]);
+		tag[d[head]] = '\0';
+		head += 1u + d[head];
+	} else if (tagged) {
+		head = len + 1; /* no tag: not a node's */
+	}
+	if (len < 3 || (d[0] != NET_ENVELOPE_VERSION && !tagged) ||
 	    (d[1] != RR_WS_TEXT && d[1] != RR_WS_BINARY) || head > len ||
+	    (tagged && (tag_keep == NULL || memchr(tag, '\0', d[node_end]) != NULL)) ||
 	    (d[1] == RR_WS_TEXT && !rr_utf8_valid(d + head, len - head))) {
 		if (!n->warned_bad) {
 			n->warned_bad = true;
@@ -388,12 +455,12 @@ static void on_msg(struct rr_cluster_msg *msg)
 		}
 		return;
 	}
-	if (head == n->head_len && memcmp(d + 3, n->head + 3, head - 3) == 0) {
+	if (node_end == n->head_len && memcmp(d + 3, n->head + 3, node_end - 3) == 0) {
 		if (!n->warned_name) {
 			n->warned_name = true;
 			rr_warn("core %u: a message on %s comes from another node named '%.*s' "
 				"like this one: dropped (node names must be unique; logged once)",
-				core->id, msg->subject, (int)(head - 3), (const char *)d + 3);
+				core->id, msg->subject, (int)(node_end - 3), (const char *)d + 3);
 		}
 		return;
 	}
@@ -403,7 +470,7 @@ static void on_msg(struct rr_cluster_msg *msg)
 	struct rr_frame *f = rr_frame_ws(d[1], d + head, len - head);
 	if (f == NULL)
 		return; /* out of memory: lost like any late NATS message */
-	rr_room_send_all(core, r, f, NULL, NULL, NULL);
+	rr_room_send_all(core, r, f, NULL, tagged ? tag_keep : NULL, tagged ? tag : NULL);
 	rr_frame_unref(f);
 }
 
@@ -470,6 +537,28 @@ void rr_room_net_publish(struct rr_core *core, const char *room, size_t room_len
 	(void)room;
 	(void)room_len;
 	(void)opcode;
+	(void)p;
+	(void)len;
+}
+
+void rr_room_net_kind(uint8_t kind, const char *prefix)
+{
+	(void)kind;
+	(void)prefix;
+}
+
+void rr_room_net_tag_filter(rr_room_keep_fn *keep)
+{
+	(void)keep;
+}
+
+void rr_room_net_broadcast(struct rr_core *core, struct rr_room *r, uint8_t opcode,
+			   const char *tag, const uint8_t *p, size_t len)
+{
+	(void)core;
+	(void)r;
+	(void)opcode;
+	(void)tag;
 	(void)p;
 	(void)len;
 }

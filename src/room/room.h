@@ -112,4 +112,16 @@ typedef bool rr_room_keep_fn(const struct rr_conn *m, const void *arg);
 uint32_t rr_room_send_all(struct rr_core *core, struct rr_room *r, struct rr_frame *f,
 			  const struct rr_conn *except, rr_room_keep_fn *keep, const void *arg);
 
+/* room/net.c, for the rooms of loaded handlers: rr_room_net_kind (before
+ * the cores start) makes rooms of a kind span nodes on subjects
+ * <prefix>.<room> (/raw/ rooms are "ringroom.raw"); net_watch then works
+ * for them as for /raw/ rooms, and rr_room_net_broadcast sends what the
+ * handler broadcast on r to the members on the other nodes (those
+ * carrying tag, with keep the filter rr_room_net_tag_filter named: the
+ * runtime's, as for a local tagged broadcast). */
+void rr_room_net_kind(uint8_t kind, const char *prefix);
+void rr_room_net_tag_filter(rr_room_keep_fn *keep);
+void rr_room_net_broadcast(struct rr_core *core, struct rr_room *r, uint8_t opcode,
+			   const char *tag, const uint8_t *p, size_t len);
+
 #endif

@@ -31,6 +31,16 @@ uint32_t rr_room_size(const struct rr_room *room)
 	return room->count;
 }
 
+/* A loaded handler's broadcast also reaches the room's members on the
+ * other nodes (--cluster; room/net.c). The built-in handlers' rooms have
+ * their own ways across (the chat room its log and node messages). */
+static void to_nodes(struct rr_room *room, int opcode, const char *tag, const void *data,
+		     size_t len)
+{
+	if (room->kind >= RR_ROUTE_CUSTOM_BASE)
+		rr_room_net_broadcast(rr_core_current(), room, (uint8_t)opcode, tag, data, len);
+}
+
 int rr_room_broadcast(struct rr_room *room, int opcode, const void *data, size_t len,
 		      struct rr_conn *except)
 {
@@ -39,10 +49,11 @@ int rr_room_broadcast(struct rr_room *room, int opcode, const void *data, size_t
 		return -ENOMEM;
 	rr_room_send_all(rr_core_current(), room, f, except, NULL, NULL);
 	rr_frame_unref(f);
+	to_nodes(room, opcode, NULL, data, len);
 	return 0;
 }
 
-static bool has_tag(const struct rr_conn *m, const void *tag)
+bool rr_rt_has_tag(const struct rr_conn *m, const void *tag)
 {
 	return rr_member_has_tag(m, tag);
 }
@@ -53,8 +64,9 @@ int rr_room_broadcast_tag(struct rr_room *room, const char *tag, int opcode, con
 	struct rr_frame *f = rr_frame_ws((uint8_t)opcode, data, len);
 	if (f == NULL)
 		return -ENOMEM;
-	rr_room_send_all(rr_core_current(), room, f, except, has_tag, tag);
+	rr_room_send_all(rr_core_current(), room, f, except, rr_rt_has_tag, tag);
 	rr_frame_unref(f);
+	to_nodes(room, opcode, tag, data, len);
 	return 0;
 }
 

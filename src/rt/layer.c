@@ -3,7 +3,11 @@
  * start and stop, storage completions) and the gate (its routes).
  */
 #include "rt/rt.h"
+#include "core/hash.h"
 #include "http/http.h"
+
+#include <stdio.h>
+#include <string.h>
 
 static void rt_start(struct rr_core *core)
 {
@@ -34,8 +38,17 @@ void rr_rt_register(void)
 	for (unsigned r = 0; r < RR_ROUTE_CUSTOM_BASE; r++)
 		if (rr_handler_for_route(r))
 			rr_rt_open_register(r);
-	for (unsigned i = 0; i < rr_handler_cfg.ncustom; i++)
+	for (unsigned i = 0; i < rr_handler_cfg.ncustom; i++) {
 		rr_rt_open_register(RR_ROUTE_CUSTOM_BASE + i);
+		/* its broadcasts span nodes on ringroom.h.<mount prefix's hash>:
+		 * the same on every node that mounts it on the same prefix */
+		const char *mp = rr_handler_cfg.custom_prefix[i];
+		char subj[32];
+		snprintf(subj, sizeof(subj), "ringroom.h.%016llx",
+			 (unsigned long long)rr_hash(mp, strlen(mp)));
+		rr_room_net_kind((uint8_t)(RR_ROUTE_CUSTOM_BASE + i), subj);
+	}
+	rr_room_net_tag_filter(rr_rt_has_tag);
 	if (rr_handler_cfg.ncustom)
 		rr_gate_matcher(rr_rt_match_custom);
 }

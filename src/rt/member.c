@@ -232,6 +232,8 @@ static void member_open(struct rr_core *core, struct rr_conn *c)
 		rr_room_release_if_empty(core, r);
 		return;
 	}
+	if (r->count == 1)
+		rr_room_net_watch(core, r); /* the node's first member: hear the others */
 	int arc = rr_conn_upgrade(core, c, x->accept, x->protocol);
 	free(x->protocol);
 	x->protocol = NULL;
@@ -595,6 +597,8 @@ static void rt_detach(struct rr_core *core, struct rr_conn *c)
 	if (r) {
 		r->busy++;
 		rr_room_detach(core, c);
+		if (r->count == 0)
+			rr_room_net_watch(core, r); /* the node's last member left */
 		x->left_room = r;
 	}
 }

@@ -114,6 +114,8 @@ extern struct rr_handler_config rr_handler_cfg;
 /* Register the runtime with the reactor and the gate, with every handler
  * added so far. Once, after rr_rt_add() and rr_handler_load_so(). */
 void rr_rt_register(void);
+/* The filter of a tagged broadcast (api.c): m carries the tag. */
+bool rr_rt_has_tag(const struct rr_conn *m, const void *tag);
 /* Serve route (an rr_route_kind, e.g. RR_ROUTE_CHAT) with h. */
 void rr_rt_add(unsigned route, const struct rr_handler *h);
 /* Load a handler from a shared object for prefix. 0 or -errno (logged). */
