@@ -173,10 +173,14 @@ uint32_t rr_room_size(const struct rr_room *room);
  * Send a message to every member (except `except`, which may be NULL). The
  * frame is encoded once; each member gets a reference. Members past their
  * --max-queued-bytes are closed with 1013 instead. Returns 0 or -ENOMEM.
+ * With --cluster it also reaches the room's members on the other nodes
+ * (those that mount this handler on the same prefix), once each, while
+ * NATS is up; each node runs its own instance of the handler (its state,
+ * storage and alarms) for its own members.
  */
 int rr_room_broadcast(struct rr_room *room, int opcode, const void *data, size_t len,
 		      struct rr_conn *except);
-/* The same, only to members carrying tag. */
+/* The same, only to members carrying tag (on every node, too). */
 int rr_room_broadcast_tag(struct rr_room *room, const char *tag, int opcode, const void *data,
 			  size_t len, struct rr_conn *except);
 /*

@@ -32,7 +32,8 @@
  *   [0] 1 (version)   [1] opcode (text 1, binary 2)   [2] L
  *   [3 .. 3+L) the publishing node's name          then the payload
  * or, for a broadcast to the members carrying a tag:
- *   [0] 2   [1] opcode   [2] L   the name   [3+L] T   the tag (T bytes)
+ *   [0] 2   [1] opcode   [2] L   the name   [3+L, 4+L] T (big endian)
+ *   then the tag (T bytes, 1..1024)
  * A node drops a message carrying its own name: with no echo it can only
  * come from another node of the same name (logged once: names must be
  * unique, or those nodes never hear each other).
@@ -61,7 +62,7 @@
 #define NET_HEAD_MAX (3 + 255)
 #define NET_KINDS 256
 #define NET_PREFIX_MAX 48
-#define NET_TAG_MAX 255
+#define NET_TAG_MAX 1024 /* the runtime's are at most 256 bytes */
 
 struct net_sub {
 	struct net_sub *next; /* hash chain */
@@ -381,7 +382,7 @@ static void publish(struct rr_core *core, uint8_t kind, const char *room, size_t
 	if (s == NULL &&
 	    rr_cluster_room_subject(subject, sizeof(subject), kind_prefix[kind], room, room_len) < 0)
 		return;
-	uint8_t head[NET_HEAD_MAX + 1 + NET_TAG_MAX];
+	uint8_t head[NET_HEAD_MAX + 2 + NET_TAG_MAX];
 	uint32_t head_len = n->head_len;
 	memcpy(head, n->head, n->head_len);
 	head[1] = opcode;
@@ -390,6 +391,7 @@ static void publish(struct rr_core *core, uint8_t kind, const char *room, size_t
 		if (tl == 0 || tl > NET_TAG_MAX)
 			return; /* the runtime's tags are shorter: cannot happen */
 		head[0] = NET_ENVELOPE_TAGGED;
+		head[head_len++] = (uint8_t)(tl >> 8);
 		head[head_len++] = (uint8_t)tl;
 		memcpy(head + head_len, tag, tl);
 		head_len += (uint32_t)tl;
@@ -436,16 +438,17 @@ static void on_msg(struct rr_cluster_msg *msg)
 	uint32_t node_end = head;
 	char tag[NET_TAG_MAX + 1];
 	bool tagged = len >= 3 && d[0] == NET_ENVELOPE_TAGGED;
-	if (tagged && head < len && d[head] > 0 && head + 1u + d[head] <= len) {
-		memcpy(tag, d + head + 1, d[head]);
-		tag[d[head]] = '\0';
-		head += 1u + d[head];
+	uint32_t tl = tagged && head + 2u <= len ? (uint32_t)d[head] << 8 | d[head + 1] : 0;
+	if (tagged && tl > 0 && tl <= NET_TAG_MAX && head + 2u + tl <= len) {
+		memcpy(tag, d + head + 2, tl);
+		tag[tl] = '\0';
+		head += 2u + tl;
 	} else if (tagged) {
 		head = len + 1; /* no tag: not a node's */
 	}
 	if (len < 3 || (d[0] != NET_ENVELOPE_VERSION && !tagged) ||
 	    (d[1] != RR_WS_TEXT && d[1] != RR_WS_BINARY) || head > len ||
-	    (tagged && (tag_keep == NULL || memchr(tag, '\0', d[node_end]) != NULL)) ||
+	    (tagged && (tag_keep == NULL || memchr(tag, '\0', tl) != NULL)) ||
 	    (d[1] == RR_WS_TEXT && !rr_utf8_valid(d + head, len - head))) {
 		if (!n->warned_bad) {
 			n->warned_bad = true;

@@ -11,7 +11,7 @@ Cases:
     its "count 1" reaches x and y; y's "incr" is counted by node-b's own
     handler (its state is per node) and reaches both; each broadcast once;
   - a tagged broadcast ("to vip …") from node-a reaches the member carrying
-    the tag on node-b, not the one without;
+    the tag on node-b, not the one without; so does one to a 256-byte tag;
   - a handler's answer to one member (rr_member_send: "get") stays with it;
   - another room of the same handler hears none of it;
   - the last member of the room on node-b leaves: node-b gives up the
@@ -43,6 +43,7 @@ EVENTUALLY = 30.0
 QUIET = 0.5
 NODES = ("node-a", "node-b")
 PREFIX = "/counter/"
+LONG_TAG = "k" * 256  # RR_TAG_BYTES_MAX
 
 
 def fnv64(s):
@@ -167,7 +168,7 @@ class Suite:
         x, y = self.x, self.y
         z = await self.open("node-b", "r1")
         self.z = z
-        await z.ws.send("tag vip")
+        await z.ws.send("tag vip " + LONG_TAG)
         why = await z.wait(lambda: "tagged" in z.got, "tagged")
         if why:
             return why
@@ -185,6 +186,11 @@ class Suite:
             return "y on node-b (no tag) got the tagged broadcast"
         if z.count("hello-vips") != 1:
             return "z got the tagged broadcast %d times" % z.count("hello-vips")
+        # the longest tag a member may carry crosses too
+        await x.ws.send("to %s hello-long" % LONG_TAG)
+        why = await z.wait(lambda: "hello-long" in z.got, "the broadcast to a 256-byte tag")
+        if why:
+            return why
         return None
 
     async def private(self):
@@ -223,7 +229,7 @@ class Suite:
         s = socket.create_connection(("127.0.0.1", self.nats.port), timeout=EVENTUALLY)
         try:
             s.recv(4096)
-            bad = [b"\x07\x01\x05nodeXbogus", b"\x02\x01\x05nodeX\x09vi"]
+            bad = [b"\x07\x01\x05nodeXbogus", b"\x02\x01\x05nodeX\x00\x09vi"]
             out = b'CONNECT {"verbose":false}\r\n'
             for p in bad:
                 out += b"PUB %s %d\r\n%s\r\n" % (subject("r1").encode(), len(p), p)
