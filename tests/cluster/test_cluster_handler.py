@@ -131,22 +131,14 @@ class Suite:
             why = await self.probe(a, b)
             if why:
                 return why
-        await x.ws.send("incr")
-        for m in (x, y):
-            why = await m.wait(lambda: m.count("count 1") >= 1, "count 1 from node-a")
-            if why:
-                return why
         # node-b's handler has its own state: its first incr is 1 too
-        await y.ws.send("incr")
-        for m in (x, y):
-            why = await m.wait(lambda: m.count("count 1") >= 2, "count 1 from node-b")
-            if why:
-                return why
-        await x.ws.send("incr")
-        for m in (x, y):
-            why = await m.wait(lambda: m.count("count 2") >= 1, "count 2 from node-a")
-            if why:
-                return why
+        for sender, text, times in ((x, "count 1", 1), (y, "count 1", 2), (x, "count 2", 1)):
+            await sender.ws.send("incr")
+            for m in (x, y):
+                why = await m.wait(lambda: m.count(text) >= times,
+                                   "%s from %s" % (text, sender.node))
+                if why:
+                    return why
         await asyncio.sleep(QUIET)
         for m in (x, y):
             if m.count("count 1") != 2 or m.count("count 2") != 1:
