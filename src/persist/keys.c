@@ -5,7 +5,6 @@
  * crash).
  */
 #include "persist/keys.h"
-#include "core/bytes.h"
 
 #include <errno.h>
 #include <string.h>

@@ -382,19 +382,23 @@ static void publish(struct rr_core *core, uint8_t kind, const char *room, size_t
 	if (s == NULL &&
 	    rr_cluster_room_subject(subject, sizeof(subject), kind_prefix[kind], room, room_len) < 0)
 		return;
-	uint8_t head[NET_HEAD_MAX + 2 + NET_TAG_MAX];
+	/* the node's envelope as it is; a tagged one (handler rooms only)
+	 * is built on the stack with the tag after the name */
+	n->head[1] = opcode;
+	const uint8_t *head = n->head;
 	uint32_t head_len = n->head_len;
-	memcpy(head, n->head, n->head_len);
-	head[1] = opcode;
+	uint8_t tagged[NET_HEAD_MAX + 2 + NET_TAG_MAX];
 	if (tag != NULL) {
 		size_t tl = strlen(tag);
 		if (tl == 0 || tl > NET_TAG_MAX)
 			return; /* the runtime's tags are shorter: cannot happen */
-		head[0] = NET_ENVELOPE_TAGGED;
-		head[head_len++] = (uint8_t)(tl >> 8);
-		head[head_len++] = (uint8_t)tl;
-		memcpy(head + head_len, tag, tl);
+		memcpy(tagged, n->head, n->head_len);
+		tagged[0] = NET_ENVELOPE_TAGGED;
+		tagged[head_len++] = (uint8_t)(tl >> 8);
+		tagged[head_len++] = (uint8_t)tl;
+		memcpy(tagged + head_len, tag, tl);
 		head_len += (uint32_t)tl;
+		head = tagged;
 	}
 	int rc = rr_cluster_publish2(cl, core->id, subj, head, head_len, p, (uint32_t)len);
 	if (rc == -EAGAIN && !n->warned_full) {

@@ -70,6 +70,14 @@ class Nats:
     def url(self):
         return "nats://127.0.0.1:%d" % self.port
 
+    def client(self):
+        """A plain NATS client connection (INFO read, CONNECT sent): for
+        publishing what no ringroom node would."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=EVENTUALLY)
+        s.recv(4096)  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+        return s
+
     def cleanup(self):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -149,9 +157,7 @@ class HeartbeatFlood:
     NAME = b"flood"
 
     def __init__(self, nats):
-        self.sock = socket.create_connection(("127.0.0.1", nats.port), timeout=EVENTUALLY)
-        self.sock.recv(4096)  # INFO
-        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+        self.sock = nats.client()
         beat = bytes([1, len(self.NAME)]) + self.NAME + struct.pack("<Q", 0x5eed)
         self.batch = (b"PUB ringroom.nodes %d\r\n%s\r\n" % (len(beat), beat)) * 500
         self.stop = threading.Event()
